@@ -1,0 +1,77 @@
+//! Hot-path benches: a page of Userflow users → Arrow RecordBatch, against a
+//! `serde_json::Value` parse of the same bytes as the baseline, and the DuckDB
+//! merge of staged batches. Quote ratios between lines of one run.
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use etl::batch::{split_array, BatchDecoder, PageContext};
+use etl::connectors::userflow::users_table;
+use etl::dest::duckdb::DuckDbDestination;
+use etl::dest::Destination;
+use etl::state::State;
+
+/// `n` users shaped like the playground's, as one list page.
+fn page(n: usize) -> String {
+    let mock = etl::playground::userflow::UserflowMock::generate(n, 7);
+    let data: Vec<_> = mock.users().iter().map(|u| u.to_json()).collect();
+    serde_json::json!({"object": "list", "data": data, "has_more": false, "url": "/users", "next_page_url": null}).to_string()
+}
+
+fn ctx() -> PageContext {
+    PageContext { first_row: 0, location: "bench".into(), synced_at_micros: 0 }
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    for rows in [100usize, 20_000] {
+        let p = page(rows);
+        g.throughput(Throughput::Elements(rows as u64));
+        let decoder = BatchDecoder::new(Arc::new(users_table()));
+        g.bench_function(format!("etl_page_{rows}"), |b| {
+            b.iter(|| {
+                let ranges = split_array(p.as_bytes(), Some("data")).unwrap();
+                decoder.decode(p.as_bytes(), &ranges, &ctx()).unwrap().batch.num_rows()
+            })
+        });
+        g.bench_function(format!("serde_json_value_baseline_{rows}"), |b| {
+            b.iter(|| serde_json::from_str::<serde_json::Value>(&p).unwrap()["data"].as_array().unwrap().len())
+        });
+    }
+    g.finish();
+}
+
+fn merge(c: &mut Criterion) {
+    let rows = 100_000;
+    let p = page(rows);
+    let table = Arc::new(users_table());
+    let decoder = BatchDecoder::new(table.clone());
+    let ranges = split_array(p.as_bytes(), Some("data")).unwrap();
+    let batch = decoder.decode(p.as_bytes(), &ranges, &ctx()).unwrap().batch;
+    let mut g = c.benchmark_group("duckdb_merge");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(rows as u64));
+    g.bench_function("upsert_100k_into_existing_100k", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let mut d = DuckDbDestination::open(&dir.path().join("b.duckdb")).unwrap();
+                d.prepare(&[table.clone()]).unwrap();
+                d.upsert(&table, batch.clone()).unwrap();
+                d.commit("bench", &State::default()).unwrap();
+                (dir, d)
+            },
+            |(dir, mut d)| {
+                d.upsert(&table, batch.clone()).unwrap();
+                let w = d.commit("bench", &State::default()).unwrap();
+                assert_eq!(w.tables["users"].updated, rows as u64);
+                (dir, d)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode, merge);
+criterion_main!(benches);

@@ -1,0 +1,550 @@
+//! The hot path: a page of JSON records → one Arrow `RecordBatch` in a table's
+//! declared schema.
+//!
+//! Sans-I/O: the decoder takes the page's bytes and the byte range of each
+//! record in it (connectors find those while parsing their envelope) and
+//! returns a batch. Records are never re-serialised: a JSON column holding the
+//! whole record (`raw`) is a slice of the page, and unescaped strings are
+//! borrowed. Each record's object is scanned once; nested paths
+//! (`attributes.email`) share the scan of their parent object.
+//!
+//! Large pages are split into chunks decoded in parallel on the rayon pool;
+//! [`decode_on_pool`] runs a whole page there so async fetchers never block.
+
+pub mod values;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
+    Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use base64::Engine as _;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::error::truncate_for_display;
+use crate::schema::{ColumnSource, ColumnType, OnBadRow, TableSchema, UTC};
+
+/// Rows per chunk when a page is big enough to decode in parallel.
+const PARALLEL_CHUNK_ROWS: usize = 4096;
+
+/// A value that does not fit its declared type, or a page that is not what it should be.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct DecodeError {
+    pub table: String,
+    pub column: Option<String>,
+    /// Row number within the stream of this sync (0-based), when known.
+    pub row: Option<u64>,
+    pub value: Option<String>,
+    pub message: String,
+    /// Where the page came from (URL), when known.
+    pub location: Option<String>,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "table {}", self.table)?;
+        if let Some(c) = &self.column {
+            write!(f, ", column {c}")?;
+        }
+        if let Some(r) = self.row {
+            write!(f, ", row {r}")?;
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(v) = &self.value {
+            write!(f, " (value: {v})")?;
+        }
+        if let Some(l) = &self.location {
+            write!(f, " [from {l}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a page sits in a stream, for error messages and `_synced_at`.
+#[derive(Debug, Clone)]
+pub struct PageContext {
+    /// Row number of the page's first record within this sync of the stream.
+    pub first_row: u64,
+    /// The URL the page came from.
+    pub location: String,
+    /// Value of `_synced_at`-style columns, UTC microseconds.
+    pub synced_at_micros: i64,
+}
+
+/// A record set aside because one of its values does not fit (quarantine mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub table: String,
+    pub raw: String,
+    pub error: String,
+}
+
+/// The result of decoding one page.
+#[derive(Debug)]
+pub struct Decoded {
+    pub batch: RecordBatch,
+    pub rejects: Vec<Reject>,
+}
+
+/// Byte range of a borrowed JSON value inside the page it was parsed from.
+pub fn range_in(page: &[u8], value: &RawValue) -> Range<usize> {
+    let start = value.get().as_ptr() as usize - page.as_ptr() as usize;
+    start..start + value.get().len()
+}
+
+/// A JSON object scanned without building values: each key with its raw value.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some(BorrowedKey(k)) = map.next_key::<BorrowedKey<'de>>()? {
+                    let v: &'de RawValue = map.next_value()?;
+                    out.push((k, v));
+                }
+                Ok(RawObject(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An object key borrowed from the page unless it contains escapes.
+struct BorrowedKey<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for BorrowedKey<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BorrowedKey<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedKey(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'a> RawObject<'a> {
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+/// Column paths compiled into a tree so nested objects are scanned once per record.
+#[derive(Debug, Default)]
+struct PathNode {
+    key: String,
+    /// Columns fed by exactly this path.
+    columns: Vec<usize>,
+    children: Vec<PathNode>,
+}
+
+impl PathNode {
+    fn insert(&mut self, path: &[String], col: usize) {
+        match path.split_first() {
+            None => self.columns.push(col),
+            Some((head, rest)) => {
+                let pos = match self.children.iter().position(|c| &c.key == head) {
+                    Some(p) => p,
+                    None => {
+                        self.children.push(PathNode { key: head.clone(), ..Default::default() });
+                        self.children.len() - 1
+                    }
+                };
+                self.children[pos].insert(rest, col);
+            }
+        }
+    }
+
+    /// Fill `slots` (one per column) from `obj`.
+    fn extract<'a>(&self, obj: &RawObject<'a>, slots: &mut [Option<&'a str>]) {
+        for child in &self.children {
+            let Some(v) = obj.get(&child.key) else { continue };
+            let text = v.get();
+            if text == "null" {
+                continue;
+            }
+            for &c in &child.columns {
+                slots[c] = Some(text);
+            }
+            if !child.children.is_empty() && text.starts_with('{') {
+                if let Ok(sub) = serde_json::from_str::<RawObject<'a>>(text) {
+                    child.extract(&sub, slots);
+                }
+            }
+        }
+    }
+}
+
+/// Decodes pages of JSON records for one table.
+#[derive(Debug)]
+pub struct BatchDecoder {
+    table: Arc<TableSchema>,
+    schema: SchemaRef,
+    paths: PathNode,
+    raw_columns: Vec<usize>,
+    synced_columns: Vec<usize>,
+    pk_columns: Vec<usize>,
+}
+
+/// A bad value found while converting a column.
+struct BadValue {
+    row: usize,
+    column: usize,
+    value: Option<String>,
+    message: String,
+}
+
+impl BatchDecoder {
+    pub fn new(table: Arc<TableSchema>) -> Self {
+        let schema = table.arrow_schema();
+        let mut paths = PathNode::default();
+        let mut raw_columns = Vec::new();
+        let mut synced_columns = Vec::new();
+        for (i, c) in table.columns.iter().enumerate() {
+            match &c.source {
+                ColumnSource::Path(p) => paths.insert(p, i),
+                ColumnSource::Raw => raw_columns.push(i),
+                ColumnSource::SyncedAt => synced_columns.push(i),
+            }
+        }
+        let pk_columns = table.primary_key.iter().filter_map(|k| table.columns.iter().position(|c| &c.name == k)).collect();
+        BatchDecoder { table, schema, paths, raw_columns, synced_columns, pk_columns }
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    pub fn table(&self) -> &Arc<TableSchema> {
+        &self.table
+    }
+
+    /// Decode the records at `records` (byte ranges into `page`).
+    pub fn decode(&self, page: &[u8], records: &[Range<usize>], ctx: &PageContext) -> Result<Decoded, DecodeError> {
+        let page = std::str::from_utf8(page).map_err(|e| self.page_error(ctx, format!("page is not UTF-8: {e}")))?;
+        if records.len() <= PARALLEL_CHUNK_ROWS {
+            return self.decode_chunk(page, records, ctx, 0);
+        }
+        use rayon::prelude::*;
+        let parts: Vec<Result<Decoded, DecodeError>> = records
+            .par_chunks(PARALLEL_CHUNK_ROWS)
+            .enumerate()
+            .map(|(i, chunk)| self.decode_chunk(page, chunk, ctx, i * PARALLEL_CHUNK_ROWS))
+            .collect();
+        let mut batches = Vec::with_capacity(parts.len());
+        let mut rejects = Vec::new();
+        for p in parts {
+            let d = p?;
+            batches.push(d.batch);
+            rejects.extend(d.rejects);
+        }
+        let batch = arrow::compute::concat_batches(&self.schema, &batches)
+            .map_err(|e| self.page_error(ctx, format!("cannot concatenate chunks: {e}")))?;
+        Ok(Decoded { batch, rejects })
+    }
+
+    fn page_error(&self, ctx: &PageContext, message: String) -> DecodeError {
+        DecodeError {
+            table: self.table.name.clone(),
+            column: None,
+            row: None,
+            value: None,
+            message,
+            location: Some(ctx.location.clone()),
+        }
+    }
+
+    fn decode_chunk(
+        &self,
+        page: &str,
+        records: &[Range<usize>],
+        ctx: &PageContext,
+        offset: usize,
+    ) -> Result<Decoded, DecodeError> {
+        let ncols = self.table.columns.len();
+        let n = records.len();
+        // Column-major slots of raw JSON text; None = null or missing.
+        let mut slots: Vec<Option<&str>> = vec![None; n * ncols];
+        let mut row_slots: Vec<Option<&str>> = vec![None; ncols];
+        let mut bad: Vec<BadValue> = Vec::new();
+        for (r, range) in records.iter().enumerate() {
+            let text = page.get(range.clone()).ok_or_else(|| {
+                self.page_error(ctx, format!("record range {range:?} outside a page of {} bytes", page.len()))
+            })?;
+            row_slots.iter_mut().for_each(|s| *s = None);
+            match serde_json::from_str::<RawObject>(text) {
+                Ok(obj) => self.paths.extract(&obj, &mut row_slots),
+                Err(e) => {
+                    bad.push(BadValue {
+                        row: r,
+                        column: usize::MAX,
+                        value: Some(truncate_for_display(text, 120)),
+                        message: format!("record is not a JSON object: {e}"),
+                    });
+                    continue;
+                }
+            }
+            for &c in &self.raw_columns {
+                row_slots[c] = Some(text);
+            }
+            for (c, s) in row_slots.iter().enumerate() {
+                slots[c * n + r] = *s;
+            }
+        }
+        for &c in &self.pk_columns {
+            for r in 0..n {
+                if slots[c * n + r].is_none() && !bad.iter().any(|b| b.row == r) {
+                    bad.push(BadValue { row: r, column: c, value: None, message: "primary key is missing or null".into() });
+                }
+            }
+        }
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(ncols);
+        for (c, col) in self.table.columns.iter().enumerate() {
+            if self.synced_columns.contains(&c) {
+                let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
+                (0..n).for_each(|_| b.append_value(ctx.synced_at_micros));
+                arrays.push(Arc::new(b.finish()));
+                continue;
+            }
+            let column = &slots[c * n..(c + 1) * n];
+            arrays.push(convert_column(col.ty, column, c, &mut bad));
+        }
+
+        if !bad.is_empty() {
+            bad.sort_by_key(|b| (b.row, b.column));
+            if self.table.on_bad_row == OnBadRow::Fail {
+                let b = &bad[0];
+                return Err(DecodeError {
+                    table: self.table.name.clone(),
+                    column: self.table.columns.get(b.column).map(|c| c.name.clone()),
+                    row: Some(ctx.first_row + (offset + b.row) as u64),
+                    value: b.value.clone(),
+                    message: b.message.clone(),
+                    location: Some(ctx.location.clone()),
+                });
+            }
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| {
+            // Only reachable if a bad primary key slipped through as null.
+            self.page_error(ctx, format!("cannot build batch: {e}"))
+        })?;
+        if bad.is_empty() {
+            return Ok(Decoded { batch, rejects: Vec::new() });
+        }
+        let mut keep = vec![true; n];
+        let mut rejects = Vec::new();
+        for b in &bad {
+            if !keep[b.row] {
+                continue;
+            }
+            keep[b.row] = false;
+            let col = self.table.columns.get(b.column).map(|c| c.name.as_str()).unwrap_or("(record)");
+            let mut error = format!("column {col}: {}", b.message);
+            if let Some(v) = &b.value {
+                error.push_str(&format!(" (value: {v})"));
+            }
+            rejects.push(Reject {
+                table: self.table.name.clone(),
+                raw: page[records[b.row].clone()].to_string(),
+                error,
+            });
+        }
+        let mask = arrow::array::BooleanArray::from(keep);
+        let batch = filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
+        Ok(Decoded { batch, rejects })
+    }
+}
+
+fn type_error(ty: ColumnType) -> String {
+    format!("value does not fit type {ty}")
+}
+
+/// Convert one column of raw JSON texts into an Arrow array; bad values become
+/// nulls and are recorded in `bad`.
+fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut Vec<BadValue>) -> ArrayRef {
+    let n = column.len();
+    let mut fail = |row: usize, raw: &str| {
+        bad.push(BadValue { row, column: c, value: Some(truncate_for_display(raw, 120)), message: type_error(ty) });
+    };
+    macro_rules! numeric {
+        ($builder:ty, $parse:expr) => {{
+            let mut b = <$builder>::with_capacity(n);
+            for (r, v) in column.iter().enumerate() {
+                match v {
+                    None => b.append_null(),
+                    Some(raw) => match $parse(raw) {
+                        Some(x) => b.append_value(x),
+                        None => {
+                            fail(r, raw);
+                            b.append_null()
+                        }
+                    },
+                }
+            }
+            Arc::new(b.finish()) as ArrayRef
+        }};
+    }
+    match ty {
+        ColumnType::Boolean => numeric!(BooleanBuilder, values::parse_bool),
+        ColumnType::Short => numeric!(Int16Builder, |r| values::parse_i64(r).and_then(|v| i16::try_from(v).ok())),
+        ColumnType::Int => numeric!(Int32Builder, |r| values::parse_i64(r).and_then(|v| i32::try_from(v).ok())),
+        ColumnType::Long => numeric!(Int64Builder, values::parse_i64),
+        ColumnType::Float => numeric!(Float32Builder, |r| values::parse_f64(r).map(|v| v as f32)),
+        ColumnType::Double => numeric!(Float64Builder, values::parse_f64),
+        ColumnType::Decimal { precision, scale } => {
+            let mut b = Decimal128Builder::with_capacity(n);
+            for (r, v) in column.iter().enumerate() {
+                match v {
+                    None => b.append_null(),
+                    Some(raw) => match values::parse_decimal(raw, precision, scale) {
+                        Some(x) => b.append_value(x),
+                        None => {
+                            fail(r, raw);
+                            b.append_null()
+                        }
+                    },
+                }
+            }
+            Arc::new(b.finish().with_precision_and_scale(precision, scale).expect("validated precision"))
+        }
+        ColumnType::NaiveDate => {
+            numeric!(Date32Builder, |r| values::json_str(r).and_then(|s| values::parse_date_days(&s)))
+        }
+        ColumnType::NaiveDatetime => {
+            numeric!(TimestampMicrosecondBuilder, |r| values::json_str(r).and_then(|s| values::parse_naive_micros(&s)))
+        }
+        ColumnType::UtcDatetime => {
+            let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
+            for (r, v) in column.iter().enumerate() {
+                match v {
+                    None => b.append_null(),
+                    Some(raw) => match values::json_str(raw).and_then(|s| values::parse_utc_micros(&s)) {
+                        Some(x) => b.append_value(x),
+                        None => {
+                            fail(r, raw);
+                            b.append_null()
+                        }
+                    },
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Binary => {
+            let mut b = BinaryBuilder::with_capacity(n, n * 16);
+            for (r, v) in column.iter().enumerate() {
+                match v {
+                    None => b.append_null(),
+                    Some(raw) => {
+                        match values::json_str(raw)
+                            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).ok())
+                        {
+                            Some(bytes) => b.append_value(bytes),
+                            None => {
+                                fail(r, raw);
+                                b.append_null()
+                            }
+                        }
+                    }
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::String | ColumnType::Xml => {
+            let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
+            let mut b = StringBuilder::with_capacity(n, bytes);
+            for v in column {
+                match v {
+                    None => b.append_null(),
+                    // Strings are unquoted; numbers, booleans, objects keep their JSON text.
+                    Some(raw) => match values::json_str(raw) {
+                        Some(s) => b.append_value(s),
+                        None => b.append_value(raw),
+                    },
+                }
+            }
+            Arc::new(b.finish())
+        }
+        ColumnType::Json => {
+            let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
+            let mut b = StringBuilder::with_capacity(n, bytes);
+            for v in column {
+                match v {
+                    None => b.append_null(),
+                    Some(raw) => b.append_value(raw),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    }
+}
+
+/// Start decoding a page on the rayon pool now; await the returned future for
+/// the result. Several pages can be in flight while the next one is fetched.
+pub fn spawn_decode(
+    decoder: Arc<BatchDecoder>,
+    page: bytes::Bytes,
+    records: Vec<Range<usize>>,
+    ctx: PageContext,
+) -> impl std::future::Future<Output = Result<Decoded, DecodeError>> + Send + 'static {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let table = decoder.table.name.clone();
+    rayon::spawn(move || {
+        let _ = tx.send(decoder.decode(&page, &records, &ctx));
+    });
+    async move {
+        rx.await.unwrap_or_else(|_| {
+            Err(DecodeError {
+                table,
+                column: None,
+                row: None,
+                value: None,
+                message: "decoder task panicked".into(),
+                location: None,
+            })
+        })
+    }
+}
+
+/// Parse a page that is a JSON array of records (or an object holding one at
+/// `key`), returning each record's byte range.
+pub fn split_array(page: &[u8], key: Option<&str>) -> Result<Vec<Range<usize>>, String> {
+    let text = std::str::from_utf8(page).map_err(|e| format!("page is not UTF-8: {e}"))?;
+    let list: Vec<&RawValue> = match key {
+        None => serde_json::from_str(text).map_err(|e| format!("expected a JSON array of records: {e}"))?,
+        Some(k) => {
+            let obj: RawObject = serde_json::from_str(text).map_err(|e| format!("expected a JSON object: {e}"))?;
+            match obj.get(k) {
+                None => return Err(format!("response has no {k:?} list")),
+                Some(v) if v.get() == "null" => Vec::new(),
+                Some(v) => serde_json::from_str(v.get()).map_err(|e| format!("{k:?} is not a JSON array: {e}"))?,
+            }
+        }
+    };
+    Ok(list.into_iter().map(|v| range_in(page, v)).collect())
+}
+
+#[cfg(test)]
+mod tests;

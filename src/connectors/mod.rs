@@ -1,0 +1,57 @@
+//! Sources. A connector declares its tables and, given its validated
+//! configuration and last state, emits operations through an [`Emitter`]. It
+//! knows nothing about DuckDB or Parquet.
+//!
+//! Connectors are wired in [`registry`], one plain entry each.
+
+pub mod userflow;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::config::ConfigReader;
+use crate::engine::Emitter;
+use crate::error::Result;
+use crate::http::HttpMetrics;
+use crate::schema::TableSchema;
+use crate::state::State;
+
+/// What a running sync hands the connector.
+pub struct SyncContext {
+    /// The state of the last commit (empty on the first sync or `--full-refresh`).
+    pub state: State,
+    pub emit: Emitter,
+    /// Shared by every HTTP client of this sync, for the summary.
+    pub http_metrics: Arc<HttpMetrics>,
+}
+
+/// A source of tables.
+pub trait Connector: Send + Sync {
+    fn name(&self) -> &str;
+    /// The tables this connector writes.
+    fn tables(&self) -> Vec<Arc<TableSchema>>;
+    /// Fetch everything new since `ctx.state`, emitting ops and checkpoints.
+    fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>>;
+}
+
+/// A registry entry: how to list, describe and build a connector.
+pub struct ConnectorInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// A sample configuration file.
+    pub sample_config: &'static str,
+    pub tables: fn() -> Vec<Arc<TableSchema>>,
+    /// Validate a configuration and build the connector (no I/O).
+    pub build: fn(ConfigReader, Arc<HttpMetrics>) -> Result<Arc<dyn Connector>>,
+}
+
+/// Every connector this build knows.
+pub fn registry() -> Vec<ConnectorInfo> {
+    vec![userflow::info()]
+}
+
+/// Look a connector up by name.
+pub fn find(name: &str) -> Option<ConnectorInfo> {
+    registry().into_iter().find(|c| c.name == name)
+}

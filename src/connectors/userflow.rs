@@ -1,0 +1,291 @@
+//! Userflow users (`GET /users`), per the real API (SOURCES.md §1).
+//!
+//! Pagination is `limit` + `starting_after=<last id>` until `has_more` is
+//! false; `next_page_url` is followed when present, relative or absolute.
+//!
+//! **Incremental strategy.** Userflow has no `updated_at` and no "changed
+//! since" filter, so a cursor on ids would never see changes to old users
+//! (the bug in the SDK example). Every sync therefore scans all users, and
+//! the merge by primary key updates what changed. The scan is resumable: after
+//! each page the state records the scan's start time and the last id, so a
+//! crashed sync continues from the page where it stopped rather than from the
+//! beginning. When a scan completes, users it did not see (their `_synced_at`
+//! is older than the scan's start) were deleted in Userflow and are
+//! soft-deleted (`_etl_deleted = true`). If the saved id itself was deleted in
+//! the meantime (Userflow answers 400 `invalid_params`), the scan restarts
+//! from the beginning, keeping its start time, which is still correct.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::{json, value::RawValue};
+use url::Url;
+
+use super::{Connector, ConnectorInfo, SyncContext};
+use crate::batch::{range_in, spawn_decode, values::format_utc_micros, BatchDecoder, DecodeError, Decoded, PageContext};
+use crate::config::ConfigReader;
+use crate::error::{Error, Result};
+use crate::http::paginate::{PageInfo, StartingAfter};
+use crate::http::{Auth, HttpClient, HttpMetrics, RetryPolicy, Secret};
+use crate::schema::{Column, ColumnType, TableSchema};
+
+pub const NAME: &str = "userflow";
+const STREAM: &str = "users";
+/// Pages decoded ahead of the writer while the next page is fetched.
+const DECODE_AHEAD: usize = 4;
+
+pub const SAMPLE_CONFIG: &str = r#"{
+  "userflow_api_key": "<YOUR_USERFLOW_API_KEY>",
+  "base_url": "https://api.userflow.com"
+}"#;
+
+/// The `users` table, as in the Connector SDK example.
+pub fn users_table() -> TableSchema {
+    TableSchema::new(
+        "users",
+        &["id"],
+        vec![
+            Column::new("id", ColumnType::String),
+            Column::at("email", ColumnType::String, "attributes.email"),
+            Column::at("name", ColumnType::String, "attributes.name"),
+            Column::new("created_at", ColumnType::UtcDatetime),
+            Column::at("signed_up_at", ColumnType::UtcDatetime, "attributes.signed_up_at"),
+            Column::raw("raw"),
+            Column::synced_at("_synced_at"),
+        ],
+    )
+}
+
+fn tables() -> Vec<Arc<TableSchema>> {
+    vec![Arc::new(users_table())]
+}
+
+pub fn info() -> ConnectorInfo {
+    ConnectorInfo {
+        name: NAME,
+        description: "Userflow users (GET /users, cursor pagination; full resumable scan each sync)",
+        sample_config: SAMPLE_CONFIG,
+        tables,
+        build: |c, m| Ok(Arc::new(Userflow::new(UserflowConfig::validate(c)?, m))),
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct UserflowConfig {
+    /// `userflow_api_key`: the environment's API key (Bearer).
+    pub api_key: Secret,
+    /// `base_url`: `https://api.userflow.com` (default) or `https://api.eu.userflow.com`.
+    pub base_url: Url,
+    /// `page_size`: users per request, 1..100 (default 100).
+    pub page_size: u32,
+    /// `request_timeout_seconds`: per request, 1..600 (default 30).
+    pub timeout: Duration,
+    /// `retry_attempts`: attempts per request, 1..10 (default 5).
+    pub attempts: u32,
+}
+
+impl UserflowConfig {
+    pub fn validate(mut c: ConfigReader) -> Result<Self> {
+        let cfg = UserflowConfig {
+            api_key: c.secret("userflow_api_key")?,
+            base_url: c.url_or("base_url", "https://api.userflow.com")?,
+            page_size: c.int_in("page_size", 1..=100, 100)? as u32,
+            timeout: Duration::from_secs(c.int_in("request_timeout_seconds", 1..=600, 30)? as u64),
+            attempts: c.int_in("retry_attempts", 1..=10, 5)? as u32,
+        };
+        c.finish()?;
+        Ok(cfg)
+    }
+}
+
+pub struct Userflow {
+    cfg: UserflowConfig,
+    http: HttpClient,
+    table: Arc<TableSchema>,
+    decoder: Arc<BatchDecoder>,
+}
+
+/// The list object every Userflow list endpoint returns.
+#[derive(Deserialize)]
+struct ListPage<'a> {
+    #[serde(borrow)]
+    data: Option<Vec<&'a RawValue>>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(borrow, default)]
+    next_page_url: Option<Cow<'a, str>>,
+}
+
+/// What one page says, owned, so the body can move to the decoder.
+struct ParsedPage {
+    ranges: Vec<std::ops::Range<usize>>,
+    has_more: bool,
+    next_page_url: Option<String>,
+    last_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: serde_json::Value,
+}
+
+type DecodeFuture = Pin<Box<dyn std::future::Future<Output = Result<Decoded, DecodeError>> + Send>>;
+
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+impl Userflow {
+    pub fn new(cfg: UserflowConfig, metrics: Arc<HttpMetrics>) -> Self {
+        let policy = RetryPolicy { max_attempts: cfg.attempts, timeout: cfg.timeout, ..RetryPolicy::default() };
+        let http = HttpClient::new(policy, Auth::Bearer(cfg.api_key.clone()))
+            .with_header("userflow-version", "2020-01-03")
+            .with_header("accept", "application/json")
+            .with_metrics(metrics);
+        let table = Arc::new(users_table());
+        let decoder = Arc::new(BatchDecoder::new(table.clone()));
+        Userflow { cfg, http, table, decoder }
+    }
+
+    fn endpoint(&self) -> Url {
+        let mut u = self.cfg.base_url.clone();
+        let path = format!("{}/users", u.path().trim_end_matches('/'));
+        u.set_path(&path);
+        u
+    }
+
+    /// Split a list page into record ranges and paging info.
+    fn parse_page(page: &[u8], url: &Url) -> Result<ParsedPage> {
+        let ctx = || format!("Userflow users page {url}");
+        let text = std::str::from_utf8(page).map_err(|e| Error::source(ctx(), format!("body is not UTF-8: {e}")))?;
+        let list: ListPage<'_> =
+            serde_json::from_str(text).map_err(|e| Error::source(ctx(), format!("malformed list object: {e}")))?;
+        let data = list.data.ok_or_else(|| Error::source(ctx(), "list object has no \"data\" array"))?;
+        let last_id = match data.last() {
+            None => None,
+            Some(raw) => {
+                let id: IdOnly = serde_json::from_str(raw.get())
+                    .map_err(|e| Error::source(ctx(), format!("last user has no \"id\": {e}")))?;
+                Some(match id.id {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Number(n) => n.to_string(),
+                    other => return Err(Error::source(ctx(), format!("user id is not a string: {other}"))),
+                })
+            }
+        };
+        Ok(ParsedPage {
+            ranges: data.iter().map(|r| range_in(page, r)).collect(),
+            has_more: list.has_more,
+            next_page_url: list.next_page_url.map(Cow::into_owned),
+            last_id,
+        })
+    }
+
+    async fn run(&self, ctx: SyncContext) -> Result<()> {
+        let prev = ctx.state.stream(STREAM);
+        let scan = prev.and_then(|s| s.get("scan")).filter(|s| !s.is_null());
+        let (started_us, resume_after) = match scan {
+            Some(s) => (
+                s.get("started_at_us").and_then(|v| v.as_i64()).unwrap_or_else(now_micros),
+                s.get("after").and_then(|v| v.as_str()).map(String::from),
+            ),
+            None => (now_micros(), None),
+        };
+        match &resume_after {
+            Some(id) => tracing::info!(stream = STREAM, after = %id, scan_started = %format_utc_micros(started_us), "resuming scan"),
+            None => tracing::info!(stream = STREAM, "starting full scan"),
+        }
+        let mut started_us = started_us;
+        let mut pag = StartingAfter::new(self.endpoint(), self.cfg.page_size, resume_after.clone());
+        let mut pending: VecDeque<(DecodeFuture, Option<String>)> = VecDeque::new();
+        let mut row: u64 = 0;
+        let mut restarted = false;
+        // A fetch error stops fetching, but pages already fetched are still
+        // written (and may be committed) before the error is returned.
+        let mut failure: Option<Error> = None;
+        loop {
+            while failure.is_none() && pending.len() < DECODE_AHEAD {
+                let Some(url) = pag.next_url().cloned() else { break };
+                let resp = match self.http.get(url.clone()).await {
+                    Ok(r) => r,
+                    Err(e) if e.status() == Some(400) && pag.pages() == 0 && resume_after.is_some() && !restarted => {
+                        tracing::warn!(stream = STREAM, error = %e, "saved cursor is no longer valid; restarting the scan");
+                        restarted = true;
+                        // A new start time, so users deleted since the first attempt are soft-deleted.
+                        started_us = now_micros();
+                        pag = StartingAfter::new(self.endpoint(), self.cfg.page_size, None);
+                        continue;
+                    }
+                    Err(e) => {
+                        failure = Some(e.into());
+                        break;
+                    }
+                };
+                ctx.emit.page_fetched();
+                let page = match Self::parse_page(&resp.body, &url) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                let n = page.ranges.len() as u64;
+                let advanced = pag.advance(PageInfo {
+                    has_more: page.has_more,
+                    next_page_url: page.next_page_url.as_deref(),
+                    last_id: page.last_id.as_deref(),
+                    count: page.ranges.len(),
+                });
+                if let Err(m) = advanced {
+                    failure = Some(Error::source(format!("Userflow users page {url}"), m));
+                    break;
+                }
+                tracing::debug!(stream = STREAM, url = %url, rows = n, "page fetched");
+                let pctx = PageContext { first_row: row, location: url.to_string(), synced_at_micros: now_micros() };
+                row += n;
+                let fut = spawn_decode(self.decoder.clone(), resp.body, page.ranges, pctx);
+                pending.push_back((Box::pin(fut), pag.cursor().map(String::from)));
+            }
+            let Some((fut, cursor)) = pending.pop_front() else { break };
+            let decoded = fut.await?;
+            ctx.emit.reject(decoded.rejects).await?;
+            ctx.emit.upsert(&self.table, decoded.batch).await?;
+            ctx.emit
+                .checkpoint(STREAM, json!({"scan": {"started_at": format_utc_micros(started_us), "started_at_us": started_us, "after": cursor}}))
+                .await?;
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // The scan is complete: whoever it did not see is gone from Userflow.
+        ctx.emit.delete_older_than(&self.table, "_synced_at", started_us).await?;
+        ctx.emit
+            .checkpoint(
+                STREAM,
+                json!({"last_complete_scan_at": format_utc_micros(started_us), "last_complete_scan_at_us": started_us}),
+            )
+            .await?;
+        tracing::info!(stream = STREAM, pages = pag.pages(), rows = row, "scan complete");
+        Ok(())
+    }
+}
+
+impl Connector for Userflow {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn tables(&self) -> Vec<Arc<TableSchema>> {
+        vec![self.table.clone()]
+    }
+
+    fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.run(ctx))
+    }
+}

@@ -1,0 +1,509 @@
+//! DuckDB destination: tables and `_etl_state` in one database file, data and
+//! state committed in the same transaction.
+//!
+//! Upserts are appended (Arrow appender) to a temporary staging table per
+//! table and merged into the target in one `MERGE INTO` per table at commit
+//! time, not page by page: staging and merging every small batch is several
+//! times slower (see DESIGN.md). Target tables carry no PRIMARY KEY
+//! constraint (its ART index must fit in memory and makes conflicts
+//! expensive); the merge keeps keys unique instead, deduplicating staged rows
+//! so the last version of a key wins. Partial updates, soft deletes and
+//! truncates first merge what is staged, so operations apply in order.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+
+use super::{Destination, TableCounts, WriteSummary};
+use crate::batch::Reject;
+use crate::error::{Error, Result};
+use crate::schema::{TableSchema, DELETED_COLUMN};
+use crate::state::State;
+
+const STATE_TABLE: &str = "_etl_state";
+const REJECTS_TABLE: &str = "_etl_rejects";
+
+/// Quote an identifier for SQL.
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// DuckDB column type for an Arrow type (staging tables, inferred columns).
+pub fn duckdb_type_of(dt: &DataType) -> Option<String> {
+    Some(match dt {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Date32 => "DATE".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, None) => "TIMESTAMP".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "TIMESTAMPTZ".into(),
+        DataType::Binary => "BLOB".into(),
+        DataType::Utf8 => "VARCHAR".into(),
+        _ => return None,
+    })
+}
+
+/// Upserts waiting in a staging table.
+struct Staged {
+    stage: String,
+    schema: Arc<Schema>,
+    rows: u64,
+}
+
+pub struct DuckDbDestination {
+    path: PathBuf,
+    conn: Connection,
+    in_tx: bool,
+    /// Columns known to exist per table (valid within the current transaction).
+    columns: HashMap<String, HashSet<String>>,
+    staged: HashMap<String, Staged>,
+    /// Declarations seen, so staged upserts can be merged at commit.
+    schemas: HashMap<String, TableSchema>,
+    pending: WriteSummary,
+    rejects_ready: bool,
+}
+
+impl DuckDbDestination {
+    /// Open (or create) the database file.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if !parent.exists() {
+                return Err(Error::Usage(format!("output directory {} does not exist", parent.display())));
+            }
+        }
+        let conn = Connection::open(path).map_err(|e| Error::destination(path.display().to_string(), e))?;
+        let d = DuckDbDestination {
+            path: path.to_path_buf(),
+            conn,
+            in_tx: false,
+            columns: HashMap::new(),
+            staged: HashMap::new(),
+            schemas: HashMap::new(),
+            pending: WriteSummary::default(),
+            rejects_ready: false,
+        };
+        d.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (connector VARCHAR PRIMARY KEY, state JSON NOT NULL, \
+             updated_at TIMESTAMPTZ NOT NULL)"
+        ))?;
+        Ok(d)
+    }
+
+    /// The underlying connection (tests and benches read through it).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn err(&self, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+        Error::destination(self.path.display().to_string(), format!("{what}: {e}"))
+    }
+
+    fn exec(&self, sql: &str) -> Result<usize> {
+        self.conn.execute(sql, []).map_err(|e| self.err(first_line(sql), e))
+    }
+
+    fn count(&self, sql: &str) -> Result<u64> {
+        self.conn
+            .query_row(sql, [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(|e| self.err(first_line(sql), e))
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_tx {
+            self.exec("BEGIN TRANSACTION")?;
+            self.in_tx = true;
+        }
+        Ok(())
+    }
+
+    /// Create the table or add the columns it lacks.
+    fn ensure_table(&mut self, t: &TableSchema) -> Result<()> {
+        self.schemas.entry(t.name.clone()).or_insert_with(|| t.clone());
+        if self.columns.contains_key(&t.name) {
+            return Ok(());
+        }
+        self.begin()?;
+        let existing = self.existing_columns(&t.name)?;
+        if existing.is_empty() {
+            let mut cols: Vec<String> = t
+                .columns
+                .iter()
+                .map(|c| {
+                    let nn = if t.is_primary_key(&c.name) { " NOT NULL" } else { "" };
+                    format!("{} {}{nn}", ident(&c.name), c.ty.duckdb_type())
+                })
+                .collect();
+            cols.push(format!("{} BOOLEAN NOT NULL DEFAULT false", ident(DELETED_COLUMN)));
+            self.exec(&format!("CREATE TABLE {} ({})", ident(&t.name), cols.join(", ")))?;
+            tracing::info!(table = %t.name, columns = t.columns.len(), "created table");
+        } else {
+            for c in &t.columns {
+                if !existing.contains(&c.name) {
+                    self.exec(&format!("ALTER TABLE {} ADD COLUMN {} {}", ident(&t.name), ident(&c.name), c.ty.duckdb_type()))?;
+                    tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
+                }
+            }
+            if !existing.contains(DELETED_COLUMN) {
+                self.exec(&format!(
+                    "ALTER TABLE {} ADD COLUMN {} BOOLEAN NOT NULL DEFAULT false",
+                    ident(&t.name),
+                    ident(DELETED_COLUMN)
+                ))?;
+            }
+        }
+        let mut known: HashSet<String> = t.columns.iter().map(|c| c.name.clone()).collect();
+        known.extend(existing);
+        known.insert(DELETED_COLUMN.into());
+        self.columns.insert(t.name.clone(), known);
+        Ok(())
+    }
+
+    fn existing_columns(&self, table: &str) -> Result<HashSet<String>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?")
+            .map_err(|e| self.err("reading columns", e))?;
+        let rows = stmt
+            .query_map([table], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err("reading columns", e))?;
+        rows.collect::<std::result::Result<HashSet<_>, _>>().map_err(|e| self.err("reading columns", e))
+    }
+
+    /// Add columns a batch carries that the table lacks (inferred columns).
+    fn ensure_batch_columns(&mut self, t: &TableSchema, schema: &Schema) -> Result<()> {
+        self.ensure_table(t)?;
+        let missing: Vec<_> = schema
+            .fields()
+            .iter()
+            .filter(|f| !self.columns[&t.name].contains(f.name()))
+            .cloned()
+            .collect();
+        for f in missing {
+            let ty = duckdb_type_of(f.data_type())
+                .ok_or_else(|| self.err(format!("table {}, column {}", t.name, f.name()), "unsupported Arrow type"))?;
+            self.exec(&format!("ALTER TABLE {} ADD COLUMN {} {ty}", ident(&t.name), ident(f.name())))?;
+            tracing::info!(table = %t.name, column = %f.name(), r#type = %ty, "added column");
+            self.columns.get_mut(&t.name).expect("ensured").insert(f.name().clone());
+        }
+        Ok(())
+    }
+
+    /// Create a temporary table shaped like `schema` and append `batch` to it.
+    fn stage(&mut self, stage: &str, schema: &Schema, batch: RecordBatch, create: bool) -> Result<()> {
+        if create {
+            let cols: Vec<String> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let ty = duckdb_type_of(f.data_type()).unwrap_or_else(|| "VARCHAR".into());
+                    format!("{} {ty}", ident(f.name()))
+                })
+                .collect();
+            self.exec(&format!("CREATE OR REPLACE TEMP TABLE {} ({})", ident(stage), cols.join(", ")))?;
+        }
+        let mut app = self
+            .conn
+            .appender_to_catalog_and_db(stage, "temp", "main")
+            .map_err(|e| self.err(format!("staging {stage}"), e))?;
+        app.append_record_batch(batch).map_err(|e| self.err(format!("staging {stage}"), e))?;
+        app.flush().map_err(|e| self.err(format!("staging {stage}"), e))?;
+        Ok(())
+    }
+
+    /// Merge the staged upserts of one table into it.
+    fn flush_upserts(&mut self, table: &str) -> Result<()> {
+        let Some(staged) = self.staged.remove(table) else { return Ok(()) };
+        let t = self.schemas.get(table).cloned().expect("staged tables were declared");
+        let cols: Vec<String> = staged.schema.fields().iter().map(|f| ident(f.name())).collect();
+        let target = ident(table);
+        let stage = ident(&staged.stage);
+        if t.primary_key.is_empty() {
+            let n = self.exec(&format!(
+                "INSERT INTO {target} ({}) SELECT {} FROM {stage}",
+                cols.join(", "),
+                cols.join(", ")
+            ))?;
+            self.pending.table(table).inserted += n as u64;
+            self.exec(&format!("DROP TABLE {stage}"))?;
+            return Ok(());
+        }
+        let pk: Vec<String> = t.primary_key.iter().map(|k| ident(k)).collect();
+        let on = pk.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
+        let distinct = self.count(&format!("SELECT count(*) FROM (SELECT DISTINCT {} FROM {stage})", pk.join(", ")))?;
+        let source = if distinct == staged.rows {
+            stage.clone()
+        } else {
+            format!(
+                "(SELECT {} FROM {stage} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY rowid DESC) = 1)",
+                cols.join(", "),
+                pk.join(", ")
+            )
+        };
+        let matched = self.count(&format!(
+            "SELECT count(*) FROM {target} t WHERE EXISTS (SELECT 1 FROM {stage} s WHERE {on})"
+        ))?;
+        let set: Vec<String> = cols
+            .iter()
+            .filter(|c| !pk.contains(c))
+            .map(|c| format!("{c} = s.{c}"))
+            .chain(std::iter::once(format!("{} = false", ident(DELETED_COLUMN))))
+            .collect();
+        let values: Vec<String> = cols.iter().map(|c| format!("s.{c}")).collect();
+        self.exec(&format!(
+            "MERGE INTO {target} t USING {source} s ON ({on}) \
+             WHEN MATCHED THEN UPDATE SET {} \
+             WHEN NOT MATCHED THEN INSERT ({}, {}) VALUES ({}, false)",
+            set.join(", "),
+            cols.join(", "),
+            ident(DELETED_COLUMN),
+            values.join(", ")
+        ))
+        .map_err(|e| self.err(format!("merging into table {table}"), e))?;
+        let c = self.pending.table(table);
+        c.updated += matched;
+        c.inserted += distinct - matched;
+        self.exec(&format!("DROP TABLE {stage}"))?;
+        tracing::debug!(table, rows = staged.rows, inserted = distinct - matched, updated = matched, "merged staged rows");
+        Ok(())
+    }
+
+    fn flush_all(&mut self) -> Result<()> {
+        let tables: Vec<String> = self.staged.keys().cloned().collect();
+        for t in tables {
+            self.flush_upserts(&t)?;
+        }
+        Ok(())
+    }
+
+    fn ensure_rejects_table(&mut self) -> Result<()> {
+        if !self.rejects_ready {
+            self.exec(&format!(
+                "CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (table_name VARCHAR NOT NULL, raw VARCHAR, \
+                 error VARCHAR NOT NULL, rejected_at TIMESTAMPTZ NOT NULL)"
+            ))?;
+            self.rejects_ready = true;
+        }
+        Ok(())
+    }
+
+    fn key_condition(t: &TableSchema) -> String {
+        t.primary_key.iter().map(|k| format!("t.{0} = s.{0}", ident(k))).collect::<Vec<_>>().join(" AND ")
+    }
+}
+
+fn first_line(sql: &str) -> String {
+    let s: String = sql.chars().take(80).collect();
+    if sql.len() > 80 {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
+
+impl Destination for DuckDbDestination {
+    fn describe(&self) -> String {
+        format!("duckdb:{}", self.path.display())
+    }
+
+    fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        for t in tables {
+            self.ensure_table(t)?;
+        }
+        Ok(())
+    }
+
+    fn load_state(&mut self, connector: &str) -> Result<Option<State>> {
+        let text: Option<String> = match self.conn.query_row(
+            &format!("SELECT CAST(state AS VARCHAR) FROM {STATE_TABLE} WHERE connector = ?"),
+            [connector],
+            |r| r.get(0),
+        ) {
+            Ok(s) => Some(s),
+            Err(duckdb::Error::QueryReturnedNoRows) => None,
+            Err(e) => return Err(self.err("reading state", e)),
+        };
+        text.map(|t| State::from_json(&t, &self.describe())).transpose()
+    }
+
+    fn upsert(&mut self, table: &TableSchema, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let schema = batch.schema();
+        self.ensure_batch_columns(table, &schema)?;
+        // A batch with a different shape (evolved schema) merges what is staged first.
+        if self.staged.get(&table.name).is_some_and(|s| s.schema.fields() != schema.fields()) {
+            self.flush_upserts(&table.name)?;
+        }
+        let create = !self.staged.contains_key(&table.name);
+        let stage = format!("_etl_stage_{}", table.name);
+        let rows = batch.num_rows() as u64;
+        self.stage(&stage, &schema, batch, create)?;
+        let s = self.staged.entry(table.name.clone()).or_insert(Staged { stage, schema, rows: 0 });
+        s.rows += rows;
+        Ok(())
+    }
+
+    fn update(&mut self, table: &TableSchema, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if table.primary_key.is_empty() {
+            return Err(self.err(format!("table {}", table.name), "update needs a primary key"));
+        }
+        let schema = batch.schema();
+        for k in &table.primary_key {
+            if schema.field_with_name(k).is_err() {
+                return Err(self.err(format!("update of table {}", table.name), format!("batch lacks key column {k}")));
+            }
+        }
+        self.ensure_batch_columns(table, &schema)?;
+        self.flush_upserts(&table.name)?;
+        let stage = format!("_etl_update_{}", table.name);
+        self.stage(&stage, &schema, batch, true)?;
+        let pk: Vec<String> = table.primary_key.iter().map(|k| ident(k)).collect();
+        let set: Vec<String> = schema
+            .fields()
+            .iter()
+            .map(|f| ident(f.name()))
+            .filter(|c| !pk.contains(c))
+            .map(|c| format!("{c} = s.{c}"))
+            .collect();
+        if !set.is_empty() {
+            let n = self.exec(&format!(
+                "MERGE INTO {} t USING (SELECT * FROM {} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY rowid DESC) = 1) s \
+                 ON ({}) WHEN MATCHED THEN UPDATE SET {}",
+                ident(&table.name),
+                ident(&stage),
+                pk.join(", "),
+                Self::key_condition(table),
+                set.join(", ")
+            ))?;
+            self.pending.table(&table.name).updated += n as u64;
+        }
+        self.exec(&format!("DROP TABLE {}", ident(&stage)))?;
+        Ok(())
+    }
+
+    fn delete(&mut self, table: &TableSchema, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if table.primary_key.is_empty() {
+            return Err(self.err(format!("table {}", table.name), "delete needs a primary key"));
+        }
+        self.ensure_table(table)?;
+        self.flush_upserts(&table.name)?;
+        let stage = format!("_etl_delete_{}", table.name);
+        let schema = batch.schema();
+        self.stage(&stage, &schema, batch, true)?;
+        let pk: Vec<String> = table.primary_key.iter().map(|k| ident(k)).collect();
+        let n = self.exec(&format!(
+            "MERGE INTO {} t USING (SELECT DISTINCT {} FROM {}) s ON ({}) \
+             WHEN MATCHED AND NOT t.{del} THEN UPDATE SET {del} = true",
+            ident(&table.name),
+            pk.join(", "),
+            ident(&stage),
+            Self::key_condition(table),
+            del = ident(DELETED_COLUMN)
+        ))?;
+        self.pending.table(&table.name).deleted += n as u64;
+        self.exec(&format!("DROP TABLE {}", ident(&stage)))?;
+        Ok(())
+    }
+
+    fn truncate(&mut self, table: &TableSchema) -> Result<()> {
+        self.ensure_table(table)?;
+        self.flush_upserts(&table.name)?;
+        let n = self.exec(&format!(
+            "UPDATE {} SET {del} = true WHERE NOT {del}",
+            ident(&table.name),
+            del = ident(DELETED_COLUMN)
+        ))?;
+        self.pending.table(&table.name).deleted += n as u64;
+        Ok(())
+    }
+
+    fn delete_older_than(&mut self, table: &TableSchema, column: &str, before_micros: i64) -> Result<()> {
+        self.ensure_table(table)?;
+        self.flush_upserts(&table.name)?;
+        let n = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE {} SET {del} = true WHERE NOT {del} AND epoch_us({}) < ?",
+                    ident(&table.name),
+                    ident(column),
+                    del = ident(DELETED_COLUMN)
+                ),
+                [before_micros],
+            )
+            .map_err(|e| self.err(format!("soft-deleting stale rows of {}", table.name), e))?;
+        self.pending.table(&table.name).deleted += n as u64;
+        Ok(())
+    }
+
+    fn reject(&mut self, rejects: &[Reject]) -> Result<()> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        self.ensure_rejects_table()?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("INSERT INTO {REJECTS_TABLE} VALUES (?, ?, ?, now())"))
+            .map_err(|e| self.err("recording rejects", e))?;
+        for r in rejects {
+            stmt.execute([&r.table, &r.raw, &r.error]).map_err(|e| self.err("recording rejects", e))?;
+        }
+        self.pending.rejected += rejects.len() as u64;
+        Ok(())
+    }
+
+    fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary> {
+        self.begin()?;
+        self.flush_all()?;
+        self.conn
+            .execute(
+                &format!("INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, now())"),
+                [connector, &state.to_json()],
+            )
+            .map_err(|e| self.err("saving state", e))?;
+        self.exec("COMMIT")?;
+        self.in_tx = false;
+        // Column knowledge stays valid after a commit; staging tables were dropped.
+        Ok(std::mem::take(&mut self.pending))
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        self.staged.clear();
+        self.columns.clear();
+        self.rejects_ready = false;
+        self.pending = WriteSummary::default();
+        if self.in_tx {
+            self.in_tx = false;
+            self.exec("ROLLBACK")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DuckDbDestination {
+    fn drop(&mut self) {
+        if self.in_tx {
+            let _ = self.conn.execute("ROLLBACK", []);
+        } else {
+            // Fold the WAL into the file so a finished sync leaves one file behind.
+            let _ = self.conn.execute("CHECKPOINT", []);
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Destinations: where batches land. A destination knows nothing about HTTP.
+//!
+//! It creates and evolves tables from [`TableSchema`], applies operation
+//! batches, and on [`Destination::commit`] makes the data *and* the state
+//! durable together. Until then nothing it was given is visible to readers,
+//! and [`Destination::rollback`] returns it to the last commit.
+
+pub mod duckdb;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use serde::Serialize;
+
+use crate::batch::Reject;
+use crate::error::Result;
+use crate::schema::TableSchema;
+use crate::state::State;
+
+/// Rows changed in one table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TableCounts {
+    pub inserted: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+impl TableCounts {
+    pub fn add(&mut self, o: TableCounts) {
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.deleted += o.deleted;
+    }
+}
+
+/// What one commit (or a whole sync) wrote, per table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct WriteSummary {
+    pub tables: BTreeMap<String, TableCounts>,
+    pub rejected: u64,
+}
+
+impl WriteSummary {
+    pub fn table(&mut self, name: &str) -> &mut TableCounts {
+        self.tables.entry(name.to_string()).or_default()
+    }
+    pub fn add(&mut self, o: &WriteSummary) {
+        for (t, c) in &o.tables {
+            self.table(t).add(*c);
+        }
+        self.rejected += o.rejected;
+    }
+}
+
+/// A place synced data lands. Methods are called from one writer thread.
+pub trait Destination: Send {
+    /// Human name for logs and errors (the file or directory).
+    fn describe(&self) -> String;
+
+    /// Create missing tables, add missing columns.
+    fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()>;
+
+    /// The state committed by the last sync of `connector`, if any.
+    fn load_state(&mut self, connector: &str) -> Result<Option<State>>;
+
+    /// Insert or replace rows by primary key (the batch carries all declared columns).
+    fn upsert(&mut self, table: &TableSchema, batch: RecordBatch) -> Result<()>;
+
+    /// Change only the batch's columns of existing rows (the batch carries the key).
+    fn update(&mut self, table: &TableSchema, batch: RecordBatch) -> Result<()>;
+
+    /// Soft-delete rows by key (the batch carries only the key columns).
+    fn delete(&mut self, table: &TableSchema, batch: RecordBatch) -> Result<()>;
+
+    /// Soft-delete every row of the table.
+    fn truncate(&mut self, table: &TableSchema) -> Result<()>;
+
+    /// Soft-delete rows whose `column` (a UTC_DATETIME) is older than `before_micros`:
+    /// after a complete scan, the rows the scan did not see.
+    fn delete_older_than(&mut self, table: &TableSchema, column: &str, before_micros: i64) -> Result<()>;
+
+    /// Keep records that did not fit their schema, in the same commit as the data.
+    fn reject(&mut self, rejects: &[Reject]) -> Result<()>;
+
+    /// Make everything applied since the last commit durable, with `state`, atomically.
+    fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary>;
+
+    /// Forget everything applied since the last commit.
+    fn rollback(&mut self) -> Result<()>;
+}

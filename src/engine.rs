@@ -1,0 +1,402 @@
+//! Runs a connector into a destination.
+//!
+//! The connector's streams send [`Op`]s through a bounded channel to one
+//! writer thread that owns the destination, so a slow writer slows the
+//! fetchers and memory stays flat. Connectors emit a checkpoint marker after
+//! every page; the writer commits (data + state, atomically) at a marker once
+//! `checkpoint_rows` rows or `checkpoint_interval` have passed since the last
+//! commit, and always at the end. Every marker is a safe point: the state it
+//! carries covers everything sent before it on the channel.
+//!
+//! If the connector fails, or the future is dropped, the writer rolls back to
+//! the last commit; a rerun resumes from there and, because merges are
+//! idempotent by key, ends with exactly the source's rows.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::batch::Reject;
+use crate::connectors::{Connector, SyncContext};
+use crate::dest::{Destination, TableCounts, WriteSummary};
+use crate::error::{Error, Result};
+use crate::http::HttpMetrics;
+use crate::schema::TableSchema;
+use crate::state::State;
+
+/// Writer threads alive in this process (a destination is released when its writer ends).
+static ACTIVE_WRITERS: AtomicU64 = AtomicU64::new(0);
+
+/// How many destination writers are still running in this process. After a
+/// sync future is dropped its writer rolls back and closes the destination in
+/// the background; embedders (and tests) can wait for this to reach zero.
+pub fn active_writers() -> u64 {
+    ACTIVE_WRITERS.load(Ordering::SeqCst)
+}
+
+/// One operation on the destination, in stream order.
+#[derive(Debug)]
+pub enum Op {
+    Upsert { table: Arc<TableSchema>, batch: RecordBatch },
+    Update { table: Arc<TableSchema>, batch: RecordBatch },
+    Delete { table: Arc<TableSchema>, batch: RecordBatch },
+    Truncate { table: Arc<TableSchema> },
+    DeleteOlderThan { table: Arc<TableSchema>, column: String, before_micros: i64 },
+    Reject(Vec<Reject>),
+    /// A safe point: `state` is the stream's progress covering all ops sent before it.
+    Checkpoint { stream: String, state: serde_json::Value, force: bool },
+}
+
+/// When to commit.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Commit at the next marker once this many rows were written since the last commit.
+    pub checkpoint_rows: u64,
+    /// Commit at the next marker once this much time passed since the last commit.
+    pub checkpoint_interval: Duration,
+    /// Ops in flight between fetchers and the writer.
+    pub channel_capacity: usize,
+    /// Ignore saved state and sync everything again.
+    pub full_refresh: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            checkpoint_rows: 250_000,
+            checkpoint_interval: Duration::from_secs(10),
+            channel_capacity: 32,
+            full_refresh: false,
+        }
+    }
+}
+
+/// Counters a connector bumps while it runs.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    pub pages: AtomicU64,
+    pub rows: AtomicU64,
+}
+
+/// The connector's handle to the writer.
+#[derive(Clone)]
+pub struct Emitter {
+    tx: mpsc::Sender<Op>,
+    pub stats: Arc<StreamStats>,
+}
+
+impl Emitter {
+    async fn send(&self, op: Op) -> Result<()> {
+        self.tx.send(op).await.map_err(|_| Error::Internal("the destination writer stopped".into()))
+    }
+
+    pub async fn upsert(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
+        self.stats.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.send(Op::Upsert { table: table.clone(), batch }).await
+    }
+
+    pub async fn update(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
+        self.stats.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.send(Op::Update { table: table.clone(), batch }).await
+    }
+
+    pub async fn delete(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
+        self.send(Op::Delete { table: table.clone(), batch }).await
+    }
+
+    pub async fn truncate(&self, table: &Arc<TableSchema>) -> Result<()> {
+        self.send(Op::Truncate { table: table.clone() }).await
+    }
+
+    pub async fn delete_older_than(&self, table: &Arc<TableSchema>, column: &str, before_micros: i64) -> Result<()> {
+        self.send(Op::DeleteOlderThan { table: table.clone(), column: column.into(), before_micros }).await
+    }
+
+    pub async fn reject(&self, rejects: Vec<Reject>) -> Result<()> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        self.send(Op::Reject(rejects)).await
+    }
+
+    /// Record progress; the writer commits here when its thresholds are met.
+    pub async fn checkpoint(&self, stream: &str, state: serde_json::Value) -> Result<()> {
+        self.send(Op::Checkpoint { stream: stream.into(), state, force: false }).await
+    }
+
+    /// Record progress and commit now (before stopping on a quota, say).
+    pub async fn commit_now(&self, stream: &str, state: serde_json::Value) -> Result<()> {
+        self.send(Op::Checkpoint { stream: stream.into(), state, force: true }).await
+    }
+
+    pub fn page_fetched(&self) {
+        self.stats.pages.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a sync did, for the end-of-sync report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncSummary {
+    pub connector: String,
+    pub destination: String,
+    pub tables: BTreeMap<String, TableCounts>,
+    pub rejected: u64,
+    pub rows: u64,
+    pub pages: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub commits: u64,
+    pub elapsed_secs: f64,
+}
+
+impl SyncSummary {
+    pub fn rows_per_sec(&self) -> f64 {
+        if self.elapsed_secs > 0.0 {
+            self.rows as f64 / self.elapsed_secs
+        } else {
+            0.0
+        }
+    }
+}
+
+impl std::fmt::Display for SyncSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "synced {} → {}", self.connector, self.destination)?;
+        for (t, c) in &self.tables {
+            writeln!(f, "  {t:<24} inserted {:>9}  updated {:>9}  deleted {:>9}", c.inserted, c.updated, c.deleted)?;
+        }
+        if self.rejected > 0 {
+            writeln!(f, "  rejected rows: {} (see table _etl_rejects)", self.rejected)?;
+        }
+        write!(
+            f,
+            "  {} rows, {} pages, {} requests, {} retries, {} commits in {:.2}s ({:.0} rows/s)",
+            self.rows,
+            self.pages,
+            self.requests,
+            self.retries,
+            self.commits,
+            self.elapsed_secs,
+            self.rows_per_sec()
+        )
+    }
+}
+
+enum WriterMsg {
+    Op(Op),
+    Finish,
+}
+
+/// What the writer reports when it stops.
+struct WriterReport {
+    summary: WriteSummary,
+    commits: u64,
+    /// False when the channel closed before `Finish` and the writer rolled back.
+    finished: bool,
+}
+
+/// Run `connector` into `dest` until the source is exhausted or an error stops it.
+pub async fn run_sync(
+    connector: Arc<dyn Connector>,
+    dest: Box<dyn Destination>,
+    opts: SyncOptions,
+    http_metrics: Arc<HttpMetrics>,
+) -> Result<SyncSummary> {
+    let started = Instant::now();
+    let name = connector.name().to_string();
+    let destination = dest.describe();
+    let tables = connector.tables();
+
+    let (op_tx, mut op_rx) = mpsc::channel::<Op>(opts.channel_capacity);
+    let (msg_tx, msg_rx) = std::sync::mpsc::sync_channel::<WriterMsg>(opts.channel_capacity);
+    let (state_tx, state_rx) = oneshot::channel::<Result<State>>();
+    let (done_tx, done_rx) = oneshot::channel::<Result<WriterReport>>();
+
+    let writer_opts = opts.clone();
+    let writer_name = name.clone();
+    ACTIVE_WRITERS.fetch_add(1, Ordering::SeqCst);
+    std::thread::Builder::new()
+        .name("etl-writer".into())
+        .spawn(move || {
+            let r = writer_loop(dest, &writer_name, &tables, writer_opts, state_tx, msg_rx);
+            ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
+            let _ = done_tx.send(r);
+        })
+        .map_err(|e| Error::Internal(format!("cannot start writer thread: {e}")))?;
+
+    // Forward ops from the async channel to the writer's blocking channel; this
+    // task ends when every emitter is dropped.
+    let forward = tokio::task::spawn_blocking({
+        let msg_tx = msg_tx.clone();
+        move || {
+            while let Some(op) = op_rx.blocking_recv() {
+                if msg_tx.send(WriterMsg::Op(op)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+
+    let state = match state_rx.await {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) | Err(_) => return Err(writer_failure(done_rx).await),
+    };
+    let state = if opts.full_refresh { State::default() } else { state };
+
+    let stats = Arc::new(StreamStats::default());
+    let emitter = Emitter { tx: op_tx, stats: stats.clone() };
+    let ctx = SyncContext { state, emit: emitter, http_metrics: http_metrics.clone() };
+    let outcome = connector.sync(ctx).await;
+    // All emitters are gone once `sync` returns; wait until every op reached the writer.
+    let _ = forward.await;
+    match outcome {
+        Ok(()) => {
+            if msg_tx.send(WriterMsg::Finish).is_err() {
+                return Err(writer_failure(done_rx).await);
+            }
+        }
+        Err(e) => {
+            drop(msg_tx);
+            // The writer rolls back on a closed channel; report its own error if it had one first.
+            return match done_rx.await {
+                Ok(Err(we)) => Err(we),
+                _ => Err(e),
+            };
+        }
+    }
+    drop(msg_tx);
+    let report = match done_rx.await {
+        Ok(r) => r?,
+        Err(_) => return Err(Error::Internal("the destination writer panicked".into())),
+    };
+    if !report.finished {
+        return Err(Error::Internal("the destination writer stopped before the end of the sync".into()));
+    }
+    Ok(SyncSummary {
+        connector: name,
+        destination,
+        tables: report.summary.tables,
+        rejected: report.summary.rejected,
+        rows: stats.rows.load(Ordering::Relaxed),
+        pages: stats.pages.load(Ordering::Relaxed),
+        requests: http_metrics.requests.load(Ordering::Relaxed),
+        retries: http_metrics.retries.load(Ordering::Relaxed),
+        commits: report.commits,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+async fn writer_failure(done_rx: oneshot::Receiver<Result<WriterReport>>) -> Error {
+    match done_rx.await {
+        Ok(Err(e)) => e,
+        _ => Error::Internal("the destination writer stopped unexpectedly".into()),
+    }
+}
+
+fn writer_loop(
+    mut dest: Box<dyn Destination>,
+    connector: &str,
+    tables: &[Arc<TableSchema>],
+    opts: SyncOptions,
+    state_tx: oneshot::Sender<Result<State>>,
+    rx: std::sync::mpsc::Receiver<WriterMsg>,
+) -> Result<WriterReport> {
+    let setup = (|| -> Result<State> {
+        dest.prepare(tables)?;
+        Ok(dest.load_state(connector)?.unwrap_or_default())
+    })();
+    let mut state = match setup {
+        Ok(s) => {
+            let _ = state_tx.send(Ok(s.clone()));
+            s
+        }
+        Err(e) => {
+            let _ = dest.rollback();
+            let _ = state_tx.send(Err(Error::Internal("setup failed".into())));
+            return Err(e);
+        }
+    };
+    if opts.full_refresh {
+        state = State::default();
+    }
+    let mut summary = WriteSummary::default();
+    let mut commits = 0u64;
+    let mut rows_since = 0u64;
+    let mut last_commit = Instant::now();
+    let mut dirty = false;
+    let result = (|| -> Result<bool> {
+        loop {
+            let msg = match rx.recv() {
+                Ok(m) => m,
+                // Channel closed without Finish: the sync failed or was dropped.
+                Err(_) => return Ok(false),
+            };
+            match msg {
+                WriterMsg::Finish => {
+                    if dirty || commits == 0 {
+                        summary.add(&dest.commit(connector, &state)?);
+                        commits += 1;
+                    }
+                    return Ok(true);
+                }
+                WriterMsg::Op(op) => {
+                    dirty = true;
+                    match op {
+                        Op::Upsert { table, batch } => {
+                            rows_since += batch.num_rows() as u64;
+                            dest.upsert(&table, batch)?
+                        }
+                        Op::Update { table, batch } => {
+                            rows_since += batch.num_rows() as u64;
+                            dest.update(&table, batch)?
+                        }
+                        Op::Delete { table, batch } => {
+                            rows_since += batch.num_rows() as u64;
+                            dest.delete(&table, batch)?
+                        }
+                        Op::Truncate { table } => dest.truncate(&table)?,
+                        Op::DeleteOlderThan { table, column, before_micros } => {
+                            dest.delete_older_than(&table, &column, before_micros)?
+                        }
+                        Op::Reject(r) => dest.reject(&r)?,
+                        Op::Checkpoint { stream, state: s, force } => {
+                            state.streams.insert(stream, s);
+                            if force
+                                || rows_since >= opts.checkpoint_rows
+                                || last_commit.elapsed() >= opts.checkpoint_interval
+                            {
+                                let w = dest.commit(connector, &state)?;
+                                tracing::info!(rows = rows_since, "committed checkpoint");
+                                summary.add(&w);
+                                commits += 1;
+                                rows_since = 0;
+                                last_commit = Instant::now();
+                                dirty = false;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })();
+    match result {
+        Ok(true) => Ok(WriterReport { summary, commits, finished: true }),
+        Ok(false) => {
+            dest.rollback()?;
+            tracing::debug!(commits, "sync stopped early; rolled back to the last commit");
+            Ok(WriterReport { summary, commits, finished: false })
+        }
+        Err(e) => {
+            if let Err(re) = dest.rollback() {
+                tracing::error!(error = %re, "rollback failed");
+            }
+            tracing::debug!(commits, "writer rolled back to the last commit");
+            Err(e)
+        }
+    }
+}

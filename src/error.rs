@@ -1,0 +1,93 @@
+//! Typed errors for every layer, classified by whose fault they are.
+//!
+//! The CLI maps [`Error::is_user_error`] to exit code 2 (bad arguments, bad
+//! configuration) and everything else to exit code 1 (the sync failed). Every
+//! variant names *where* things went wrong: the file and key, the URL, or the
+//! table, column and row. Secrets are redacted before an error is built (see
+//! [`crate::http::Secret`]), so printing an error is always safe.
+
+use std::path::PathBuf;
+
+/// Library-wide result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can stop a sync.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration file is missing, unreadable, not JSON, or a key is invalid.
+    #[error("configuration {}: {message}", source_name(.path))]
+    Config { path: Option<PathBuf>, message: String },
+
+    /// The command line asks for something impossible (unknown connector, bad flag combination).
+    #[error("{0}")]
+    Usage(String),
+
+    /// An HTTP request failed for good (after retries, or with a non-retryable status).
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+
+    /// A page or value from the source does not fit the declared schema.
+    #[error(transparent)]
+    Decode(#[from] crate::batch::DecodeError),
+
+    /// The source answered with something we cannot interpret (malformed page, missing field).
+    #[error("{context}: {message}")]
+    Source { context: String, message: String },
+
+    /// The destination rejected an operation.
+    #[error("destination {target}: {message}")]
+    Destination { target: String, message: String },
+
+    /// Reading or writing local files.
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// The source's quota is exhausted; progress up to the last commit was kept.
+    #[error("{0}")]
+    QuotaExhausted(String),
+
+    /// A bug or an unexpected internal condition.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn source_name(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => p.display().to_string(),
+        None => "(inline)".to_string(),
+    }
+}
+
+impl Error {
+    /// True when the user can fix this by changing arguments or configuration.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Error::Config { .. } | Error::Usage(_))
+    }
+
+    /// Build a configuration error for a file.
+    pub fn config(path: Option<&std::path::Path>, message: impl Into<String>) -> Self {
+        Error::Config { path: path.map(|p| p.to_path_buf()), message: message.into() }
+    }
+
+    /// Build a destination error.
+    pub fn destination(target: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Destination { target: target.into(), message: message.to_string() }
+    }
+
+    /// Build a source (malformed response) error.
+    pub fn source(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Source { context: context.into(), message: message.to_string() }
+    }
+}
+
+/// Shorten a value for an error message, so a multi-megabyte field never floods a log.
+pub fn truncate_for_display(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}

@@ -1,0 +1,493 @@
+//! The HTTP shell around every source: timeouts, retries with exponential
+//! backoff and full jitter, `Retry-After`, authentication, and redaction.
+//!
+//! Retryable: connection errors, timeouts, 429, 500, 502, 503, 504 (and
+//! whatever a connector's [`Classifier`] says, e.g. Egnyte's 403 throttling).
+//! Any other 4xx fails at once with the status and the message from the body.
+//! After the last attempt the error says "failed after N attempts". Secrets
+//! are wrapped in [`Secret`] (whose `Debug` prints `***`) and every error text
+//! is passed through [`HttpClient::redact`] before it leaves this module.
+
+pub mod paginate;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use crate::error::truncate_for_display;
+
+/// A credential. Never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret's value, for building a request header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How many times, and how patiently, to retry.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Total attempts including the first (≥ 1).
+    pub max_attempts: u32,
+    /// First backoff ceiling; doubles per attempt, full jitter below it.
+    pub base_delay: Duration,
+    /// Largest backoff ceiling.
+    pub max_delay: Duration,
+    /// Longest `Retry-After` honoured; a longer one is capped at this.
+    pub max_retry_after: Duration,
+    /// Per-request timeout (connect + headers + body).
+    pub timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(300),
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Backoff before attempt `attempt + 1` (attempt counts from 1): full jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(self.max_delay);
+        let ms = ceiling.as_millis() as u64;
+        Duration::from_millis(if ms == 0 { 0 } else { rand::rng().random_range(0..=ms) })
+    }
+}
+
+/// Counters shared by every request of a sync, for the end-of-sync summary.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// What went wrong with a request, for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpErrorKind {
+    /// The server answered with an error status.
+    Status { status: u16, message: String },
+    /// No answer: connection refused/reset, DNS, TLS.
+    Transport(String),
+    /// No complete answer within the timeout.
+    Timeout,
+}
+
+/// A request that failed for good.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct HttpError {
+    pub method: String,
+    pub url: String,
+    pub attempts: u32,
+    pub kind: HttpErrorKind,
+}
+
+impl HttpError {
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            HttpErrorKind::Status { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.url)?;
+        if self.attempts > 1 {
+            write!(f, " failed after {} attempts", self.attempts)?;
+        }
+        match &self.kind {
+            HttpErrorKind::Status { status, message } => {
+                let reason = StatusCode::from_u16(*status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+                write!(f, ": HTTP {status} {reason}")?;
+                if !message.is_empty() {
+                    write!(f, ": {message}")?;
+                }
+                Ok(())
+            }
+            HttpErrorKind::Transport(m) => write!(f, ": {m}"),
+            HttpErrorKind::Timeout => write!(f, ": timed out"),
+        }
+    }
+}
+
+/// A buffered response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub url: Url,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A request to send (possibly several times).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Option<Bytes>,
+}
+
+impl Request {
+    pub fn get(url: Url) -> Self {
+        Request { method: Method::GET, url, headers: Vec::new(), body: None }
+    }
+    pub fn post_json(url: Url, body: &serde_json::Value) -> Self {
+        let body = Bytes::from(serde_json::to_vec(body).expect("JSON values serialise"));
+        Request {
+            method: Method::POST,
+            url,
+            headers: vec![(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body: Some(body),
+        }
+    }
+}
+
+/// A connector's verdict on a response, overriding the default classification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Use the default rules.
+    Default,
+    /// Retry, after this long if given (else backoff).
+    Retry(Option<Duration>),
+    /// Fail now with this message.
+    Fail(String),
+}
+
+/// Connector hook to classify responses (e.g. Egnyte's 403 over-QPS).
+pub type Classifier = Arc<dyn Fn(&Response) -> Verdict + Send + Sync>;
+
+/// How requests authenticate.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    Bearer(Secret),
+}
+
+/// The HTTP client every connector uses.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    policy: RetryPolicy,
+    auth: Auth,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    classifier: Option<Classifier>,
+    secrets: Arc<Vec<String>>,
+    pub metrics: Arc<HttpMetrics>,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient").field("policy", &self.policy).field("auth", &self.auth).finish()
+    }
+}
+
+impl HttpClient {
+    pub fn new(policy: RetryPolicy, auth: Auth) -> Self {
+        let inner = reqwest::Client::builder()
+            .user_agent(concat!("etl/", env!("CARGO_PKG_VERSION")))
+            .timeout(policy.timeout)
+            .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("TLS backend initialises");
+        let secrets = match &auth {
+            Auth::Bearer(s) if !s.expose().is_empty() => vec![s.expose().to_string()],
+            _ => Vec::new(),
+        };
+        HttpClient {
+            inner,
+            policy,
+            auth,
+            headers: Vec::new(),
+            classifier: None,
+            secrets: Arc::new(secrets),
+            metrics: Arc::new(HttpMetrics::default()),
+        }
+    }
+
+    /// Add a header sent with every request.
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        self.headers.push((HeaderName::from_static(name), HeaderValue::from_str(value).expect("valid header value")));
+        self
+    }
+
+    pub fn with_classifier(mut self, c: Classifier) -> Self {
+        self.classifier = Some(c);
+        self
+    }
+
+    /// Share counters with other clients of the same sync.
+    pub fn with_metrics(mut self, m: Arc<HttpMetrics>) -> Self {
+        self.metrics = m;
+        self
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// Replace every known secret in `text` with `***`.
+    pub fn redact(&self, text: &str) -> String {
+        redact_all(text, &self.secrets)
+    }
+
+    /// GET a URL, retrying as the policy says.
+    pub async fn get(&self, url: Url) -> Result<Response, HttpError> {
+        self.send(Request::get(url)).await
+    }
+
+    /// Send a request, retrying as the policy says. Returns only 2xx responses.
+    pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+            let outcome = self.send_once(&req).await;
+            let (retry_after, kind) = match outcome {
+                Ok(resp) => {
+                    let verdict = self.classifier.as_ref().map(|c| c(&resp)).unwrap_or(Verdict::Default);
+                    match verdict {
+                        Verdict::Fail(message) => {
+                            return Err(self.error(&req, attempt, HttpErrorKind::Status {
+                                status: resp.status.as_u16(),
+                                message: self.redact(&message),
+                            }))
+                        }
+                        Verdict::Retry(after) => (after.or_else(|| retry_after(&resp.headers)), status_kind(self, &resp)),
+                        Verdict::Default => {
+                            if resp.status.is_success() {
+                                self.metrics.bytes.fetch_add(resp.body.len() as u64, Ordering::Relaxed);
+                                return Ok(resp);
+                            }
+                            let kind = status_kind(self, &resp);
+                            if !is_retryable_status(resp.status) {
+                                return Err(self.error(&req, attempt, kind));
+                            }
+                            (retry_after(&resp.headers), kind)
+                        }
+                    }
+                }
+                Err(kind) => (None, kind),
+            };
+            if attempt >= self.policy.max_attempts {
+                return Err(self.error(&req, attempt, kind));
+            }
+            let wait = match retry_after {
+                Some(d) => d.min(self.policy.max_retry_after),
+                None => self.policy.backoff(attempt),
+            };
+            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                method = %req.method,
+                url = %self.redact(req.url.as_str()),
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                error = %self.redact(&kind_text(&kind)),
+                "request failed, retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn send_once(&self, req: &Request) -> Result<Response, HttpErrorKind> {
+        let mut b = self.inner.request(req.method.clone(), req.url.clone());
+        if let Auth::Bearer(token) = &self.auth {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                .map_err(|_| HttpErrorKind::Transport("the API key contains characters not allowed in a header".into()))?;
+            v.set_sensitive(true);
+            b = b.header(AUTHORIZATION, v);
+        }
+        for (k, v) in self.headers.iter().chain(req.headers.iter()) {
+            b = b.header(k.clone(), v.clone());
+        }
+        if let Some(body) = &req.body {
+            b = b.body(body.clone());
+        }
+        let resp = b.send().await.map_err(|e| transport_kind(self, &e))?;
+        let url = resp.url().clone();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| transport_kind(self, &e))?;
+        Ok(Response { url, status, headers, body })
+    }
+
+    fn error(&self, req: &Request, attempts: u32, kind: HttpErrorKind) -> HttpError {
+        HttpError { method: req.method.to_string(), url: self.redact(req.url.as_str()), attempts, kind }
+    }
+}
+
+fn redact_all(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if s.len() >= 4 && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
+}
+
+fn kind_text(kind: &HttpErrorKind) -> String {
+    match kind {
+        HttpErrorKind::Status { status, message } => format!("HTTP {status}: {message}"),
+        HttpErrorKind::Transport(m) => m.clone(),
+        HttpErrorKind::Timeout => "timed out".into(),
+    }
+}
+
+fn transport_kind(client: &HttpClient, e: &reqwest::Error) -> HttpErrorKind {
+    if e.is_timeout() {
+        return HttpErrorKind::Timeout;
+    }
+    // reqwest's Display includes the URL; keep the cause chain, redacted.
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    HttpErrorKind::Transport(client.redact(&msg))
+}
+
+fn status_kind(client: &HttpClient, resp: &Response) -> HttpErrorKind {
+    HttpErrorKind::Status { status: resp.status.as_u16(), message: client.redact(&error_message(&resp.body)) }
+}
+
+/// Default retry rule for statuses.
+pub fn is_retryable_status(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 429 | 500 | 502 | 503 | 504)
+}
+
+/// Parse `Retry-After`: delay-seconds or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs));
+        }
+        return None;
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+/// The human message in an error body: common JSON shapes, else the text.
+pub fn error_message(body: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let pick = |v: &serde_json::Value| -> Option<String> {
+            match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        };
+        // Userflow: {"error": {"code", "message"}}
+        if let Some(e) = v.get("error") {
+            if let (Some(code), Some(msg)) = (e.get("code").and_then(|c| c.as_str()), e.get("message").and_then(pick)) {
+                return truncate_for_display(&format!("{code}: {msg}"), 500);
+            }
+            if let Some(s) = pick(e) {
+                return truncate_for_display(&s, 500);
+            }
+        }
+        for key in ["detail", "message", "errorMessage", "error_description", "exception_message", "errors"] {
+            if let Some(s) = v.get(key).and_then(pick) {
+                return truncate_for_display(&s, 500);
+            }
+        }
+    }
+    truncate_for_display(String::from_utf8_lossy(body).trim(), 500)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints() {
+        let s = Secret::new("ak_supersecret");
+        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
+        let c = HttpClient::new(RetryPolicy::default(), Auth::Bearer(s));
+        assert_eq!(c.redact("bad key ak_supersecret!"), "bad key ***!");
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let future = std::time::SystemTime::now() + Duration::from_secs(120);
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&httpdate::fmt_http_date(future)).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn backoff_is_jittered_below_an_exponential_ceiling() {
+        let p = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(1000), ..Default::default() };
+        for attempt in 1..10 {
+            let ceiling = (100u64 << (attempt - 1)).min(1000);
+            for _ in 0..50 {
+                assert!(p.backoff(attempt).as_millis() as u64 <= ceiling);
+            }
+        }
+    }
+
+    #[test]
+    fn error_messages_from_common_shapes() {
+        assert_eq!(error_message(br#"{"error":{"code":"invalid_params","message":"bad"}}"#), "invalid_params: bad");
+        assert_eq!(error_message(br#"{"detail":"Invalid limit"}"#), "Invalid limit");
+        assert_eq!(error_message(b"plain text\n"), "plain text");
+    }
+
+    #[test]
+    fn error_display_counts_attempts() {
+        let e = HttpError {
+            method: "GET".into(),
+            url: "http://h/users".into(),
+            attempts: 5,
+            kind: HttpErrorKind::Status { status: 503, message: "down".into() },
+        };
+        assert_eq!(e.to_string(), "GET http://h/users failed after 5 attempts: HTTP 503 Service Unavailable: down");
+    }
+}

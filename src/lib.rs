@@ -1,0 +1,55 @@
+//! `etl`: pull SaaS APIs into a local DuckDB file, merged by primary key,
+//! incrementally, with data and state committed together.
+//!
+//! The library is split by role: [`config`] (checked once, no I/O),
+//! [`schema`] (tables as data), [`http`] (retries, auth, paginators),
+//! [`batch`] (JSON → Arrow), [`connectors`] (sources), [`dest`]
+//! (destinations), [`state`], [`engine`] (streams → writer → commits) and
+//! [`playground`] (local mocks of every API). The `etl` binary is a thin CLI
+//! over [`sync`].
+
+pub mod batch;
+pub mod config;
+pub mod connectors;
+pub mod dest;
+pub mod engine;
+pub mod error;
+pub mod http;
+pub mod playground;
+pub mod schema;
+pub mod state;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use crate::engine::{SyncOptions, SyncSummary};
+pub use crate::error::{Error, Result};
+
+use crate::config::ConfigReader;
+use crate::dest::duckdb::DuckDbDestination;
+use crate::http::HttpMetrics;
+
+/// Run one sync of `connector` with `config` into the DuckDB file `out`.
+pub async fn sync(connector: &str, config: ConfigReader, out: &Path, opts: SyncOptions) -> Result<SyncSummary> {
+    let info = connectors::find(connector).ok_or_else(|| unknown_connector(connector))?;
+    let metrics = Arc::new(HttpMetrics::default());
+    let conn = (info.build)(config, metrics.clone())?;
+    if out.is_dir() {
+        return Err(Error::Usage(format!(
+            "--out {} is a directory; give a DuckDB file path such as warehouse.duckdb",
+            out.display()
+        )));
+    }
+    // Opening DuckDB is blocking I/O; keep it off the async workers.
+    let path = out.to_path_buf();
+    let dest = tokio::task::spawn_blocking(move || DuckDbDestination::open(&path))
+        .await
+        .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
+    engine::run_sync(conn, Box::new(dest), opts, metrics).await
+}
+
+/// The error for a connector name nobody registered.
+pub fn unknown_connector(name: &str) -> Error {
+    let names: Vec<&str> = connectors::registry().iter().map(|c| c.name).collect();
+    Error::Usage(format!("unknown connector {name:?}; available: {}", names.join(", ")))
+}

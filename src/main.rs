@@ -1,0 +1,233 @@
+//! The `etl` command line: parse, set up logging, call the library, map the
+//! outcome to an exit code (0 success, 2 user error, 1 sync failure).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use etl::config::ConfigReader;
+use etl::playground::{Playground, PlaygroundOptions};
+use etl::{Error, SyncOptions};
+
+#[derive(Parser)]
+#[command(name = "etl", version, about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally.")]
+#[command(long_about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally.\n\n\
+Data and sync state are committed in one transaction, so a sync stopped at any instant \
+resumes exactly where the last commit left off when you run the same command again.\n\n\
+Try it without an account:\n  etl sync userflow --playground --out warehouse.duckdb")]
+struct Cli {
+    /// More logging (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sync a connector into a DuckDB file.
+    Sync(SyncArgs),
+    /// List the connectors this build knows.
+    Connectors,
+    /// Print a connector's tables: columns, types, primary keys.
+    Schema {
+        /// Connector name (see `etl connectors`).
+        connector: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the mock APIs on 127.0.0.1 until interrupted.
+    Playground(PlaygroundArgs),
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// Connector name (see `etl connectors`).
+    connector: String,
+    /// The connector's configuration file (the Connector SDK's configuration.json format).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Sync from the built-in playground (a local mock of the API) instead of the real service.
+    #[arg(long, conflicts_with = "config")]
+    playground: bool,
+    /// Users the playground generates (with --playground).
+    #[arg(long, default_value_t = 10_000, requires = "playground", value_name = "N")]
+    playground_users: usize,
+    /// The DuckDB database file to write (created if missing).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    out: PathBuf,
+    /// Ignore saved progress and sync everything again (rows are still merged by key).
+    #[arg(long)]
+    full_refresh: bool,
+    /// Commit at the next page boundary once this many rows arrived since the last commit.
+    #[arg(long, default_value_t = 250_000, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_rows: u64,
+    /// Commit at the next page boundary once this many seconds passed since the last commit.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    checkpoint_seconds: f64,
+}
+
+#[derive(Args)]
+struct PlaygroundArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, default_value_t = 8765)]
+    port: u16,
+    /// Userflow users to generate.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Latency added to every response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Fraction of requests (0..1) answered with 429 + Retry-After, 500 or 503.
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,etl={level}")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_user_error() { 2 } else { 1 })
+        }
+    }
+}
+
+async fn run(cmd: Command) -> Result<(), Error> {
+    match cmd {
+        Command::Connectors => {
+            for c in etl::connectors::registry() {
+                println!("{:<12} {}", c.name, c.description);
+            }
+            Ok(())
+        }
+        Command::Schema { connector, json } => schema(&connector, json),
+        Command::Playground(a) => playground(a).await,
+        Command::Sync(a) => sync(a).await,
+    }
+}
+
+fn schema(connector: &str, json: bool) -> Result<(), Error> {
+    let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
+    let tables = (info.tables)();
+    if json {
+        let v: Vec<_> = tables.iter().map(|t| t.as_ref()).collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("schemas serialise"));
+        return Ok(());
+    }
+    for t in tables {
+        println!("table {} (primary key: {})", t.name, t.primary_key.join(", "));
+        for c in &t.columns {
+            let source = match &c.source {
+                etl::schema::ColumnSource::Path(p) => p.join("."),
+                etl::schema::ColumnSource::Raw => "(whole record)".into(),
+                etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
+            };
+            println!("  {:<16} {:<14} duckdb {:<12} from {}", c.name, c.ty.to_string(), c.ty.duckdb_type(), source);
+        }
+        println!("  {:<16} {:<14} duckdb {:<12} soft-delete flag", etl::schema::DELETED_COLUMN, "BOOLEAN", "BOOLEAN");
+    }
+    println!("\nsample configuration:\n{}", info.sample_config);
+    Ok(())
+}
+
+async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
+    if !(0.0..=1.0).contains(&a.fault_rate) {
+        return Err(Error::Usage(format!("--fault-rate must be between 0 and 1, got {}", a.fault_rate)));
+    }
+    let opts = PlaygroundOptions {
+        port: a.port,
+        users: a.users,
+        latency: Duration::from_millis(a.latency_ms),
+        fault_rate: a.fault_rate,
+        seed: a.seed,
+        ..Default::default()
+    };
+    let pg = Playground::start(opts)
+        .await
+        .map_err(|e| Error::Usage(format!("cannot listen on 127.0.0.1:{}: {e}", a.port)))?;
+    println!("playground listening on {}", pg.url());
+    println!("API key (Bearer): {}", pg.api_key());
+    println!("Userflow: {} users at {}/users", pg.userflow().len(), pg.url());
+    println!("configuration for `etl sync userflow --config FILE`:");
+    println!("{}", serde_json::to_string_pretty(&pg.userflow_config()).expect("json"));
+    println!("press Ctrl-C to stop");
+    let _ = tokio::signal::ctrl_c().await;
+    Ok(())
+}
+
+async fn sync(a: SyncArgs) -> Result<(), Error> {
+    if !(a.checkpoint_seconds.is_finite() && a.checkpoint_seconds >= 0.0) {
+        return Err(Error::Usage(format!("--checkpoint-seconds must be a non-negative number, got {}", a.checkpoint_seconds)));
+    }
+    let info = etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
+    let mut _playground = None;
+    let config = match (&a.config, a.playground) {
+        (Some(path), false) => ConfigReader::from_file(path)?,
+        (None, true) => {
+            let pg = Playground::start(PlaygroundOptions { users: a.playground_users, ..Default::default() })
+                .await
+                .map_err(|e| Error::Internal(format!("cannot start the playground: {e}")))?;
+            tracing::info!(url = %pg.url(), users = pg.userflow().len(), "started the playground");
+            let cfg = match info.name {
+                etl::connectors::userflow::NAME => pg.userflow_config(),
+                other => return Err(Error::Usage(format!("connector {other} has no playground yet"))),
+            };
+            _playground = Some(pg);
+            ConfigReader::from_map(cfg.as_object().expect("object").clone())
+        }
+        (None, false) => {
+            return Err(Error::Usage(format!(
+                "say where to sync from: --config FILE (a JSON configuration such as\n{}\n) or --playground to try the built-in mock",
+                info.sample_config
+            )))
+        }
+        (Some(_), true) => unreachable!("clap rejects --config with --playground"),
+    };
+    let opts = SyncOptions {
+        checkpoint_rows: a.checkpoint_rows,
+        checkpoint_interval: Duration::from_secs_f64(a.checkpoint_seconds),
+        full_refresh: a.full_refresh,
+        ..Default::default()
+    };
+    let work = etl::sync(&a.connector, config, &a.out, opts);
+    tokio::select! {
+        r = work => {
+            let summary = r?;
+            println!("{summary}");
+            Ok(())
+        }
+        _ = tokio::signal::ctrl_c() => {
+            Err(Error::Internal("interrupted; nothing after the last commit was kept — run the same command to resume".into()))
+        }
+    }
+}

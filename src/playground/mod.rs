@@ -1,0 +1,283 @@
+//! The built-in playground: local mock servers of the supported APIs, for the
+//! demo (`etl sync userflow --playground`), the tests and the benches.
+//!
+//! One HTTP/1.1 server on 127.0.0.1 serves every mock; TCP_NODELAY is on so
+//! the configured per-request latency is the latency a client sees. Data is
+//! generated from a seed, so a playground started twice with the same options
+//! serves the same records. Faults are either random (`fault_rate`: 429 with
+//! `Retry-After`, 500, 503) or scripted one request at a time
+//! ([`Playground::push_fault`]) for tests.
+
+pub mod userflow;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// The playground's API key when none is given.
+pub const DEFAULT_API_KEY: &str = "ak_playground_0123456789abcdef";
+
+/// How to run the playground.
+#[derive(Debug, Clone)]
+pub struct PlaygroundOptions {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Userflow users to generate.
+    pub users: usize,
+    /// Added to every response.
+    pub latency: Duration,
+    /// Fraction (0..1) of requests answered with a random retryable error.
+    pub fault_rate: f64,
+    /// Seed of the generated data and of random faults.
+    pub seed: u64,
+    /// The Bearer key clients must send.
+    pub api_key: String,
+}
+
+impl Default for PlaygroundOptions {
+    fn default() -> Self {
+        PlaygroundOptions {
+            port: 0,
+            users: 1_000,
+            latency: Duration::ZERO,
+            fault_rate: 0.0,
+            seed: 42,
+            api_key: DEFAULT_API_KEY.to_string(),
+        }
+    }
+}
+
+/// A scripted fault for the next request to a mock API.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer with this status, optional `Retry-After`, and body.
+    Status { status: u16, retry_after: Option<String>, body: String },
+    /// Answer 200 with a truncated, unparseable body.
+    Malformed,
+    /// Wait this long before answering normally (to trigger client timeouts).
+    Delay(Duration),
+}
+
+/// Shared server state.
+pub(crate) struct Shared {
+    pub opts: PlaygroundOptions,
+    pub userflow: userflow::UserflowMock,
+    /// Scripted faults by request number (1-based, counting every request).
+    faults: Mutex<BTreeMap<u64, Fault>>,
+    rng: Mutex<SplitMix64>,
+    pub requests: AtomicU64,
+}
+
+/// A running playground; stops when dropped.
+pub struct Playground {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Playground {
+    /// Bind and start serving in the background of the current tokio runtime.
+    pub async fn start(opts: PlaygroundOptions) -> std::io::Result<Playground> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], opts.port))).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            userflow: userflow::UserflowMock::generate(opts.users, opts.seed),
+            faults: Mutex::new(BTreeMap::new()),
+            rng: Mutex::new(SplitMix64(opts.seed ^ 0x5eed)),
+            requests: AtomicU64::new(0),
+            opts,
+        });
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, _) = match listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "playground accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(handle(s, req).await) }
+                    });
+                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Ok(Playground { addr, shared, task })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn api_key(&self) -> &str {
+        &self.shared.opts.api_key
+    }
+
+    /// The Userflow mock's data, to change it between syncs and to compare with.
+    pub fn userflow(&self) -> &userflow::UserflowMock {
+        &self.shared.userflow
+    }
+
+    /// Make the next request not yet given a fault fail this way (faults queue up).
+    pub fn push_fault(&self, f: Fault) {
+        let mut faults = self.shared.faults.lock().unwrap();
+        let next = self.requests().max(faults.keys().next_back().copied().unwrap_or(0)) + 1;
+        faults.insert(next, f);
+    }
+
+    /// Make request number `n` (1-based, counting every request served) fail this way.
+    pub fn fault_at(&self, n: u64, f: Fault) {
+        self.shared.faults.lock().unwrap().insert(n, f);
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// A configuration file for the Userflow connector pointing here.
+    pub fn userflow_config(&self) -> serde_json::Value {
+        serde_json::json!({"userflow_api_key": self.api_key(), "base_url": self.url()})
+    }
+}
+
+impl Drop for Playground {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A tiny deterministic generator (SplitMix64), stable across platforms and crate versions.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    /// Uniform in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+pub(crate) type Resp = Response<Full<Bytes>>;
+
+pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .expect("valid response")
+}
+
+/// A parsed request handed to a mock.
+pub(crate) struct MockRequest {
+    pub method: hyper::Method,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl MockRequest {
+    pub fn param(&self, k: &str) -> Option<&str> {
+        self.query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+    pub fn bearer(&self) -> Option<&str> {
+        self.headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")
+    }
+}
+
+async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
+    let n = s.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let mreq = MockRequest { method: parts.method, path: parts.uri.path().to_string(), query, headers: parts.headers, body };
+
+    if !s.opts.latency.is_zero() {
+        tokio::time::sleep(s.opts.latency).await;
+    }
+    let scripted = s.faults.lock().unwrap().remove(&n);
+    let fault = scripted.or_else(|| random_fault(&s));
+    let mut malformed = false;
+    match fault {
+        Some(Fault::Status { status, retry_after, body }) => {
+            let mut r = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body);
+            if let Some(ra) = retry_after {
+                r.headers_mut().insert("retry-after", ra.parse().expect("valid header"));
+            }
+            return r;
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Malformed) => malformed = true,
+        None => {}
+    }
+    let resp = userflow::route(&s, &mreq);
+    if malformed {
+        let full = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let cut = full.slice(..full.len() / 2);
+        return json_response(StatusCode::OK, cut);
+    }
+    resp
+}
+
+fn random_fault(s: &Shared) -> Option<Fault> {
+    if s.opts.fault_rate <= 0.0 {
+        return None;
+    }
+    let mut rng = s.rng.lock().unwrap();
+    if rng.unit() >= s.opts.fault_rate {
+        return None;
+    }
+    Some(match rng.below(4) {
+        0 | 1 => Fault::Status {
+            status: 429,
+            retry_after: Some("1".into()),
+            body: r#"{"error":{"code":"rate_limited","message":"Too many requests"}}"#.into(),
+        },
+        2 => Fault::Status {
+            status: 500,
+            retry_after: None,
+            body: r#"{"error":{"code":"internal_error","message":"Internal server error"}}"#.into(),
+        },
+        _ => Fault::Status { status: 503, retry_after: None, body: "Service Unavailable".into() },
+    })
+}

@@ -1,0 +1,197 @@
+//! The `etl` binary: exit codes, kill -9 and resume, secrets never printed.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use etl::playground::{Fault, PlaygroundOptions};
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+fn etl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
+    c.env_remove("RUST_LOG").stdin(Stdio::null());
+    c
+}
+
+fn write_config(dir: &Path, v: &Value) -> std::path::PathBuf {
+    let p = dir.join("userflow.json");
+    std::fs::write(&p, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    p
+}
+
+/// Run the binary off the async runtime (the playground serves on it meanwhile).
+async fn run(mut cmd: Command) -> Output {
+    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_configuration_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.duckdb");
+    let cases = [
+        (json!({"userflow_api_key": "ak_x", "page_size": 500}), "page_size"),
+        (json!({"userflow_api_key": "ak_x", "page_size": "many"}), "page_size"),
+        (json!({"userflow_api_key": 42}), "userflow_api_key"),
+        (json!({"base_url": "https://api.userflow.com"}), "userflow_api_key"),
+        (json!({"userflow_api_key": "ak_x", "base_url": "ftp://x"}), "base_url"),
+        (json!({"userflow_api_key": "ak_x", "pagesize": 10}), "pagesize"),
+    ];
+    for (cfg, key) in cases {
+        let path = write_config(dir.path(), &cfg);
+        let o = run({
+            let mut c = etl();
+            c.args(["sync", "userflow", "--config"]).arg(&path).arg("--out").arg(&db);
+            c
+        })
+        .await;
+        assert_eq!(o.status.code(), Some(2), "{cfg}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&format!("\"{key}\"")) && err.contains("userflow.json"), "{cfg}: {err}");
+    }
+    assert!(!db.exists(), "a bad configuration does not create the destination");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_errors_exit_2_and_say_what_to_pass() {
+    let o = run({
+        let mut c = etl();
+        c.args(["sync", "userflow", "--out", "x.duckdb"]);
+        c
+    })
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--config") && err.contains("--playground") && err.contains("userflow_api_key"), "{err}");
+
+    let o = run({
+        let mut c = etl();
+        c.args(["sync", "nosuch", "--playground", "--out", "x.duckdb"]);
+        c
+    })
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("available: userflow"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let o = run({
+        let mut c = etl();
+        c.args(["sync", "userflow", "--config", "/nonexistent/cfg.json", "--out"]).arg(dir.path().join("w.duckdb"));
+        c
+    })
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/cfg.json"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connectors_and_schema_commands() {
+    let o = run({
+        let mut c = etl();
+        c.arg("connectors");
+        c
+    })
+    .await;
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("userflow"));
+    let o = run({
+        let mut c = etl();
+        c.args(["schema", "userflow"]);
+        c
+    })
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("table users (primary key: id)") && out.contains("UTC_DATETIME") && out.contains("TIMESTAMPTZ"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_midway_then_rerun_is_exact() {
+    let pg = playground_with(PlaygroundOptions { users: 4_000, latency: Duration::from_millis(20), ..Default::default() }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.duckdb");
+    let cfg = write_config(dir.path(), &pg.userflow_config());
+    let mut cmd = etl();
+    cmd.args(["sync", "userflow", "-q", "--checkpoint-rows", "1", "--config"]).arg(&cfg).arg("--out").arg(&db);
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // 40 pages at ≥ 20 ms each, a commit after every page: kill after a dozen.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pg.requests() < 12 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(!status.success());
+    let committed = query_i64(&db, "SELECT count(*) FROM users");
+    assert!(committed < 4_000, "killed midway ({committed} rows)");
+
+    let mut cmd = etl();
+    cmd.args(["sync", "userflow", "--config"]).arg(&cfg).arg("--out").arg(&db);
+    let o = run(cmd).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(read_users(&db), expected_users(&pg));
+    assert_eq!(query_i64(&db, "SELECT count(*) - count(DISTINCT id) FROM users"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_key_never_reaches_logs_errors_state_or_the_file() {
+    let pg = playground(300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.duckdb");
+    let mut cfg = pg.userflow_config();
+    cfg["retry_attempts"] = json!(3);
+    let cfg_path = write_config(dir.path(), &cfg);
+    // Retries are logged; the most verbose level everywhere.
+    pg.fault_at(1, Fault::Status { status: 503, retry_after: Some("0".into()), body: format!("echo {SECRET_KEY}") });
+    let mut cmd = etl();
+    cmd.env("RUST_LOG", "trace").args(["sync", "userflow", "-vv", "--config"]).arg(&cfg_path).arg("--out").arg(&db);
+    let o = run(cmd).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let all = text(&o);
+    assert!(all.contains("retrying"), "the retry was logged: {all}");
+    assert!(!all.contains(SECRET_KEY), "key leaked into the output");
+
+    // A failing run: the server echoes the key in its error body.
+    for n in 0..3 {
+        pg.fault_at(pg.requests() + 1 + n, Fault::Status {
+            status: 500,
+            retry_after: Some("0".into()),
+            body: format!(r#"{{"error":{{"code":"x","message":"bad key {SECRET_KEY}"}}}}"#),
+        });
+    }
+    let mut cmd = etl();
+    cmd.env("RUST_LOG", "trace").args(["sync", "userflow", "--config"]).arg(&cfg_path).arg("--out").arg(&db);
+    let o = run(cmd).await;
+    assert_eq!(o.status.code(), Some(1));
+    let all = text(&o);
+    assert!(all.contains("failed after 3 attempts") && all.contains("bad key ***"), "{all}");
+    assert!(!all.contains(SECRET_KEY));
+
+    let bytes = std::fs::read(&db).unwrap();
+    let needle = SECRET_KEY.as_bytes();
+    assert!(!bytes.windows(needle.len()).any(|w| w == needle), "key stored in the database file");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn playground_flag_runs_the_main_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("w.duckdb");
+    let mut cmd = etl();
+    cmd.args(["sync", "userflow", "--playground", "--playground-users", "2500", "--out"]).arg(&db);
+    let o = run(cmd).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("inserted      2500"), "{out}");
+    assert!(out.contains("rows/s"), "{out}");
+    assert_eq!(query_i64(&db, "SELECT count(DISTINCT id) FROM users"), 2_500);
+    // Rerun: nothing new, same rows.
+    let mut cmd = etl();
+    cmd.args(["sync", "userflow", "--playground", "--playground-users", "2500", "--out"]).arg(&db);
+    let o = run(cmd).await;
+    assert!(o.status.success());
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 2_500);
+}

@@ -1,0 +1,98 @@
+//! Shared helpers: start a playground, build configurations, read a DuckDB
+//! destination back as a sorted grid.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use etl::config::ConfigReader;
+use etl::playground::{Playground, PlaygroundOptions};
+use etl::{SyncOptions, SyncSummary};
+use serde_json::{json, Value};
+
+/// A key unlikely to appear anywhere by chance, to check it never leaks.
+pub const SECRET_KEY: &str = "ak_zq9xsecretkey7w2m4n8p0r";
+
+pub async fn playground(users: usize) -> Playground {
+    playground_with(PlaygroundOptions { users, ..Default::default() }).await
+}
+
+pub async fn playground_with(mut opts: PlaygroundOptions) -> Playground {
+    opts.api_key = SECRET_KEY.to_string();
+    Playground::start(opts).await.expect("playground starts")
+}
+
+/// Userflow configuration for `pg`, with `extra` keys merged in.
+pub fn config(pg: &Playground, extra: Value) -> ConfigReader {
+    let mut c = pg.userflow_config();
+    for (k, v) in extra.as_object().expect("object") {
+        c[k] = v.clone();
+    }
+    ConfigReader::from_map(c.as_object().unwrap().clone())
+}
+
+/// Fast test options: commit every `rows` rows.
+pub fn opts(rows: u64) -> SyncOptions {
+    SyncOptions { checkpoint_rows: rows, checkpoint_interval: Duration::from_secs(3600), ..Default::default() }
+}
+
+pub async fn sync(pg: &Playground, db: &Path, extra: Value, rows: u64) -> etl::Result<SyncSummary> {
+    etl::sync("userflow", config(pg, extra), db, opts(rows)).await
+}
+
+pub fn tmp() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("warehouse.duckdb");
+    (dir, db)
+}
+
+/// One row of the users table as text, for whole-table comparisons.
+pub type Row = (String, Option<String>, Option<String>, i64, Option<i64>, bool);
+
+pub fn read_users(db: &Path) -> Vec<Row> {
+    let conn = duckdb::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, email, name, epoch_us(created_at), epoch_us(signed_up_at), _etl_deleted FROM users ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The playground's users in the same shape (none deleted).
+pub fn expected_users(pg: &Playground) -> Vec<Row> {
+    let ts = |s: &str| etl::batch::values::parse_utc_micros(s).unwrap();
+    pg.userflow()
+        .users()
+        .into_iter()
+        .map(|u| {
+            let attr = |k: &str| u.attributes.get(k).and_then(Value::as_str).map(String::from);
+            (u.id.clone(), attr("email"), attr("name"), ts(&u.created_at), attr("signed_up_at").map(|s| ts(&s)), false)
+        })
+        .collect()
+}
+
+/// Live (not soft-deleted) rows only.
+pub fn live(rows: Vec<Row>) -> Vec<Row> {
+    rows.into_iter().filter(|r| !r.5).collect()
+}
+
+pub fn query_i64(db: &Path, sql: &str) -> i64 {
+    let conn = duckdb::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+pub fn saved_state(db: &Path) -> Option<Value> {
+    let conn = duckdb::Connection::open(db).unwrap();
+    conn.query_row("SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = 'userflow'", [], |r| {
+        r.get::<_, String>(0)
+    })
+    .ok()
+    .map(|s| serde_json::from_str(&s).unwrap())
+}
+
+pub fn fast_retries() -> Value {
+    json!({"retry_attempts": 4, "request_timeout_seconds": 1})
+}

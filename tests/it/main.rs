@@ -1,0 +1,6 @@
+//! Integration tests: real syncs against the built-in playground into
+//! temporary DuckDB files, compared with the playground's ground truth.
+
+mod common;
+mod cli;
+mod userflow;

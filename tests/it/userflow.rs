@@ -1,0 +1,226 @@
+//! Userflow end to end: full sync, reruns, changes, faults, crashes.
+
+use std::time::Duration;
+
+use etl::playground::{Fault, PlaygroundOptions};
+use etl::Error;
+use serde_json::{json, Map, Value};
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_sync_equals_ground_truth_and_raw_is_the_api_object() {
+    let pg = playground(1_050).await;
+    let (_d, db) = tmp();
+    let s = sync(&pg, &db, json!({}), 250_000).await.unwrap();
+    assert_eq!(s.tables["users"].inserted, 1_050);
+    assert_eq!(s.tables["users"].updated, 0);
+    assert_eq!(s.pages, 11);
+    assert_eq!(read_users(&db), expected_users(&pg));
+    // raw holds each user exactly as the API sent it.
+    let conn = duckdb::Connection::open(&db).unwrap();
+    let mut stmt = conn.prepare("SELECT CAST(raw AS VARCHAR) FROM users ORDER BY id").unwrap();
+    let raws: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let truth: Vec<Value> = pg.userflow().users().iter().map(|u| u.to_json()).collect();
+    let got: Vec<Value> = raws.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+    assert_eq!(got, truth);
+    // Column types as declared.
+    let t: String = conn
+        .query_row("SELECT data_type FROM information_schema.columns WHERE table_name='users' AND column_name='created_at'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(t, "TIMESTAMP WITH TIME ZONE");
+    let t: String = conn
+        .query_row("SELECT data_type FROM information_schema.columns WHERE table_name='users' AND column_name='raw'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(t, "JSON");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerun_leaves_counts_unchanged() {
+    let pg = playground(500).await;
+    let (_d, db) = tmp();
+    sync(&pg, &db, json!({"page_size": 37}), 100).await.unwrap();
+    let s = sync(&pg, &db, json!({"page_size": 37}), 100).await.unwrap();
+    assert_eq!(s.tables["users"].inserted, 0);
+    assert_eq!(s.tables["users"].updated, 500);
+    assert_eq!(s.tables["users"].deleted, 0);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 500);
+    assert_eq!(query_i64(&db, "SELECT count(DISTINCT id) FROM users"), 500);
+    assert_eq!(read_users(&db), expected_users(&pg));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_between_syncs_are_merged_and_deletions_soft_deleted() {
+    let pg = playground(300).await;
+    let (_d, db) = tmp();
+    sync(&pg, &db, json!({}), 1_000).await.unwrap();
+    let users = pg.userflow().users();
+    // Change an old user (the SDK example's cursor would never see this), add one, delete one.
+    let mut attrs = Map::new();
+    attrs.insert("email".into(), json!("changed@example.com"));
+    attrs.insert("name".into(), json!("Changed Name"));
+    pg.userflow().upsert(&users[0].id, attrs);
+    let mut attrs = Map::new();
+    attrs.insert("email".into(), json!("new@example.com"));
+    pg.userflow().upsert("0000-new-user", attrs);
+    assert!(pg.userflow().delete(&users[5].id));
+
+    let s = sync(&pg, &db, json!({}), 1_000).await.unwrap();
+    assert_eq!(s.tables["users"].inserted, 1);
+    assert_eq!(s.tables["users"].deleted, 1);
+    assert_eq!(live(read_users(&db)), expected_users(&pg));
+    let all = read_users(&db);
+    let gone = all.iter().find(|r| r.0 == users[5].id).expect("deleted user kept as a soft delete");
+    assert!(gone.5);
+    let changed = all.iter().find(|r| r.0 == users[0].id).unwrap();
+    assert_eq!(changed.1.as_deref(), Some("changed@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retries_429_with_retry_after_and_5xx_then_succeeds() {
+    let pg = playground(250).await;
+    let (_d, db) = tmp();
+    let body = r#"{"error":{"code":"rate_limited","message":"slow down"}}"#.to_string();
+    pg.fault_at(2, Fault::Status { status: 429, retry_after: Some("1".into()), body });
+    pg.fault_at(4, Fault::Status { status: 503, retry_after: None, body: "unavailable".into() });
+    pg.fault_at(5, Fault::Status { status: 500, retry_after: None, body: "{}".into() });
+    let started = std::time::Instant::now();
+    let s = sync(&pg, &db, fast_retries(), 1_000).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert_eq!(s.retries, 3);
+    assert_eq!(s.requests, 3 + 3);
+    assert_eq!(read_users(&db), expected_users(&pg));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timeout_is_retried() {
+    let pg = playground(150).await;
+    let (_d, db) = tmp();
+    pg.fault_at(1, Fault::Delay(Duration::from_millis(2_500)));
+    let s = sync(&pg, &db, fast_retries(), 1_000).await.unwrap();
+    assert_eq!(s.retries, 1);
+    assert_eq!(read_users(&db), expected_users(&pg));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn persistent_5xx_fails_after_n_attempts_naming_the_url() {
+    let pg = playground(150).await;
+    let (_d, db) = tmp();
+    for n in 1..=4 {
+        pg.fault_at(n, Fault::Status { status: 502, retry_after: Some("0".into()), body: "bad gateway".into() });
+    }
+    let e = sync(&pg, &db, fast_retries(), 1_000).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("failed after 4 attempts") && msg.contains("HTTP 502") && msg.contains("/users?limit=100"), "{msg}");
+    assert!(!e.is_user_error());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_key_fails_at_once_with_the_servers_message() {
+    let pg = playground(10).await;
+    let (_d, db) = tmp();
+    let e = sync(&pg, &db, json!({"userflow_api_key": "ak_wrong"}), 1_000).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("HTTP 401") && msg.contains("Invalid API key"), "{msg}");
+    assert!(!msg.contains("failed after"), "401 is not retried: {msg}");
+    assert_eq!(pg.requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_page_fails_and_keeps_only_committed_rows() {
+    let pg = playground(1_000).await;
+    let (_d, db) = tmp();
+    // Commits after pages 3 and 6 (300 rows each); page 8 is malformed.
+    pg.fault_at(8, Fault::Malformed);
+    let e = sync(&pg, &db, json!({}), 250).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::Source { .. }), "{e:?}");
+    assert!(msg.contains("malformed list object") && msg.contains("starting_after="), "{msg}");
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 600, "page 7 was applied but not committed");
+    let state = saved_state(&db).unwrap();
+    let after = state["streams"]["users"]["scan"]["after"].as_str().unwrap().to_string();
+    assert_eq!(after, pg.userflow().users()[599].id);
+    // Rerunning the same command resumes at page 7 and ends exact.
+    let s = sync(&pg, &db, json!({}), 250).await.unwrap();
+    assert_eq!(s.pages, 4);
+    assert_eq!(read_users(&db), expected_users(&pg));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn type_violation_names_table_column_row_and_value() {
+    let pg = playground(1_000).await;
+    let mut attrs = Map::new();
+    attrs.insert("signed_up_at".into(), json!("yesterday"));
+    pg.userflow().upsert("zzzz-last-user", attrs);
+    let (_d, db) = tmp();
+    let e = sync(&pg, &db, json!({}), 250).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("table users") && msg.contains("column signed_up_at") && msg.contains("row 1000")
+            && msg.contains("\"yesterday\"") && msg.contains("UTC_DATETIME"),
+        "{msg}"
+    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 900, "nothing past the last commit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropping_the_sync_midway_then_resuming_is_exact() {
+    let pg = playground_with(PlaygroundOptions { users: 3_000, latency: Duration::from_millis(15), ..Default::default() }).await;
+    let (_d, db) = tmp();
+    let fut = sync(&pg, &db, json!({}), 1);
+    let r = tokio::time::timeout(Duration::from_millis(250), fut).await;
+    assert!(r.is_err(), "the sync should still be running when dropped");
+    // The writer thread rolls back and closes the file once it sees the channel
+    // close. Other tests' writers count too; they all finish within seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while etl::engine::active_writers() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let committed = query_i64(&db, "SELECT count(*) FROM users");
+    assert!(committed > 0 && committed < 3_000, "stopped midway, {committed} rows committed");
+    let s = sync(&pg, &db, json!({}), 1).await.unwrap();
+    assert!(s.pages < 30, "resumed instead of starting over: {} pages", s.pages);
+    assert_eq!(read_users(&db), expected_users(&pg));
+    assert_eq!(query_i64(&db, "SELECT count(*) - count(DISTINCT id) FROM users"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_after_the_saved_cursor_was_deleted_restarts_the_scan() {
+    let pg = playground(500).await;
+    let (_d, db) = tmp();
+    pg.fault_at(3, Fault::Malformed);
+    sync(&pg, &db, json!({}), 1).await.unwrap_err();
+    let state = saved_state(&db).unwrap();
+    let after = state["streams"]["users"]["scan"]["after"].as_str().unwrap().to_string();
+    assert!(pg.userflow().delete(&after));
+    let s = sync(&pg, &db, json!({}), 1).await.unwrap();
+    assert_eq!(s.tables["users"].deleted, 1, "the deleted user is soft-deleted");
+    assert_eq!(live(read_users(&db)), expected_users(&pg));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn full_refresh_ignores_saved_progress() {
+    let pg = playground(200).await;
+    let (_d, db) = tmp();
+    pg.fault_at(2, Fault::Malformed);
+    sync(&pg, &db, json!({}), 1).await.unwrap_err();
+    let mut o = opts(1);
+    o.full_refresh = true;
+    let s = etl::sync("userflow", config(&pg, json!({})), &db, o).await.unwrap();
+    assert_eq!(s.pages, 2, "started from the first page");
+    assert_eq!(read_users(&db), expected_users(&pg));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_source_and_last_page_exactly_full() {
+    let pg = playground(0).await;
+    let (_d, db) = tmp();
+    let s = sync(&pg, &db, json!({}), 1_000).await.unwrap();
+    assert_eq!(s.rows, 0);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 0);
+    let pg = playground(200).await;
+    let (_d2, db2) = tmp();
+    let s = sync(&pg, &db2, json!({}), 1_000).await.unwrap();
+    assert_eq!(s.pages, 2);
+    assert_eq!(read_users(&db2), expected_users(&pg));
+}
