@@ -90,11 +90,15 @@ impl ConfigReader {
 
     /// An optional secret.
     pub fn opt_secret(&mut self, key: &'static str) -> Result<Option<Secret>> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(_) => self.secret(key).map(Some),
+        let absent = match self.get(key) {
+            None => true,
+            Some(Value::String(s)) => s.trim().is_empty(),
+            Some(_) => false,
+        };
+        if absent {
+            return Ok(None);
         }
+        self.secret(key).map(Some)
     }
 
     /// An integer within `range`, `default` when absent.

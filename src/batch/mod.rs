@@ -347,13 +347,17 @@ impl BatchDecoder {
                 });
             }
         }
-        let batch = RecordBatch::try_new(self.schema.clone(), arrays).map_err(|e| {
-            // Only reachable if a bad primary key slipped through as null.
-            self.page_error(ctx, format!("cannot build batch: {e}"))
-        })?;
         if bad.is_empty() {
+            let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+                .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
             return Ok(Decoded { batch, rejects: Vec::new() });
         }
+        // Rejected rows may lack their key: build nullable, filter, then restore the schema.
+        let nullable = Arc::new(arrow::datatypes::Schema::new(
+            self.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(nullable, arrays)
+            .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
         let mut keep = vec![true; n];
         let mut rejects = Vec::new();
         for b in &bad {
@@ -373,7 +377,9 @@ impl BatchDecoder {
             });
         }
         let mask = arrow::array::BooleanArray::from(keep);
-        let batch = filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
+        let kept = filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
+        let batch = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())
+            .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
         Ok(Decoded { batch, rejects })
     }
 }
@@ -393,7 +399,7 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
         ($builder:ty, $parse:expr) => {{
             let mut b = <$builder>::with_capacity(n);
             for (r, v) in column.iter().enumerate() {
-                match v {
+                match *v {
                     None => b.append_null(),
                     Some(raw) => match $parse(raw) {
                         Some(x) => b.append_value(x),
@@ -417,7 +423,7 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
         ColumnType::Decimal { precision, scale } => {
             let mut b = Decimal128Builder::with_capacity(n);
             for (r, v) in column.iter().enumerate() {
-                match v {
+                match *v {
                     None => b.append_null(),
                     Some(raw) => match values::parse_decimal(raw, precision, scale) {
                         Some(x) => b.append_value(x),
@@ -439,7 +445,7 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
         ColumnType::UtcDatetime => {
             let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
             for (r, v) in column.iter().enumerate() {
-                match v {
+                match *v {
                     None => b.append_null(),
                     Some(raw) => match values::json_str(raw).and_then(|s| values::parse_utc_micros(&s)) {
                         Some(x) => b.append_value(x),
@@ -455,7 +461,7 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
         ColumnType::Binary => {
             let mut b = BinaryBuilder::with_capacity(n, n * 16);
             for (r, v) in column.iter().enumerate() {
-                match v {
+                match *v {
                     None => b.append_null(),
                     Some(raw) => {
                         match values::json_str(raw)
@@ -476,7 +482,7 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
             let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
             let mut b = StringBuilder::with_capacity(n, bytes);
             for v in column {
-                match v {
+                match *v {
                     None => b.append_null(),
                     // Strings are unquoted; numbers, booleans, objects keep their JSON text.
                     Some(raw) => match values::json_str(raw) {
@@ -491,7 +497,7 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
             let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
             let mut b = StringBuilder::with_capacity(n, bytes);
             for v in column {
-                match v {
+                match *v {
                     None => b.append_null(),
                     Some(raw) => b.append_value(raw),
                 }

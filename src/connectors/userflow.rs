@@ -71,7 +71,7 @@ pub fn info() -> ConnectorInfo {
         description: "Userflow users (GET /users, cursor pagination; full resumable scan each sync)",
         sample_config: SAMPLE_CONFIG,
         tables,
-        build: |c, m| Ok(Arc::new(Userflow::new(UserflowConfig::validate(c)?, m))),
+        build: |c, m| Ok(Arc::new(Userflow::new(UserflowConfig::validate(c)?, m)) as Arc<dyn Connector>),
     }
 }
 

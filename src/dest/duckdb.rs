@@ -18,7 +18,7 @@ use arrow::datatypes::{DataType, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
-use super::{Destination, TableCounts, WriteSummary};
+use super::{Destination, WriteSummary};
 use crate::batch::Reject;
 use crate::error::{Error, Result};
 use crate::schema::{TableSchema, DELETED_COLUMN};
@@ -175,7 +175,8 @@ impl DuckDbDestination {
         let rows = stmt
             .query_map([table], |r| r.get::<_, String>(0))
             .map_err(|e| self.err("reading columns", e))?;
-        rows.collect::<std::result::Result<HashSet<_>, _>>().map_err(|e| self.err("reading columns", e))
+        let names = rows.collect::<std::result::Result<HashSet<_>, _>>().map_err(|e| self.err("reading columns", e));
+        names
     }
 
     /// Add columns a batch carries that the table lacks (inferred columns).
@@ -475,7 +476,7 @@ impl Destination for DuckDbDestination {
         self.conn
             .execute(
                 &format!("INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, now())"),
-                [connector, &state.to_json()],
+                duckdb::params![connector, state.to_json()],
             )
             .map_err(|e| self.err("saving state", e))?;
         self.exec("COMMIT")?;
