@@ -56,7 +56,7 @@ fn merge(c: &mut Criterion) {
             || {
                 let dir = tempfile::tempdir().unwrap();
                 let mut d = DuckDbDestination::open(&dir.path().join("b.duckdb")).unwrap();
-                d.prepare(&[table.clone()]).unwrap();
+                d.prepare(std::slice::from_ref(&table)).unwrap();
                 d.upsert(&table, batch.clone()).unwrap();
                 d.commit("bench", &State::default()).unwrap();
                 (dir, d)

@@ -175,8 +175,7 @@ impl DuckDbDestination {
         let rows = stmt
             .query_map([table], |r| r.get::<_, String>(0))
             .map_err(|e| self.err("reading columns", e))?;
-        let names = rows.collect::<std::result::Result<HashSet<_>, _>>().map_err(|e| self.err("reading columns", e));
-        names
+        rows.collect::<std::result::Result<HashSet<_>, _>>().map_err(|e| self.err("reading columns", e))
     }
 
     /// Add columns a batch carries that the table lacks (inferred columns).

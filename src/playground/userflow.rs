@@ -206,7 +206,7 @@ pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
             json_response(StatusCode::OK, m.upsert(id, attrs).to_json().to_string())
         }
         (method, p) if p.starts_with("/users/") => {
-            let id = url::form_urlencoded::parse(p["/users/".len()..].as_bytes())
+            let id = url::form_urlencoded::parse(&p.as_bytes()["/users/".len()..])
                 .map(|(k, _)| k.into_owned())
                 .next()
                 .unwrap_or_default();
