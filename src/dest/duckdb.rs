@@ -338,6 +338,8 @@ impl Destination for DuckDbDestination {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        // Everything between commits happens in one transaction.
+        self.begin()?;
         let schema = batch.schema();
         self.ensure_batch_columns(table, &schema)?;
         // A batch with a different shape (evolved schema) merges what is staged first.
@@ -357,6 +359,8 @@ impl Destination for DuckDbDestination {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        // Everything between commits happens in one transaction.
+        self.begin()?;
         if table.primary_key.is_empty() {
             return Err(self.err(format!("table {}", table.name), "update needs a primary key"));
         }
@@ -398,6 +402,8 @@ impl Destination for DuckDbDestination {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        // Everything between commits happens in one transaction.
+        self.begin()?;
         if table.primary_key.is_empty() {
             return Err(self.err(format!("table {}", table.name), "delete needs a primary key"));
         }
@@ -422,6 +428,8 @@ impl Destination for DuckDbDestination {
     }
 
     fn truncate(&mut self, table: &TableSchema) -> Result<()> {
+        // Everything between commits happens in one transaction.
+        self.begin()?;
         self.ensure_table(table)?;
         self.flush_upserts(&table.name)?;
         let n = self.exec(&format!(
@@ -434,6 +442,8 @@ impl Destination for DuckDbDestination {
     }
 
     fn delete_older_than(&mut self, table: &TableSchema, column: &str, before_micros: i64) -> Result<()> {
+        // Everything between commits happens in one transaction.
+        self.begin()?;
         self.ensure_table(table)?;
         self.flush_upserts(&table.name)?;
         let n = self
