@@ -63,15 +63,18 @@ pub struct SyncOptions {
     pub channel_capacity: usize,
     /// Ignore saved state and sync everything again.
     pub full_refresh: bool,
+    /// Memory the destination may use for caching and merging (DuckDB `memory_limit`).
+    pub memory_limit: Option<String>,
 }
 
 impl Default for SyncOptions {
     fn default() -> Self {
         SyncOptions {
-            checkpoint_rows: 250_000,
+            checkpoint_rows: 100_000,
             checkpoint_interval: Duration::from_secs(10),
             channel_capacity: 32,
             full_refresh: false,
+            memory_limit: Some("1GB".into()),
         }
     }
 }

@@ -46,7 +46,8 @@ pub async fn sync(connector: &str, config: ConfigReader, out: &Path, opts: SyncO
     }
     // Opening DuckDB is blocking I/O; keep it off the async workers.
     let path = out.to_path_buf();
-    let dest = tokio::task::spawn_blocking(move || DuckDbDestination::open(&path))
+    let limit = opts.memory_limit.clone();
+    let dest = tokio::task::spawn_blocking(move || DuckDbDestination::open_with(&path, limit.as_deref()))
         .await
         .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
     engine::run_sync(conn, Box::new(dest), opts, metrics).await

@@ -68,11 +68,14 @@ struct SyncArgs {
     #[arg(long)]
     full_refresh: bool,
     /// Commit at the next page boundary once this many rows arrived since the last commit.
-    #[arg(long, default_value_t = 250_000, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 100_000, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
     checkpoint_rows: u64,
     /// Commit at the next page boundary once this many seconds passed since the last commit.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     checkpoint_seconds: f64,
+    /// Memory DuckDB may use for caching and merging (beyond it, it spills to disk).
+    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    memory_limit: String,
 }
 
 #[derive(Args)]
@@ -195,6 +198,9 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
     if !(a.checkpoint_seconds.is_finite() && a.checkpoint_seconds >= 0.0) {
         return Err(Error::Usage(format!("--checkpoint-seconds must be a non-negative number, got {}", a.checkpoint_seconds)));
     }
+    if !etl::dest::duckdb::is_memory_size(&a.memory_limit) {
+        return Err(Error::Usage(format!("--memory-limit {:?} is not a size such as 512MB or 2GB", a.memory_limit)));
+    }
     let info = etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
     let mut _playground = None;
     let config = match (&a.config, a.playground) {
@@ -223,6 +229,7 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         checkpoint_rows: a.checkpoint_rows,
         checkpoint_interval: Duration::from_secs_f64(a.checkpoint_seconds),
         full_refresh: a.full_refresh,
+        memory_limit: Some(a.memory_limit.clone()),
         ..Default::default()
     };
     let work = etl::sync(&a.connector, config, &a.out, opts);

@@ -72,8 +72,15 @@ pub struct DuckDbDestination {
 }
 
 impl DuckDbDestination {
-    /// Open (or create) the database file.
+    /// Open (or create) the database file with DuckDB's default memory limit.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, None)
+    }
+
+    /// Open (or create) the database file; `memory_limit` (e.g. `"1GB"`) caps
+    /// DuckDB's buffer pool, which otherwise caches up to 80% of RAM as the
+    /// tables grow. Past it DuckDB spills to a temporary directory.
+    pub fn open_with(path: &Path, memory_limit: Option<&str>) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.exists() {
                 return Err(Error::Usage(format!("output directory {} does not exist", parent.display())));
@@ -90,6 +97,12 @@ impl DuckDbDestination {
             pending: WriteSummary::default(),
             rejects_ready: false,
         };
+        if let Some(limit) = memory_limit {
+            if !is_memory_size(limit) {
+                return Err(Error::Usage(format!("memory limit {limit:?} is not a size such as 512MB or 2GB")));
+            }
+            d.exec(&format!("SET memory_limit = '{limit}'"))?;
+        }
         d.exec(&format!(
             "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (connector VARCHAR PRIMARY KEY, state JSON NOT NULL, \
              updated_at TIMESTAMPTZ NOT NULL)"
@@ -298,6 +311,18 @@ impl DuckDbDestination {
     fn key_condition(t: &TableSchema) -> String {
         t.primary_key.iter().map(|k| format!("t.{0} = s.{0}", ident(k))).collect::<Vec<_>>().join(" AND ")
     }
+}
+
+/// `512MB`, `1.5GB`, `2 GiB`: what DuckDB's `memory_limit` accepts.
+pub fn is_memory_size(s: &str) -> bool {
+    let s = s.trim();
+    let digits = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    num.parse::<f64>().is_ok_and(|n| n > 0.0)
+        && matches!(
+            unit.trim().to_ascii_uppercase().as_str(),
+            "KB" | "MB" | "GB" | "TB" | "KIB" | "MIB" | "GIB" | "TIB"
+        )
 }
 
 fn first_line(sql: &str) -> String {
@@ -514,6 +539,19 @@ impl Drop for DuckDbDestination {
         } else {
             // Fold the WAL into the file so a finished sync leaves one file behind.
             let _ = self.conn.execute("CHECKPOINT", []);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_sizes() {
+        for ok in ["512MB", "1GB", "1.5 GiB", "64kb"] {
+            assert!(super::is_memory_size(ok), "{ok}");
+        }
+        for bad in ["", "GB", "1", "-1GB", "1GB'; DROP TABLE x; --", "0MB"] {
+            assert!(!super::is_memory_size(bad), "{bad}");
         }
     }
 }
