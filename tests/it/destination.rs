@@ -64,7 +64,7 @@ fn sdk_three_operations_example() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = DuckDbDestination::open(&dir.path().join("d.duckdb")).unwrap();
     let t = table();
-    d.prepare(&[t.clone()]).unwrap();
+    d.prepare(std::slice::from_ref(&t)).unwrap();
     d.upsert(&t, rows(&t, &["a", "b", "c"], &["a", "b", "c"], &[0, 1, 2])).unwrap();
     // Same key twice within one commit: the last version wins, one row.
     d.upsert(&t, rows(&t, &["a"], &["a2"], &[10])).unwrap();
@@ -105,7 +105,7 @@ fn rollback_returns_to_the_last_commit_data_and_state() {
     let t = table();
     {
         let mut d = DuckDbDestination::open(&path).unwrap();
-        d.prepare(&[t.clone()]).unwrap();
+        d.prepare(std::slice::from_ref(&t)).unwrap();
         d.upsert(&t, rows(&t, &["a"], &["x"], &[1])).unwrap();
         d.commit("c", &state(1)).unwrap();
         d.upsert(&t, rows(&t, &["a", "b"], &["y", "y"], &[2, 2])).unwrap();
@@ -128,7 +128,7 @@ fn a_new_declared_column_evolves_the_table() {
     let path = dir.path().join("d.duckdb");
     let t = table();
     let mut d = DuckDbDestination::open(&path).unwrap();
-    d.prepare(&[t.clone()]).unwrap();
+    d.prepare(std::slice::from_ref(&t)).unwrap();
     d.upsert(&t, rows(&t, &["a"], &["x"], &[1])).unwrap();
     d.commit("c", &state(1)).unwrap();
     drop(d);
@@ -137,7 +137,7 @@ fn a_new_declared_column_evolves_the_table() {
     t2.columns.push(Column::new("score", ColumnType::Decimal { precision: 10, scale: 2 }));
     let t2 = Arc::new(t2);
     let mut d = DuckDbDestination::open(&path).unwrap();
-    d.prepare(&[t2.clone()]).unwrap();
+    d.prepare(std::slice::from_ref(&t2)).unwrap();
     let decoder = etl::batch::BatchDecoder::new(t2.clone());
     let page = br#"[{"id": "b", "val1": "y", "val2": 2, "score": "12.5"}]"#;
     let ranges = etl::batch::split_array(page, None).unwrap();
@@ -155,7 +155,7 @@ fn rejects_land_in_the_same_commit() {
     let dir = tempfile::tempdir().unwrap();
     let t = table();
     let mut d = DuckDbDestination::open(&dir.path().join("d.duckdb")).unwrap();
-    d.prepare(&[t.clone()]).unwrap();
+    d.prepare(std::slice::from_ref(&t)).unwrap();
     let rej = Reject { table: "three".into(), raw: r#"{"id": "x", "val2": "NaN?"}"#.into(), error: "column val2: bad".into() };
     d.reject(std::slice::from_ref(&rej)).unwrap();
     d.rollback().unwrap();
