@@ -289,3 +289,37 @@ impl Connector for Userflow {
         Box::pin(self.run(ctx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(cfg: serde_json::Value) -> Result<Userflow> {
+        let c = ConfigReader::from_map(cfg.as_object().unwrap().clone());
+        Ok(Userflow::new(UserflowConfig::validate(c)?, Arc::new(HttpMetrics::default())))
+    }
+
+    #[test]
+    fn eu_and_default_base_urls() {
+        let u = build(json!({"userflow_api_key": "ak_x", "base_url": "https://api.eu.userflow.com/"})).unwrap();
+        assert_eq!(u.endpoint().as_str(), "https://api.eu.userflow.com/users");
+        let u = build(json!({"userflow_api_key": "ak_x"})).unwrap();
+        assert_eq!(u.endpoint().as_str(), "https://api.userflow.com/users");
+        assert_eq!(u.cfg.page_size, 100);
+        let u = build(json!({"userflow_api_key": "ak_x", "base_url": "http://127.0.0.1:9/prefix", "page_size": "7"})).unwrap();
+        assert_eq!(u.endpoint().as_str(), "http://127.0.0.1:9/prefix/users");
+        assert_eq!(u.cfg.page_size, 7);
+    }
+
+    #[test]
+    fn page_parsing_reports_what_is_missing() {
+        let url = Url::parse("http://h/users?limit=2").unwrap();
+        let p = Userflow::parse_page(br#"{"data": [{"id": "a"}, {"id": 7}], "has_more": true}"#, &url).unwrap();
+        assert_eq!(p.last_id.as_deref(), Some("7"));
+        assert!(p.has_more && p.next_page_url.is_none());
+        let e = Userflow::parse_page(br#"{"object": "list"}"#, &url).err().unwrap().to_string();
+        assert!(e.contains("no \"data\" array") && e.contains("http://h/users?limit=2"), "{e}");
+        let e = Userflow::parse_page(br#"{"data": [{"name": "x"}]}"#, &url).err().unwrap().to_string();
+        assert!(e.contains("no \"id\""), "{e}");
+    }
+}

@@ -53,6 +53,15 @@ fn grid(d: &DuckDbDestination, sql: &str) -> Vec<String> {
     out
 }
 
+/// A destination at `path` whose table `three` holds one committed row (a, x, 1).
+fn seeded(path: &std::path::Path, t: &Arc<TableSchema>) -> DuckDbDestination {
+    let mut d = DuckDbDestination::open(path).unwrap();
+    d.prepare(std::slice::from_ref(t)).unwrap();
+    d.upsert(t, rows(t, &["a"], &["x"], &[1])).unwrap();
+    d.commit("c", &state(1)).unwrap();
+    d
+}
+
 fn state(n: u64) -> State {
     let mut s = State::default();
     s.streams.insert("three".into(), serde_json::json!({"n": n}));
@@ -104,10 +113,7 @@ fn rollback_returns_to_the_last_commit_data_and_state() {
     let path = dir.path().join("d.duckdb");
     let t = table();
     {
-        let mut d = DuckDbDestination::open(&path).unwrap();
-        d.prepare(std::slice::from_ref(&t)).unwrap();
-        d.upsert(&t, rows(&t, &["a"], &["x"], &[1])).unwrap();
-        d.commit("c", &state(1)).unwrap();
+        let mut d = seeded(&path, &t);
         d.upsert(&t, rows(&t, &["a", "b"], &["y", "y"], &[2, 2])).unwrap();
         d.truncate(&t).unwrap();
         d.rollback().unwrap();
@@ -127,11 +133,7 @@ fn a_new_declared_column_evolves_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("d.duckdb");
     let t = table();
-    let mut d = DuckDbDestination::open(&path).unwrap();
-    d.prepare(std::slice::from_ref(&t)).unwrap();
-    d.upsert(&t, rows(&t, &["a"], &["x"], &[1])).unwrap();
-    d.commit("c", &state(1)).unwrap();
-    drop(d);
+    drop(seeded(&path, &t));
 
     let mut t2 = (*t).clone();
     t2.columns.push(Column::new("score", ColumnType::Decimal { precision: 10, scale: 2 }));
