@@ -43,9 +43,22 @@ impl User {
     }
 }
 
+/// A user with its API JSON serialised once (lists are served from it).
+struct Stored {
+    user: User,
+    json: String,
+}
+
+impl Stored {
+    fn new(user: User) -> Self {
+        let json = user.to_json().to_string();
+        Stored { user, json }
+    }
+}
+
 /// The mock's data.
 pub struct UserflowMock {
-    users: Mutex<BTreeMap<String, User>>,
+    users: Mutex<BTreeMap<String, Stored>>,
     clock: Mutex<i64>,
 }
 
@@ -86,14 +99,14 @@ impl UserflowMock {
                 attributes.insert("note".into(), json!("said \"hi\"\n\ttwice"));
             }
             let created_at = iso_millis(created, rng.below(1000) as i64);
-            users.insert(id.clone(), User { id, attributes, created_at });
+            users.insert(id.clone(), Stored::new(User { id, attributes, created_at }));
         }
         UserflowMock { users: Mutex::new(users), clock: Mutex::new(base + n as i64 * 97 + 1000) }
     }
 
     /// Every user in list order (the ground truth tests compare with).
     pub fn users(&self) -> Vec<User> {
-        self.users.lock().unwrap().values().cloned().collect()
+        self.users.lock().unwrap().values().map(|s| s.user.clone()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -112,15 +125,18 @@ impl UserflowMock {
             *c += 1;
             iso_millis(*c, 0)
         };
-        let u = users.entry(id.to_string()).or_insert_with(|| User { id: id.to_string(), attributes: Map::new(), created_at });
+        let s = users
+            .entry(id.to_string())
+            .or_insert_with(|| Stored::new(User { id: id.to_string(), attributes: Map::new(), created_at }));
         for (k, v) in attributes {
             if v.is_null() {
-                u.attributes.remove(&k);
+                s.user.attributes.remove(&k);
             } else {
-                u.attributes.insert(k, v);
+                s.user.attributes.insert(k, v);
             }
         }
-        u.clone()
+        *s = Stored::new(s.user.clone());
+        s.user.clone()
     }
 
     /// Delete a user; true if it existed.
@@ -138,7 +154,7 @@ impl UserflowMock {
         };
         let users = self.users.lock().unwrap();
         let email = req.param("email");
-        let iter: Box<dyn Iterator<Item = &User>> = match req.param("starting_after") {
+        let iter: Box<dyn Iterator<Item = &Stored>> = match req.param("starting_after") {
             None => Box::new(users.values()),
             Some(after) => {
                 if !users.contains_key(after) {
@@ -151,8 +167,8 @@ impl UserflowMock {
                 Box::new(users.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, u)| u))
             }
         };
-        let mut page: Vec<&User> = Vec::with_capacity(limit + 1);
-        for u in iter.filter(|u| email.is_none_or(|e| u.attributes.get("email").and_then(Value::as_str) == Some(e))) {
+        let mut page: Vec<&Stored> = Vec::with_capacity(limit + 1);
+        for u in iter.filter(|s| email.is_none_or(|e| s.user.attributes.get("email").and_then(Value::as_str) == Some(e))) {
             page.push(u);
             if page.len() > limit {
                 break;
@@ -161,7 +177,7 @@ impl UserflowMock {
         let has_more = page.len() > limit;
         page.truncate(limit);
         let next = if has_more {
-            let last = &page[page.len() - 1].id;
+            let last = &page[page.len() - 1].user.id;
             let q: String = url::form_urlencoded::Serializer::new(String::new())
                 .append_pair("limit", &limit.to_string())
                 .append_pair("starting_after", last)
@@ -170,14 +186,16 @@ impl UserflowMock {
         } else {
             Value::Null
         };
-        let body = json!({
-            "object": "list",
-            "data": page.iter().map(|u| u.to_json()).collect::<Vec<_>>(),
-            "has_more": has_more,
-            "url": "/users",
-            "next_page_url": next,
-        });
-        json_response(StatusCode::OK, body.to_string())
+        let mut body = String::with_capacity(64 + page.iter().map(|s| s.json.len() + 1).sum::<usize>());
+        body.push_str(r#"{"object":"list","data":["#);
+        for (i, s) in page.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&s.json);
+        }
+        body.push_str(&format!(r#"],"has_more":{has_more},"url":"/users","next_page_url":{next}}}"#));
+        json_response(StatusCode::OK, body)
     }
 }
 
@@ -212,7 +230,7 @@ pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
                 .unwrap_or_default();
             match *method {
                 Method::GET => match m.users.lock().unwrap().get(&id) {
-                    Some(u) => json_response(StatusCode::OK, u.to_json().to_string()),
+                    Some(s) => json_response(StatusCode::OK, s.json.clone()),
                     None => error(StatusCode::NOT_FOUND, "not_found", &format!("No such user: {id}")),
                 },
                 Method::DELETE => {
