@@ -1,0 +1,146 @@
+//! Model check (STYLE habit 10): random operation sequences applied to a
+//! `BTreeMap` model and to the DuckDB destination must leave the same rows.
+//! Includes crashes (drop without commit, reopen) and rollbacks.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use etl::dest::duckdb::DuckDbDestination;
+use etl::dest::Destination;
+use etl::schema::{Column, ColumnType, TableSchema};
+use etl::state::State;
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert(Vec<(u8, Option<String>, Option<i64>)>),
+    Update(u8, Option<String>),
+    Delete(Vec<u8>),
+    Truncate,
+    Commit,
+    Rollback,
+    Crash,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0u8..6;
+    prop_oneof![
+        4 => prop::collection::vec((key.clone(), prop::option::of("[a-z]{0,3}"), prop::option::of(-5i64..5)), 1..6).prop_map(Op::Upsert),
+        1 => (key.clone(), prop::option::of("[a-z]{0,3}")).prop_map(|(k, v)| Op::Update(k, v)),
+        1 => prop::collection::vec(key, 1..3).prop_map(Op::Delete),
+        1 => Just(Op::Truncate),
+        2 => Just(Op::Commit),
+        1 => Just(Op::Rollback),
+        1 => Just(Op::Crash),
+    ]
+}
+
+/// id → (val1, val2, deleted)
+type Model = BTreeMap<String, (Option<String>, Option<i64>, bool)>;
+
+fn table() -> Arc<TableSchema> {
+    Arc::new(TableSchema::new(
+        "t",
+        &["id"],
+        vec![Column::new("id", ColumnType::String), Column::new("val1", ColumnType::String), Column::new("val2", ColumnType::Long)],
+    ))
+}
+
+fn id(k: u8) -> String {
+    format!("k{k}")
+}
+
+fn read(path: &std::path::Path) -> Model {
+    let conn = duckdb::Connection::open(path).unwrap();
+    let mut stmt = conn.prepare("SELECT id, val1, val2, _etl_deleted FROM t").unwrap();
+    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn run(ops: Vec<Op>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.duckdb");
+    let t = table();
+    let open = || {
+        let mut d = DuckDbDestination::open(&path).unwrap();
+        d.prepare(std::slice::from_ref(&t)).unwrap();
+        d
+    };
+    let mut d = open();
+    let (mut committed, mut pending) = (Model::new(), Model::new());
+    for op in ops {
+        match op {
+            Op::Upsert(rows) => {
+                let ids: Vec<String> = rows.iter().map(|r| id(r.0)).collect();
+                let v1: Vec<Option<String>> = rows.iter().map(|r| r.1.clone()).collect();
+                let v2: Vec<Option<i64>> = rows.iter().map(|r| r.2).collect();
+                let cols: Vec<ArrayRef> =
+                    vec![Arc::new(StringArray::from(ids.clone())), Arc::new(StringArray::from(v1.clone())), Arc::new(Int64Array::from(v2.clone()))];
+                d.upsert(&t, RecordBatch::try_new(t.arrow_schema(), cols).unwrap()).unwrap();
+                for ((i, a), b) in ids.into_iter().zip(v1).zip(v2) {
+                    pending.insert(i, (a, b, false));
+                }
+            }
+            Op::Update(k, v) => {
+                let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![id(k)])), Arc::new(StringArray::from(vec![v.clone()]))];
+                d.update(&t, RecordBatch::try_new(t.arrow_schema_of(&["id", "val1"]).unwrap(), cols).unwrap()).unwrap();
+                if let Some(row) = pending.get_mut(&id(k)) {
+                    row.0 = v;
+                }
+            }
+            Op::Delete(keys) => {
+                let ids: Vec<String> = keys.iter().map(|k| id(*k)).collect();
+                let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids.clone()))];
+                d.delete(&t, RecordBatch::try_new(t.arrow_schema_of(&["id"]).unwrap(), cols).unwrap()).unwrap();
+                for i in ids {
+                    if let Some(row) = pending.get_mut(&i) {
+                        row.2 = true;
+                    }
+                }
+            }
+            Op::Truncate => {
+                d.truncate(&t).unwrap();
+                pending.values_mut().for_each(|r| r.2 = true);
+            }
+            Op::Commit => {
+                d.commit("m", &State::default()).unwrap();
+                committed = pending.clone();
+            }
+            Op::Rollback => {
+                d.rollback().unwrap();
+                pending = committed.clone();
+            }
+            Op::Crash => {
+                drop(d);
+                d = open();
+                pending = committed.clone();
+                assert_eq!(read_live(&d), committed, "after a crash only committed rows remain");
+            }
+        }
+    }
+    d.commit("m", &State::default()).unwrap();
+    drop(d);
+    assert_eq!(read(&path), pending);
+}
+
+/// Read through the open destination's own connection.
+fn read_live(d: &DuckDbDestination) -> Model {
+    let mut stmt = d.connection().prepare("SELECT id, val1, val2, _etl_deleted FROM t").unwrap();
+    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn duckdb_matches_the_model(ops in prop::collection::vec(op(), 1..40)) {
+        run(ops);
+    }
+}
