@@ -546,6 +546,11 @@ impl Destination for DuckDbDestination {
 
     fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary> {
         self.begin()?;
+        // A rollback also undid table creation; every declared table exists after a commit.
+        let declared: Vec<TableSchema> = self.schemas.values().cloned().collect();
+        for t in &declared {
+            self.ensure_table(t)?;
+        }
         self.flush_all()?;
         self.conn
             .execute(

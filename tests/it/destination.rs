@@ -169,3 +169,15 @@ fn rejects_land_in_the_same_commit() {
         vec!["Text(\"three\")|Text(\"{\\\"id\\\": \\\"x\\\", \\\"val2\\\": \\\"NaN?\\\"}\")|Text(\"column val2: bad\")"]
     );
 }
+
+#[test]
+fn declared_tables_exist_after_a_commit_that_follows_a_rollback() {
+    // Found by the model check: rollback also undoes the CREATE TABLE of prepare().
+    let dir = tempfile::tempdir().unwrap();
+    let t = table();
+    let mut d = DuckDbDestination::open(&dir.path().join("d.duckdb")).unwrap();
+    d.prepare(std::slice::from_ref(&t)).unwrap();
+    d.rollback().unwrap();
+    d.commit("c", &state(1)).unwrap();
+    assert_eq!(grid(&d, "SELECT count(*) FROM three"), vec!["BigInt(0)"]);
+}
