@@ -224,3 +224,17 @@ async fn empty_source_and_last_page_exactly_full() {
     assert_eq!(s.pages, 2);
     assert_eq!(read_users(&db2), expected_users(&pg));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn time_based_checkpoints_commit_at_page_boundaries() {
+    let pg = playground(500).await;
+    let (_d, db) = tmp();
+    let mut o = opts(u64::MAX);
+    o.checkpoint_interval = Duration::ZERO;
+    let s = etl::sync("userflow", config(&pg, json!({})), &db, o).await.unwrap();
+    // A commit at each of the 5 page markers, one at the end-of-scan marker.
+    assert_eq!(s.commits, 6);
+    let s = sync(&pg, &db, json!({}), u64::MAX).await.unwrap();
+    assert_eq!(s.commits, 1, "row threshold never reached: one commit at the end");
+    assert_eq!(read_users(&db), expected_users(&pg));
+}
