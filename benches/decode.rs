@@ -19,7 +19,11 @@ fn page(n: usize) -> String {
 }
 
 fn ctx() -> PageContext {
-    PageContext { first_row: 0, location: "bench".into(), synced_at_micros: 0 }
+    PageContext {
+        first_row: 0,
+        location: "bench".into(),
+        synced_at_micros: 0,
+    }
 }
 
 fn decode(c: &mut Criterion) {
@@ -31,11 +35,20 @@ fn decode(c: &mut Criterion) {
         g.bench_function(format!("etl_page_{rows}"), |b| {
             b.iter(|| {
                 let ranges = split_array(p.as_bytes(), Some("data")).unwrap();
-                decoder.decode(p.as_bytes(), &ranges, &ctx()).unwrap().batch.num_rows()
+                decoder
+                    .decode(p.as_bytes(), &ranges, &ctx())
+                    .unwrap()
+                    .batch
+                    .num_rows()
             })
         });
         g.bench_function(format!("serde_json_value_baseline_{rows}"), |b| {
-            b.iter(|| serde_json::from_str::<serde_json::Value>(&p).unwrap()["data"].as_array().unwrap().len())
+            b.iter(|| {
+                serde_json::from_str::<serde_json::Value>(&p).unwrap()["data"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
         });
     }
     g.finish();

@@ -22,8 +22,14 @@ fn peak_rss_mib() -> f64 {
 
 fn main() {
     // `cargo bench` passes --bench; this harness takes no other flags.
-    let users: usize = std::env::var("ETL_BENCH_USERS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let users: usize = std::env::var("ETL_BENCH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let pg = Playground::start(PlaygroundOptions { users, ..Default::default() }).await.unwrap();
         let dir = tempfile::tempdir().unwrap();

@@ -34,16 +34,28 @@ impl ConfigReader {
 
     /// Parse configuration text (`path` only names it in errors).
     pub fn parse(text: &str, path: Option<&Path>) -> Result<Self> {
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::config(path, format!("not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| Error::config(path, format!("not valid JSON: {e}")))?;
         match value {
-            Value::Object(map) => Ok(ConfigReader { path: path.map(Path::to_path_buf), map, known: BTreeSet::new() }),
-            other => Err(Error::config(path, format!("expected a JSON object of keys, found {}", kind(&other)))),
+            Value::Object(map) => Ok(ConfigReader {
+                path: path.map(Path::to_path_buf),
+                map,
+                known: BTreeSet::new(),
+            }),
+            other => Err(Error::config(
+                path,
+                format!("expected a JSON object of keys, found {}", kind(&other)),
+            )),
         }
     }
 
     /// Build from an in-memory object (playground, tests).
     pub fn from_map(map: Map<String, Value>) -> Self {
-        ConfigReader { path: None, map, known: BTreeSet::new() }
+        ConfigReader {
+            path: None,
+            map,
+            known: BTreeSet::new(),
+        }
     }
 
     fn err(&self, key: &str, msg: impl std::fmt::Display) -> Error {
@@ -70,7 +82,8 @@ impl ConfigReader {
 
     /// A required, non-empty string.
     pub fn string(&mut self, key: &'static str) -> Result<String> {
-        self.opt_string(key)?.ok_or_else(|| self.err(key, "is required and must be a non-empty string"))
+        self.opt_string(key)?
+            .ok_or_else(|| self.err(key, "is required and must be a non-empty string"))
     }
 
     /// A required secret; never echoed in errors.
@@ -79,11 +92,16 @@ impl ConfigReader {
             Some(Value::String(s)) if !s.trim().is_empty() => {
                 let s = s.trim();
                 if s.starts_with('<') && s.ends_with('>') {
-                    return Err(self.err(key, "still holds the placeholder from the example; put your real key here"));
+                    return Err(self.err(
+                        key,
+                        "still holds the placeholder from the example; put your real key here",
+                    ));
                 }
                 Ok(Secret::new(s))
             }
-            Some(Value::String(_)) | None => Err(self.err(key, "is required and must be a non-empty string")),
+            Some(Value::String(_)) | None => {
+                Err(self.err(key, "is required and must be a non-empty string"))
+            }
             Some(other) => Err(self.err(key, format!("expected a string, found {}", kind(&other)))),
         }
     }
@@ -102,7 +120,12 @@ impl ConfigReader {
     }
 
     /// An integer within `range`, `default` when absent.
-    pub fn int_in(&mut self, key: &'static str, range: RangeInclusive<i64>, default: i64) -> Result<i64> {
+    pub fn int_in(
+        &mut self,
+        key: &'static str,
+        range: RangeInclusive<i64>,
+        default: i64,
+    ) -> Result<i64> {
         let v = match self.get(key).cloned() {
             None => return Ok(default),
             Some(v) => v,
@@ -143,14 +166,21 @@ impl ConfigReader {
         let u = url::Url::parse(s.trim_end_matches('/'))
             .map_err(|e| self.err(key, format!("is not a URL ({e}): {s:?}")))?;
         if !matches!(u.scheme(), "http" | "https") {
-            return Err(self.err(key, format!("must be an http:// or https:// URL, got {s:?}")));
+            return Err(self.err(
+                key,
+                format!("must be an http:// or https:// URL, got {s:?}"),
+            ));
         }
         Ok(u)
     }
 
     /// Fail on keys nobody asked for (typos).
     pub fn finish(self) -> Result<()> {
-        let unknown: Vec<&String> = self.map.keys().filter(|k| !self.known.contains(k.as_str())).collect();
+        let unknown: Vec<&String> = self
+            .map
+            .keys()
+            .filter(|k| !self.known.contains(k.as_str()))
+            .collect();
         if let Some(k) = unknown.first() {
             let known: Vec<&str> = self.known.iter().copied().collect();
             return Err(Error::config(
@@ -183,21 +213,36 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_and_the_range() {
-        let mut c = ConfigReader::parse(r#"{"page_size": 500, "n": "abc", "b": "maybe"}"#, Some(Path::new("c.json"))).unwrap();
+        let mut c = ConfigReader::parse(
+            r#"{"page_size": 500, "n": "abc", "b": "maybe"}"#,
+            Some(Path::new("c.json")),
+        )
+        .unwrap();
         let e = c.int_in("page_size", 1..=100, 100).unwrap_err().to_string();
-        assert_eq!(e, "configuration c.json: key \"page_size\": must be an integer from 1 to 100, got 500");
+        assert_eq!(
+            e,
+            "configuration c.json: key \"page_size\": must be an integer from 1 to 100, got 500"
+        );
         let e = c.int_in("n", 1..=100, 100).unwrap_err().to_string();
         assert!(e.contains("key \"n\"") && e.contains("\"abc\""), "{e}");
-        assert!(c.bool_or("b", true).unwrap_err().to_string().contains("key \"b\""));
+        assert!(c
+            .bool_or("b", true)
+            .unwrap_err()
+            .to_string()
+            .contains("key \"b\""));
     }
 
     #[test]
     fn strings_numbers_and_unknown_keys() {
-        let mut c = ConfigReader::parse(r#"{"page_size": "50", "api_key": "k", "typo": 1}"#, None).unwrap();
+        let mut c =
+            ConfigReader::parse(r#"{"page_size": "50", "api_key": "k", "typo": 1}"#, None).unwrap();
         assert_eq!(c.int_in("page_size", 1..=100, 100).unwrap(), 50);
         assert_eq!(c.secret("api_key").unwrap().expose(), "k");
         let e = c.finish().unwrap_err().to_string();
-        assert!(e.contains("unknown key \"typo\"") && e.contains("api_key, page_size"), "{e}");
+        assert!(
+            e.contains("unknown key \"typo\"") && e.contains("api_key, page_size"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -205,15 +250,33 @@ mod tests {
         let mut c = ConfigReader::parse(r#"{"k": 12345, "p": "<YOUR_KEY>"}"#, None).unwrap();
         let e = c.secret("k").unwrap_err().to_string();
         assert!(!e.contains("12345"), "{e}");
-        assert!(c.secret("p").unwrap_err().to_string().contains("placeholder"));
-        assert!(c.secret("missing").unwrap_err().to_string().contains("required"));
+        assert!(c
+            .secret("p")
+            .unwrap_err()
+            .to_string()
+            .contains("placeholder"));
+        assert!(c
+            .secret("missing")
+            .unwrap_err()
+            .to_string()
+            .contains("required"));
     }
 
     #[test]
     fn not_an_object_or_not_json() {
-        assert!(ConfigReader::parse("[1]", None).unwrap_err().to_string().contains("JSON object"));
-        assert!(ConfigReader::parse("{", None).unwrap_err().to_string().contains("not valid JSON"));
+        assert!(ConfigReader::parse("[1]", None)
+            .unwrap_err()
+            .to_string()
+            .contains("JSON object"));
+        assert!(ConfigReader::parse("{", None)
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
         let mut c = ConfigReader::parse(r#"{"u": "ftp://x"}"#, None).unwrap();
-        assert!(c.url_or("u", "https://a").unwrap_err().to_string().contains("http"));
+        assert!(c
+            .url_or("u", "https://a")
+            .unwrap_err()
+            .to_string()
+            .contains("http"));
     }
 }

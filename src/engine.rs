@@ -42,14 +42,33 @@ pub fn active_writers() -> u64 {
 /// One operation on the destination, in stream order.
 #[derive(Debug)]
 pub enum Op {
-    Upsert { table: Arc<TableSchema>, batch: RecordBatch },
-    Update { table: Arc<TableSchema>, batch: RecordBatch },
-    Delete { table: Arc<TableSchema>, batch: RecordBatch },
-    Truncate { table: Arc<TableSchema> },
-    DeleteOlderThan { table: Arc<TableSchema>, column: String, before_micros: i64 },
+    Upsert {
+        table: Arc<TableSchema>,
+        batch: RecordBatch,
+    },
+    Update {
+        table: Arc<TableSchema>,
+        batch: RecordBatch,
+    },
+    Delete {
+        table: Arc<TableSchema>,
+        batch: RecordBatch,
+    },
+    Truncate {
+        table: Arc<TableSchema>,
+    },
+    DeleteOlderThan {
+        table: Arc<TableSchema>,
+        column: String,
+        before_micros: i64,
+    },
     Reject(Vec<Reject>),
     /// A safe point: `state` is the stream's progress covering all ops sent before it.
-    Checkpoint { stream: String, state: serde_json::Value, force: bool },
+    Checkpoint {
+        stream: String,
+        state: serde_json::Value,
+        force: bool,
+    },
 }
 
 /// When to commit.
@@ -95,29 +114,61 @@ pub struct Emitter {
 
 impl Emitter {
     async fn send(&self, op: Op) -> Result<()> {
-        self.tx.send(op).await.map_err(|_| Error::Internal("the destination writer stopped".into()))
+        self.tx
+            .send(op)
+            .await
+            .map_err(|_| Error::Internal("the destination writer stopped".into()))
     }
 
     pub async fn upsert(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
-        self.stats.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        self.send(Op::Upsert { table: table.clone(), batch }).await
+        self.stats
+            .rows
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.send(Op::Upsert {
+            table: table.clone(),
+            batch,
+        })
+        .await
     }
 
     pub async fn update(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
-        self.stats.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        self.send(Op::Update { table: table.clone(), batch }).await
+        self.stats
+            .rows
+            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.send(Op::Update {
+            table: table.clone(),
+            batch,
+        })
+        .await
     }
 
     pub async fn delete(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
-        self.send(Op::Delete { table: table.clone(), batch }).await
+        self.send(Op::Delete {
+            table: table.clone(),
+            batch,
+        })
+        .await
     }
 
     pub async fn truncate(&self, table: &Arc<TableSchema>) -> Result<()> {
-        self.send(Op::Truncate { table: table.clone() }).await
+        self.send(Op::Truncate {
+            table: table.clone(),
+        })
+        .await
     }
 
-    pub async fn delete_older_than(&self, table: &Arc<TableSchema>, column: &str, before_micros: i64) -> Result<()> {
-        self.send(Op::DeleteOlderThan { table: table.clone(), column: column.into(), before_micros }).await
+    pub async fn delete_older_than(
+        &self,
+        table: &Arc<TableSchema>,
+        column: &str,
+        before_micros: i64,
+    ) -> Result<()> {
+        self.send(Op::DeleteOlderThan {
+            table: table.clone(),
+            column: column.into(),
+            before_micros,
+        })
+        .await
     }
 
     pub async fn reject(&self, rejects: Vec<Reject>) -> Result<()> {
@@ -129,12 +180,22 @@ impl Emitter {
 
     /// Record progress; the writer commits here when its thresholds are met.
     pub async fn checkpoint(&self, stream: &str, state: serde_json::Value) -> Result<()> {
-        self.send(Op::Checkpoint { stream: stream.into(), state, force: false }).await
+        self.send(Op::Checkpoint {
+            stream: stream.into(),
+            state,
+            force: false,
+        })
+        .await
     }
 
     /// Record progress and commit now (before stopping on a quota, say).
     pub async fn commit_now(&self, stream: &str, state: serde_json::Value) -> Result<()> {
-        self.send(Op::Checkpoint { stream: stream.into(), state, force: true }).await
+        self.send(Op::Checkpoint {
+            stream: stream.into(),
+            state,
+            force: true,
+        })
+        .await
     }
 
     pub fn page_fetched(&self) {
@@ -171,10 +232,18 @@ impl std::fmt::Display for SyncSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "synced {} → {}", self.connector, self.destination)?;
         for (t, c) in &self.tables {
-            writeln!(f, "  {t:<24} inserted {:>9}  updated {:>9}  deleted {:>9}", c.inserted, c.updated, c.deleted)?;
+            writeln!(
+                f,
+                "  {t:<24} inserted {:>9}  updated {:>9}  deleted {:>9}",
+                c.inserted, c.updated, c.deleted
+            )?;
         }
         if self.rejected > 0 {
-            writeln!(f, "  rejected rows: {} (see table _etl_rejects)", self.rejected)?;
+            writeln!(
+                f,
+                "  rejected rows: {} (see table _etl_rejects)",
+                self.rejected
+            )?;
         }
         write!(
             f,
@@ -249,11 +318,22 @@ pub async fn run_sync(
         Ok(Ok(s)) => s,
         Ok(Err(_)) | Err(_) => return Err(writer_failure(done_rx).await),
     };
-    let state = if opts.full_refresh { State::default() } else { state };
+    let state = if opts.full_refresh {
+        State::default()
+    } else {
+        state
+    };
 
     let stats = Arc::new(StreamStats::default());
-    let emitter = Emitter { tx: op_tx, stats: stats.clone() };
-    let ctx = SyncContext { state, emit: emitter, http_metrics: http_metrics.clone() };
+    let emitter = Emitter {
+        tx: op_tx,
+        stats: stats.clone(),
+    };
+    let ctx = SyncContext {
+        state,
+        emit: emitter,
+        http_metrics: http_metrics.clone(),
+    };
     let outcome = connector.sync(ctx).await;
     // All emitters are gone once `sync` returns; wait until every op reached the writer.
     let _ = forward.await;
@@ -278,7 +358,9 @@ pub async fn run_sync(
         Err(_) => return Err(Error::Internal("the destination writer panicked".into())),
     };
     if !report.finished {
-        return Err(Error::Internal("the destination writer stopped before the end of the sync".into()));
+        return Err(Error::Internal(
+            "the destination writer stopped before the end of the sync".into(),
+        ));
     }
     Ok(SyncSummary {
         connector: name,
@@ -363,11 +445,17 @@ fn writer_loop(
                             dest.delete(&table, batch)?
                         }
                         Op::Truncate { table } => dest.truncate(&table)?,
-                        Op::DeleteOlderThan { table, column, before_micros } => {
-                            dest.delete_older_than(&table, &column, before_micros)?
-                        }
+                        Op::DeleteOlderThan {
+                            table,
+                            column,
+                            before_micros,
+                        } => dest.delete_older_than(&table, &column, before_micros)?,
                         Op::Reject(r) => dest.reject(&r)?,
-                        Op::Checkpoint { stream, state: s, force } => {
+                        Op::Checkpoint {
+                            stream,
+                            state: s,
+                            force,
+                        } => {
                             state.streams.insert(stream, s);
                             if force
                                 || rows_since >= opts.checkpoint_rows
@@ -388,11 +476,22 @@ fn writer_loop(
         }
     })();
     match result {
-        Ok(true) => Ok(WriterReport { summary, commits, finished: true }),
+        Ok(true) => Ok(WriterReport {
+            summary,
+            commits,
+            finished: true,
+        }),
         Ok(false) => {
             dest.rollback()?;
-            tracing::debug!(commits, "sync stopped early; rolled back to the last commit");
-            Ok(WriterReport { summary, commits, finished: false })
+            tracing::debug!(
+                commits,
+                "sync stopped early; rolled back to the last commit"
+            );
+            Ok(WriterReport {
+                summary,
+                commits,
+                finished: false,
+            })
         }
         Err(e) => {
             if let Err(re) = dest.rollback() {

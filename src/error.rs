@@ -16,7 +16,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The configuration file is missing, unreadable, not JSON, or a key is invalid.
     #[error("configuration {}: {message}", source_name(.path))]
-    Config { path: Option<PathBuf>, message: String },
+    Config {
+        path: Option<PathBuf>,
+        message: String,
+    },
 
     /// The command line asks for something impossible (unknown connector, bad flag combination).
     #[error("{0}")]
@@ -40,7 +43,10 @@ pub enum Error {
 
     /// Reading or writing local files.
     #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// The source's quota is exhausted; progress up to the last commit was kept.
     #[error("{0}")]
@@ -66,17 +72,26 @@ impl Error {
 
     /// Build a configuration error for a file.
     pub fn config(path: Option<&std::path::Path>, message: impl Into<String>) -> Self {
-        Error::Config { path: path.map(|p| p.to_path_buf()), message: message.into() }
+        Error::Config {
+            path: path.map(|p| p.to_path_buf()),
+            message: message.into(),
+        }
     }
 
     /// Build a destination error.
     pub fn destination(target: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Error::Destination { target: target.into(), message: message.to_string() }
+        Error::Destination {
+            target: target.into(),
+            message: message.to_string(),
+        }
     }
 
     /// Build a source (malformed response) error.
     pub fn source(context: impl Into<String>, message: impl std::fmt::Display) -> Self {
-        Error::Source { context: context.into(), message: message.to_string() }
+        Error::Source {
+            context: context.into(),
+            message: message.to_string(),
+        }
     }
 }
 

@@ -34,7 +34,12 @@ use crate::dest::duckdb::DuckDbDestination;
 use crate::http::HttpMetrics;
 
 /// Run one sync of `connector` with `config` into the DuckDB file `out`.
-pub async fn sync(connector: &str, config: ConfigReader, out: &Path, opts: SyncOptions) -> Result<SyncSummary> {
+pub async fn sync(
+    connector: &str,
+    config: ConfigReader,
+    out: &Path,
+    opts: SyncOptions,
+) -> Result<SyncSummary> {
     let info = connectors::find(connector).ok_or_else(|| unknown_connector(connector))?;
     let metrics = Arc::new(HttpMetrics::default());
     let conn = (info.build)(config, metrics.clone())?;
@@ -47,14 +52,18 @@ pub async fn sync(connector: &str, config: ConfigReader, out: &Path, opts: SyncO
     // Opening DuckDB is blocking I/O; keep it off the async workers.
     let path = out.to_path_buf();
     let limit = opts.memory_limit.clone();
-    let dest = tokio::task::spawn_blocking(move || DuckDbDestination::open_with(&path, limit.as_deref()))
-        .await
-        .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
+    let dest =
+        tokio::task::spawn_blocking(move || DuckDbDestination::open_with(&path, limit.as_deref()))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
     engine::run_sync(conn, Box::new(dest), opts, metrics).await
 }
 
 /// The error for a connector name nobody registered.
 pub fn unknown_connector(name: &str) -> Error {
     let names: Vec<&str> = connectors::registry().iter().map(|c| c.name).collect();
-    Error::Usage(format!("unknown connector {name:?}; available: {}", names.join(", ")))
+    Error::Usage(format!(
+        "unknown connector {name:?}; available: {}",
+        names.join(", ")
+    ))
 }

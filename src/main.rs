@@ -14,11 +14,17 @@ use etl::playground::{Playground, PlaygroundOptions};
 use etl::{Error, SyncOptions};
 
 #[derive(Parser)]
-#[command(name = "etl", version, about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally.")]
-#[command(long_about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally.\n\n\
+#[command(
+    name = "etl",
+    version,
+    about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally."
+)]
+#[command(
+    long_about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally.\n\n\
 Data and sync state are committed in one transaction, so a sync stopped at any instant \
 resumes exactly where the last commit left off when you run the same command again.\n\n\
-Try it without an account:\n  etl sync userflow --playground --out warehouse.duckdb")]
+Try it without an account:\n  etl sync userflow --playground --out warehouse.duckdb"
+)]
 struct Cli {
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -59,7 +65,12 @@ struct SyncArgs {
     #[arg(long, conflicts_with = "config")]
     playground: bool,
     /// Users the playground generates (with --playground).
-    #[arg(long, default_value_t = 10_000, requires = "playground", value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        requires = "playground",
+        value_name = "N"
+    )]
     playground_users: usize,
     /// The DuckDB database file to write (created if missing).
     #[arg(long, short = 'o', value_name = "PATH")]
@@ -106,7 +117,9 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,etl={level}")));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
@@ -115,7 +128,10 @@ fn init_logging(verbose: u8, quiet: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -150,20 +166,38 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
     let tables = (info.tables)();
     if json {
         let v: Vec<_> = tables.iter().map(|t| t.as_ref()).collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("schemas serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("schemas serialise")
+        );
         return Ok(());
     }
     for t in tables {
-        println!("table {} (primary key: {})", t.name, t.primary_key.join(", "));
+        println!(
+            "table {} (primary key: {})",
+            t.name,
+            t.primary_key.join(", ")
+        );
         for c in &t.columns {
             let source = match &c.source {
                 etl::schema::ColumnSource::Path(p) => p.join("."),
                 etl::schema::ColumnSource::Raw => "(whole record)".into(),
                 etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
             };
-            println!("  {:<16} {:<14} duckdb {:<12} from {}", c.name, c.ty.to_string(), c.ty.duckdb_type(), source);
+            println!(
+                "  {:<16} {:<14} duckdb {:<12} from {}",
+                c.name,
+                c.ty.to_string(),
+                c.ty.duckdb_type(),
+                source
+            );
         }
-        println!("  {:<16} {:<14} duckdb {:<12} soft-delete flag", etl::schema::DELETED_COLUMN, "BOOLEAN", "BOOLEAN");
+        println!(
+            "  {:<16} {:<14} duckdb {:<12} soft-delete flag",
+            etl::schema::DELETED_COLUMN,
+            "BOOLEAN",
+            "BOOLEAN"
+        );
     }
     println!("\nsample configuration:\n{}", info.sample_config);
     Ok(())
@@ -171,7 +205,10 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
 
 async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
     if !(0.0..=1.0).contains(&a.fault_rate) {
-        return Err(Error::Usage(format!("--fault-rate must be between 0 and 1, got {}", a.fault_rate)));
+        return Err(Error::Usage(format!(
+            "--fault-rate must be between 0 and 1, got {}",
+            a.fault_rate
+        )));
     }
     let opts = PlaygroundOptions {
         port: a.port,
@@ -186,9 +223,16 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
         .map_err(|e| Error::Usage(format!("cannot listen on 127.0.0.1:{}: {e}", a.port)))?;
     println!("playground listening on {}", pg.url());
     println!("API key (Bearer): {}", pg.api_key());
-    println!("Userflow: {} users at {}/users", pg.userflow().len(), pg.url());
+    println!(
+        "Userflow: {} users at {}/users",
+        pg.userflow().len(),
+        pg.url()
+    );
     println!("configuration for `etl sync userflow --config FILE`:");
-    println!("{}", serde_json::to_string_pretty(&pg.userflow_config()).expect("json"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&pg.userflow_config()).expect("json")
+    );
     println!("press Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
@@ -196,12 +240,19 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
 
 async fn sync(a: SyncArgs) -> Result<(), Error> {
     if !(a.checkpoint_seconds.is_finite() && a.checkpoint_seconds >= 0.0) {
-        return Err(Error::Usage(format!("--checkpoint-seconds must be a non-negative number, got {}", a.checkpoint_seconds)));
+        return Err(Error::Usage(format!(
+            "--checkpoint-seconds must be a non-negative number, got {}",
+            a.checkpoint_seconds
+        )));
     }
     if !etl::dest::duckdb::is_memory_size(&a.memory_limit) {
-        return Err(Error::Usage(format!("--memory-limit {:?} is not a size such as 512MB or 2GB", a.memory_limit)));
+        return Err(Error::Usage(format!(
+            "--memory-limit {:?} is not a size such as 512MB or 2GB",
+            a.memory_limit
+        )));
     }
-    let info = etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
+    let info =
+        etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
     let mut _playground = None;
     let config = match (&a.config, a.playground) {
         (Some(path), false) => ConfigReader::from_file(path)?,

@@ -56,12 +56,25 @@ impl ColumnType {
             "XML" => ColumnType::Xml,
             "STRING" => ColumnType::String,
             "JSON" => ColumnType::Json,
-            "DECIMAL" => return Err("DECIMAL needs a precision and scale, e.g. DECIMAL(10,2)".into()),
+            "DECIMAL" => {
+                return Err("DECIMAL needs a precision and scale, e.g. DECIMAL(10,2)".into())
+            }
             other => {
-                if let Some(args) = other.strip_prefix("DECIMAL(").and_then(|s| s.strip_suffix(')')) {
-                    let (p, s) = args.split_once(',').ok_or("DECIMAL needs (precision,scale)")?;
-                    let precision: u8 = p.trim().parse().map_err(|_| format!("bad DECIMAL precision {p:?}"))?;
-                    let scale: i8 = s.trim().parse().map_err(|_| format!("bad DECIMAL scale {s:?}"))?;
+                if let Some(args) = other
+                    .strip_prefix("DECIMAL(")
+                    .and_then(|s| s.strip_suffix(')'))
+                {
+                    let (p, s) = args
+                        .split_once(',')
+                        .ok_or("DECIMAL needs (precision,scale)")?;
+                    let precision: u8 = p
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad DECIMAL precision {p:?}"))?;
+                    let scale: i8 = s
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("bad DECIMAL scale {s:?}"))?;
                     return ColumnType::decimal(precision, scale);
                 }
                 return Err(format!("unrecognized column type {name:?}"));
@@ -125,7 +138,9 @@ impl ColumnType {
             ColumnType::Short => "INT32 (INTEGER(16,true))".into(),
             ColumnType::Int => "INT32".into(),
             ColumnType::Long => "INT64".into(),
-            ColumnType::Decimal { precision, scale } => format!("FIXED_LEN_BYTE_ARRAY (DECIMAL({precision},{scale}))"),
+            ColumnType::Decimal { precision, scale } => {
+                format!("FIXED_LEN_BYTE_ARRAY (DECIMAL({precision},{scale}))")
+            }
             ColumnType::Float => "FLOAT".into(),
             ColumnType::Double => "DOUBLE".into(),
             ColumnType::NaiveDate => "INT32 (DATE)".into(),
@@ -186,22 +201,38 @@ pub struct Column {
 impl Column {
     /// A column read from the record key of the same name.
     pub fn new(name: &str, ty: ColumnType) -> Self {
-        Column { name: name.into(), ty, source: ColumnSource::Path(vec![name.into()]) }
+        Column {
+            name: name.into(),
+            ty,
+            source: ColumnSource::Path(vec![name.into()]),
+        }
     }
 
     /// A column read from a dotted path (`"attributes.email"`).
     pub fn at(name: &str, ty: ColumnType, path: &str) -> Self {
-        Column { name: name.into(), ty, source: ColumnSource::Path(path.split('.').map(String::from).collect()) }
+        Column {
+            name: name.into(),
+            ty,
+            source: ColumnSource::Path(path.split('.').map(String::from).collect()),
+        }
     }
 
     /// A JSON column holding the whole record.
     pub fn raw(name: &str) -> Self {
-        Column { name: name.into(), ty: ColumnType::Json, source: ColumnSource::Raw }
+        Column {
+            name: name.into(),
+            ty: ColumnType::Json,
+            source: ColumnSource::Raw,
+        }
     }
 
     /// A UTC_DATETIME column stamped with the sync time.
     pub fn synced_at(name: &str) -> Self {
-        Column { name: name.into(), ty: ColumnType::UtcDatetime, source: ColumnSource::SyncedAt }
+        Column {
+            name: name.into(),
+            ty: ColumnType::UtcDatetime,
+            source: ColumnSource::SyncedAt,
+        }
     }
 }
 
@@ -242,15 +273,24 @@ impl TableSchema {
                 return Err(format!("table {}: column {i} has an empty name", self.name));
             }
             if seen.insert(c.name.as_str(), i).is_some() {
-                return Err(format!("table {}: column {} declared twice", self.name, c.name));
+                return Err(format!(
+                    "table {}: column {} declared twice",
+                    self.name, c.name
+                ));
             }
             if c.name == DELETED_COLUMN {
-                return Err(format!("table {}: column name {DELETED_COLUMN} is reserved", self.name));
+                return Err(format!(
+                    "table {}: column name {DELETED_COLUMN} is reserved",
+                    self.name
+                ));
             }
         }
         for k in &self.primary_key {
             if !seen.contains_key(k.as_str()) {
-                return Err(format!("table {}: primary key column {k} is not declared", self.name));
+                return Err(format!(
+                    "table {}: primary key column {k} is not declared",
+                    self.name
+                ));
             }
         }
         Ok(())
@@ -290,7 +330,9 @@ impl TableSchema {
         let full = self.arrow_schema();
         let mut fields = Vec::with_capacity(names.len());
         for n in names {
-            let f = full.field_with_name(n).map_err(|_| format!("table {}: no column {n}", self.name))?;
+            let f = full
+                .field_with_name(n)
+                .map_err(|_| format!("table {}: no column {n}", self.name))?;
             fields.push(f.clone());
         }
         Ok(Arc::new(Schema::new(fields)))
@@ -304,16 +346,39 @@ mod tests {
     #[test]
     fn parses_every_fivetran_type_name() {
         for name in [
-            "BOOLEAN", "SHORT", "INT", "LONG", "FLOAT", "DOUBLE", "NAIVE_DATE", "NAIVE_DATETIME", "UTC_DATETIME",
-            "BINARY", "XML", "STRING", "JSON",
+            "BOOLEAN",
+            "SHORT",
+            "INT",
+            "LONG",
+            "FLOAT",
+            "DOUBLE",
+            "NAIVE_DATE",
+            "NAIVE_DATETIME",
+            "UTC_DATETIME",
+            "BINARY",
+            "XML",
+            "STRING",
+            "JSON",
         ] {
             let t = ColumnType::parse(name).unwrap();
             assert_eq!(t.fivetran_name(), name);
         }
-        assert_eq!(ColumnType::parse("decimal(10, 2)").unwrap(), ColumnType::Decimal { precision: 10, scale: 2 });
-        assert!(ColumnType::parse("DECIMAL").unwrap_err().contains("precision"));
-        assert!(ColumnType::parse("DECIMAL(40,2)").unwrap_err().contains("1..38"));
-        assert!(ColumnType::parse("TEXT").unwrap_err().contains("unrecognized"));
+        assert_eq!(
+            ColumnType::parse("decimal(10, 2)").unwrap(),
+            ColumnType::Decimal {
+                precision: 10,
+                scale: 2
+            }
+        );
+        assert!(ColumnType::parse("DECIMAL")
+            .unwrap_err()
+            .contains("precision"));
+        assert!(ColumnType::parse("DECIMAL(40,2)")
+            .unwrap_err()
+            .contains("1..38"));
+        assert!(ColumnType::parse("TEXT")
+            .unwrap_err()
+            .contains("unrecognized"));
     }
 
     #[test]
@@ -324,7 +389,14 @@ mod tests {
             ColumnType::UtcDatetime.arrow_type(),
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
         );
-        assert_eq!(ColumnType::Decimal { precision: 12, scale: 3 }.arrow_type(), DataType::Decimal128(12, 3));
+        assert_eq!(
+            ColumnType::Decimal {
+                precision: 12,
+                scale: 3
+            }
+            .arrow_type(),
+            DataType::Decimal128(12, 3)
+        );
     }
 
     #[test]
@@ -334,7 +406,10 @@ mod tests {
         let t = TableSchema::new(
             "t",
             &["id"],
-            vec![Column::new("id", ColumnType::String), Column::new("id", ColumnType::Long)],
+            vec![
+                Column::new("id", ColumnType::String),
+                Column::new("id", ColumnType::Long),
+            ],
         );
         assert!(t.validate().unwrap_err().contains("declared twice"));
     }
@@ -344,6 +419,12 @@ mod tests {
         let t = TableSchema::new("t", &["id"], vec![Column::new("id", ColumnType::String)]);
         let s = t.arrow_schema();
         assert!(!s.field(0).is_nullable());
-        assert_eq!(s.field(0).metadata().get("etl.primary_key").map(String::as_str), Some("true"));
+        assert_eq!(
+            s.field(0)
+                .metadata()
+                .get("etl.primary_key")
+                .map(String::as_str),
+            Some("true")
+        );
     }
 }

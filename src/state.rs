@@ -23,7 +23,10 @@ pub struct State {
 
 impl Default for State {
     fn default() -> Self {
-        State { version: STATE_VERSION, streams: BTreeMap::new() }
+        State {
+            version: STATE_VERSION,
+            streams: BTreeMap::new(),
+        }
     }
 }
 
@@ -60,7 +63,8 @@ mod tests {
     #[test]
     fn round_trips_and_refuses_newer_versions() {
         let mut s = State::default();
-        s.streams.insert("users".into(), serde_json::json!({"after": "u1"}));
+        s.streams
+            .insert("users".into(), serde_json::json!({"after": "u1"}));
         let back = State::from_json(&s.to_json(), "t").unwrap();
         assert_eq!(back, s);
         let e = State::from_json(r#"{"version": 99, "streams": {}}"#, "t").unwrap_err();

@@ -19,8 +19,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder,
-    Int16Builder, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
+    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
@@ -169,7 +170,10 @@ impl PathNode {
                 let pos = match self.children.iter().position(|c| &c.key == head) {
                     Some(p) => p,
                     None => {
-                        self.children.push(PathNode { key: head.clone(), ..Default::default() });
+                        self.children.push(PathNode {
+                            key: head.clone(),
+                            ..Default::default()
+                        });
                         self.children.len() - 1
                     }
                 };
@@ -181,7 +185,9 @@ impl PathNode {
     /// Fill `slots` (one per column) from `obj`.
     fn extract<'a>(&self, obj: &RawObject<'a>, slots: &mut [Option<&'a str>]) {
         for child in &self.children {
-            let Some(v) = obj.get(&child.key) else { continue };
+            let Some(v) = obj.get(&child.key) else {
+                continue;
+            };
             let text = v.get();
             if text == "null" {
                 continue;
@@ -230,8 +236,19 @@ impl BatchDecoder {
                 ColumnSource::SyncedAt => synced_columns.push(i),
             }
         }
-        let pk_columns = table.primary_key.iter().filter_map(|k| table.columns.iter().position(|c| &c.name == k)).collect();
-        BatchDecoder { table, schema, paths, raw_columns, synced_columns, pk_columns }
+        let pk_columns = table
+            .primary_key
+            .iter()
+            .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+            .collect();
+        BatchDecoder {
+            table,
+            schema,
+            paths,
+            raw_columns,
+            synced_columns,
+            pk_columns,
+        }
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -243,8 +260,14 @@ impl BatchDecoder {
     }
 
     /// Decode the records at `records` (byte ranges into `page`).
-    pub fn decode(&self, page: &[u8], records: &[Range<usize>], ctx: &PageContext) -> Result<Decoded, DecodeError> {
-        let page = std::str::from_utf8(page).map_err(|e| self.page_error(ctx, format!("page is not UTF-8: {e}")))?;
+    pub fn decode(
+        &self,
+        page: &[u8],
+        records: &[Range<usize>],
+        ctx: &PageContext,
+    ) -> Result<Decoded, DecodeError> {
+        let page = std::str::from_utf8(page)
+            .map_err(|e| self.page_error(ctx, format!("page is not UTF-8: {e}")))?;
         if records.len() <= PARALLEL_CHUNK_ROWS {
             return self.decode_chunk(page, records, ctx, 0);
         }
@@ -292,7 +315,13 @@ impl BatchDecoder {
         let mut bad: Vec<BadValue> = Vec::new();
         for (r, range) in records.iter().enumerate() {
             let text = page.get(range.clone()).ok_or_else(|| {
-                self.page_error(ctx, format!("record range {range:?} outside a page of {} bytes", page.len()))
+                self.page_error(
+                    ctx,
+                    format!(
+                        "record range {range:?} outside a page of {} bytes",
+                        page.len()
+                    ),
+                )
             })?;
             row_slots.iter_mut().for_each(|s| *s = None);
             match serde_json::from_str::<RawObject>(text) {
@@ -317,7 +346,12 @@ impl BatchDecoder {
         for &c in &self.pk_columns {
             for r in 0..n {
                 if slots[c * n + r].is_none() && !bad.iter().any(|b| b.row == r) {
-                    bad.push(BadValue { row: r, column: c, value: None, message: "primary key is missing or null".into() });
+                    bad.push(BadValue {
+                        row: r,
+                        column: c,
+                        value: None,
+                        message: "primary key is missing or null".into(),
+                    });
                 }
             }
         }
@@ -350,11 +384,18 @@ impl BatchDecoder {
         if bad.is_empty() {
             let batch = RecordBatch::try_new(self.schema.clone(), arrays)
                 .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
-            return Ok(Decoded { batch, rejects: Vec::new() });
+            return Ok(Decoded {
+                batch,
+                rejects: Vec::new(),
+            });
         }
         // Rejected rows may lack their key: build nullable, filter, then restore the schema.
         let nullable = Arc::new(arrow::datatypes::Schema::new(
-            self.schema.fields().iter().map(|f| f.as_ref().clone().with_nullable(true)).collect::<Vec<_>>(),
+            self.schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
         ));
         let batch = RecordBatch::try_new(nullable, arrays)
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
@@ -365,7 +406,12 @@ impl BatchDecoder {
                 continue;
             }
             keep[b.row] = false;
-            let col = self.table.columns.get(b.column).map(|c| c.name.as_str()).unwrap_or("(record)");
+            let col = self
+                .table
+                .columns
+                .get(b.column)
+                .map(|c| c.name.as_str())
+                .unwrap_or("(record)");
             let mut error = format!("column {col}: {}", b.message);
             if let Some(v) = &b.value {
                 error.push_str(&format!(" (value: {v})"));
@@ -377,7 +423,8 @@ impl BatchDecoder {
             });
         }
         let mask = arrow::array::BooleanArray::from(keep);
-        let kept = filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
+        let kept =
+            filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
         let batch = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
         Ok(Decoded { batch, rejects })
@@ -390,10 +437,20 @@ fn type_error(ty: ColumnType) -> String {
 
 /// Convert one column of raw JSON texts into an Arrow array; bad values become
 /// nulls and are recorded in `bad`.
-fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut Vec<BadValue>) -> ArrayRef {
+fn convert_column(
+    ty: ColumnType,
+    column: &[Option<&str>],
+    c: usize,
+    bad: &mut Vec<BadValue>,
+) -> ArrayRef {
     let n = column.len();
     let mut fail = |row: usize, raw: &str| {
-        bad.push(BadValue { row, column: c, value: Some(truncate_for_display(raw, 120)), message: type_error(ty) });
+        bad.push(BadValue {
+            row,
+            column: c,
+            value: Some(truncate_for_display(raw, 120)),
+            message: type_error(ty),
+        });
     };
     macro_rules! numeric {
         ($builder:ty, $parse:expr) => {{
@@ -415,8 +472,10 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
     }
     match ty {
         ColumnType::Boolean => numeric!(BooleanBuilder, values::parse_bool),
-        ColumnType::Short => numeric!(Int16Builder, |r| values::parse_i64(r).and_then(|v| i16::try_from(v).ok())),
-        ColumnType::Int => numeric!(Int32Builder, |r| values::parse_i64(r).and_then(|v| i32::try_from(v).ok())),
+        ColumnType::Short => numeric!(Int16Builder, |r| values::parse_i64(r)
+            .and_then(|v| i16::try_from(v).ok())),
+        ColumnType::Int => numeric!(Int32Builder, |r| values::parse_i64(r)
+            .and_then(|v| i32::try_from(v).ok())),
         ColumnType::Long => numeric!(Int64Builder, values::parse_i64),
         ColumnType::Float => numeric!(Float32Builder, |r| values::parse_f64(r).map(|v| v as f32)),
         ColumnType::Double => numeric!(Float64Builder, values::parse_f64),
@@ -434,26 +493,34 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
                     },
                 }
             }
-            Arc::new(b.finish().with_precision_and_scale(precision, scale).expect("validated precision"))
+            Arc::new(
+                b.finish()
+                    .with_precision_and_scale(precision, scale)
+                    .expect("validated precision"),
+            )
         }
         ColumnType::NaiveDate => {
-            numeric!(Date32Builder, |r| values::json_str(r).and_then(|s| values::parse_date_days(&s)))
+            numeric!(Date32Builder, |r| values::json_str(r)
+                .and_then(|s| values::parse_date_days(&s)))
         }
         ColumnType::NaiveDatetime => {
-            numeric!(TimestampMicrosecondBuilder, |r| values::json_str(r).and_then(|s| values::parse_naive_micros(&s)))
+            numeric!(TimestampMicrosecondBuilder, |r| values::json_str(r)
+                .and_then(|s| values::parse_naive_micros(&s)))
         }
         ColumnType::UtcDatetime => {
             let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
             for (r, v) in column.iter().enumerate() {
                 match *v {
                     None => b.append_null(),
-                    Some(raw) => match values::json_str(raw).and_then(|s| values::parse_utc_micros(&s)) {
-                        Some(x) => b.append_value(x),
-                        None => {
-                            fail(r, raw);
-                            b.append_null()
+                    Some(raw) => {
+                        match values::json_str(raw).and_then(|s| values::parse_utc_micros(&s)) {
+                            Some(x) => b.append_value(x),
+                            None => {
+                                fail(r, raw);
+                                b.append_null()
+                            }
                         }
-                    },
+                    }
                 }
             }
             Arc::new(b.finish())
@@ -464,9 +531,11 @@ fn convert_column(ty: ColumnType, column: &[Option<&str>], c: usize, bad: &mut V
                 match *v {
                     None => b.append_null(),
                     Some(raw) => {
-                        match values::json_str(raw)
-                            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).ok())
-                        {
+                        match values::json_str(raw).and_then(|s| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(s.as_bytes())
+                                .ok()
+                        }) {
                             Some(bytes) => b.append_value(bytes),
                             None => {
                                 fail(r, raw);
@@ -539,13 +608,16 @@ pub fn spawn_decode(
 pub fn split_array(page: &[u8], key: Option<&str>) -> Result<Vec<Range<usize>>, String> {
     let text = std::str::from_utf8(page).map_err(|e| format!("page is not UTF-8: {e}"))?;
     let list: Vec<&RawValue> = match key {
-        None => serde_json::from_str(text).map_err(|e| format!("expected a JSON array of records: {e}"))?,
+        None => serde_json::from_str(text)
+            .map_err(|e| format!("expected a JSON array of records: {e}"))?,
         Some(k) => {
-            let obj: RawObject = serde_json::from_str(text).map_err(|e| format!("expected a JSON object: {e}"))?;
+            let obj: RawObject =
+                serde_json::from_str(text).map_err(|e| format!("expected a JSON object: {e}"))?;
             match obj.get(k) {
                 None => return Err(format!("response has no {k:?} list")),
                 Some(v) if v.get() == "null" => Vec::new(),
-                Some(v) => serde_json::from_str(v.get()).map_err(|e| format!("{k:?} is not a JSON array: {e}"))?,
+                Some(v) => serde_json::from_str(v.get())
+                    .map_err(|e| format!("{k:?} is not a JSON array: {e}"))?,
             }
         }
     };

@@ -12,7 +12,11 @@ fn users_table(on_bad_row: OnBadRow) -> Arc<TableSchema> {
 }
 
 fn ctx() -> PageContext {
-    PageContext { first_row: 100, location: "http://x/users".into(), synced_at_micros: 7 }
+    PageContext {
+        first_row: 100,
+        location: "http://x/users".into(),
+        synced_at_micros: 7,
+    }
 }
 
 const PAGE: &str = r#"{"data": [
@@ -38,8 +42,16 @@ fn decodes_nested_paths_raw_bytes_and_synced_at() {
     assert_eq!(b.column(7).as_primitive::<Int64Type>().value(1), 6);
     // raw is the record's own bytes, whitespace and all.
     let raw = b.column(5).as_string::<i32>();
-    assert_eq!(raw.value(1), r#"{"id": "u2", "attributes": null, "created_at": "2023-04-11T09:12:45+0000", "n": "6"}"#);
-    assert_eq!(b.column(6).as_primitive::<TimestampMicrosecondType>().value(0), 7);
+    assert_eq!(
+        raw.value(1),
+        r#"{"id": "u2", "attributes": null, "created_at": "2023-04-11T09:12:45+0000", "n": "6"}"#
+    );
+    assert_eq!(
+        b.column(6)
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(0),
+        7
+    );
 }
 
 #[test]
@@ -53,7 +65,12 @@ fn type_violation_names_table_column_row_and_value() {
     assert_eq!(e.row, Some(101));
     assert_eq!(e.value.as_deref(), Some("\"yesterday\""));
     let msg = e.to_string();
-    assert!(msg.contains("column created_at") && msg.contains("row 101") && msg.contains("UTC_DATETIME"), "{msg}");
+    assert!(
+        msg.contains("column created_at")
+            && msg.contains("row 101")
+            && msg.contains("UTC_DATETIME"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -75,7 +92,11 @@ fn quarantine_sets_bad_rows_aside() {
     assert_eq!(out.batch.num_rows(), 2);
     assert_eq!(out.rejects.len(), 2);
     assert_eq!(out.rejects[0].raw, r#"{"id": "u2", "n": "x"}"#);
-    assert!(out.rejects[0].error.contains("column n"), "{}", out.rejects[0].error);
+    assert!(
+        out.rejects[0].error.contains("column n"),
+        "{}",
+        out.rejects[0].error
+    );
     assert!(out.rejects[1].error.contains("not a JSON object"));
 }
 
@@ -107,7 +128,13 @@ fn every_type_decodes() {
             Column::new("b", ColumnType::Boolean),
             Column::new("s", ColumnType::Short),
             Column::new("i", ColumnType::Int),
-            Column::new("dec", ColumnType::Decimal { precision: 10, scale: 2 }),
+            Column::new(
+                "dec",
+                ColumnType::Decimal {
+                    precision: 10,
+                    scale: 2,
+                },
+            ),
             Column::new("f", ColumnType::Float),
             Column::new("d", ColumnType::Double),
             Column::new("nd", ColumnType::NaiveDate),
@@ -122,18 +149,36 @@ fn every_type_decodes() {
     let d = BatchDecoder::new(t);
     let records = split_array(page.as_bytes(), None).unwrap();
     let b = d.decode(page.as_bytes(), &records, &ctx()).unwrap().batch;
-    assert_eq!(b.column(4).as_primitive::<arrow::datatypes::Decimal128Type>().value(0), 1235);
+    assert_eq!(
+        b.column(4)
+            .as_primitive::<arrow::datatypes::Decimal128Type>()
+            .value(0),
+        1235
+    );
     assert_eq!(b.column(9).as_binary::<i32>().value(0), b"hi");
     assert_eq!(b.column(11).as_string::<i32>().value(0), r#"{"k": [1, 2]}"#);
     // A SHORT that overflows is a type error.
     let page = r#"[{"id": 1, "s": 70000}]"#;
     let records = split_array(page.as_bytes(), None).unwrap();
-    assert!(d.decode(page.as_bytes(), &records, &ctx()).unwrap_err().to_string().contains("SHORT"));
+    assert!(d
+        .decode(page.as_bytes(), &records, &ctx())
+        .unwrap_err()
+        .to_string()
+        .contains("SHORT"));
 }
 
 #[test]
 fn split_array_reports_malformed_pages() {
-    assert!(split_array(b"{\"data\": [1,", Some("data")).unwrap_err().contains("JSON"));
-    assert!(split_array(b"{\"other\": []}", Some("data")).unwrap_err().contains("\"data\""));
-    assert_eq!(split_array(b"{\"data\": null}", Some("data")).unwrap().len(), 0);
+    assert!(split_array(b"{\"data\": [1,", Some("data"))
+        .unwrap_err()
+        .contains("JSON"));
+    assert!(split_array(b"{\"other\": []}", Some("data"))
+        .unwrap_err()
+        .contains("\"data\""));
+    assert_eq!(
+        split_array(b"{\"data\": null}", Some("data"))
+            .unwrap()
+            .len(),
+        0
+    );
 }

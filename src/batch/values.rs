@@ -91,7 +91,9 @@ pub fn parse_decimal(raw: &str, precision: u8, scale: i8) -> Option<i128> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.bytes().all(|c| c.is_ascii_digit()) || !frac_part.bytes().all(|c| c.is_ascii_digit()) {
+    if !int_part.bytes().all(|c| c.is_ascii_digit())
+        || !frac_part.bytes().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let scale = scale.max(0) as usize;
@@ -239,8 +241,16 @@ pub fn parse_utc_micros(s: &str) -> Option<i64> {
         pos += n;
     }
     let rest = &b[pos..];
-    let rest = if rest.first() == Some(&b' ') { &rest[1..] } else { rest };
-    let offset = if rest.is_empty() { 0 } else { parse_offset(rest)? };
+    let rest = if rest.first() == Some(&b' ') {
+        &rest[1..]
+    } else {
+        rest
+    };
+    let offset = if rest.is_empty() {
+        0
+    } else {
+        parse_offset(rest)?
+    };
     Some(days * 86_400_000_000 + micros - offset * 1_000_000)
 }
 
@@ -306,26 +316,48 @@ mod tests {
     #[test]
     fn utc_datetime_fraction_of_any_length() {
         let base = parse_utc_micros("2024-05-02T10:14:03Z").unwrap();
-        assert_eq!(parse_utc_micros("2024-05-02T10:14:03.5Z"), Some(base + 500_000));
-        assert_eq!(parse_utc_micros("2024-05-02T10:14:03.512345Z"), Some(base + 512_345));
-        assert_eq!(parse_utc_micros("2024-05-02T10:14:03.5123456789Z"), Some(base + 512_345));
-        assert_eq!(parse_utc_micros("2016-05-18T17:56:39.975+0000"), Some(1_463_594_199_975_000));
+        assert_eq!(
+            parse_utc_micros("2024-05-02T10:14:03.5Z"),
+            Some(base + 500_000)
+        );
+        assert_eq!(
+            parse_utc_micros("2024-05-02T10:14:03.512345Z"),
+            Some(base + 512_345)
+        );
+        assert_eq!(
+            parse_utc_micros("2024-05-02T10:14:03.5123456789Z"),
+            Some(base + 512_345)
+        );
+        assert_eq!(
+            parse_utc_micros("2016-05-18T17:56:39.975+0000"),
+            Some(1_463_594_199_975_000)
+        );
         assert_eq!(parse_utc_micros("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_utc_micros("1969-12-31T23:59:59Z"), Some(-1_000_000));
     }
 
     #[test]
     fn utc_datetime_rejects_garbage() {
-        for s in ["", "yesterday", "2023-13-01T00:00:00Z", "2023-02-30", "2023-04-11T25:00:00Z", "2023-04-11T09:12:45Q",
-            "2023-04-11T09:12:45.Z", "2023-04-11T09:12:45+5"]
-        {
+        for s in [
+            "",
+            "yesterday",
+            "2023-13-01T00:00:00Z",
+            "2023-02-30",
+            "2023-04-11T25:00:00Z",
+            "2023-04-11T09:12:45Q",
+            "2023-04-11T09:12:45.Z",
+            "2023-04-11T09:12:45+5",
+        ] {
             assert_eq!(parse_utc_micros(s), None, "{s}");
         }
     }
 
     #[test]
     fn naive_and_date() {
-        assert_eq!(parse_naive_micros("1970-01-02T00:00:01.25"), Some(86_401_250_000));
+        assert_eq!(
+            parse_naive_micros("1970-01-02T00:00:01.25"),
+            Some(86_401_250_000)
+        );
         assert_eq!(parse_naive_micros("1970-01-02T00:00:01Z"), None);
         assert_eq!(parse_date_days("2000-03-01"), Some(11017));
         assert_eq!(parse_date_days("2000-02-29"), Some(11016));

@@ -27,7 +27,10 @@ use serde_json::{json, value::RawValue};
 use url::Url;
 
 use super::{Connector, ConnectorInfo, SyncContext};
-use crate::batch::{range_in, spawn_decode, values::format_utc_micros, BatchDecoder, DecodeError, Decoded, PageContext};
+use crate::batch::{
+    range_in, spawn_decode, values::format_utc_micros, BatchDecoder, DecodeError, Decoded,
+    PageContext,
+};
 use crate::config::ConfigReader;
 use crate::error::{Error, Result};
 use crate::http::paginate::{PageInfo, StartingAfter};
@@ -54,7 +57,11 @@ pub fn users_table() -> TableSchema {
             Column::at("email", ColumnType::String, "attributes.email"),
             Column::at("name", ColumnType::String, "attributes.name"),
             Column::new("created_at", ColumnType::UtcDatetime),
-            Column::at("signed_up_at", ColumnType::UtcDatetime, "attributes.signed_up_at"),
+            Column::at(
+                "signed_up_at",
+                ColumnType::UtcDatetime,
+                "attributes.signed_up_at",
+            ),
             Column::raw("raw"),
             Column::synced_at("_synced_at"),
         ],
@@ -68,10 +75,13 @@ fn tables() -> Vec<Arc<TableSchema>> {
 pub fn info() -> ConnectorInfo {
     ConnectorInfo {
         name: NAME,
-        description: "Userflow users (GET /users, cursor pagination; full resumable scan each sync)",
+        description:
+            "Userflow users (GET /users, cursor pagination; full resumable scan each sync)",
         sample_config: SAMPLE_CONFIG,
         tables,
-        build: |c, m| Ok(Arc::new(Userflow::new(UserflowConfig::validate(c)?, m)) as Arc<dyn Connector>),
+        build: |c, m| {
+            Ok(Arc::new(Userflow::new(UserflowConfig::validate(c)?, m)) as Arc<dyn Connector>)
+        },
     }
 }
 
@@ -143,14 +153,23 @@ fn now_micros() -> i64 {
 
 impl Userflow {
     pub fn new(cfg: UserflowConfig, metrics: Arc<HttpMetrics>) -> Self {
-        let policy = RetryPolicy { max_attempts: cfg.attempts, timeout: cfg.timeout, ..RetryPolicy::default() };
+        let policy = RetryPolicy {
+            max_attempts: cfg.attempts,
+            timeout: cfg.timeout,
+            ..RetryPolicy::default()
+        };
         let http = HttpClient::new(policy, Auth::Bearer(cfg.api_key.clone()))
             .with_header("userflow-version", "2020-01-03")
             .with_header("accept", "application/json")
             .with_metrics(metrics);
         let table = Arc::new(users_table());
         let decoder = Arc::new(BatchDecoder::new(table.clone()));
-        Userflow { cfg, http, table, decoder }
+        Userflow {
+            cfg,
+            http,
+            table,
+            decoder,
+        }
     }
 
     fn endpoint(&self) -> Url {
@@ -163,10 +182,13 @@ impl Userflow {
     /// Split a list page into record ranges and paging info.
     fn parse_page(page: &[u8], url: &Url) -> Result<ParsedPage> {
         let ctx = || format!("Userflow users page {url}");
-        let text = std::str::from_utf8(page).map_err(|e| Error::source(ctx(), format!("body is not UTF-8: {e}")))?;
-        let list: ListPage<'_> =
-            serde_json::from_str(text).map_err(|e| Error::source(ctx(), format!("malformed list object: {e}")))?;
-        let data = list.data.ok_or_else(|| Error::source(ctx(), "list object has no \"data\" array"))?;
+        let text = std::str::from_utf8(page)
+            .map_err(|e| Error::source(ctx(), format!("body is not UTF-8: {e}")))?;
+        let list: ListPage<'_> = serde_json::from_str(text)
+            .map_err(|e| Error::source(ctx(), format!("malformed list object: {e}")))?;
+        let data = list
+            .data
+            .ok_or_else(|| Error::source(ctx(), "list object has no \"data\" array"))?;
         let last_id = match data.last() {
             None => None,
             Some(raw) => {
@@ -175,7 +197,12 @@ impl Userflow {
                 Some(match id.id {
                     serde_json::Value::String(s) => s,
                     serde_json::Value::Number(n) => n.to_string(),
-                    other => return Err(Error::source(ctx(), format!("user id is not a string: {other}"))),
+                    other => {
+                        return Err(Error::source(
+                            ctx(),
+                            format!("user id is not a string: {other}"),
+                        ))
+                    }
                 })
             }
         };
@@ -192,13 +219,17 @@ impl Userflow {
         let scan = prev.and_then(|s| s.get("scan")).filter(|s| !s.is_null());
         let (started_us, resume_after) = match scan {
             Some(s) => (
-                s.get("started_at_us").and_then(|v| v.as_i64()).unwrap_or_else(now_micros),
+                s.get("started_at_us")
+                    .and_then(|v| v.as_i64())
+                    .unwrap_or_else(now_micros),
                 s.get("after").and_then(|v| v.as_str()).map(String::from),
             ),
             None => (now_micros(), None),
         };
         match &resume_after {
-            Some(id) => tracing::info!(stream = STREAM, after = %id, scan_started = %format_utc_micros(started_us), "resuming scan"),
+            Some(id) => {
+                tracing::info!(stream = STREAM, after = %id, scan_started = %format_utc_micros(started_us), "resuming scan")
+            }
             None => tracing::info!(stream = STREAM, "starting full scan"),
         }
         let mut started_us = started_us;
@@ -211,10 +242,17 @@ impl Userflow {
         let mut failure: Option<Error> = None;
         loop {
             while failure.is_none() && pending.len() < DECODE_AHEAD {
-                let Some(url) = pag.next_url().cloned() else { break };
+                let Some(url) = pag.next_url().cloned() else {
+                    break;
+                };
                 let resp = match self.http.get(url.clone()).await {
                     Ok(r) => r,
-                    Err(e) if e.status() == Some(400) && pag.pages() == 0 && resume_after.is_some() && !restarted => {
+                    Err(e)
+                        if e.status() == Some(400)
+                            && pag.pages() == 0
+                            && resume_after.is_some()
+                            && !restarted =>
+                    {
                         tracing::warn!(stream = STREAM, error = %e, "saved cursor is no longer valid; restarting the scan");
                         restarted = true;
                         // A new start time, so users deleted since the first attempt are soft-deleted.
@@ -247,12 +285,18 @@ impl Userflow {
                     break;
                 }
                 tracing::debug!(stream = STREAM, url = %url, rows = n, "page fetched");
-                let pctx = PageContext { first_row: row, location: url.to_string(), synced_at_micros: now_micros() };
+                let pctx = PageContext {
+                    first_row: row,
+                    location: url.to_string(),
+                    synced_at_micros: now_micros(),
+                };
                 row += n;
                 let fut = spawn_decode(self.decoder.clone(), resp.body, page.ranges, pctx);
                 pending.push_back((Box::pin(fut), pag.cursor().map(String::from)));
             }
-            let Some((fut, cursor)) = pending.pop_front() else { break };
+            let Some((fut, cursor)) = pending.pop_front() else {
+                break;
+            };
             let decoded = fut.await?;
             ctx.emit.reject(decoded.rejects).await?;
             ctx.emit.upsert(&self.table, decoded.batch).await?;
@@ -264,14 +308,21 @@ impl Userflow {
             return Err(e);
         }
         // The scan is complete: whoever it did not see is gone from Userflow.
-        ctx.emit.delete_older_than(&self.table, "_synced_at", started_us).await?;
+        ctx.emit
+            .delete_older_than(&self.table, "_synced_at", started_us)
+            .await?;
         ctx.emit
             .checkpoint(
                 STREAM,
                 json!({"last_complete_scan_at": format_utc_micros(started_us), "last_complete_scan_at_us": started_us}),
             )
             .await?;
-        tracing::info!(stream = STREAM, pages = pag.pages(), rows = row, "scan complete");
+        tracing::info!(
+            stream = STREAM,
+            pages = pag.pages(),
+            rows = row,
+            "scan complete"
+        );
         Ok(())
     }
 }
@@ -296,12 +347,17 @@ mod tests {
 
     fn build(cfg: serde_json::Value) -> Result<Userflow> {
         let c = ConfigReader::from_map(cfg.as_object().unwrap().clone());
-        Ok(Userflow::new(UserflowConfig::validate(c)?, Arc::new(HttpMetrics::default())))
+        Ok(Userflow::new(
+            UserflowConfig::validate(c)?,
+            Arc::new(HttpMetrics::default()),
+        ))
     }
 
     #[test]
     fn eu_and_default_base_urls() {
-        let u = build(json!({"userflow_api_key": "ak_x", "base_url": "https://api.eu.userflow.com/"})).unwrap();
+        let u =
+            build(json!({"userflow_api_key": "ak_x", "base_url": "https://api.eu.userflow.com/"}))
+                .unwrap();
         assert_eq!(u.endpoint().as_str(), "https://api.eu.userflow.com/users");
         let u = build(json!({"userflow_api_key": "ak_x"})).unwrap();
         assert_eq!(u.endpoint().as_str(), "https://api.userflow.com/users");
@@ -314,12 +370,25 @@ mod tests {
     #[test]
     fn page_parsing_reports_what_is_missing() {
         let url = Url::parse("http://h/users?limit=2").unwrap();
-        let p = Userflow::parse_page(br#"{"data": [{"id": "a"}, {"id": 7}], "has_more": true}"#, &url).unwrap();
+        let p = Userflow::parse_page(
+            br#"{"data": [{"id": "a"}, {"id": 7}], "has_more": true}"#,
+            &url,
+        )
+        .unwrap();
         assert_eq!(p.last_id.as_deref(), Some("7"));
         assert!(p.has_more && p.next_page_url.is_none());
-        let e = Userflow::parse_page(br#"{"object": "list"}"#, &url).err().unwrap().to_string();
-        assert!(e.contains("no \"data\" array") && e.contains("http://h/users?limit=2"), "{e}");
-        let e = Userflow::parse_page(br#"{"data": [{"name": "x"}]}"#, &url).err().unwrap().to_string();
+        let e = Userflow::parse_page(br#"{"object": "list"}"#, &url)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("no \"data\" array") && e.contains("http://h/users?limit=2"),
+            "{e}"
+        );
+        let e = Userflow::parse_page(br#"{"data": [{"name": "x"}]}"#, &url)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("no \"id\""), "{e}");
     }
 }

@@ -92,10 +92,14 @@ impl DuckDbDestination {
     pub fn open_with(path: &Path, memory_limit: Option<&str>) -> Result<Self> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.exists() {
-                return Err(Error::Usage(format!("output directory {} does not exist", parent.display())));
+                return Err(Error::Usage(format!(
+                    "output directory {} does not exist",
+                    parent.display()
+                )));
             }
         }
-        let conn = Connection::open(path).map_err(|e| Error::destination(path.display().to_string(), e))?;
+        let conn = Connection::open(path)
+            .map_err(|e| Error::destination(path.display().to_string(), e))?;
         let d = DuckDbDestination {
             path: path.to_path_buf(),
             conn,
@@ -108,7 +112,9 @@ impl DuckDbDestination {
         };
         if let Some(limit) = memory_limit {
             if !is_memory_size(limit) {
-                return Err(Error::Usage(format!("memory limit {limit:?} is not a size such as 512MB or 2GB")));
+                return Err(Error::Usage(format!(
+                    "memory limit {limit:?} is not a size such as 512MB or 2GB"
+                )));
             }
             d.exec(&format!("SET memory_limit = '{limit}'"))?;
         }
@@ -130,7 +136,10 @@ impl DuckDbDestination {
 
     fn exec(&self, sql: &str) -> Result<usize> {
         let started = std::time::Instant::now();
-        let r = self.conn.execute(sql, []).map_err(|e| self.err(first_line(sql), e));
+        let r = self
+            .conn
+            .execute(sql, [])
+            .map_err(|e| self.err(first_line(sql), e));
         tracing::trace!(sql = %first_line(sql), ms = started.elapsed().as_secs_f64() * 1e3, "sql");
         r
     }
@@ -156,7 +165,9 @@ impl DuckDbDestination {
 
     /// Create the table or add the columns it lacks.
     fn ensure_table(&mut self, t: &TableSchema) -> Result<()> {
-        self.schemas.entry(t.name.clone()).or_insert_with(|| t.clone());
+        self.schemas
+            .entry(t.name.clone())
+            .or_insert_with(|| t.clone());
         if self.columns.contains_key(&t.name) {
             return Ok(());
         }
@@ -167,17 +178,33 @@ impl DuckDbDestination {
                 .columns
                 .iter()
                 .map(|c| {
-                    let nn = if t.is_primary_key(&c.name) { " NOT NULL" } else { "" };
+                    let nn = if t.is_primary_key(&c.name) {
+                        " NOT NULL"
+                    } else {
+                        ""
+                    };
                     format!("{} {}{nn}", ident(&c.name), c.ty.duckdb_type())
                 })
                 .collect();
-            cols.push(format!("{} BOOLEAN NOT NULL DEFAULT false", ident(DELETED_COLUMN)));
-            self.exec(&format!("CREATE TABLE {} ({})", ident(&t.name), cols.join(", ")))?;
+            cols.push(format!(
+                "{} BOOLEAN NOT NULL DEFAULT false",
+                ident(DELETED_COLUMN)
+            ));
+            self.exec(&format!(
+                "CREATE TABLE {} ({})",
+                ident(&t.name),
+                cols.join(", ")
+            ))?;
             tracing::info!(table = %t.name, columns = t.columns.len(), "created table");
         } else {
             for c in &t.columns {
                 if !existing.contains(&c.name) {
-                    self.exec(&format!("ALTER TABLE {} ADD COLUMN {} {}", ident(&t.name), ident(&c.name), c.ty.duckdb_type()))?;
+                    self.exec(&format!(
+                        "ALTER TABLE {} ADD COLUMN {} {}",
+                        ident(&t.name),
+                        ident(&c.name),
+                        c.ty.duckdb_type()
+                    ))?;
                     tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
                 }
             }
@@ -204,7 +231,8 @@ impl DuckDbDestination {
         let rows = stmt
             .query_map([table], |r| r.get::<_, String>(0))
             .map_err(|e| self.err("reading columns", e))?;
-        rows.collect::<std::result::Result<HashSet<_>, _>>().map_err(|e| self.err("reading columns", e))
+        rows.collect::<std::result::Result<HashSet<_>, _>>()
+            .map_err(|e| self.err("reading columns", e))
     }
 
     /// Add columns a batch carries that the table lacks (inferred columns).
@@ -217,17 +245,34 @@ impl DuckDbDestination {
             .cloned()
             .collect();
         for f in missing {
-            let ty = duckdb_type_of(f.data_type())
-                .ok_or_else(|| self.err(format!("table {}, column {}", t.name, f.name()), "unsupported Arrow type"))?;
-            self.exec(&format!("ALTER TABLE {} ADD COLUMN {} {ty}", ident(&t.name), ident(f.name())))?;
+            let ty = duckdb_type_of(f.data_type()).ok_or_else(|| {
+                self.err(
+                    format!("table {}, column {}", t.name, f.name()),
+                    "unsupported Arrow type",
+                )
+            })?;
+            self.exec(&format!(
+                "ALTER TABLE {} ADD COLUMN {} {ty}",
+                ident(&t.name),
+                ident(f.name())
+            ))?;
             tracing::info!(table = %t.name, column = %f.name(), r#type = %ty, "added column");
-            self.columns.get_mut(&t.name).expect("ensured").insert(f.name().clone());
+            self.columns
+                .get_mut(&t.name)
+                .expect("ensured")
+                .insert(f.name().clone());
         }
         Ok(())
     }
 
     /// Create a temporary table shaped like `schema` and append `batch` to it.
-    fn stage(&mut self, stage: &str, schema: &Schema, batch: RecordBatch, create: bool) -> Result<()> {
+    fn stage(
+        &mut self,
+        stage: &str,
+        schema: &Schema,
+        batch: RecordBatch,
+        create: bool,
+    ) -> Result<()> {
         if create {
             let cols: Vec<String> = schema
                 .fields()
@@ -237,21 +282,29 @@ impl DuckDbDestination {
                     format!("{} {ty}", ident(f.name()))
                 })
                 .collect();
-            self.exec(&format!("CREATE OR REPLACE TEMP TABLE {} ({})", ident(stage), cols.join(", ")))?;
+            self.exec(&format!(
+                "CREATE OR REPLACE TEMP TABLE {} ({})",
+                ident(stage),
+                cols.join(", ")
+            ))?;
         }
         let mut app = self
             .conn
             .appender_to_catalog_and_db(stage, "temp", "main")
             .map_err(|e| self.err(format!("staging {stage}"), e))?;
-        app.append_record_batch(batch).map_err(|e| self.err(format!("staging {stage}"), e))?;
-        app.flush().map_err(|e| self.err(format!("staging {stage}"), e))?;
+        app.append_record_batch(batch)
+            .map_err(|e| self.err(format!("staging {stage}"), e))?;
+        app.flush()
+            .map_err(|e| self.err(format!("staging {stage}"), e))?;
         Ok(())
     }
 
     /// Merge the staged upserts of one table into it.
     /// Append the buffered batches of a table to its staging table.
     fn append_buffered(&mut self, table: &str) -> Result<()> {
-        let Some(st) = self.staged.get_mut(table) else { return Ok(()) };
+        let Some(st) = self.staged.get_mut(table) else {
+            return Ok(());
+        };
         if st.buffer.is_empty() {
             return Ok(());
         }
@@ -267,12 +320,23 @@ impl DuckDbDestination {
 
     fn flush_upserts(&mut self, table: &str) -> Result<()> {
         self.append_buffered(table)?;
-        let Some(staged) = self.staged.remove(table) else { return Ok(()) };
+        let Some(staged) = self.staged.remove(table) else {
+            return Ok(());
+        };
         if !staged.created {
             return Ok(());
         }
-        let t = self.schemas.get(table).cloned().expect("staged tables were declared");
-        let cols: Vec<String> = staged.schema.fields().iter().map(|f| ident(f.name())).collect();
+        let t = self
+            .schemas
+            .get(table)
+            .cloned()
+            .expect("staged tables were declared");
+        let cols: Vec<String> = staged
+            .schema
+            .fields()
+            .iter()
+            .map(|f| ident(f.name()))
+            .collect();
         let target = ident(table);
         let stage = ident(&staged.stage);
         if t.primary_key.is_empty() {
@@ -286,8 +350,15 @@ impl DuckDbDestination {
             return Ok(());
         }
         let pk: Vec<String> = t.primary_key.iter().map(|k| ident(k)).collect();
-        let on = pk.iter().map(|k| format!("t.{k} = s.{k}")).collect::<Vec<_>>().join(" AND ");
-        let distinct = self.count(&format!("SELECT count(*) FROM (SELECT DISTINCT {} FROM {stage})", pk.join(", ")))?;
+        let on = pk
+            .iter()
+            .map(|k| format!("t.{k} = s.{k}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let distinct = self.count(&format!(
+            "SELECT count(*) FROM (SELECT DISTINCT {} FROM {stage})",
+            pk.join(", ")
+        ))?;
         let source = if distinct == staged.rows {
             stage.clone()
         } else {
@@ -305,7 +376,9 @@ impl DuckDbDestination {
         // updating the second half of a 200k-row table built by earlier merges
         // took 15 s against 0.2 s for delete + insert.)
         if matched > 0 {
-            self.exec(&format!("DELETE FROM {target} t USING {stage} s WHERE {on}"))?;
+            self.exec(&format!(
+                "DELETE FROM {target} t USING {stage} s WHERE {on}"
+            ))?;
         }
         self.exec(&format!(
             "INSERT INTO {target} ({}, {}) SELECT {}, false FROM {source}",
@@ -318,7 +391,13 @@ impl DuckDbDestination {
         c.updated += matched;
         c.inserted += distinct - matched;
         self.exec(&format!("DROP TABLE {stage}"))?;
-        tracing::debug!(table, rows = staged.rows, inserted = distinct - matched, updated = matched, "merged staged rows");
+        tracing::debug!(
+            table,
+            rows = staged.rows,
+            inserted = distinct - matched,
+            updated = matched,
+            "merged staged rows"
+        );
         Ok(())
     }
 
@@ -342,14 +421,20 @@ impl DuckDbDestination {
     }
 
     fn key_condition(t: &TableSchema) -> String {
-        t.primary_key.iter().map(|k| format!("t.{0} = s.{0}", ident(k))).collect::<Vec<_>>().join(" AND ")
+        t.primary_key
+            .iter()
+            .map(|k| format!("t.{0} = s.{0}", ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
     }
 }
 
 /// `512MB`, `1.5GB`, `2 GiB`: what DuckDB's `memory_limit` accepts.
 pub fn is_memory_size(s: &str) -> bool {
     let s = s.trim();
-    let digits = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let digits = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(digits);
     num.parse::<f64>().is_ok_and(|n| n > 0.0)
         && matches!(
@@ -389,7 +474,8 @@ impl Destination for DuckDbDestination {
             Err(duckdb::Error::QueryReturnedNoRows) => None,
             Err(e) => return Err(self.err("reading state", e)),
         };
-        text.map(|t| State::from_json(&t, &self.describe())).transpose()
+        text.map(|t| State::from_json(&t, &self.describe()))
+            .transpose()
     }
 
     fn upsert(&mut self, table: &TableSchema, batch: RecordBatch) -> Result<()> {
@@ -401,17 +487,24 @@ impl Destination for DuckDbDestination {
         let schema = batch.schema();
         self.ensure_batch_columns(table, &schema)?;
         // A batch with a different shape (evolved schema) merges what is staged first.
-        if self.staged.get(&table.name).is_some_and(|s| s.schema.fields() != schema.fields()) {
+        if self
+            .staged
+            .get(&table.name)
+            .is_some_and(|s| s.schema.fields() != schema.fields())
+        {
             self.flush_upserts(&table.name)?;
         }
-        let st = self.staged.entry(table.name.clone()).or_insert_with(|| Staged {
-            stage: format!("_etl_stage_{}", table.name),
-            schema,
-            rows: 0,
-            created: false,
-            buffer: Vec::new(),
-            buffered: 0,
-        });
+        let st = self
+            .staged
+            .entry(table.name.clone())
+            .or_insert_with(|| Staged {
+                stage: format!("_etl_stage_{}", table.name),
+                schema,
+                rows: 0,
+                created: false,
+                buffer: Vec::new(),
+                buffered: 0,
+            });
         st.buffered += batch.num_rows();
         st.buffer.push(batch);
         if st.buffered >= APPEND_CHUNK_ROWS {
@@ -427,12 +520,18 @@ impl Destination for DuckDbDestination {
         // Everything between commits happens in one transaction.
         self.begin()?;
         if table.primary_key.is_empty() {
-            return Err(self.err(format!("table {}", table.name), "update needs a primary key"));
+            return Err(self.err(
+                format!("table {}", table.name),
+                "update needs a primary key",
+            ));
         }
         let schema = batch.schema();
         for k in &table.primary_key {
             if schema.field_with_name(k).is_err() {
-                return Err(self.err(format!("update of table {}", table.name), format!("batch lacks key column {k}")));
+                return Err(self.err(
+                    format!("update of table {}", table.name),
+                    format!("batch lacks key column {k}"),
+                ));
             }
         }
         self.ensure_batch_columns(table, &schema)?;
@@ -470,7 +569,10 @@ impl Destination for DuckDbDestination {
         // Everything between commits happens in one transaction.
         self.begin()?;
         if table.primary_key.is_empty() {
-            return Err(self.err(format!("table {}", table.name), "delete needs a primary key"));
+            return Err(self.err(
+                format!("table {}", table.name),
+                "delete needs a primary key",
+            ));
         }
         self.ensure_table(table)?;
         self.flush_upserts(&table.name)?;
@@ -506,7 +608,12 @@ impl Destination for DuckDbDestination {
         Ok(())
     }
 
-    fn delete_older_than(&mut self, table: &TableSchema, column: &str, before_micros: i64) -> Result<()> {
+    fn delete_older_than(
+        &mut self,
+        table: &TableSchema,
+        column: &str,
+        before_micros: i64,
+    ) -> Result<()> {
         // Everything between commits happens in one transaction.
         self.begin()?;
         self.ensure_table(table)?;
@@ -535,10 +642,13 @@ impl Destination for DuckDbDestination {
         self.ensure_rejects_table()?;
         let mut stmt = self
             .conn
-            .prepare(&format!("INSERT INTO {REJECTS_TABLE} VALUES (?, ?, ?, now())"))
+            .prepare(&format!(
+                "INSERT INTO {REJECTS_TABLE} VALUES (?, ?, ?, now())"
+            ))
             .map_err(|e| self.err("recording rejects", e))?;
         for r in rejects {
-            stmt.execute([&r.table, &r.raw, &r.error]).map_err(|e| self.err("recording rejects", e))?;
+            stmt.execute([&r.table, &r.raw, &r.error])
+                .map_err(|e| self.err("recording rejects", e))?;
         }
         self.pending.rejected += rejects.len() as u64;
         Ok(())

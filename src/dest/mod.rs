@@ -78,7 +78,12 @@ pub trait Destination: Send {
 
     /// Soft-delete rows whose `column` (a UTC_DATETIME) is older than `before_micros`:
     /// after a complete scan, the rows the scan did not see.
-    fn delete_older_than(&mut self, table: &TableSchema, column: &str, before_micros: i64) -> Result<()>;
+    fn delete_older_than(
+        &mut self,
+        table: &TableSchema,
+        column: &str,
+        before_micros: i64,
+    ) -> Result<()>;
 
     /// Keep records that did not fit their schema, in the same commit as the data.
     fn reject(&mut self, rejects: &[Reject]) -> Result<()>;

@@ -79,9 +79,16 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Backoff before attempt `attempt + 1` (attempt counts from 1): full jitter.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(20)).min(self.max_delay);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
+            .min(self.max_delay);
         let ms = ceiling.as_millis() as u64;
-        Duration::from_millis(if ms == 0 { 0 } else { rand::rng().random_range(0..=ms) })
+        Duration::from_millis(if ms == 0 {
+            0
+        } else {
+            rand::rng().random_range(0..=ms)
+        })
     }
 }
 
@@ -130,7 +137,10 @@ impl fmt::Display for HttpError {
         }
         match &self.kind {
             HttpErrorKind::Status { status, message } => {
-                let reason = StatusCode::from_u16(*status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+                let reason = StatusCode::from_u16(*status)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
                 write!(f, ": HTTP {status} {reason}")?;
                 if !message.is_empty() {
                     write!(f, ": {message}")?;
@@ -163,14 +173,22 @@ pub struct Request {
 
 impl Request {
     pub fn get(url: Url) -> Self {
-        Request { method: Method::GET, url, headers: Vec::new(), body: None }
+        Request {
+            method: Method::GET,
+            url,
+            headers: Vec::new(),
+            body: None,
+        }
     }
     pub fn post_json(url: Url, body: &serde_json::Value) -> Self {
         let body = Bytes::from(serde_json::to_vec(body).expect("JSON values serialise"));
         Request {
             method: Method::POST,
             url,
-            headers: vec![(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            headers: vec![(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             body: Some(body),
         }
     }
@@ -211,7 +229,10 @@ pub struct HttpClient {
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpClient").field("policy", &self.policy).field("auth", &self.auth).finish()
+        f.debug_struct("HttpClient")
+            .field("policy", &self.policy)
+            .field("auth", &self.auth)
+            .finish()
     }
 }
 
@@ -242,7 +263,10 @@ impl HttpClient {
 
     /// Add a header sent with every request.
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((HeaderName::from_static(name), HeaderValue::from_str(value).expect("valid header value")));
+        self.headers.push((
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).expect("valid header value"),
+        ));
         self
     }
 
@@ -280,18 +304,31 @@ impl HttpClient {
             let outcome = self.send_once(&req).await;
             let (retry_after, kind) = match outcome {
                 Ok(resp) => {
-                    let verdict = self.classifier.as_ref().map(|c| c(&resp)).unwrap_or(Verdict::Default);
+                    let verdict = self
+                        .classifier
+                        .as_ref()
+                        .map(|c| c(&resp))
+                        .unwrap_or(Verdict::Default);
                     match verdict {
                         Verdict::Fail(message) => {
-                            return Err(self.error(&req, attempt, HttpErrorKind::Status {
-                                status: resp.status.as_u16(),
-                                message: self.redact(&message),
-                            }))
+                            return Err(self.error(
+                                &req,
+                                attempt,
+                                HttpErrorKind::Status {
+                                    status: resp.status.as_u16(),
+                                    message: self.redact(&message),
+                                },
+                            ))
                         }
-                        Verdict::Retry(after) => (after.or_else(|| retry_after(&resp.headers)), status_kind(self, &resp)),
+                        Verdict::Retry(after) => (
+                            after.or_else(|| retry_after(&resp.headers)),
+                            status_kind(self, &resp),
+                        ),
                         Verdict::Default => {
                             if resp.status.is_success() {
-                                self.metrics.bytes.fetch_add(resp.body.len() as u64, Ordering::Relaxed);
+                                self.metrics
+                                    .bytes
+                                    .fetch_add(resp.body.len() as u64, Ordering::Relaxed);
                                 return Ok(resp);
                             }
                             let kind = status_kind(self, &resp);
@@ -327,8 +364,12 @@ impl HttpClient {
     async fn send_once(&self, req: &Request) -> Result<Response, HttpErrorKind> {
         let mut b = self.inner.request(req.method.clone(), req.url.clone());
         if let Auth::Bearer(token) = &self.auth {
-            let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                .map_err(|_| HttpErrorKind::Transport("the API key contains characters not allowed in a header".into()))?;
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                    HttpErrorKind::Transport(
+                        "the API key contains characters not allowed in a header".into(),
+                    )
+                })?;
             v.set_sensitive(true);
             b = b.header(AUTHORIZATION, v);
         }
@@ -343,11 +384,21 @@ impl HttpClient {
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| transport_kind(self, &e))?;
-        Ok(Response { url, status, headers, body })
+        Ok(Response {
+            url,
+            status,
+            headers,
+            body,
+        })
     }
 
     fn error(&self, req: &Request, attempts: u32, kind: HttpErrorKind) -> HttpError {
-        HttpError { method: req.method.to_string(), url: self.redact(req.url.as_str()), attempts, kind }
+        HttpError {
+            method: req.method.to_string(),
+            url: self.redact(req.url.as_str()),
+            attempts,
+            kind,
+        }
     }
 }
 
@@ -385,7 +436,10 @@ fn transport_kind(client: &HttpClient, e: &reqwest::Error) -> HttpErrorKind {
 }
 
 fn status_kind(client: &HttpClient, resp: &Response) -> HttpErrorKind {
-    HttpErrorKind::Status { status: resp.status.as_u16(), message: client.redact(&error_message(&resp.body)) }
+    HttpErrorKind::Status {
+        status: resp.status.as_u16(),
+        message: client.redact(&error_message(&resp.body)),
+    }
 }
 
 /// Default retry rule for statuses.
@@ -403,7 +457,10 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         return None;
     }
     let when = httpdate::parse_http_date(v).ok()?;
-    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// The human message in an error body: common JSON shapes, else the text.
@@ -418,14 +475,24 @@ pub fn error_message(body: &[u8]) -> String {
         };
         // Userflow: {"error": {"code", "message"}}
         if let Some(e) = v.get("error") {
-            if let (Some(code), Some(msg)) = (e.get("code").and_then(|c| c.as_str()), e.get("message").and_then(pick)) {
+            if let (Some(code), Some(msg)) = (
+                e.get("code").and_then(|c| c.as_str()),
+                e.get("message").and_then(pick),
+            ) {
                 return truncate_for_display(&format!("{code}: {msg}"), 500);
             }
             if let Some(s) = pick(e) {
                 return truncate_for_display(&s, 500);
             }
         }
-        for key in ["detail", "message", "errorMessage", "error_description", "exception_message", "errors"] {
+        for key in [
+            "detail",
+            "message",
+            "errorMessage",
+            "error_description",
+            "exception_message",
+            "errors",
+        ] {
             if let Some(s) = v.get(key).and_then(pick) {
                 return truncate_for_display(&s, 500);
             }
@@ -453,10 +520,19 @@ mod tests {
         h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
         let future = std::time::SystemTime::now() + Duration::from_secs(120);
-        h.insert(RETRY_AFTER, HeaderValue::from_str(&httpdate::fmt_http_date(future)).unwrap());
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_str(&httpdate::fmt_http_date(future)).unwrap(),
+        );
         let d = retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
@@ -464,7 +540,11 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered_below_an_exponential_ceiling() {
-        let p = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_millis(1000), ..Default::default() };
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            ..Default::default()
+        };
         for attempt in 1..10 {
             let ceiling = (100u64 << (attempt - 1)).min(1000);
             for _ in 0..50 {
@@ -475,8 +555,14 @@ mod tests {
 
     #[test]
     fn error_messages_from_common_shapes() {
-        assert_eq!(error_message(br#"{"error":{"code":"invalid_params","message":"bad"}}"#), "invalid_params: bad");
-        assert_eq!(error_message(br#"{"detail":"Invalid limit"}"#), "Invalid limit");
+        assert_eq!(
+            error_message(br#"{"error":{"code":"invalid_params","message":"bad"}}"#),
+            "invalid_params: bad"
+        );
+        assert_eq!(
+            error_message(br#"{"detail":"Invalid limit"}"#),
+            "Invalid limit"
+        );
         assert_eq!(error_message(b"plain text\n"), "plain text");
     }
 
@@ -486,8 +572,14 @@ mod tests {
             method: "GET".into(),
             url: "http://h/users".into(),
             attempts: 5,
-            kind: HttpErrorKind::Status { status: 503, message: "down".into() },
+            kind: HttpErrorKind::Status {
+                status: 503,
+                message: "down".into(),
+            },
         };
-        assert_eq!(e.to_string(), "GET http://h/users failed after 5 attempts: HTTP 503 Service Unavailable: down");
+        assert_eq!(
+            e.to_string(),
+            "GET http://h/users failed after 5 attempts: HTTP 503 Service Unavailable: down"
+        );
     }
 }

@@ -29,7 +29,13 @@ pub struct PageInfo<'a> {
 impl StartingAfter {
     /// Start at the beginning, or after `resume_after` (an id from saved state).
     pub fn new(endpoint: Url, limit: u32, resume_after: Option<String>) -> Self {
-        let mut p = StartingAfter { endpoint, limit, next: None, last_id: resume_after, pages: 0 };
+        let mut p = StartingAfter {
+            endpoint,
+            limit,
+            next: None,
+            last_id: resume_after,
+            pages: 0,
+        };
         p.next = Some(p.url_after(p.last_id.clone().as_deref()));
         p
     }
@@ -72,9 +78,10 @@ impl StartingAfter {
             return Ok(());
         }
         self.next = Some(match page.next_page_url {
-            Some(next) if !next.is_empty() => {
-                self.endpoint.join(next).map_err(|e| format!("next_page_url {next:?} is not a URL: {e}"))?
-            }
+            Some(next) if !next.is_empty() => self
+                .endpoint
+                .join(next)
+                .map_err(|e| format!("next_page_url {next:?} is not a URL: {e}"))?,
             _ => self.url_after(self.last_id.clone().as_deref()),
         });
         Ok(())
@@ -92,10 +99,21 @@ mod tests {
     #[test]
     fn first_page_then_relative_then_absolute_next_urls() {
         let mut p = StartingAfter::new(ep(), 100, None);
-        assert_eq!(p.next_url().unwrap().as_str(), "https://api.eu.userflow.com/users?limit=100");
-        p.advance(PageInfo { has_more: true, next_page_url: Some("/users?limit=100&starting_after=u_9"), last_id: Some("u_9"), count: 100 })
-            .unwrap();
-        assert_eq!(p.next_url().unwrap().as_str(), "https://api.eu.userflow.com/users?limit=100&starting_after=u_9");
+        assert_eq!(
+            p.next_url().unwrap().as_str(),
+            "https://api.eu.userflow.com/users?limit=100"
+        );
+        p.advance(PageInfo {
+            has_more: true,
+            next_page_url: Some("/users?limit=100&starting_after=u_9"),
+            last_id: Some("u_9"),
+            count: 100,
+        })
+        .unwrap();
+        assert_eq!(
+            p.next_url().unwrap().as_str(),
+            "https://api.eu.userflow.com/users?limit=100&starting_after=u_9"
+        );
         p.advance(PageInfo {
             has_more: true,
             next_page_url: Some("https://api.eu.userflow.com/users?limit=100&starting_after=u_19"),
@@ -103,26 +121,55 @@ mod tests {
             count: 100,
         })
         .unwrap();
-        assert!(p.next_url().unwrap().as_str().ends_with("starting_after=u_19"));
+        assert!(p
+            .next_url()
+            .unwrap()
+            .as_str()
+            .ends_with("starting_after=u_19"));
         assert_eq!(p.cursor(), Some("u_19"));
     }
 
     #[test]
     fn without_next_page_url_builds_the_cursor_itself() {
         let mut p = StartingAfter::new(ep(), 2, None);
-        p.advance(PageInfo { has_more: true, next_page_url: None, last_id: Some("a b"), count: 2 }).unwrap();
-        assert_eq!(p.next_url().unwrap().as_str(), "https://api.eu.userflow.com/users?limit=2&starting_after=a+b");
+        p.advance(PageInfo {
+            has_more: true,
+            next_page_url: None,
+            last_id: Some("a b"),
+            count: 2,
+        })
+        .unwrap();
+        assert_eq!(
+            p.next_url().unwrap().as_str(),
+            "https://api.eu.userflow.com/users?limit=2&starting_after=a+b"
+        );
     }
 
     #[test]
     fn stops_on_has_more_false_or_empty_page() {
         let mut p = StartingAfter::new(ep(), 2, Some("u_5".into()));
-        assert!(p.next_url().unwrap().as_str().ends_with("starting_after=u_5"));
-        p.advance(PageInfo { has_more: true, next_page_url: None, last_id: None, count: 0 }).unwrap();
+        assert!(p
+            .next_url()
+            .unwrap()
+            .as_str()
+            .ends_with("starting_after=u_5"));
+        p.advance(PageInfo {
+            has_more: true,
+            next_page_url: None,
+            last_id: None,
+            count: 0,
+        })
+        .unwrap();
         assert!(p.next_url().is_none());
         assert_eq!(p.cursor(), Some("u_5"));
         let mut p = StartingAfter::new(ep(), 2, None);
-        p.advance(PageInfo { has_more: false, next_page_url: Some("/users?x"), last_id: Some("z"), count: 2 }).unwrap();
+        p.advance(PageInfo {
+            has_more: false,
+            next_page_url: Some("/users?x"),
+            last_id: Some("z"),
+            count: 2,
+        })
+        .unwrap();
         assert!(p.next_url().is_none());
     }
 }

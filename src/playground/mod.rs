@@ -63,7 +63,11 @@ impl Default for PlaygroundOptions {
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// Answer with this status, optional `Retry-After`, and body.
-    Status { status: u16, retry_after: Option<String>, body: String },
+    Status {
+        status: u16,
+        retry_after: Option<String>,
+        body: String,
+    },
     /// Answer 200 with a truncated, unparseable body.
     Malformed,
     /// Wait this long before answering normally (to trigger client timeouts).
@@ -117,7 +121,10 @@ impl Playground {
                         let s = s.clone();
                         async move { Ok::<_, Infallible>(handle(s, req).await) }
                     });
-                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -145,7 +152,10 @@ impl Playground {
     /// Make the next request not yet given a fault fail this way (faults queue up).
     pub fn push_fault(&self, f: Fault) {
         let mut faults = self.shared.faults.lock().unwrap();
-        let next = self.requests().max(faults.keys().next_back().copied().unwrap_or(0)) + 1;
+        let next = self
+            .requests()
+            .max(faults.keys().next_back().copied().unwrap_or(0))
+            + 1;
         faults.insert(next, f);
     }
 
@@ -214,23 +224,44 @@ pub(crate) struct MockRequest {
 
 impl MockRequest {
     pub fn param(&self, k: &str) -> Option<&str> {
-        self.query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
     }
     pub fn bearer(&self) -> Option<&str> {
-        self.headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer ")
+        self.headers
+            .get("authorization")?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")
     }
 }
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let n = s.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let query = parts
         .uri
         .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
         .unwrap_or_default();
-    let mreq = MockRequest { method: parts.method, path: parts.uri.path().to_string(), query, headers: parts.headers, body };
+    let mreq = MockRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query,
+        headers: parts.headers,
+        body,
+    };
 
     if !s.opts.latency.is_zero() {
         tokio::time::sleep(s.opts.latency).await;
@@ -239,10 +270,18 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let fault = scripted.or_else(|| random_fault(&s));
     let mut malformed = false;
     match fault {
-        Some(Fault::Status { status, retry_after, body }) => {
-            let mut r = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), body);
+        Some(Fault::Status {
+            status,
+            retry_after,
+            body,
+        }) => {
+            let mut r = json_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body,
+            );
             if let Some(ra) = retry_after {
-                r.headers_mut().insert("retry-after", ra.parse().expect("valid header"));
+                r.headers_mut()
+                    .insert("retry-after", ra.parse().expect("valid header"));
             }
             return r;
         }
@@ -252,7 +291,12 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     }
     let resp = userflow::route(&s, &mreq);
     if malformed {
-        let full = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let full = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let cut = full.slice(..full.len() / 2);
         return json_response(StatusCode::OK, cut);
     }
@@ -278,6 +322,10 @@ fn random_fault(s: &Shared) -> Option<Fault> {
             retry_after: None,
             body: r#"{"error":{"code":"internal_error","message":"Internal server error"}}"#.into(),
         },
-        _ => Fault::Status { status: 503, retry_after: None, body: "Service Unavailable".into() },
+        _ => Fault::Status {
+            status: 503,
+            retry_after: None,
+            body: "Service Unavailable".into(),
+        },
     })
 }

@@ -14,11 +14,13 @@ use serde_json::{json, Map, Value};
 use super::{json_response, MockRequest, Resp, Shared, SplitMix64};
 
 const FIRST: [&str; 16] = [
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus", "Radia", "Tony",
-    "Zoë", "Seán", "Björn", "Chloé",
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus",
+    "Radia", "Tony", "Zoë", "Seán", "Björn", "Chloé",
 ];
-const LAST: [&str; 12] =
-    ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton", "Wirth", "O'Brien", "Perlman"];
+const LAST: [&str; 12] = [
+    "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Hamilton",
+    "Wirth", "O'Brien", "Perlman",
+];
 const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
 
 /// A Userflow user as the mock stores it.
@@ -63,7 +65,8 @@ pub struct UserflowMock {
 }
 
 fn iso_millis(secs: i64, millis: i64) -> String {
-    let t = chrono::DateTime::from_timestamp(secs, (millis * 1_000_000) as u32).expect("valid time");
+    let t =
+        chrono::DateTime::from_timestamp(secs, (millis * 1_000_000) as u32).expect("valid time");
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
@@ -89,24 +92,47 @@ impl UserflowMock {
             attributes.insert("name".into(), json!(format!("{first} {last}")));
             attributes.insert(
                 "email".into(),
-                json!(format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase().replace('\'', ""), i)),
+                json!(format!(
+                    "{}.{}{}@example.com",
+                    first.to_lowercase(),
+                    last.to_lowercase().replace('\'', ""),
+                    i
+                )),
             );
             if rng.below(10) != 0 {
-                attributes.insert("signed_up_at".into(), json!(iso_millis(created - 1, rng.below(1000) as i64)));
+                attributes.insert(
+                    "signed_up_at".into(),
+                    json!(iso_millis(created - 1, rng.below(1000) as i64)),
+                );
             }
             attributes.insert("plan".into(), json!(PLANS[rng.below(3) as usize]));
             if rng.below(4) == 0 {
                 attributes.insert("note".into(), json!("said \"hi\"\n\ttwice"));
             }
             let created_at = iso_millis(created, rng.below(1000) as i64);
-            users.insert(id.clone(), Stored::new(User { id, attributes, created_at }));
+            users.insert(
+                id.clone(),
+                Stored::new(User {
+                    id,
+                    attributes,
+                    created_at,
+                }),
+            );
         }
-        UserflowMock { users: Mutex::new(users), clock: Mutex::new(base + n as i64 * 97 + 1000) }
+        UserflowMock {
+            users: Mutex::new(users),
+            clock: Mutex::new(base + n as i64 * 97 + 1000),
+        }
     }
 
     /// Every user in list order (the ground truth tests compare with).
     pub fn users(&self) -> Vec<User> {
-        self.users.lock().unwrap().values().map(|s| s.user.clone()).collect()
+        self.users
+            .lock()
+            .unwrap()
+            .values()
+            .map(|s| s.user.clone())
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -125,9 +151,13 @@ impl UserflowMock {
             *c += 1;
             iso_millis(*c, 0)
         };
-        let s = users
-            .entry(id.to_string())
-            .or_insert_with(|| Stored::new(User { id: id.to_string(), attributes: Map::new(), created_at }));
+        let s = users.entry(id.to_string()).or_insert_with(|| {
+            Stored::new(User {
+                id: id.to_string(),
+                attributes: Map::new(),
+                created_at,
+            })
+        });
         for (k, v) in attributes {
             if v.is_null() {
                 s.user.attributes.remove(&k);
@@ -149,7 +179,13 @@ impl UserflowMock {
             None => 20,
             Some(l) => match l.parse::<usize>() {
                 Ok(n) if (1..=100).contains(&n) => n,
-                _ => return error(StatusCode::BAD_REQUEST, "invalid_params", &format!("limit: must be an integer between 1 and 100, got '{l}'")),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_params",
+                        &format!("limit: must be an integer between 1 and 100, got '{l}'"),
+                    )
+                }
             },
         };
         let users = self.users.lock().unwrap();
@@ -164,11 +200,20 @@ impl UserflowMock {
                         &format!("starting_after: User with id '{after}' not found"),
                     );
                 }
-                Box::new(users.range::<str, _>((std::ops::Bound::Excluded(after), std::ops::Bound::Unbounded)).map(|(_, u)| u))
+                Box::new(
+                    users
+                        .range::<str, _>((
+                            std::ops::Bound::Excluded(after),
+                            std::ops::Bound::Unbounded,
+                        ))
+                        .map(|(_, u)| u),
+                )
             }
         };
         let mut page: Vec<&Stored> = Vec::with_capacity(limit + 1);
-        for u in iter.filter(|s| email.is_none_or(|e| s.user.attributes.get("email").and_then(Value::as_str) == Some(e))) {
+        for u in iter.filter(|s| {
+            email.is_none_or(|e| s.user.attributes.get("email").and_then(Value::as_str) == Some(e))
+        }) {
             page.push(u);
             if page.len() > limit {
                 break;
@@ -186,7 +231,8 @@ impl UserflowMock {
         } else {
             Value::Null
         };
-        let mut body = String::with_capacity(64 + page.iter().map(|s| s.json.len() + 1).sum::<usize>());
+        let mut body =
+            String::with_capacity(64 + page.iter().map(|s| s.json.len() + 1).sum::<usize>());
         body.push_str(r#"{"object":"list","data":["#);
         for (i, s) in page.iter().enumerate() {
             if i > 0 {
@@ -194,13 +240,18 @@ impl UserflowMock {
             }
             body.push_str(&s.json);
         }
-        body.push_str(&format!(r#"],"has_more":{has_more},"url":"/users","next_page_url":{next}}}"#));
+        body.push_str(&format!(
+            r#"],"has_more":{has_more},"url":"/users","next_page_url":{next}}}"#
+        ));
         json_response(StatusCode::OK, body)
     }
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Resp {
-    json_response(status, json!({"error": {"code": code, "message": message}}).to_string())
+    json_response(
+        status,
+        json!({"error": {"code": code, "message": message}}).to_string(),
+    )
 }
 
 /// Route a request to the Userflow mock.
@@ -215,12 +266,26 @@ pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
         (&Method::POST, "/users") => {
             let body: Value = match serde_json::from_slice(&req.body) {
                 Ok(v) => v,
-                Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_json", &format!("Invalid JSON body: {e}")),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_json",
+                        &format!("Invalid JSON body: {e}"),
+                    )
+                }
             };
-            let Some(id) = body.get("id").and_then(Value::as_str).filter(|s| !s.is_empty()) else {
+            let Some(id) = body
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            else {
                 return error(StatusCode::BAD_REQUEST, "invalid_params", "id: required");
             };
-            let attrs = body.get("attributes").and_then(Value::as_object).cloned().unwrap_or_default();
+            let attrs = body
+                .get("attributes")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             json_response(StatusCode::OK, m.upsert(id, attrs).to_json().to_string())
         }
         (method, p) if p.starts_with("/users/") => {
@@ -231,18 +296,37 @@ pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
             match *method {
                 Method::GET => match m.users.lock().unwrap().get(&id) {
                     Some(s) => json_response(StatusCode::OK, s.json.clone()),
-                    None => error(StatusCode::NOT_FOUND, "not_found", &format!("No such user: {id}")),
+                    None => error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        &format!("No such user: {id}"),
+                    ),
                 },
                 Method::DELETE => {
                     if m.delete(&id) {
-                        json_response(StatusCode::OK, json!({"id": id, "object": "user", "deleted": true}).to_string())
+                        json_response(
+                            StatusCode::OK,
+                            json!({"id": id, "object": "user", "deleted": true}).to_string(),
+                        )
                     } else {
-                        error(StatusCode::NOT_FOUND, "not_found", &format!("No such user: {id}"))
+                        error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            &format!("No such user: {id}"),
+                        )
                     }
                 }
-                _ => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
+                _ => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "Method not allowed",
+                ),
             }
         }
-        _ => error(StatusCode::NOT_FOUND, "not_found", &format!("Unknown endpoint {} {}", req.method, req.path)),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("Unknown endpoint {} {}", req.method, req.path),
+        ),
     }
 }

@@ -23,11 +23,17 @@ fn write_config(dir: &Path, v: &Value) -> std::path::PathBuf {
 
 /// Run the binary off the async runtime (the playground serves on it meanwhile).
 async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,26 +41,50 @@ async fn bad_configuration_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.duckdb");
     let cases = [
-        (json!({"userflow_api_key": "ak_x", "page_size": 500}), "page_size"),
-        (json!({"userflow_api_key": "ak_x", "page_size": "many"}), "page_size"),
+        (
+            json!({"userflow_api_key": "ak_x", "page_size": 500}),
+            "page_size",
+        ),
+        (
+            json!({"userflow_api_key": "ak_x", "page_size": "many"}),
+            "page_size",
+        ),
         (json!({"userflow_api_key": 42}), "userflow_api_key"),
-        (json!({"base_url": "https://api.userflow.com"}), "userflow_api_key"),
-        (json!({"userflow_api_key": "ak_x", "base_url": "ftp://x"}), "base_url"),
-        (json!({"userflow_api_key": "ak_x", "pagesize": 10}), "pagesize"),
+        (
+            json!({"base_url": "https://api.userflow.com"}),
+            "userflow_api_key",
+        ),
+        (
+            json!({"userflow_api_key": "ak_x", "base_url": "ftp://x"}),
+            "base_url",
+        ),
+        (
+            json!({"userflow_api_key": "ak_x", "pagesize": 10}),
+            "pagesize",
+        ),
     ];
     for (cfg, key) in cases {
         let path = write_config(dir.path(), &cfg);
         let o = run({
             let mut c = etl();
-            c.args(["sync", "userflow", "--config"]).arg(&path).arg("--out").arg(&db);
+            c.args(["sync", "userflow", "--config"])
+                .arg(&path)
+                .arg("--out")
+                .arg(&db);
             c
         })
         .await;
         assert_eq!(o.status.code(), Some(2), "{cfg}: {}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(&format!("\"{key}\"")) && err.contains("userflow.json"), "{cfg}: {err}");
+        assert!(
+            err.contains(&format!("\"{key}\"")) && err.contains("userflow.json"),
+            "{cfg}: {err}"
+        );
     }
-    assert!(!db.exists(), "a bad configuration does not create the destination");
+    assert!(
+        !db.exists(),
+        "a bad configuration does not create the destination"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -67,7 +97,12 @@ async fn usage_errors_exit_2_and_say_what_to_pass() {
     .await;
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--config") && err.contains("--playground") && err.contains("userflow_api_key"), "{err}");
+    assert!(
+        err.contains("--config")
+            && err.contains("--playground")
+            && err.contains("userflow_api_key"),
+        "{err}"
+    );
 
     let o = run({
         let mut c = etl();
@@ -81,7 +116,14 @@ async fn usage_errors_exit_2_and_say_what_to_pass() {
     let dir = tempfile::tempdir().unwrap();
     let o = run({
         let mut c = etl();
-        c.args(["sync", "userflow", "--config", "/nonexistent/cfg.json", "--out"]).arg(dir.path().join("w.duckdb"));
+        c.args([
+            "sync",
+            "userflow",
+            "--config",
+            "/nonexistent/cfg.json",
+            "--out",
+        ])
+        .arg(dir.path().join("w.duckdb"));
         c
     })
     .await;
@@ -106,35 +148,67 @@ async fn connectors_and_schema_commands() {
     })
     .await;
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("table users (primary key: id)") && out.contains("UTC_DATETIME") && out.contains("TIMESTAMPTZ"), "{out}");
+    assert!(
+        out.contains("table users (primary key: id)")
+            && out.contains("UTC_DATETIME")
+            && out.contains("TIMESTAMPTZ"),
+        "{out}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_midway_then_rerun_is_exact() {
-    let pg = playground_with(PlaygroundOptions { users: 4_000, latency: Duration::from_millis(20), ..Default::default() }).await;
+    let pg = playground_with(PlaygroundOptions {
+        users: 4_000,
+        latency: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.duckdb");
     let cfg = write_config(dir.path(), &pg.userflow_config());
     let mut cmd = etl();
-    cmd.args(["sync", "userflow", "-q", "--checkpoint-rows", "1", "--config"]).arg(&cfg).arg("--out").arg(&db);
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    cmd.args([
+        "sync",
+        "userflow",
+        "-q",
+        "--checkpoint-rows",
+        "1",
+        "--config",
+    ])
+    .arg(&cfg)
+    .arg("--out")
+    .arg(&db);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // 40 pages at ≥ 20 ms each, a commit after every page: kill after a dozen.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while pg.requests() < 12 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child.kill().unwrap(); // SIGKILL
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(!status.success());
     let committed = query_i64(&db, "SELECT count(*) FROM users");
     assert!(committed < 4_000, "killed midway ({committed} rows)");
 
     let mut cmd = etl();
-    cmd.args(["sync", "userflow", "--config"]).arg(&cfg).arg("--out").arg(&db);
+    cmd.args(["sync", "userflow", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&db);
     let o = run(cmd).await;
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(read_users(&db), expected_users(&pg));
-    assert_eq!(query_i64(&db, "SELECT count(*) - count(DISTINCT id) FROM users"), 0);
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) - count(DISTINCT id) FROM users"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -146,9 +220,20 @@ async fn the_api_key_never_reaches_logs_errors_state_or_the_file() {
     cfg["retry_attempts"] = json!(3);
     let cfg_path = write_config(dir.path(), &cfg);
     // Retries are logged; the most verbose level everywhere.
-    pg.fault_at(1, Fault::Status { status: 503, retry_after: Some("0".into()), body: format!("echo {SECRET_KEY}") });
+    pg.fault_at(
+        1,
+        Fault::Status {
+            status: 503,
+            retry_after: Some("0".into()),
+            body: format!("echo {SECRET_KEY}"),
+        },
+    );
     let mut cmd = etl();
-    cmd.env("RUST_LOG", "trace").args(["sync", "userflow", "-vv", "--config"]).arg(&cfg_path).arg("--out").arg(&db);
+    cmd.env("RUST_LOG", "trace")
+        .args(["sync", "userflow", "-vv", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&db);
     let o = run(cmd).await;
     assert!(o.status.success(), "{}", text(&o));
     let all = text(&o);
@@ -157,23 +242,36 @@ async fn the_api_key_never_reaches_logs_errors_state_or_the_file() {
 
     // A failing run: the server echoes the key in its error body.
     for n in 0..3 {
-        pg.fault_at(pg.requests() + 1 + n, Fault::Status {
-            status: 500,
-            retry_after: Some("0".into()),
-            body: format!(r#"{{"error":{{"code":"x","message":"bad key {SECRET_KEY}"}}}}"#),
-        });
+        pg.fault_at(
+            pg.requests() + 1 + n,
+            Fault::Status {
+                status: 500,
+                retry_after: Some("0".into()),
+                body: format!(r#"{{"error":{{"code":"x","message":"bad key {SECRET_KEY}"}}}}"#),
+            },
+        );
     }
     let mut cmd = etl();
-    cmd.env("RUST_LOG", "trace").args(["sync", "userflow", "--config"]).arg(&cfg_path).arg("--out").arg(&db);
+    cmd.env("RUST_LOG", "trace")
+        .args(["sync", "userflow", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&db);
     let o = run(cmd).await;
     assert_eq!(o.status.code(), Some(1));
     let all = text(&o);
-    assert!(all.contains("failed after 3 attempts") && all.contains("bad key ***"), "{all}");
+    assert!(
+        all.contains("failed after 3 attempts") && all.contains("bad key ***"),
+        "{all}"
+    );
     assert!(!all.contains(SECRET_KEY));
 
     let bytes = std::fs::read(&db).unwrap();
     let needle = SECRET_KEY.as_bytes();
-    assert!(!bytes.windows(needle.len()).any(|w| w == needle), "key stored in the database file");
+    assert!(
+        !bytes.windows(needle.len()).any(|w| w == needle),
+        "key stored in the database file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,16 +279,35 @@ async fn playground_flag_runs_the_main_job() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.duckdb");
     let mut cmd = etl();
-    cmd.args(["sync", "userflow", "--playground", "--playground-users", "2500", "--out"]).arg(&db);
+    cmd.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--playground-users",
+        "2500",
+        "--out",
+    ])
+    .arg(&db);
     let o = run(cmd).await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("inserted      2500"), "{out}");
     assert!(out.contains("rows/s"), "{out}");
-    assert_eq!(query_i64(&db, "SELECT count(DISTINCT id) FROM users"), 2_500);
+    assert_eq!(
+        query_i64(&db, "SELECT count(DISTINCT id) FROM users"),
+        2_500
+    );
     // Rerun: nothing new, same rows.
     let mut cmd = etl();
-    cmd.args(["sync", "userflow", "--playground", "--playground-users", "2500", "--out"]).arg(&db);
+    cmd.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--playground-users",
+        "2500",
+        "--out",
+    ])
+    .arg(&db);
     let o = run(cmd).await;
     assert!(o.status.success());
     assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 2_500);

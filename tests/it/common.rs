@@ -13,7 +13,11 @@ use serde_json::{json, Value};
 pub const SECRET_KEY: &str = "ak_zq9xsecretkey7w2m4n8p0r";
 
 pub async fn playground(users: usize) -> Playground {
-    playground_with(PlaygroundOptions { users, ..Default::default() }).await
+    playground_with(PlaygroundOptions {
+        users,
+        ..Default::default()
+    })
+    .await
 }
 
 pub async fn playground_with(mut opts: PlaygroundOptions) -> Playground {
@@ -32,7 +36,11 @@ pub fn config(pg: &Playground, extra: Value) -> ConfigReader {
 
 /// Fast test options: commit every `rows` rows.
 pub fn opts(rows: u64) -> SyncOptions {
-    SyncOptions { checkpoint_rows: rows, checkpoint_interval: Duration::from_secs(3600), ..Default::default() }
+    SyncOptions {
+        checkpoint_rows: rows,
+        checkpoint_interval: Duration::from_secs(3600),
+        ..Default::default()
+    }
 }
 
 pub async fn sync(pg: &Playground, db: &Path, extra: Value, rows: u64) -> etl::Result<SyncSummary> {
@@ -46,7 +54,14 @@ pub fn tmp() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// One row of the users table as text, for whole-table comparisons.
-pub type Row = (String, Option<String>, Option<String>, i64, Option<i64>, bool);
+pub type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    bool,
+);
 
 pub fn read_users(db: &Path) -> Vec<Row> {
     let conn = duckdb::Connection::open(db).unwrap();
@@ -55,10 +70,19 @@ pub fn read_users(db: &Path) -> Vec<Row> {
             "SELECT id, email, name, epoch_us(created_at), epoch_us(signed_up_at), _etl_deleted FROM users ORDER BY id",
         )
         .unwrap();
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 /// The playground's users in the same shape (none deleted).
@@ -68,8 +92,20 @@ pub fn expected_users(pg: &Playground) -> Vec<Row> {
         .users()
         .into_iter()
         .map(|u| {
-            let attr = |k: &str| u.attributes.get(k).and_then(Value::as_str).map(String::from);
-            (u.id.clone(), attr("email"), attr("name"), ts(&u.created_at), attr("signed_up_at").map(|s| ts(&s)), false)
+            let attr = |k: &str| {
+                u.attributes
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            };
+            (
+                u.id.clone(),
+                attr("email"),
+                attr("name"),
+                ts(&u.created_at),
+                attr("signed_up_at").map(|s| ts(&s)),
+                false,
+            )
         })
         .collect()
 }
@@ -86,9 +122,11 @@ pub fn query_i64(db: &Path, sql: &str) -> i64 {
 
 pub fn saved_state(db: &Path) -> Option<Value> {
     let conn = duckdb::Connection::open(db).unwrap();
-    conn.query_row("SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = 'userflow'", [], |r| {
-        r.get::<_, String>(0)
-    })
+    conn.query_row(
+        "SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = 'userflow'",
+        [],
+        |r| r.get::<_, String>(0),
+    )
     .ok()
     .map(|s| serde_json::from_str(&s).unwrap())
 }

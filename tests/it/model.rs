@@ -44,7 +44,11 @@ fn table() -> Arc<TableSchema> {
     Arc::new(TableSchema::new(
         "t",
         &["id"],
-        vec![Column::new("id", ColumnType::String), Column::new("val1", ColumnType::String), Column::new("val2", ColumnType::Long)],
+        vec![
+            Column::new("id", ColumnType::String),
+            Column::new("val1", ColumnType::String),
+            Column::new("val2", ColumnType::Long),
+        ],
     ))
 }
 
@@ -54,11 +58,15 @@ fn id(k: u8) -> String {
 
 fn read(path: &std::path::Path) -> Model {
     let conn = duckdb::Connection::open(path).unwrap();
-    let mut stmt = conn.prepare("SELECT id, val1, val2, _etl_deleted FROM t").unwrap();
-    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let mut stmt = conn
+        .prepare("SELECT id, val1, val2, _etl_deleted FROM t")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 fn run(ops: Vec<Op>) {
@@ -78,16 +86,28 @@ fn run(ops: Vec<Op>) {
                 let ids: Vec<String> = rows.iter().map(|r| id(r.0)).collect();
                 let v1: Vec<Option<String>> = rows.iter().map(|r| r.1.clone()).collect();
                 let v2: Vec<Option<i64>> = rows.iter().map(|r| r.2).collect();
-                let cols: Vec<ArrayRef> =
-                    vec![Arc::new(StringArray::from(ids.clone())), Arc::new(StringArray::from(v1.clone())), Arc::new(Int64Array::from(v2.clone()))];
-                d.upsert(&t, RecordBatch::try_new(t.arrow_schema(), cols).unwrap()).unwrap();
+                let cols: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from(ids.clone())),
+                    Arc::new(StringArray::from(v1.clone())),
+                    Arc::new(Int64Array::from(v2.clone())),
+                ];
+                d.upsert(&t, RecordBatch::try_new(t.arrow_schema(), cols).unwrap())
+                    .unwrap();
                 for ((i, a), b) in ids.into_iter().zip(v1).zip(v2) {
                     pending.insert(i, (a, b, false));
                 }
             }
             Op::Update(k, v) => {
-                let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(vec![id(k)])), Arc::new(StringArray::from(vec![v.clone()]))];
-                d.update(&t, RecordBatch::try_new(t.arrow_schema_of(&["id", "val1"]).unwrap(), cols).unwrap()).unwrap();
+                let cols: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from(vec![id(k)])),
+                    Arc::new(StringArray::from(vec![v.clone()])),
+                ];
+                d.update(
+                    &t,
+                    RecordBatch::try_new(t.arrow_schema_of(&["id", "val1"]).unwrap(), cols)
+                        .unwrap(),
+                )
+                .unwrap();
                 if let Some(row) = pending.get_mut(&id(k)) {
                     row.0 = v;
                 }
@@ -95,7 +115,11 @@ fn run(ops: Vec<Op>) {
             Op::Delete(keys) => {
                 let ids: Vec<String> = keys.iter().map(|k| id(*k)).collect();
                 let cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids.clone()))];
-                d.delete(&t, RecordBatch::try_new(t.arrow_schema_of(&["id"]).unwrap(), cols).unwrap()).unwrap();
+                d.delete(
+                    &t,
+                    RecordBatch::try_new(t.arrow_schema_of(&["id"]).unwrap(), cols).unwrap(),
+                )
+                .unwrap();
                 for i in ids {
                     if let Some(row) = pending.get_mut(&i) {
                         row.2 = true;
@@ -118,7 +142,11 @@ fn run(ops: Vec<Op>) {
                 drop(d);
                 d = open();
                 pending = committed.clone();
-                assert_eq!(read_live(&d), committed, "after a crash only committed rows remain");
+                assert_eq!(
+                    read_live(&d),
+                    committed,
+                    "after a crash only committed rows remain"
+                );
             }
         }
     }
@@ -129,11 +157,16 @@ fn run(ops: Vec<Op>) {
 
 /// Read through the open destination's own connection.
 fn read_live(d: &DuckDbDestination) -> Model {
-    let mut stmt = d.connection().prepare("SELECT id, val1, val2, _etl_deleted FROM t").unwrap();
-    stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let mut stmt = d
+        .connection()
+        .prepare("SELECT id, val1, val2, _etl_deleted FROM t")
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
 }
 
 proptest! {

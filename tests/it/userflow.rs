@@ -19,10 +19,19 @@ async fn full_sync_equals_ground_truth_and_raw_is_the_api_object() {
     assert_eq!(read_users(&db), expected_users(&pg));
     // raw holds each user exactly as the API sent it.
     let conn = duckdb::Connection::open(&db).unwrap();
-    let mut stmt = conn.prepare("SELECT CAST(raw AS VARCHAR) FROM users ORDER BY id").unwrap();
-    let raws: Vec<String> = stmt.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    let mut stmt = conn
+        .prepare("SELECT CAST(raw AS VARCHAR) FROM users ORDER BY id")
+        .unwrap();
+    let raws: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
     let truth: Vec<Value> = pg.userflow().users().iter().map(|u| u.to_json()).collect();
-    let got: Vec<Value> = raws.iter().map(|r| serde_json::from_str(r).unwrap()).collect();
+    let got: Vec<Value> = raws
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
     assert_eq!(got, truth);
     // Column types as declared.
     let t: String = conn
@@ -70,7 +79,10 @@ async fn changes_between_syncs_are_merged_and_deletions_soft_deleted() {
     assert_eq!(s.tables["users"].deleted, 1);
     assert_eq!(live(read_users(&db)), expected_users(&pg));
     let all = read_users(&db);
-    let gone = all.iter().find(|r| r.0 == users[5].id).expect("deleted user kept as a soft delete");
+    let gone = all
+        .iter()
+        .find(|r| r.0 == users[5].id)
+        .expect("deleted user kept as a soft delete");
     assert!(gone.5);
     let changed = all.iter().find(|r| r.0 == users[0].id).unwrap();
     assert_eq!(changed.1.as_deref(), Some("changed@example.com"));
@@ -81,12 +93,36 @@ async fn retries_429_with_retry_after_and_5xx_then_succeeds() {
     let pg = playground(250).await;
     let (_d, db) = tmp();
     let body = r#"{"error":{"code":"rate_limited","message":"slow down"}}"#.to_string();
-    pg.fault_at(2, Fault::Status { status: 429, retry_after: Some("1".into()), body });
-    pg.fault_at(4, Fault::Status { status: 503, retry_after: None, body: "unavailable".into() });
-    pg.fault_at(5, Fault::Status { status: 500, retry_after: None, body: "{}".into() });
+    pg.fault_at(
+        2,
+        Fault::Status {
+            status: 429,
+            retry_after: Some("1".into()),
+            body,
+        },
+    );
+    pg.fault_at(
+        4,
+        Fault::Status {
+            status: 503,
+            retry_after: None,
+            body: "unavailable".into(),
+        },
+    );
+    pg.fault_at(
+        5,
+        Fault::Status {
+            status: 500,
+            retry_after: None,
+            body: "{}".into(),
+        },
+    );
     let started = std::time::Instant::now();
     let s = sync(&pg, &db, fast_retries(), 1_000).await.unwrap();
-    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
     assert_eq!(s.retries, 3);
     assert_eq!(s.requests, 3 + 3);
     assert_eq!(read_users(&db), expected_users(&pg));
@@ -107,11 +143,23 @@ async fn persistent_5xx_fails_after_n_attempts_naming_the_url() {
     let pg = playground(150).await;
     let (_d, db) = tmp();
     for n in 1..=4 {
-        pg.fault_at(n, Fault::Status { status: 502, retry_after: Some("0".into()), body: "bad gateway".into() });
+        pg.fault_at(
+            n,
+            Fault::Status {
+                status: 502,
+                retry_after: Some("0".into()),
+                body: "bad gateway".into(),
+            },
+        );
     }
     let e = sync(&pg, &db, fast_retries(), 1_000).await.unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("failed after 4 attempts") && msg.contains("HTTP 502") && msg.contains("/users?limit=100"), "{msg}");
+    assert!(
+        msg.contains("failed after 4 attempts")
+            && msg.contains("HTTP 502")
+            && msg.contains("/users?limit=100"),
+        "{msg}"
+    );
     assert!(!e.is_user_error());
 }
 
@@ -119,9 +167,14 @@ async fn persistent_5xx_fails_after_n_attempts_naming_the_url() {
 async fn a_wrong_key_fails_at_once_with_the_servers_message() {
     let pg = playground(10).await;
     let (_d, db) = tmp();
-    let e = sync(&pg, &db, json!({"userflow_api_key": "ak_wrong"}), 1_000).await.unwrap_err();
+    let e = sync(&pg, &db, json!({"userflow_api_key": "ak_wrong"}), 1_000)
+        .await
+        .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("HTTP 401") && msg.contains("Invalid API key"), "{msg}");
+    assert!(
+        msg.contains("HTTP 401") && msg.contains("Invalid API key"),
+        "{msg}"
+    );
     assert!(!msg.contains("failed after"), "401 is not retried: {msg}");
     assert_eq!(pg.requests(), 1);
 }
@@ -135,10 +188,20 @@ async fn malformed_page_fails_and_keeps_only_committed_rows() {
     let e = sync(&pg, &db, json!({}), 250).await.unwrap_err();
     let msg = e.to_string();
     assert!(matches!(e, Error::Source { .. }), "{e:?}");
-    assert!(msg.contains("malformed list object") && msg.contains("starting_after="), "{msg}");
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 600, "page 7 was applied but not committed");
+    assert!(
+        msg.contains("malformed list object") && msg.contains("starting_after="),
+        "{msg}"
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM users"),
+        600,
+        "page 7 was applied but not committed"
+    );
     let state = saved_state(&db).unwrap();
-    let after = state["streams"]["users"]["scan"]["after"].as_str().unwrap().to_string();
+    let after = state["streams"]["users"]["scan"]["after"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(after, pg.userflow().users()[599].id);
     // Rerunning the same command resumes at page 7 and ends exact.
     let s = sync(&pg, &db, json!({}), 250).await.unwrap();
@@ -156,16 +219,28 @@ async fn type_violation_names_table_column_row_and_value() {
     let e = sync(&pg, &db, json!({}), 250).await.unwrap_err();
     let msg = e.to_string();
     assert!(
-        msg.contains("table users") && msg.contains("column signed_up_at") && msg.contains("row 1000")
-            && msg.contains("\"yesterday\"") && msg.contains("UTC_DATETIME"),
+        msg.contains("table users")
+            && msg.contains("column signed_up_at")
+            && msg.contains("row 1000")
+            && msg.contains("\"yesterday\"")
+            && msg.contains("UTC_DATETIME"),
         "{msg}"
     );
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 900, "nothing past the last commit");
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) FROM users"),
+        900,
+        "nothing past the last commit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dropping_the_sync_midway_then_resuming_is_exact() {
-    let pg = playground_with(PlaygroundOptions { users: 3_000, latency: Duration::from_millis(15), ..Default::default() }).await;
+    let pg = playground_with(PlaygroundOptions {
+        users: 3_000,
+        latency: Duration::from_millis(15),
+        ..Default::default()
+    })
+    .await;
     let (_d, db) = tmp();
     let fut = sync(&pg, &db, json!({}), 1);
     let r = tokio::time::timeout(Duration::from_millis(250), fut).await;
@@ -177,11 +252,21 @@ async fn dropping_the_sync_midway_then_resuming_is_exact() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let committed = query_i64(&db, "SELECT count(*) FROM users");
-    assert!(committed > 0 && committed < 3_000, "stopped midway, {committed} rows committed");
+    assert!(
+        committed > 0 && committed < 3_000,
+        "stopped midway, {committed} rows committed"
+    );
     let s = sync(&pg, &db, json!({}), 1).await.unwrap();
-    assert!(s.pages < 30, "resumed instead of starting over: {} pages", s.pages);
+    assert!(
+        s.pages < 30,
+        "resumed instead of starting over: {} pages",
+        s.pages
+    );
     assert_eq!(read_users(&db), expected_users(&pg));
-    assert_eq!(query_i64(&db, "SELECT count(*) - count(DISTINCT id) FROM users"), 0);
+    assert_eq!(
+        query_i64(&db, "SELECT count(*) - count(DISTINCT id) FROM users"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,10 +276,16 @@ async fn resume_after_the_saved_cursor_was_deleted_restarts_the_scan() {
     pg.fault_at(3, Fault::Malformed);
     sync(&pg, &db, json!({}), 1).await.unwrap_err();
     let state = saved_state(&db).unwrap();
-    let after = state["streams"]["users"]["scan"]["after"].as_str().unwrap().to_string();
+    let after = state["streams"]["users"]["scan"]["after"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(pg.userflow().delete(&after));
     let s = sync(&pg, &db, json!({}), 1).await.unwrap();
-    assert_eq!(s.tables["users"].deleted, 1, "the deleted user is soft-deleted");
+    assert_eq!(
+        s.tables["users"].deleted, 1,
+        "the deleted user is soft-deleted"
+    );
     assert_eq!(live(read_users(&db)), expected_users(&pg));
 }
 
@@ -206,7 +297,9 @@ async fn full_refresh_ignores_saved_progress() {
     sync(&pg, &db, json!({}), 1).await.unwrap_err();
     let mut o = opts(1);
     o.full_refresh = true;
-    let s = etl::sync("userflow", config(&pg, json!({})), &db, o).await.unwrap();
+    let s = etl::sync("userflow", config(&pg, json!({})), &db, o)
+        .await
+        .unwrap();
     assert_eq!(s.pages, 2, "started from the first page");
     assert_eq!(read_users(&db), expected_users(&pg));
 }
@@ -231,10 +324,15 @@ async fn time_based_checkpoints_commit_at_page_boundaries() {
     let (_d, db) = tmp();
     let mut o = opts(u64::MAX);
     o.checkpoint_interval = Duration::ZERO;
-    let s = etl::sync("userflow", config(&pg, json!({})), &db, o).await.unwrap();
+    let s = etl::sync("userflow", config(&pg, json!({})), &db, o)
+        .await
+        .unwrap();
     // A commit at each of the 5 page markers, one at the end-of-scan marker.
     assert_eq!(s.commits, 6);
     let s = sync(&pg, &db, json!({}), u64::MAX).await.unwrap();
-    assert_eq!(s.commits, 1, "row threshold never reached: one commit at the end");
+    assert_eq!(
+        s.commits, 1,
+        "row threshold never reached: one commit at the end"
+    );
     assert_eq!(read_users(&db), expected_users(&pg));
 }
