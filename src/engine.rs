@@ -108,14 +108,14 @@ pub struct StreamStats {
 /// The connector's handle to the writer.
 #[derive(Clone)]
 pub struct Emitter {
-    tx: mpsc::Sender<Op>,
+    tx: mpsc::Sender<WriterMsg>,
     pub stats: Arc<StreamStats>,
 }
 
 impl Emitter {
     async fn send(&self, op: Op) -> Result<()> {
         self.tx
-            .send(op)
+            .send(WriterMsg::Op(op))
             .await
             .map_err(|_| Error::Internal("the destination writer stopped".into()))
     }
@@ -259,6 +259,9 @@ impl std::fmt::Display for SyncSummary {
     }
 }
 
+/// What the writer thread receives: ops in stream order, then `Finish` once
+/// the connector returned successfully. A channel closed without `Finish`
+/// (the sync failed or its future was dropped) makes the writer roll back.
 enum WriterMsg {
     Op(Op),
     Finish,
@@ -284,9 +287,8 @@ pub async fn run_sync(
     let destination = dest.describe();
     let tables = connector.tables();
 
-    let (op_tx, mut op_rx) = mpsc::channel::<Op>(opts.channel_capacity);
-    let (msg_tx, msg_rx) = std::sync::mpsc::sync_channel::<WriterMsg>(opts.channel_capacity);
-    let (state_tx, state_rx) = oneshot::channel::<Result<State>>();
+    let (msg_tx, msg_rx) = mpsc::channel::<WriterMsg>(opts.channel_capacity);
+    let (state_tx, state_rx) = oneshot::channel::<State>();
     let (done_tx, done_rx) = oneshot::channel::<Result<WriterReport>>();
 
     let writer_opts = opts.clone();
@@ -299,34 +301,19 @@ pub async fn run_sync(
             ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
             let _ = done_tx.send(r);
         })
-        .map_err(|e| Error::Internal(format!("cannot start writer thread: {e}")))?;
+        .map_err(|e| {
+            ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
+            Error::Internal(format!("cannot start writer thread: {e}"))
+        })?;
 
-    // Forward ops from the async channel to the writer's blocking channel; this
-    // task ends when every emitter is dropped.
-    let forward = tokio::task::spawn_blocking({
-        let msg_tx = msg_tx.clone();
-        move || {
-            while let Some(op) = op_rx.blocking_recv() {
-                if msg_tx.send(WriterMsg::Op(op)).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-
-    let state = match state_rx.await {
-        Ok(Ok(s)) => s,
-        Ok(Err(_)) | Err(_) => return Err(writer_failure(done_rx).await),
-    };
-    let state = if opts.full_refresh {
-        State::default()
-    } else {
-        state
+    // The writer drops `state_tx` unsent when preparing the destination fails.
+    let Ok(state) = state_rx.await else {
+        return Err(writer_failure(done_rx).await);
     };
 
     let stats = Arc::new(StreamStats::default());
     let emitter = Emitter {
-        tx: op_tx,
+        tx: msg_tx.clone(),
         stats: stats.clone(),
     };
     let ctx = SyncContext {
@@ -335,11 +322,9 @@ pub async fn run_sync(
         http_metrics: http_metrics.clone(),
     };
     let outcome = connector.sync(ctx).await;
-    // All emitters are gone once `sync` returns; wait until every op reached the writer.
-    let _ = forward.await;
     match outcome {
         Ok(()) => {
-            if msg_tx.send(WriterMsg::Finish).is_err() {
+            if msg_tx.send(WriterMsg::Finish).await.is_err() {
                 return Err(writer_failure(done_rx).await);
             }
         }
@@ -388,27 +373,23 @@ fn writer_loop(
     connector: &str,
     tables: &[Arc<TableSchema>],
     opts: SyncOptions,
-    state_tx: oneshot::Sender<Result<State>>,
-    rx: std::sync::mpsc::Receiver<WriterMsg>,
+    state_tx: oneshot::Sender<State>,
+    mut rx: mpsc::Receiver<WriterMsg>,
 ) -> Result<WriterReport> {
     let setup = (|| -> Result<State> {
         dest.prepare(tables)?;
         Ok(dest.load_state(connector)?.unwrap_or_default())
     })();
     let mut state = match setup {
-        Ok(s) => {
-            let _ = state_tx.send(Ok(s.clone()));
-            s
-        }
+        // `--full-refresh` starts from empty state; the next commit replaces the old one.
+        Ok(_) if opts.full_refresh => State::default(),
+        Ok(s) => s,
         Err(e) => {
             let _ = dest.rollback();
-            let _ = state_tx.send(Err(Error::Internal("setup failed".into())));
             return Err(e);
         }
     };
-    if opts.full_refresh {
-        state = State::default();
-    }
+    let _ = state_tx.send(state.clone());
     let mut summary = WriteSummary::default();
     let mut commits = 0u64;
     let mut rows_since = 0u64;
@@ -416,10 +397,10 @@ fn writer_loop(
     let mut dirty = false;
     let result = (|| -> Result<bool> {
         loop {
-            let msg = match rx.recv() {
-                Ok(m) => m,
+            let msg = match rx.blocking_recv() {
+                Some(m) => m,
                 // Channel closed without Finish: the sync failed or was dropped.
-                Err(_) => return Ok(false),
+                None => return Ok(false),
             };
             match msg {
                 WriterMsg::Finish => {

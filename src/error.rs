@@ -41,17 +41,6 @@ pub enum Error {
     #[error("destination {target}: {message}")]
     Destination { target: String, message: String },
 
-    /// Reading or writing local files.
-    #[error("{}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
-    /// The source's quota is exhausted; progress up to the last commit was kept.
-    #[error("{0}")]
-    QuotaExhausted(String),
-
     /// A bug or an unexpected internal condition.
     #[error("internal error: {0}")]
     Internal(String),

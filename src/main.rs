@@ -85,7 +85,7 @@ struct SyncArgs {
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     checkpoint_seconds: f64,
     /// Memory DuckDB may use for caching and merging (beyond it, it spills to disk).
-    #[arg(long, default_value = "1GB", value_name = "SIZE")]
+    #[arg(long, default_value = "1GB", value_name = "SIZE", value_parser = memory_size)]
     memory_limit: String,
 }
 
@@ -106,6 +106,15 @@ struct PlaygroundArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+}
+
+/// Clap parser for `--memory-limit`.
+fn memory_size(s: &str) -> Result<String, String> {
+    if etl::dest::duckdb::is_memory_size(s) {
+        Ok(s.trim().to_string())
+    } else {
+        Err("expected a size such as 512MB or 2GB".into())
+    }
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -243,12 +252,6 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         return Err(Error::Usage(format!(
             "--checkpoint-seconds must be a non-negative number, got {}",
             a.checkpoint_seconds
-        )));
-    }
-    if !etl::dest::duckdb::is_memory_size(&a.memory_limit) {
-        return Err(Error::Usage(format!(
-            "--memory-limit {:?} is not a size such as 512MB or 2GB",
-            a.memory_limit
         )));
     }
     let info =

@@ -132,14 +132,6 @@ struct ListPage<'a> {
     next_page_url: Option<Cow<'a, str>>,
 }
 
-/// What one page says, owned, so the body can move to the decoder.
-struct ParsedPage {
-    ranges: Vec<std::ops::Range<usize>>,
-    has_more: bool,
-    next_page_url: Option<String>,
-    last_id: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct IdOnly {
     id: serde_json::Value,
@@ -179,8 +171,8 @@ impl Userflow {
         u
     }
 
-    /// Split a list page into record ranges and paging info.
-    fn parse_page(page: &[u8], url: &Url) -> Result<ParsedPage> {
+    /// Split a list page into its record ranges and what it says about the next page.
+    fn parse_page(page: &[u8], url: &Url) -> Result<(Vec<std::ops::Range<usize>>, PageInfo)> {
         let ctx = || format!("Userflow users page {url}");
         let text = std::str::from_utf8(page)
             .map_err(|e| Error::source(ctx(), format!("body is not UTF-8: {e}")))?;
@@ -206,12 +198,13 @@ impl Userflow {
                 })
             }
         };
-        Ok(ParsedPage {
-            ranges: data.iter().map(|r| range_in(page, r)).collect(),
+        let info = PageInfo {
             has_more: list.has_more,
             next_page_url: list.next_page_url.map(Cow::into_owned),
             last_id,
-        })
+            count: data.len(),
+        };
+        Ok((data.iter().map(|r| range_in(page, r)).collect(), info))
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {
@@ -266,21 +259,15 @@ impl Userflow {
                     }
                 };
                 ctx.emit.page_fetched();
-                let page = match Self::parse_page(&resp.body, &url) {
+                let (ranges, info) = match Self::parse_page(&resp.body, &url) {
                     Ok(p) => p,
                     Err(e) => {
                         failure = Some(e);
                         break;
                     }
                 };
-                let n = page.ranges.len() as u64;
-                let advanced = pag.advance(PageInfo {
-                    has_more: page.has_more,
-                    next_page_url: page.next_page_url.as_deref(),
-                    last_id: page.last_id.as_deref(),
-                    count: page.ranges.len(),
-                });
-                if let Err(m) = advanced {
+                let n = ranges.len() as u64;
+                if let Err(m) = pag.advance(info) {
                     failure = Some(Error::source(format!("Userflow users page {url}"), m));
                     break;
                 }
@@ -291,7 +278,7 @@ impl Userflow {
                     synced_at_micros: now_micros(),
                 };
                 row += n;
-                let fut = spawn_decode(self.decoder.clone(), resp.body, page.ranges, pctx);
+                let fut = spawn_decode(self.decoder.clone(), resp.body, ranges, pctx);
                 pending.push_back((Box::pin(fut), pag.cursor().map(String::from)));
             }
             let Some((fut, cursor)) = pending.pop_front() else {
@@ -370,7 +357,7 @@ mod tests {
     #[test]
     fn page_parsing_reports_what_is_missing() {
         let url = Url::parse("http://h/users?limit=2").unwrap();
-        let p = Userflow::parse_page(
+        let (_, p) = Userflow::parse_page(
             br#"{"data": [{"id": "a"}, {"id": 7}], "has_more": true}"#,
             &url,
         )

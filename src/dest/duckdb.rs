@@ -60,11 +60,15 @@ const APPEND_CHUNK_ROWS: usize = 16_384;
 struct Staged {
     stage: String,
     schema: Arc<Schema>,
-    /// Rows already appended to the staging table.
+    /// Rows already appended to the staging table (0: not created yet).
     rows: u64,
-    created: bool,
     buffer: Vec<RecordBatch>,
-    buffered: usize,
+}
+
+impl Staged {
+    fn buffered(&self) -> usize {
+        self.buffer.iter().map(RecordBatch::num_rows).sum()
+    }
 }
 
 pub struct DuckDbDestination {
@@ -90,6 +94,11 @@ impl DuckDbDestination {
     /// DuckDB's buffer pool, which otherwise caches up to 80% of RAM as the
     /// tables grow. Past it DuckDB spills to a temporary directory.
     pub fn open_with(path: &Path, memory_limit: Option<&str>) -> Result<Self> {
+        if let Some(limit) = memory_limit.filter(|l| !is_memory_size(l)) {
+            return Err(Error::Usage(format!(
+                "memory limit {limit:?} is not a size such as 512MB or 2GB"
+            )));
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             if !parent.exists() {
                 return Err(Error::Usage(format!(
@@ -111,11 +120,6 @@ impl DuckDbDestination {
             rejects_ready: false,
         };
         if let Some(limit) = memory_limit {
-            if !is_memory_size(limit) {
-                return Err(Error::Usage(format!(
-                    "memory limit {limit:?} is not a size such as 512MB or 2GB"
-                )));
-            }
             d.exec(&format!("SET memory_limit = '{limit}'"))?;
         }
         d.exec(&format!(
@@ -134,25 +138,21 @@ impl DuckDbDestination {
         Error::destination(self.path.display().to_string(), format!("{what}: {e}"))
     }
 
-    fn exec(&self, sql: &str) -> Result<usize> {
+    /// Run `f` on `sql`, naming the statement in errors and its time in trace logs.
+    fn timed<T>(&self, sql: &str, f: impl FnOnce(&Connection) -> duckdb::Result<T>) -> Result<T> {
         let started = std::time::Instant::now();
-        let r = self
-            .conn
-            .execute(sql, [])
-            .map_err(|e| self.err(first_line(sql), e));
+        let r = f(&self.conn).map_err(|e| self.err(first_line(sql), e));
         tracing::trace!(sql = %first_line(sql), ms = started.elapsed().as_secs_f64() * 1e3, "sql");
         r
     }
 
+    fn exec(&self, sql: &str) -> Result<usize> {
+        self.timed(sql, |c| c.execute(sql, []))
+    }
+
     fn count(&self, sql: &str) -> Result<u64> {
-        let started = std::time::Instant::now();
-        let r = self
-            .conn
-            .query_row(sql, [], |r| r.get::<_, i64>(0))
+        self.timed(sql, |c| c.query_row(sql, [], |r| r.get::<_, i64>(0)))
             .map(|n| n as u64)
-            .map_err(|e| self.err(first_line(sql), e));
-        tracing::trace!(sql = %first_line(sql), ms = started.elapsed().as_secs_f64() * 1e3, "sql");
-        r
     }
 
     fn begin(&mut self) -> Result<()> {
@@ -309,10 +309,8 @@ impl DuckDbDestination {
             return Ok(());
         }
         let batches = std::mem::take(&mut st.buffer);
-        let rows = std::mem::take(&mut st.buffered) as u64;
-        let (stage, schema, create) = (st.stage.clone(), st.schema.clone(), !st.created);
-        st.created = true;
-        st.rows += rows;
+        let (stage, schema, create) = (st.stage.clone(), st.schema.clone(), st.rows == 0);
+        st.rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         let batch = arrow::compute::concat_batches(&schema, &batches)
             .map_err(|e| self.err(format!("staging {stage}"), e))?;
         self.stage(&stage, &schema, batch, create)
@@ -323,7 +321,7 @@ impl DuckDbDestination {
         let Some(staged) = self.staged.remove(table) else {
             return Ok(());
         };
-        if !staged.created {
+        if staged.rows == 0 {
             return Ok(());
         }
         let t = self
@@ -368,18 +366,14 @@ impl DuckDbDestination {
                 pk.join(", ")
             )
         };
-        let matched = self.count(&format!(
-            "SELECT count(*) FROM {target} t WHERE EXISTS (SELECT 1 FROM {stage} s WHERE {on})"
-        ))?;
-        // An upsert replaces the whole row: delete the matched keys, insert the
-        // staged rows. (MERGE … WHEN MATCHED THEN UPDATE hit a cliff in DuckDB:
-        // updating the second half of a 200k-row table built by earlier merges
-        // took 15 s against 0.2 s for delete + insert.)
-        if matched > 0 {
-            self.exec(&format!(
-                "DELETE FROM {target} t USING {stage} s WHERE {on}"
-            ))?;
-        }
+        // An upsert replaces the whole row: delete the staged keys (keys are
+        // unique in the target, so the deleted count is the updated count),
+        // then insert the staged rows. (MERGE … WHEN MATCHED THEN UPDATE hit a
+        // cliff in DuckDB: updating the second half of a 200k-row table built by
+        // earlier merges took 15 s against 0.2 s for delete + insert.)
+        let matched = self.exec(&format!(
+            "DELETE FROM {target} t USING {stage} s WHERE {on}"
+        ))? as u64;
         self.exec(&format!(
             "INSERT INTO {target} ({}, {}) SELECT {}, false FROM {source}",
             cols.join(", "),
@@ -501,13 +495,10 @@ impl Destination for DuckDbDestination {
                 stage: format!("_etl_stage_{}", table.name),
                 schema,
                 rows: 0,
-                created: false,
                 buffer: Vec::new(),
-                buffered: 0,
             });
-        st.buffered += batch.num_rows();
         st.buffer.push(batch);
-        if st.buffered >= APPEND_CHUNK_ROWS {
+        if st.buffered() >= APPEND_CHUNK_ROWS {
             self.append_buffered(&table.name)?;
         }
         Ok(())

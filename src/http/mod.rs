@@ -1,8 +1,7 @@
 //! The HTTP shell around every source: timeouts, retries with exponential
 //! backoff and full jitter, `Retry-After`, authentication, and redaction.
 //!
-//! Retryable: connection errors, timeouts, 429, 500, 502, 503, 504 (and
-//! whatever a connector's [`Classifier`] says, e.g. Egnyte's 403 throttling).
+//! Retryable: connection errors, timeouts, 429, 500, 502, 503, 504.
 //! Any other 4xx fails at once with the status and the message from the body.
 //! After the last attempt the error says "failed after N attempts". Secrets
 //! are wrapped in [`Secret`] (whose `Debug` prints `***`) and every error text
@@ -97,7 +96,6 @@ impl RetryPolicy {
 pub struct HttpMetrics {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
-    pub bytes: AtomicU64,
 }
 
 /// What went wrong with a request, for good.
@@ -180,33 +178,7 @@ impl Request {
             body: None,
         }
     }
-    pub fn post_json(url: Url, body: &serde_json::Value) -> Self {
-        let body = Bytes::from(serde_json::to_vec(body).expect("JSON values serialise"));
-        Request {
-            method: Method::POST,
-            url,
-            headers: vec![(
-                reqwest::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body: Some(body),
-        }
-    }
 }
-
-/// A connector's verdict on a response, overriding the default classification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Use the default rules.
-    Default,
-    /// Retry, after this long if given (else backoff).
-    Retry(Option<Duration>),
-    /// Fail now with this message.
-    Fail(String),
-}
-
-/// Connector hook to classify responses (e.g. Egnyte's 403 over-QPS).
-pub type Classifier = Arc<dyn Fn(&Response) -> Verdict + Send + Sync>;
 
 /// How requests authenticate.
 #[derive(Clone, Debug)]
@@ -222,7 +194,6 @@ pub struct HttpClient {
     policy: RetryPolicy,
     auth: Auth,
     headers: Vec<(HeaderName, HeaderValue)>,
-    classifier: Option<Classifier>,
     secrets: Arc<Vec<String>>,
     pub metrics: Arc<HttpMetrics>,
 }
@@ -255,7 +226,6 @@ impl HttpClient {
             policy,
             auth,
             headers: Vec::new(),
-            classifier: None,
             secrets: Arc::new(secrets),
             metrics: Arc::new(HttpMetrics::default()),
         }
@@ -270,19 +240,10 @@ impl HttpClient {
         self
     }
 
-    pub fn with_classifier(mut self, c: Classifier) -> Self {
-        self.classifier = Some(c);
-        self
-    }
-
     /// Share counters with other clients of the same sync.
     pub fn with_metrics(mut self, m: Arc<HttpMetrics>) -> Self {
         self.metrics = m;
         self
-    }
-
-    pub fn policy(&self) -> &RetryPolicy {
-        &self.policy
     }
 
     /// Replace every known secret in `text` with `***`.
@@ -304,40 +265,14 @@ impl HttpClient {
             let outcome = self.send_once(&req).await;
             let (retry_after, kind) = match outcome {
                 Ok(resp) => {
-                    let verdict = self
-                        .classifier
-                        .as_ref()
-                        .map(|c| c(&resp))
-                        .unwrap_or(Verdict::Default);
-                    match verdict {
-                        Verdict::Fail(message) => {
-                            return Err(self.error(
-                                &req,
-                                attempt,
-                                HttpErrorKind::Status {
-                                    status: resp.status.as_u16(),
-                                    message: self.redact(&message),
-                                },
-                            ))
-                        }
-                        Verdict::Retry(after) => (
-                            after.or_else(|| retry_after(&resp.headers)),
-                            status_kind(self, &resp),
-                        ),
-                        Verdict::Default => {
-                            if resp.status.is_success() {
-                                self.metrics
-                                    .bytes
-                                    .fetch_add(resp.body.len() as u64, Ordering::Relaxed);
-                                return Ok(resp);
-                            }
-                            let kind = status_kind(self, &resp);
-                            if !is_retryable_status(resp.status) {
-                                return Err(self.error(&req, attempt, kind));
-                            }
-                            (retry_after(&resp.headers), kind)
-                        }
+                    if resp.status.is_success() {
+                        return Ok(resp);
                     }
+                    let kind = status_kind(self, &resp);
+                    if !is_retryable_status(resp.status) {
+                        return Err(self.error(&req, attempt, kind));
+                    }
+                    (retry_after(&resp.headers), kind)
                 }
                 Err(kind) => (None, kind),
             };

@@ -19,10 +19,10 @@ pub struct StartingAfter {
 
 /// What a list page said about what comes next.
 #[derive(Debug, Clone, Default)]
-pub struct PageInfo<'a> {
+pub struct PageInfo {
     pub has_more: bool,
-    pub next_page_url: Option<&'a str>,
-    pub last_id: Option<&'a str>,
+    pub next_page_url: Option<String>,
+    pub last_id: Option<String>,
     pub count: usize,
 }
 
@@ -67,10 +67,10 @@ impl StartingAfter {
     }
 
     /// Advance past a page. Errors when the server's `next_page_url` is not a URL.
-    pub fn advance(&mut self, page: PageInfo<'_>) -> Result<(), String> {
+    pub fn advance(&mut self, page: PageInfo) -> Result<(), String> {
         self.pages += 1;
-        if let Some(id) = page.last_id {
-            self.last_id = Some(id.to_string());
+        if page.last_id.is_some() {
+            self.last_id = page.last_id;
         }
         // Stop on has_more=false, and defensively on an empty page.
         if !page.has_more || page.count == 0 {
@@ -80,7 +80,7 @@ impl StartingAfter {
         self.next = Some(match page.next_page_url {
             Some(next) if !next.is_empty() => self
                 .endpoint
-                .join(next)
+                .join(&next)
                 .map_err(|e| format!("next_page_url {next:?} is not a URL: {e}"))?,
             _ => self.url_after(self.last_id.clone().as_deref()),
         });
@@ -105,8 +105,8 @@ mod tests {
         );
         p.advance(PageInfo {
             has_more: true,
-            next_page_url: Some("/users?limit=100&starting_after=u_9"),
-            last_id: Some("u_9"),
+            next_page_url: Some("/users?limit=100&starting_after=u_9".into()),
+            last_id: Some("u_9".into()),
             count: 100,
         })
         .unwrap();
@@ -116,8 +116,10 @@ mod tests {
         );
         p.advance(PageInfo {
             has_more: true,
-            next_page_url: Some("https://api.eu.userflow.com/users?limit=100&starting_after=u_19"),
-            last_id: Some("u_19"),
+            next_page_url: Some(
+                "https://api.eu.userflow.com/users?limit=100&starting_after=u_19".into(),
+            ),
+            last_id: Some("u_19".into()),
             count: 100,
         })
         .unwrap();
@@ -135,7 +137,7 @@ mod tests {
         p.advance(PageInfo {
             has_more: true,
             next_page_url: None,
-            last_id: Some("a b"),
+            last_id: Some("a b".into()),
             count: 2,
         })
         .unwrap();
@@ -165,8 +167,8 @@ mod tests {
         let mut p = StartingAfter::new(ep(), 2, None);
         p.advance(PageInfo {
             has_more: false,
-            next_page_url: Some("/users?x"),
-            last_id: Some("z"),
+            next_page_url: Some("/users?x".into()),
+            last_id: Some("z".into()),
             count: 2,
         })
         .unwrap();
