@@ -278,17 +278,20 @@ async fn the_api_key_never_reaches_logs_errors_state_or_the_file() {
 async fn playground_flag_runs_the_main_job() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("w.duckdb");
-    let mut cmd = etl();
-    cmd.args([
-        "sync",
-        "userflow",
-        "--playground",
-        "--playground-users",
-        "2500",
-        "--out",
-    ])
-    .arg(&db);
-    let o = run(cmd).await;
+    let sync_playground = || {
+        let mut cmd = etl();
+        cmd.args([
+            "sync",
+            "userflow",
+            "--playground",
+            "--playground-users",
+            "2500",
+            "--out",
+        ])
+        .arg(&db);
+        run(cmd)
+    };
+    let o = sync_playground().await;
     assert!(o.status.success(), "{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("inserted      2500"), "{out}");
@@ -298,17 +301,7 @@ async fn playground_flag_runs_the_main_job() {
         2_500
     );
     // Rerun: nothing new, same rows.
-    let mut cmd = etl();
-    cmd.args([
-        "sync",
-        "userflow",
-        "--playground",
-        "--playground-users",
-        "2500",
-        "--out",
-    ])
-    .arg(&db);
-    let o = run(cmd).await;
+    let o = sync_playground().await;
     assert!(o.status.success());
     assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 2_500);
 }
