@@ -84,6 +84,31 @@ pub struct SyncOptions {
     pub full_refresh: bool,
     /// Memory the destination may use for caching and merging (DuckDB `memory_limit`).
     pub memory_limit: Option<String>,
+    /// DuckDB file or Parquet directory; `None`: from the output path.
+    pub format: Option<OutputFormat>,
+    /// File sizes, compression and partitioning of Parquet output.
+    pub parquet: crate::dest::parquet::ParquetOptions,
+}
+
+/// The kind of destination `--out` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    DuckDb,
+    Parquet,
+}
+
+impl OutputFormat {
+    /// The format of `out` when none is given: a path ending in `.duckdb`
+    /// (or `.db`) is a DuckDB file, anything else a Parquet directory.
+    pub fn infer(out: &std::path::Path) -> OutputFormat {
+        let s = out.to_string_lossy();
+        let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !s.ends_with('/') && (ext.eq_ignore_ascii_case("duckdb") || ext.eq_ignore_ascii_case("db")) {
+            OutputFormat::DuckDb
+        } else {
+            OutputFormat::Parquet
+        }
+    }
 }
 
 impl Default for SyncOptions {
@@ -94,6 +119,8 @@ impl Default for SyncOptions {
             channel_capacity: 32,
             full_refresh: false,
             memory_limit: Some("1GB".into()),
+            format: None,
+            parquet: Default::default(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `etl`: pull SaaS APIs into a local DuckDB file, merged by primary key,
+//! `etl`: pull SaaS APIs into a local DuckDB file or Parquet dataset, merged by primary key,
 //! incrementally, with data and state committed together.
 //!
 //! The library is split by role: [`config`] (checked once, no I/O),
@@ -26,14 +26,17 @@ pub mod state;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use crate::engine::{SyncOptions, SyncSummary};
+pub use crate::engine::{OutputFormat, SyncOptions, SyncSummary};
 pub use crate::error::{Error, Result};
 
 use crate::config::ConfigReader;
 use crate::dest::duckdb::DuckDbDestination;
+use crate::dest::parquet::ParquetDestination;
+use crate::dest::Destination;
 use crate::http::HttpMetrics;
 
-/// Run one sync of `connector` with `config` into the DuckDB file `out`.
+/// Run one sync of `connector` with `config` into `out`: a DuckDB file or a
+/// Parquet dataset directory (`opts.format`, or inferred from the path).
 pub async fn sync(
     connector: &str,
     config: ConfigReader,
@@ -43,20 +46,33 @@ pub async fn sync(
     let info = connectors::find(connector).ok_or_else(|| unknown_connector(connector))?;
     let metrics = Arc::new(HttpMetrics::default());
     let conn = (info.build)(config, metrics.clone())?;
-    if out.is_dir() {
+    let format = opts.format.unwrap_or_else(|| OutputFormat::infer(out));
+    for table in opts.parquet.partition_overrides.keys() {
+        if !conn.tables().iter().any(|t| &t.name == table) {
+            return Err(Error::Usage(format!(
+                "--partition-by names table {table:?}, which connector {connector} does not have (see `etl schema {connector}`)"
+            )));
+        }
+    }
+    if format == OutputFormat::DuckDb && out.is_dir() {
         return Err(Error::Usage(format!(
-            "--out {} is a directory; give a DuckDB file path such as warehouse.duckdb",
+            "--out {} is a directory; give a DuckDB file path such as warehouse.duckdb, or --format parquet",
             out.display()
         )));
     }
-    // Opening DuckDB is blocking I/O; keep it off the async workers.
+    // Opening a destination is blocking I/O; keep it off the async workers.
     let path = out.to_path_buf();
     let limit = opts.memory_limit.clone();
-    let dest =
-        tokio::task::spawn_blocking(move || DuckDbDestination::open_with(&path, limit.as_deref()))
-            .await
-            .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
-    engine::run_sync(conn, Box::new(dest), opts, metrics).await
+    let parquet = opts.parquet.clone();
+    let dest = tokio::task::spawn_blocking(move || -> Result<Box<dyn Destination>> {
+        Ok(match format {
+            OutputFormat::DuckDb => Box::new(DuckDbDestination::open_with(&path, limit.as_deref())?),
+            OutputFormat::Parquet => Box::new(ParquetDestination::open_with(&path, parquet)?),
+        })
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
+    engine::run_sync(conn, dest, opts, metrics).await
 }
 
 /// The error for a connector name nobody registered.

@@ -17,13 +17,15 @@ use etl::{Error, SyncOptions};
 #[command(
     name = "etl",
     version,
-    about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally."
+    about = "Pull SaaS APIs into a local DuckDB file or Parquet dataset, merged by primary key, incrementally."
 )]
 #[command(
-    long_about = "Pull SaaS APIs into a local DuckDB file, merged by primary key, incrementally.\n\n\
-Data and sync state are committed in one transaction, so a sync stopped at any instant \
+    long_about = "Pull SaaS APIs into a local DuckDB file or a hive-partitioned Parquet dataset, \
+merged by primary key, incrementally.\n\n\
+Data and sync state are committed together, so a sync stopped at any instant \
 resumes exactly where the last commit left off when you run the same command again.\n\n\
-Try it without an account:\n  etl sync userflow --playground --out warehouse.duckdb"
+Try it without an account:\n  etl sync userflow --playground --out warehouse.duckdb\n  \
+etl sync userflow --playground --out lake/ --format parquet"
 )]
 struct Cli {
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
@@ -38,7 +40,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Sync a connector into a DuckDB file.
+    /// Sync a connector into a DuckDB file or a Parquet dataset.
     Sync(SyncArgs),
     /// List the connectors this build knows.
     Connectors,
@@ -72,9 +74,23 @@ struct SyncArgs {
         value_name = "N"
     )]
     playground_users: usize,
-    /// The DuckDB database file to write (created if missing).
+    /// Where to write: a DuckDB file (`warehouse.duckdb`) or a Parquet dataset
+    /// directory (`lake/`). Created if missing.
     #[arg(long, short = 'o', value_name = "PATH")]
     out: PathBuf,
+    /// Output format; by default a path ending in .duckdb (or .db) is DuckDB, anything else Parquet.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<FormatArg>,
+    /// Parquet: partition TABLE by COLUMN (`users=created_at:day`; transforms day, month,
+    /// year, or none for the value itself; `TABLE=none` turns partitioning off). Repeatable.
+    #[arg(long, value_name = "TABLE=COLUMN[:TRANSFORM]", value_parser = etl::dest::parquet::parse_partition_override)]
+    partition_by: Vec<(String, Option<etl::schema::Partitioning>)>,
+    /// Parquet: compression codec (zstd, zstd:LEVEL, snappy, none).
+    #[arg(long, default_value = "zstd", value_name = "CODEC", value_parser = etl::dest::parquet::parse_compression)]
+    compression: parquet::basic::Compression,
+    /// Parquet: start a new file once one reaches this many MiB.
+    #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_file_mib: u64,
     /// Ignore saved progress and sync everything again (rows are still merged by key).
     #[arg(long)]
     full_refresh: bool,
@@ -87,6 +103,14 @@ struct SyncArgs {
     /// Memory DuckDB may use for caching and merging (beyond it, it spills to disk).
     #[arg(long, default_value = "1GB", value_name = "SIZE", value_parser = memory_size)]
     memory_limit: String,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    /// One DuckDB database file.
+    Duckdb,
+    /// A hive-partitioned Parquet dataset directory.
+    Parquet,
 }
 
 #[derive(Args)]
@@ -284,6 +308,16 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         checkpoint_interval: Duration::from_secs_f64(a.checkpoint_seconds),
         full_refresh: a.full_refresh,
         memory_limit: Some(a.memory_limit.clone()),
+        format: a.format.map(|f| match f {
+            FormatArg::Duckdb => etl::OutputFormat::DuckDb,
+            FormatArg::Parquet => etl::OutputFormat::Parquet,
+        }),
+        parquet: etl::dest::parquet::ParquetOptions {
+            compression: a.compression,
+            file_bytes: (a.max_file_mib as usize) << 20,
+            row_group_bytes: ((a.max_file_mib as usize) << 20).min(64 << 20),
+            partition_overrides: a.partition_by.iter().cloned().collect(),
+        },
         ..Default::default()
     };
     let work = etl::sync(&a.connector, config, &a.out, opts);

@@ -253,6 +253,113 @@ pub struct TableSchema {
     pub primary_key: Vec<String>,
     pub columns: Vec<Column>,
     pub on_bad_row: OnBadRow,
+    /// How a partitioned destination (Parquet) lays the table out; `None`: one directory.
+    pub partition_by: Option<Partitioning>,
+}
+
+/// How a partition value is derived from its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionTransform {
+    /// The value itself (strings, integers, booleans, dates).
+    Identity,
+    /// `YYYY` of a date or timestamp (UTC).
+    Year,
+    /// `YYYY-MM` of a date or timestamp (UTC).
+    Month,
+    /// `YYYY-MM-DD` of a date or timestamp (UTC).
+    Day,
+}
+
+/// A table's partitioning: `created_at:day`, `created_at:month`, `plan`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Partitioning {
+    pub column: String,
+    pub transform: PartitionTransform,
+}
+
+impl Partitioning {
+    /// Parse `column[:identity|year|month|day]`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let (column, transform) = match spec.split_once(':') {
+            Some((c, t)) => (c.trim(), t.trim()),
+            None => (spec.trim(), "identity"),
+        };
+        if column.is_empty() {
+            return Err(format!("partition spec {spec:?} names no column"));
+        }
+        let transform = match transform.to_ascii_lowercase().as_str() {
+            "identity" | "value" => PartitionTransform::Identity,
+            "year" => PartitionTransform::Year,
+            "month" => PartitionTransform::Month,
+            "day" => PartitionTransform::Day,
+            other => {
+                return Err(format!(
+                    "partition transform {other:?} in {spec:?} is not one of identity, year, month, day"
+                ))
+            }
+        };
+        Ok(Partitioning {
+            column: column.into(),
+            transform,
+        })
+    }
+
+    /// The directory key: `created_at_day=2024-01-31`. A transformed value gets
+    /// its own name so hive-partitioning readers do not shadow the real column
+    /// with it; an identity partition repeats the column's own value.
+    pub fn key(&self) -> String {
+        match self.transform {
+            PartitionTransform::Identity => self.column.clone(),
+            PartitionTransform::Year => format!("{}_year", self.column),
+            PartitionTransform::Month => format!("{}_month", self.column),
+            PartitionTransform::Day => format!("{}_day", self.column),
+        }
+    }
+
+    /// Check the spec against the table it partitions.
+    pub fn check(&self, t: &TableSchema) -> Result<(), String> {
+        let c = t.column(&self.column).ok_or_else(|| {
+            format!(
+                "table {}: partition column {} is not declared",
+                t.name, self.column
+            )
+        })?;
+        let temporal = matches!(
+            c.ty,
+            ColumnType::UtcDatetime | ColumnType::NaiveDatetime | ColumnType::NaiveDate
+        );
+        let ok = match self.transform {
+            PartitionTransform::Identity => matches!(
+                c.ty,
+                ColumnType::String
+                    | ColumnType::Boolean
+                    | ColumnType::Short
+                    | ColumnType::Int
+                    | ColumnType::Long
+                    | ColumnType::NaiveDate
+            ),
+            _ => temporal,
+        };
+        if !ok {
+            return Err(format!(
+                "table {}: cannot partition by {self}: column {} is {}",
+                t.name, c.name, c.ty
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Partitioning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.transform {
+            PartitionTransform::Identity => f.write_str(&self.column),
+            PartitionTransform::Year => write!(f, "{}:year", self.column),
+            PartitionTransform::Month => write!(f, "{}:month", self.column),
+            PartitionTransform::Day => write!(f, "{}:day", self.column),
+        }
+    }
 }
 
 impl TableSchema {
@@ -262,6 +369,7 @@ impl TableSchema {
             primary_key: primary_key.iter().map(|s| s.to_string()).collect(),
             columns,
             on_bad_row: OnBadRow::Fail,
+            partition_by: None,
         }
     }
 
@@ -293,7 +401,16 @@ impl TableSchema {
                 ));
             }
         }
+        if let Some(p) = &self.partition_by {
+            p.check(self)?;
+        }
         Ok(())
+    }
+
+    /// The same table laid out by `spec` in partitioned destinations.
+    pub fn partitioned_by(mut self, spec: Partitioning) -> Self {
+        self.partition_by = Some(spec);
+        self
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {

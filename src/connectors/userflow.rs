@@ -35,7 +35,7 @@ use crate::config::ConfigReader;
 use crate::error::{Error, Result};
 use crate::http::paginate::{PageInfo, StartingAfter};
 use crate::http::{Auth, HttpClient, HttpMetrics, RetryPolicy, Secret};
-use crate::schema::{Column, ColumnType, TableSchema};
+use crate::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema};
 
 pub const NAME: &str = "userflow";
 const STREAM: &str = "users";
@@ -66,6 +66,12 @@ pub fn users_table() -> TableSchema {
             Column::synced_at("_synced_at"),
         ],
     )
+    // Users arrive in id order, unrelated to sign-up time; monthly partitions
+    // keep files large while still pruning reads by creation date.
+    .partitioned_by(Partitioning {
+        column: "created_at".into(),
+        transform: PartitionTransform::Month,
+    })
 }
 
 fn tables() -> Vec<Arc<TableSchema>> {

@@ -6,6 +6,7 @@
 //! and [`Destination::rollback`] returns it to the last commit.
 
 pub mod duckdb;
+pub mod parquet;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
