@@ -305,12 +305,14 @@ impl Partitioning {
         })
     }
 
-    /// The directory key: `created_at_day=2024-01-31`. A transformed value gets
-    /// its own name so hive-partitioning readers do not shadow the real column
-    /// with it; an identity partition repeats the column's own value.
+    /// The directory key: `created_at_day=2024-01-31`, `plan_value=pro`. It
+    /// never equals the column's own name: hive-partitioning readers let the
+    /// directory value shadow a file column of the same name, and the
+    /// directory form loses information (empty strings read back as NULL,
+    /// `"007"` as the integer 7).
     pub fn key(&self) -> String {
         match self.transform {
-            PartitionTransform::Identity => self.column.clone(),
+            PartitionTransform::Identity => format!("{}_value", self.column),
             PartitionTransform::Year => format!("{}_year", self.column),
             PartitionTransform::Month => format!("{}_month", self.column),
             PartitionTransform::Day => format!("{}_day", self.column),

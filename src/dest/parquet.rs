@@ -1263,10 +1263,20 @@ impl Ctx<'_> {
             if let (Some(b), Some(rows)) = (&changed, by_partition.get(p)) {
                 let part = compute::take_record_batch(b, &arrow::array::UInt32Array::from(rows.clone()))
                     .map_err(|e| self.err(&t.name, e))?;
-                let file = w.write(&part)?;
-                if keep_index {
-                    let ks = changed_keys.as_ref().expect("keyed");
-                    part_index.extend(rows.iter().map(|&i| (ks[i as usize].clone(), file)));
+                // In slices, so files roll over at their size bound.
+                let mut offset = 0;
+                while offset < part.num_rows() {
+                    let len = READ_BATCH_ROWS.min(part.num_rows() - offset);
+                    let file = w.write(&part.slice(offset, len))?;
+                    if keep_index {
+                        let ks = changed_keys.as_ref().expect("keyed");
+                        part_index.extend(
+                            rows[offset..offset + len]
+                                .iter()
+                                .map(|&i| (ks[i as usize].clone(), file)),
+                        );
+                    }
+                    offset += len;
                 }
             }
             let files = w.finish(&mut t.next_id)?;

@@ -1,16 +1,19 @@
-//! The DuckDB destination's operations, driven directly: same key twice → one
-//! row, partial update, soft delete, truncate, new column, rejects in the same
-//! commit, and rollback to the last commit.
+//! The destination conformance suite (STYLE habit 10): the same tests run
+//! against DuckDB and Parquet — same key twice → one row, partial update,
+//! soft delete, truncate, new column, rejects in the same commit, rollback and
+//! crash to the last commit, a failed write leaving the destination as it was,
+//! rows changing partition, and every Fivetran type read back with DuckDB.
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int64Array, StringArray};
+use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use etl::batch::Reject;
-use etl::dest::duckdb::DuckDbDestination;
-use etl::dest::Destination;
-use etl::schema::{Column, ColumnType, TableSchema};
+use etl::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema, UTC};
 use etl::state::State;
+
+use crate::dests::{for_both_destinations, AnyDest, Kind};
 
 fn table() -> Arc<TableSchema> {
     Arc::new(TableSchema::new(
@@ -41,29 +44,9 @@ fn keys(t: &TableSchema, ids: &[&str]) -> RecordBatch {
     .unwrap()
 }
 
-/// The table as sorted text rows.
-fn grid(d: &DuckDbDestination, sql: &str) -> Vec<String> {
-    let mut stmt = d.connection().prepare(sql).unwrap();
-    let mut out: Vec<String> = stmt
-        .query_map([], |r| {
-            let mut cells = Vec::new();
-            let mut i = 0;
-            while let Ok(v) = r.get::<_, duckdb::types::Value>(i) {
-                cells.push(format!("{v:?}"));
-                i += 1;
-            }
-            Ok(cells.join("|"))
-        })
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    out.sort();
-    out
-}
-
-/// A destination at `path` whose table `three` holds one committed row (a, x, 1).
-fn seeded(path: &std::path::Path, t: &Arc<TableSchema>) -> DuckDbDestination {
-    let mut d = DuckDbDestination::open(path).unwrap();
+/// A destination whose table `three` holds one committed row (a, x, 1).
+fn seeded(kind: Kind, path: &std::path::Path, t: &Arc<TableSchema>) -> AnyDest {
+    let mut d = kind.open(path);
     d.prepare(std::slice::from_ref(t)).unwrap();
     d.upsert(t, rows(t, &["a"], &["x"], &[1])).unwrap();
     d.commit("c", &state(1)).unwrap();
@@ -77,10 +60,20 @@ fn state(n: u64) -> State {
     s
 }
 
-#[test]
-fn sdk_three_operations_example() {
+for_both_destinations!(
+    sdk_three_operations_example,
+    rollback_and_crash_return_to_the_last_commit_data_and_state,
+    a_new_declared_column_evolves_the_table,
+    rejects_land_in_the_same_commit,
+    declared_tables_exist_after_a_commit_that_follows_a_rollback,
+    a_failed_write_leaves_the_destination_as_it_was,
+    a_row_that_changes_partition_keeps_one_copy,
+    every_fivetran_type_reads_back_with_its_type,
+);
+
+fn sdk_three_operations_example(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = DuckDbDestination::open(&dir.path().join("d.duckdb")).unwrap();
+    let mut d = kind.open(&kind.path(dir.path()));
     let t = table();
     d.prepare(std::slice::from_ref(&t)).unwrap();
     d.upsert(&t, rows(&t, &["a", "b", "c"], &["a", "b", "c"], &[0, 1, 2]))
@@ -108,7 +101,7 @@ fn sdk_three_operations_example() {
         "an unknown key deletes nothing"
     );
     assert_eq!(
-        grid(&d, "SELECT id, val1, val2, _etl_deleted FROM three"),
+        d.grid("SELECT id, val1, val2, _etl_deleted FROM three"),
         vec![
             "Text(\"a\")|Text(\"a2\")|BigInt(10)|Boolean(false)",
             "Text(\"b\")|Text(\"abc\")|BigInt(1)|Boolean(false)",
@@ -125,45 +118,51 @@ fn sdk_three_operations_example() {
     let w = d.commit("sdk", &state(3)).unwrap();
     assert_eq!(w.tables["three"].deleted, 3);
     assert_eq!(
-        grid(&d, "SELECT count(*) FROM three WHERE NOT _etl_deleted"),
-        vec!["BigInt(0)"]
+        d.grid("SELECT count(*), count(DISTINCT id) FROM three WHERE _etl_deleted"),
+        vec!["BigInt(3)|BigInt(3)"]
+    );
+    // Rows upserted after a truncate in the same commit stay live.
+    d.truncate(&t).unwrap();
+    d.upsert(&t, rows(&t, &["d"], &["d"], &[4])).unwrap();
+    d.commit("sdk", &state(4)).unwrap();
+    assert_eq!(
+        d.grid("SELECT id FROM three WHERE NOT _etl_deleted"),
+        vec!["Text(\"d\")"]
     );
 }
 
-#[test]
-fn rollback_returns_to_the_last_commit_data_and_state() {
+fn rollback_and_crash_return_to_the_last_commit_data_and_state(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.duckdb");
+    let path = kind.path(dir.path());
     let t = table();
     {
-        let mut d = seeded(&path, &t);
+        let mut d = seeded(kind, &path, &t);
         d.upsert(&t, rows(&t, &["a", "b"], &["y", "y"], &[2, 2]))
             .unwrap();
         d.truncate(&t).unwrap();
         d.rollback().unwrap();
         assert_eq!(
-            grid(&d, "SELECT id, val1, _etl_deleted FROM three"),
+            d.grid("SELECT id, val1, _etl_deleted FROM three"),
             vec!["Text(\"a\")|Text(\"x\")|Boolean(false)"]
         );
         // Uncommitted work at drop (a crash) is discarded too.
         d.upsert(&t, rows(&t, &["q"], &["q"], &[9])).unwrap();
         d.delete(&t, keys(&t, &["a"])).unwrap();
     }
-    let mut d = DuckDbDestination::open(&path).unwrap();
+    let mut d = kind.open(&path);
     assert_eq!(
-        grid(&d, "SELECT id, val1, _etl_deleted FROM three"),
+        d.grid("SELECT id, val1, _etl_deleted FROM three"),
         vec!["Text(\"a\")|Text(\"x\")|Boolean(false)"]
     );
     assert_eq!(d.load_state("c").unwrap().unwrap(), state(1));
     assert!(d.load_state("other").unwrap().is_none());
 }
 
-#[test]
-fn a_new_declared_column_evolves_the_table() {
+fn a_new_declared_column_evolves_the_table(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.duckdb");
+    let path = kind.path(dir.path());
     let t = table();
-    drop(seeded(&path, &t));
+    drop(seeded(kind, &path, &t));
 
     let mut t2 = (*t).clone();
     t2.columns.push(Column::new(
@@ -174,7 +173,7 @@ fn a_new_declared_column_evolves_the_table() {
         },
     ));
     let t2 = Arc::new(t2);
-    let mut d = DuckDbDestination::open(&path).unwrap();
+    let mut d = kind.open(&path);
     d.prepare(std::slice::from_ref(&t2)).unwrap();
     let decoder = etl::batch::BatchDecoder::new(t2.clone());
     let page = br#"[{"id": "b", "val1": "y", "val2": 2, "score": "12.5"}]"#;
@@ -188,16 +187,15 @@ fn a_new_declared_column_evolves_the_table() {
         .unwrap();
     d.commit("c", &state(2)).unwrap();
     assert_eq!(
-        grid(&d, "SELECT id, CAST(score AS VARCHAR) FROM three"),
+        d.grid("SELECT id, CAST(score AS VARCHAR) FROM three"),
         vec!["Text(\"a\")|Null", "Text(\"b\")|Text(\"12.50\")"]
     );
 }
 
-#[test]
-fn rejects_land_in_the_same_commit() {
+fn rejects_land_in_the_same_commit(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let t = table();
-    let mut d = DuckDbDestination::open(&dir.path().join("d.duckdb")).unwrap();
+    let mut d = kind.open(&kind.path(dir.path()));
     d.prepare(std::slice::from_ref(&t)).unwrap();
     let rej = Reject {
         table: "three".into(),
@@ -210,19 +208,233 @@ fn rejects_land_in_the_same_commit() {
     let w = d.commit("c", &state(1)).unwrap();
     assert_eq!(w.rejected, 1);
     assert_eq!(
-        grid(&d, "SELECT table_name, raw, error FROM _etl_rejects"),
-        vec!["Text(\"three\")|Text(\"{\\\"id\\\": \\\"x\\\", \\\"val2\\\": \\\"NaN?\\\"}\")|Text(\"column val2: bad\")"]
+        d.grid("SELECT table_name, raw, error, rejected_at IS NOT NULL FROM _etl_rejects"),
+        vec!["Text(\"three\")|Text(\"{\\\"id\\\": \\\"x\\\", \\\"val2\\\": \\\"NaN?\\\"}\")|Text(\"column val2: bad\")|Boolean(true)"]
     );
 }
 
-#[test]
-fn declared_tables_exist_after_a_commit_that_follows_a_rollback() {
-    // Found by the model check: rollback also undoes the CREATE TABLE of prepare().
+fn declared_tables_exist_after_a_commit_that_follows_a_rollback(kind: Kind) {
+    // Found by the model check: rollback also undid the CREATE TABLE of prepare().
     let dir = tempfile::tempdir().unwrap();
     let t = table();
-    let mut d = DuckDbDestination::open(&dir.path().join("d.duckdb")).unwrap();
+    let mut d = kind.open(&kind.path(dir.path()));
     d.prepare(std::slice::from_ref(&t)).unwrap();
     d.rollback().unwrap();
     d.commit("c", &state(1)).unwrap();
-    assert_eq!(grid(&d, "SELECT count(*) FROM three"), vec!["BigInt(0)"]);
+    assert_eq!(
+        d.grid("SELECT count(*), max(val2) FROM three"),
+        vec!["BigInt(0)|Null"]
+    );
+}
+
+fn a_failed_write_leaves_the_destination_as_it_was(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = kind.path(dir.path());
+    let t = table();
+    let mut d = seeded(kind, &path, &t);
+    // A batch whose key column holds a null (a connector bug) fails the commit.
+    let loose = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Utf8, true),
+        Field::new("val1", DataType::Utf8, true),
+        Field::new("val2", DataType::Int64, true),
+    ]));
+    let bad = RecordBatch::try_new(
+        loose,
+        vec![
+            Arc::new(StringArray::from(vec![Some("b"), None])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["y", "y"])),
+            Arc::new(Int64Array::from(vec![2, 2])),
+        ],
+    )
+    .unwrap();
+    d.upsert(&t, rows(&t, &["a"], &["changed"], &[5])).unwrap();
+    let r = d.upsert(&t, bad).and_then(|_| d.commit("c", &state(2)));
+    let e = r.expect_err("a null key is refused").to_string();
+    assert!(e.contains("three") && e.contains("id"), "{e}");
+    d.rollback().unwrap();
+    let committed = vec!["Text(\"a\")|Text(\"x\")|BigInt(1)|Boolean(false)"];
+    let sql = "SELECT id, val1, val2, _etl_deleted FROM three";
+    assert_eq!(d.grid(sql), committed);
+    drop(d);
+    let mut d = kind.open(&path);
+    assert_eq!(d.grid(sql), committed);
+    assert_eq!(d.load_state("c").unwrap().unwrap(), state(1));
+    // And it still takes good writes.
+    d.prepare(std::slice::from_ref(&t)).unwrap();
+    d.upsert(&t, rows(&t, &["b"], &["y"], &[2])).unwrap();
+    d.commit("c", &state(2)).unwrap();
+    assert_eq!(d.grid("SELECT count(*) FROM three"), vec!["BigInt(2)"]);
+}
+
+/// Events partitioned by the UTC day of `at` (and, in Parquet, laid out so).
+fn events(spec: Partitioning) -> Arc<TableSchema> {
+    Arc::new(
+        TableSchema::new(
+            "events",
+            &["id"],
+            vec![
+                Column::new("id", ColumnType::Long),
+                Column::new("ts", ColumnType::UtcDatetime),
+                Column::new("region", ColumnType::String),
+            ],
+        )
+        .partitioned_by(spec),
+    )
+}
+
+fn event_rows(t: &TableSchema, rows: &[(i64, Option<i64>, Option<&str>)]) -> RecordBatch {
+    let day = 86_400_000_000i64;
+    RecordBatch::try_new(
+        t.arrow_schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))) as ArrayRef,
+            Arc::new(
+                TimestampMicrosecondArray::from(
+                    rows.iter().map(|r| r.1.map(|d| d * day + 3_600_000_000)).collect::<Vec<_>>(),
+                )
+                .with_timezone(UTC),
+            ),
+            Arc::new(StringArray::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())),
+        ],
+    )
+    .unwrap()
+}
+
+fn a_row_that_changes_partition_keeps_one_copy(kind: Kind) {
+    for spec in [
+        Partitioning {
+            column: "ts".into(),
+            transform: PartitionTransform::Day,
+        },
+        Partitioning {
+            column: "region".into(),
+            transform: PartitionTransform::Identity,
+        },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = kind.path(dir.path());
+        let t = events(spec.clone());
+        let mut d = kind.open(&path);
+        d.prepare(std::slice::from_ref(&t)).unwrap();
+        d.upsert(
+            &t,
+            event_rows(
+                &t,
+                &[
+                    (1, Some(0), Some("eu")),
+                    (2, Some(0), Some("us/east")),
+                    (3, Some(1), Some("eu")),
+                    (4, None, None),
+                ],
+            ),
+        )
+        .unwrap();
+        d.commit("c", &state(1)).unwrap();
+        // 1 moves to another day and region; 4 leaves the null partition; 5 is new.
+        d.upsert(
+            &t,
+            event_rows(
+                &t,
+                &[(1, Some(2), Some("us/east")), (4, Some(1), Some("eu")), (5, Some(2), Some("ap"))],
+            ),
+        )
+        .unwrap();
+        d.delete(&t, RecordBatch::try_new(
+            t.arrow_schema_of(&["id"]).unwrap(),
+            vec![Arc::new(Int64Array::from(vec![3])) as ArrayRef],
+        ).unwrap())
+        .unwrap();
+        d.commit("c", &state(2)).unwrap();
+        assert_eq!(
+            d.grid("SELECT id, CAST(ts AS VARCHAR), region, _etl_deleted FROM events"),
+            vec![
+                "BigInt(1)|Text(\"1970-01-03 01:00:00+00\")|Text(\"us/east\")|Boolean(false)",
+                "BigInt(2)|Text(\"1970-01-01 01:00:00+00\")|Text(\"us/east\")|Boolean(false)",
+                "BigInt(3)|Text(\"1970-01-02 01:00:00+00\")|Text(\"eu\")|Boolean(true)",
+                "BigInt(4)|Text(\"1970-01-02 01:00:00+00\")|Text(\"eu\")|Boolean(false)",
+                "BigInt(5)|Text(\"1970-01-03 01:00:00+00\")|Text(\"ap\")|Boolean(false)",
+            ],
+            "{spec}"
+        );
+        if kind == Kind::Parquet {
+            let mut files = d.parquet().files("events");
+            files.sort();
+            let dirs: std::collections::BTreeSet<&str> =
+                files.iter().map(|f| f.rsplit_once('/').unwrap().0).collect();
+            let want: Vec<&str> = if spec.transform == PartitionTransform::Day {
+                vec!["ts_day=1970-01-01", "ts_day=1970-01-02", "ts_day=1970-01-03"]
+            } else {
+                vec!["region_value=ap", "region_value=eu", "region_value=us%2Feast"]
+            };
+            assert_eq!(dirs.into_iter().collect::<Vec<_>>(), want, "{files:?}");
+        }
+    }
+}
+
+fn every_fivetran_type_reads_back_with_its_type(kind: Kind) {
+    let types = [
+        ("b", "BOOLEAN"),
+        ("s", "SHORT"),
+        ("i", "INT"),
+        ("l", "LONG"),
+        ("dec", "DECIMAL(12,3)"),
+        ("f", "FLOAT"),
+        ("d", "DOUBLE"),
+        ("nd", "NAIVE_DATE"),
+        ("ndt", "NAIVE_DATETIME"),
+        ("utc", "UTC_DATETIME"),
+        ("bin", "BINARY"),
+        ("x", "XML"),
+        ("str", "STRING"),
+        ("j", "JSON"),
+    ];
+    let mut cols = vec![Column::new("id", ColumnType::Long)];
+    cols.extend(
+        types
+            .iter()
+            .map(|(n, ty)| Column::new(n, ColumnType::parse(ty).unwrap())),
+    );
+    let t = Arc::new(TableSchema::new("typed", &["id"], cols));
+    let page = r#"[
+        {"id": 1, "b": true, "s": -7, "i": 70000, "l": 9007199254740993, "dec": "12345.678",
+         "f": 1.5, "d": 2.25, "nd": "2024-02-29", "ndt": "2024-02-29T23:59:59.123456",
+         "utc": "2024-02-29T23:59:59.5+02:00", "bin": "aGk=", "x": "<a>1</a>",
+         "str": "é \" \\ 😀", "j": {"k": [1, null, "two"]}},
+        {"id": 2}
+    ]"#
+    .as_bytes();
+    let decoder = etl::batch::BatchDecoder::new(t.clone());
+    let ranges = etl::batch::split_array(page, None).unwrap();
+    let ctx = etl::batch::PageContext {
+        first_row: 0,
+        location: "t".into(),
+        synced_at_micros: 0,
+    };
+    let batch = decoder.decode(page, &ranges, &ctx).unwrap().batch;
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = kind.open(&kind.path(dir.path()));
+    d.prepare(std::slice::from_ref(&t)).unwrap();
+    d.upsert(&t, batch).unwrap();
+    d.commit("c", &state(1)).unwrap();
+    let names: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
+    let typeofs: Vec<String> = names.iter().map(|n| format!("typeof({n})")).collect();
+    assert_eq!(
+        d.grid(&format!("SELECT {} FROM typed LIMIT 1", typeofs.join(", "))),
+        vec!["Text(\"BOOLEAN\")|Text(\"SMALLINT\")|Text(\"INTEGER\")|Text(\"BIGINT\")|Text(\"DECIMAL(12,3)\")|\
+              Text(\"FLOAT\")|Text(\"DOUBLE\")|Text(\"DATE\")|Text(\"TIMESTAMP\")|Text(\"TIMESTAMP WITH TIME ZONE\")|\
+              Text(\"BLOB\")|Text(\"VARCHAR\")|Text(\"VARCHAR\")|Text(\"JSON\")"]
+    );
+    let texts: Vec<String> = names.iter().map(|n| format!("CAST({n} AS VARCHAR)")).collect();
+    assert_eq!(
+        d.grid(&format!("SELECT id, {} FROM typed", texts.join(", "))),
+        vec![
+            "BigInt(1)|Text(\"true\")|Text(\"-7\")|Text(\"70000\")|Text(\"9007199254740993\")|Text(\"12345.678\")|\
+             Text(\"1.5\")|Text(\"2.25\")|Text(\"2024-02-29\")|Text(\"2024-02-29 23:59:59.123456\")|\
+             Text(\"2024-02-29 21:59:59.5+00\")|Text(\"hi\")|Text(\"<a>1</a>\")|Text(\"é \\\" \\\\ 😀\")|\
+             Text(\"{\\\"k\\\": [1, null, \\\"two\\\"]}\")"
+                .to_string(),
+            "BigInt(2)|Null|Null|Null|Null|Null|Null|Null|Null|Null|Null|Null|Null|Null|Null".to_string(),
+        ]
+    );
+    let _ = TimeUnit::Microsecond;
 }

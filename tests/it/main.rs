@@ -1,8 +1,11 @@
 //! Integration tests: real syncs against the built-in playground into
-//! temporary DuckDB files, compared with the playground's ground truth.
+//! temporary DuckDB files and Parquet datasets, compared with the
+//! playground's ground truth, and the destination conformance suite.
 
 mod cli;
 mod common;
 mod destination;
+mod dests;
 mod model;
+mod parquet;
 mod userflow;
