@@ -8,6 +8,9 @@ use etl::playground::{Fault, PlaygroundOptions};
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::dests::{for_both_destinations_async, Kind};
+
+for_both_destinations_async!(kill_9_midway_then_rerun_is_exact);
 
 fn etl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
@@ -156,8 +159,7 @@ async fn connectors_and_schema_commands() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_midway_then_rerun_is_exact() {
+async fn kill_9_midway_then_rerun_is_exact(kind: Kind) {
     let pg = playground_with(PlaygroundOptions {
         users: 4_000,
         latency: Duration::from_millis(20),
@@ -165,7 +167,7 @@ async fn kill_9_midway_then_rerun_is_exact() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("w.duckdb");
+    let db = kind.path(dir.path());
     let cfg = write_config(dir.path(), &pg.userflow_config());
     let mut cmd = etl();
     cmd.args([

@@ -1,5 +1,5 @@
-//! Shared helpers: start a playground, build configurations, read a DuckDB
-//! destination back as a sorted grid.
+//! Shared helpers: start a playground, build configurations, read a
+//! destination (DuckDB file or Parquet dataset) back.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,9 +48,14 @@ pub async fn sync(pg: &Playground, db: &Path, extra: Value, rows: u64) -> etl::R
 }
 
 pub fn tmp() -> (tempfile::TempDir, PathBuf) {
+    tmp_for(crate::dests::Kind::DuckDb)
+}
+
+/// A temporary directory and the destination path of `kind` inside it.
+pub fn tmp_for(kind: crate::dests::Kind) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("warehouse.duckdb");
-    (dir, db)
+    let out = kind.path(dir.path());
+    (dir, out)
 }
 
 /// One row of the users table as text, for whole-table comparisons.
@@ -64,7 +69,7 @@ pub type Row = (
 );
 
 pub fn read_users(db: &Path) -> Vec<Row> {
-    let conn = duckdb::Connection::open(db).unwrap();
+    let conn = crate::dests::reader(db);
     let mut stmt = conn
         .prepare(
             "SELECT id, email, name, epoch_us(created_at), epoch_us(signed_up_at), _etl_deleted FROM users ORDER BY id",
@@ -116,11 +121,16 @@ pub fn live(rows: Vec<Row>) -> Vec<Row> {
 }
 
 pub fn query_i64(db: &Path, sql: &str) -> i64 {
-    let conn = duckdb::Connection::open(db).unwrap();
+    let conn = crate::dests::reader(db);
     conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 pub fn saved_state(db: &Path) -> Option<Value> {
+    if db.is_dir() {
+        let text = std::fs::read_to_string(db.join("_etl/state.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).unwrap();
+        return v["connectors"].get("userflow").cloned();
+    }
     let conn = duckdb::Connection::open(db).unwrap();
     conn.query_row(
         "SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = 'userflow'",

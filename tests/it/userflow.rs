@@ -7,18 +7,26 @@ use etl::Error;
 use serde_json::{json, Map, Value};
 
 use crate::common::*;
+use crate::dests::{for_both_destinations_async, Kind};
 
-#[tokio::test(flavor = "multi_thread")]
-async fn full_sync_equals_ground_truth_and_raw_is_the_api_object() {
+for_both_destinations_async!(
+    full_sync_equals_ground_truth_and_raw_is_the_api_object,
+    rerun_leaves_counts_unchanged,
+    changes_between_syncs_are_merged_and_deletions_soft_deleted,
+    malformed_page_fails_and_keeps_only_committed_rows,
+    dropping_the_sync_midway_then_resuming_is_exact,
+);
+
+async fn full_sync_equals_ground_truth_and_raw_is_the_api_object(kind: Kind) {
     let pg = playground(1_050).await;
-    let (_d, db) = tmp();
+    let (_d, db) = tmp_for(kind);
     let s = sync(&pg, &db, json!({}), 250_000).await.unwrap();
     assert_eq!(s.tables["users"].inserted, 1_050);
     assert_eq!(s.tables["users"].updated, 0);
     assert_eq!(s.pages, 11);
     assert_eq!(read_users(&db), expected_users(&pg));
     // raw holds each user exactly as the API sent it.
-    let conn = duckdb::Connection::open(&db).unwrap();
+    let conn = crate::dests::reader(&db);
     let mut stmt = conn
         .prepare("SELECT CAST(raw AS VARCHAR) FROM users ORDER BY id")
         .unwrap();
@@ -44,10 +52,9 @@ async fn full_sync_equals_ground_truth_and_raw_is_the_api_object() {
     assert_eq!(t, "JSON");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rerun_leaves_counts_unchanged() {
+async fn rerun_leaves_counts_unchanged(kind: Kind) {
     let pg = playground(500).await;
-    let (_d, db) = tmp();
+    let (_d, db) = tmp_for(kind);
     sync(&pg, &db, json!({"page_size": 37}), 100).await.unwrap();
     let s = sync(&pg, &db, json!({"page_size": 37}), 100).await.unwrap();
     assert_eq!(s.tables["users"].inserted, 0);
@@ -58,10 +65,9 @@ async fn rerun_leaves_counts_unchanged() {
     assert_eq!(read_users(&db), expected_users(&pg));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn changes_between_syncs_are_merged_and_deletions_soft_deleted() {
+async fn changes_between_syncs_are_merged_and_deletions_soft_deleted(kind: Kind) {
     let pg = playground(300).await;
-    let (_d, db) = tmp();
+    let (_d, db) = tmp_for(kind);
     sync(&pg, &db, json!({}), 1_000).await.unwrap();
     let users = pg.userflow().users();
     // Change an old user (the SDK example's cursor would never see this), add one, delete one.
@@ -179,10 +185,9 @@ async fn a_wrong_key_fails_at_once_with_the_servers_message() {
     assert_eq!(pg.requests(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_page_fails_and_keeps_only_committed_rows() {
+async fn malformed_page_fails_and_keeps_only_committed_rows(kind: Kind) {
     let pg = playground(1_000).await;
-    let (_d, db) = tmp();
+    let (_d, db) = tmp_for(kind);
     // Commits after pages 3 and 6 (300 rows each); page 8 is malformed.
     pg.fault_at(8, Fault::Malformed);
     let e = sync(&pg, &db, json!({}), 250).await.unwrap_err();
@@ -233,15 +238,14 @@ async fn type_violation_names_table_column_row_and_value() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn dropping_the_sync_midway_then_resuming_is_exact() {
+async fn dropping_the_sync_midway_then_resuming_is_exact(kind: Kind) {
     let pg = playground_with(PlaygroundOptions {
         users: 3_000,
         latency: Duration::from_millis(15),
         ..Default::default()
     })
     .await;
-    let (_d, db) = tmp();
+    let (_d, db) = tmp_for(kind);
     let fut = sync(&pg, &db, json!({}), 1);
     let r = tokio::time::timeout(Duration::from_millis(250), fut).await;
     assert!(r.is_err(), "the sync should still be running when dropped");
