@@ -47,11 +47,17 @@ pub async fn sync(
     let metrics = Arc::new(HttpMetrics::default());
     let conn = (info.build)(config, metrics.clone())?;
     let format = opts.format.unwrap_or_else(|| OutputFormat::infer(out));
-    for table in opts.parquet.partition_overrides.keys() {
-        if !conn.tables().iter().any(|t| &t.name == table) {
+    // Checked before anything is opened or created.
+    let tables = conn.tables();
+    for (table, spec) in &opts.parquet.partition_overrides {
+        let Some(t) = tables.iter().find(|t| &t.name == table) else {
             return Err(Error::Usage(format!(
                 "--partition-by names table {table:?}, which connector {connector} does not have (see `etl schema {connector}`)"
             )));
+        };
+        if let Some(p) = spec {
+            p.check(t)
+                .map_err(|e| Error::Usage(format!("--partition-by {table}={p}: {e}")))?;
         }
     }
     if format == OutputFormat::DuckDb && out.is_dir() {

@@ -666,13 +666,16 @@ impl ParquetDestination {
 
     /// The table `t` declares, created or evolved (columns added, never changed).
     fn ensure_table(&mut self, t: &TableSchema) -> Result<&mut Table> {
-        let partition = match self.opts.partition_overrides.get(&t.name) {
+        let overridden = self.opts.partition_overrides.get(&t.name);
+        let partition = match overridden {
             Some(p) => p.clone(),
             None => t.partition_by.clone(),
         };
         if let Some(p) = &partition {
-            p.check(t)
-                .map_err(|e| self.err(format!("table {}", t.name), e))?;
+            p.check(t).map_err(|e| match overridden {
+                Some(_) => Error::Usage(format!("--partition-by {}={p}: {e}", t.name)),
+                None => self.err(format!("table {}", t.name), e),
+            })?;
         }
         let origin = self.origin();
         let table = self
@@ -684,11 +687,10 @@ impl ParquetDestination {
             table.partition = partition;
         } else if table.partition != partition && !table.files.is_empty() {
             let show = |p: &Option<Partitioning>| p.as_ref().map_or("none".into(), |p| p.to_string());
-            return Err(Error::destination(
-                origin,
+            return Err(Error::Usage(
                 format!(
-                    "table {} is partitioned by {} here but is now declared with {}; \
-                     keep --partition-by {}={} or sync into a new directory",
+                    "table {} in {origin} is partitioned by {} but this sync asks for {}; \
+                     pass --partition-by {}={} or sync into a new directory",
                     t.name,
                     show(&table.partition),
                     show(&partition),
