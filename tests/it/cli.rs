@@ -10,7 +10,10 @@ use serde_json::{json, Value};
 use crate::common::*;
 use crate::dests::{for_both_destinations_async, Kind};
 
-for_both_destinations_async!(kill_9_midway_then_rerun_is_exact);
+for_both_destinations_async!(
+    kill_9_midway_then_rerun_is_exact,
+    the_api_key_never_reaches_logs_errors_state_or_the_file,
+);
 
 fn etl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_etl"));
@@ -246,11 +249,10 @@ async fn kill_9_midway_then_rerun_is_exact(kind: Kind) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_api_key_never_reaches_logs_errors_state_or_the_file() {
+async fn the_api_key_never_reaches_logs_errors_state_or_the_file(kind: Kind) {
     let pg = playground(300).await;
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("w.duckdb");
+    let db = kind.path(dir.path());
     let mut cfg = pg.userflow_config();
     cfg["retry_attempts"] = json!(3);
     let cfg_path = write_config(dir.path(), &cfg);
@@ -301,12 +303,21 @@ async fn the_api_key_never_reaches_logs_errors_state_or_the_file() {
     );
     assert!(!all.contains(SECRET_KEY));
 
-    let bytes = std::fs::read(&db).unwrap();
-    let needle = SECRET_KEY.as_bytes();
-    assert!(
-        !bytes.windows(needle.len()).any(|w| w == needle),
-        "key stored in the database file"
-    );
+    // Every byte written: the DuckDB file, or each file of the dataset.
+    let mut files = vec![db.clone()];
+    while let Some(f) = files.pop() {
+        if f.is_dir() {
+            files.extend(std::fs::read_dir(&f).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        let needle = SECRET_KEY.as_bytes();
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "key stored in {}",
+            f.display()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
