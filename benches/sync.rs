@@ -1,13 +1,31 @@
 //! End-to-end sync bench: the Userflow playground on 127.0.0.1 → a DuckDB
-//! file, through the real HTTP client, decoder, engine and destination.
-//! Prints rows/s and the process's peak RSS. Run with `cargo bench --bench sync`;
-//! `ETL_BENCH_USERS` sets the size (default 200000).
+//! file and a Parquet dataset, through the real HTTP client, decoder, engine
+//! and destination. Prints rows/s and peak RSS per phase.
+//!
+//! Run with `cargo bench --bench sync`. `ETL_BENCH_USERS` sets the size
+//! (default 200000), `ETL_BENCH_FORMATS` the destinations (default
+//! `duckdb,parquet`).
+//!
+//! Phases per format: a first sync (all inserts), a second sync after 1% of
+//! the users changed (Userflow has no updated-since filter, so the connector
+//! rescans and re-upserts every user). For Parquet, a third phase applies the
+//! 1% change directly as an incremental source would deliver it (only the
+//! changed rows) and reports how many files were rewritten: once for changes
+//! clustered in recent sign-ups, once spread at random.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use etl::batch::{split_array, BatchDecoder, PageContext};
 use etl::config::ConfigReader;
+use etl::dest::parquet::ParquetDestination;
+use etl::dest::Destination;
+use etl::playground::userflow::User;
 use etl::playground::{Playground, PlaygroundOptions};
-use etl::SyncOptions;
+use etl::state::State;
+use etl::{OutputFormat, SyncOptions};
+use serde_json::{json, Map};
 
 fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -20,39 +38,128 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Reset the peak RSS to the current RSS (Linux `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The users as the connector would decode them, for direct destination writes.
+fn decode(users: &[User]) -> arrow::record_batch::RecordBatch {
+    let table = Arc::new(etl::connectors::userflow::users_table());
+    let page = serde_json::to_vec(&users.iter().map(User::to_json).collect::<Vec<_>>()).unwrap();
+    let ranges = split_array(&page, None).unwrap();
+    let ctx = PageContext {
+        first_row: 0,
+        location: "bench".into(),
+        synced_at_micros: chrono::Utc::now().timestamp_micros(),
+    };
+    BatchDecoder::new(table).decode(&page, &ranges, &ctx).unwrap().batch
+}
+
+/// Upsert `users` into the dataset at `root` in one commit; print time and files rewritten.
+fn incremental(root: &std::path::Path, label: &str, users: &[User]) {
+    let table = Arc::new(etl::connectors::userflow::users_table());
+    let mut d = ParquetDestination::open(root).unwrap();
+    d.prepare(std::slice::from_ref(&table)).unwrap();
+    let before: BTreeSet<String> = d.files("users").into_iter().collect();
+    let batch = decode(users);
+    reset_peak_rss();
+    let t = Instant::now();
+    d.upsert(&table, batch).unwrap();
+    d.commit("bench", &State::default()).unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let after: BTreeSet<String> = d.files("users").into_iter().collect();
+    let partitions = |s: &BTreeSet<String>| -> BTreeSet<String> {
+        s.iter().map(|f| f.rsplit_once('/').map_or("", |p| p.0).to_string()).collect()
+    };
+    let rewritten: BTreeSet<&String> = before.difference(&after).collect();
+    let touched: BTreeSet<String> = partitions(&rewritten.iter().map(|s| (*s).clone()).collect());
+    println!(
+        "sync/parquet_incremental: {label}: {} rows in {secs:.2}s ({:.0} rows/s); rewrote {} of {} files in {} of {} partitions; peak RSS {:.0} MiB",
+        users.len(),
+        users.len() as f64 / secs,
+        rewritten.len(),
+        before.len(),
+        touched.len(),
+        partitions(&before).len(),
+        peak_rss_mib()
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; this harness takes no other flags.
     let users: usize = std::env::var("ETL_BENCH_USERS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
+    let formats = std::env::var("ETL_BENCH_FORMATS").unwrap_or_else(|_| "duckdb,parquet".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
         let pg = Playground::start(PlaygroundOptions { users, ..Default::default() }).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("bench.duckdb");
-        let rss_before = peak_rss_mib();
-        for run in ["first sync (all inserts)", "second sync (all matched)"] {
-            let cfg = ConfigReader::from_map(pg.userflow_config().as_object().unwrap().clone());
-            let opts = SyncOptions { checkpoint_interval: Duration::from_secs(3600), ..Default::default() };
-            let t = Instant::now();
-            let s = etl::sync("userflow", cfg, &db, opts).await.unwrap();
-            let secs = t.elapsed().as_secs_f64();
-            println!(
-                "sync/userflow_{users}: {run}: {:.0} rows/s ({} rows, {} pages, {} commits, {secs:.2}s)",
-                s.rows as f64 / secs,
-                s.rows,
-                s.pages,
-                s.commits
-            );
+        println!("sync/userflow_{users}: playground data in this process: {:.0} MiB RSS", peak_rss_mib());
+        let originals = pg.userflow().users();
+        for format in formats.split(',').map(str::trim) {
+            let (format, name) = match format {
+                "duckdb" => (OutputFormat::DuckDb, "bench.duckdb"),
+                "parquet" => (OutputFormat::Parquet, "lake"),
+                other => panic!("ETL_BENCH_FORMATS: unknown format {other}"),
+            };
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join(name);
+            // Restore the original users, so every format syncs the same data.
+            for u in &originals {
+                pg.userflow().upsert(&u.id, u.attributes.clone());
+            }
+            for run in ["first sync (all inserts)", "second sync (1% changed, all rescanned)"] {
+                if run.starts_with("second") {
+                    for u in originals.iter().step_by(100) {
+                        let mut attrs = Map::new();
+                        attrs.insert("email".into(), json!(format!("changed-{}@example.com", u.id)));
+                        pg.userflow().upsert(&u.id, attrs);
+                    }
+                }
+                let cfg = ConfigReader::from_map(pg.userflow_config().as_object().unwrap().clone());
+                let opts = SyncOptions {
+                    checkpoint_interval: Duration::from_secs(3600),
+                    format: Some(format),
+                    ..Default::default()
+                };
+                reset_peak_rss();
+                let t = Instant::now();
+                let s = etl::sync("userflow", cfg, &out, opts).await.unwrap();
+                let secs = t.elapsed().as_secs_f64();
+                println!(
+                    "sync/userflow_{users}/{format:?}: {run}: {:.0} rows/s ({} rows, {} pages, {} commits, {secs:.2}s), peak RSS {:.0} MiB",
+                    s.rows as f64 / secs,
+                    s.rows,
+                    s.pages,
+                    s.commits,
+                    peak_rss_mib()
+                );
+            }
+            if format == OutputFormat::Parquet {
+                let root = out.clone();
+                let originals = originals.clone();
+                tokio::task::spawn_blocking(move || {
+                    let change = |u: &User| {
+                        let mut u = u.clone();
+                        u.attributes.insert("email".into(), json!(format!("again-{}@example.com", u.id)));
+                        u
+                    };
+                    let mut recent: Vec<&User> = originals.iter().collect();
+                    recent.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+                    let n = originals.len() / 100;
+                    let clustered: Vec<User> = recent[..n].iter().map(|u| change(u)).collect();
+                    incremental(&root, "1% changed, the most recent sign-ups", &clustered);
+                    let spread: Vec<User> = originals.iter().step_by(100).map(change).collect();
+                    incremental(&root, "1% changed, spread at random", &spread);
+                })
+                .await
+                .unwrap();
+            }
         }
-        println!(
-            "sync/userflow_{users}: peak RSS {:.0} MiB (playground data in the same process: {:.0} MiB before syncing)",
-            peak_rss_mib(),
-            rss_before
-        );
     });
 }

@@ -709,9 +709,10 @@ impl ParquetDestination {
                 ),
             ));
         }
+        let existed = !table.columns.is_empty();
         for c in &t.columns {
             if !table.has_column(&c.name) {
-                if !table.columns.is_empty() {
+                if existed {
                     tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
                 }
                 table.columns.push((c.name.clone(), c.ty));
