@@ -100,7 +100,7 @@ fn main() {
     rt.block_on(async {
         let pg = Playground::start(PlaygroundOptions { users, ..Default::default() }).await.unwrap();
         println!("sync/userflow_{users}: playground data in this process: {:.0} MiB RSS", peak_rss_mib());
-        let originals = pg.userflow().users();
+        let originals = Arc::new(pg.userflow().users());
         for format in formats.split(',').map(str::trim) {
             let (format, name) = match format {
                 "duckdb" => (OutputFormat::DuckDb, "bench.duckdb"),
@@ -110,7 +110,7 @@ fn main() {
             let dir = tempfile::tempdir().unwrap();
             let out = dir.path().join(name);
             // Restore the original users, so every format syncs the same data.
-            for u in &originals {
+            for u in originals.iter() {
                 pg.userflow().upsert(&u.id, u.attributes.clone());
             }
             for run in ["first sync (all inserts)", "second sync (1% changed, all rescanned)"] {
@@ -142,7 +142,7 @@ fn main() {
             }
             if format == OutputFormat::Parquet {
                 let root = out.clone();
-                let originals = originals.clone();
+                let originals = Arc::clone(&originals);
                 tokio::task::spawn_blocking(move || {
                     let change = |u: &User| {
                         let mut u = u.clone();
