@@ -53,7 +53,10 @@ fn decode(users: &[User]) -> arrow::record_batch::RecordBatch {
         location: "bench".into(),
         synced_at_micros: chrono::Utc::now().timestamp_micros(),
     };
-    BatchDecoder::new(table).decode(&page, &ranges, &ctx).unwrap().batch
+    BatchDecoder::new(table)
+        .decode(&page, &ranges, &ctx)
+        .unwrap()
+        .batch
 }
 
 /// Upsert `users` into the dataset at `root` in one commit; print time and files rewritten.
@@ -70,7 +73,9 @@ fn incremental(root: &std::path::Path, label: &str, users: &[User]) {
     let secs = t.elapsed().as_secs_f64();
     let after: BTreeSet<String> = d.files("users").into_iter().collect();
     let partitions = |s: &BTreeSet<String>| -> BTreeSet<String> {
-        s.iter().map(|f| f.rsplit_once('/').map_or("", |p| p.0).to_string()).collect()
+        s.iter()
+            .map(|f| f.rsplit_once('/').map_or("", |p| p.0).to_string())
+            .collect()
     };
     let rewritten: BTreeSet<&String> = before.difference(&after).collect();
     let touched: BTreeSet<String> = partitions(&rewritten.iter().map(|s| (*s).clone()).collect());

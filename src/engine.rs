@@ -103,7 +103,9 @@ impl OutputFormat {
     pub fn infer(out: &std::path::Path) -> OutputFormat {
         let s = out.to_string_lossy();
         let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
-        if !s.ends_with('/') && (ext.eq_ignore_ascii_case("duckdb") || ext.eq_ignore_ascii_case("db")) {
+        if !s.ends_with('/')
+            && (ext.eq_ignore_ascii_case("duckdb") || ext.eq_ignore_ascii_case("db"))
+        {
             OutputFormat::DuckDb
         } else {
             OutputFormat::Parquet

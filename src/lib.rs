@@ -72,7 +72,9 @@ pub async fn sync(
     let parquet = opts.parquet.clone();
     let dest = tokio::task::spawn_blocking(move || -> Result<Box<dyn Destination>> {
         Ok(match format {
-            OutputFormat::DuckDb => Box::new(DuckDbDestination::open_with(&path, limit.as_deref())?),
+            OutputFormat::DuckDb => {
+                Box::new(DuckDbDestination::open_with(&path, limit.as_deref())?)
+            }
             OutputFormat::Parquet => Box::new(ParquetDestination::open_with(&path, parquet)?),
         })
     })

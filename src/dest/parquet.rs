@@ -430,8 +430,7 @@ impl ParquetDestination {
         }
         let meta = root.join(META_DIR);
         if root.exists() && !meta.is_dir() {
-            let mut entries =
-                fs::read_dir(root).map_err(|e| derr("listing the directory", &e))?;
+            let mut entries = fs::read_dir(root).map_err(|e| derr("listing the directory", &e))?;
             if entries.next().is_some() {
                 return Err(Error::Usage(format!(
                     "{origin} is not empty and is not an etl Parquet dataset (it has no {META_DIR}/ directory); \
@@ -686,18 +685,17 @@ impl ParquetDestination {
             table.primary_key = t.primary_key.clone();
             table.partition = partition;
         } else if table.partition != partition && !table.files.is_empty() {
-            let show = |p: &Option<Partitioning>| p.as_ref().map_or("none".into(), |p| p.to_string());
-            return Err(Error::Usage(
-                format!(
-                    "table {} in {origin} is partitioned by {} but this sync asks for {}; \
+            let show =
+                |p: &Option<Partitioning>| p.as_ref().map_or("none".into(), |p| p.to_string());
+            return Err(Error::Usage(format!(
+                "table {} in {origin} is partitioned by {} but this sync asks for {}; \
                      pass --partition-by {}={} or sync into a new directory",
-                    t.name,
-                    show(&table.partition),
-                    show(&partition),
-                    t.name,
-                    show(&table.partition)
-                ),
-            ));
+                t.name,
+                show(&table.partition),
+                show(&partition),
+                t.name,
+                show(&table.partition)
+            )));
         } else if table.primary_key != t.primary_key && !table.files.is_empty() {
             return Err(Error::destination(
                 origin,
@@ -719,7 +717,9 @@ impl ParquetDestination {
             }
         }
         if !table.has_column(DELETED_COLUMN) {
-            table.columns.push((DELETED_COLUMN.into(), ColumnType::Boolean));
+            table
+                .columns
+                .push((DELETED_COLUMN.into(), ColumnType::Boolean));
         }
         Ok(table)
     }
@@ -746,6 +746,17 @@ impl ParquetDestination {
             }
         }
         Ok(table)
+    }
+
+    /// Give up a commit before its commit point: delete its temporaries and
+    /// forget its operations. Key indexes already point at files that will
+    /// not exist, so they are rebuilt when next needed.
+    fn abandon(&mut self, plan: &Plan) {
+        plan.discard(&self.root);
+        for t in self.tables.values_mut() {
+            t.index = None;
+        }
+        let _ = self.rollback();
     }
 
     fn rejects_schema() -> TableSchema {
@@ -863,7 +874,10 @@ impl Ctx<'_> {
         let mut parts: Vec<ArrayRef> = Vec::with_capacity(t.primary_key.len());
         for k in &t.primary_key {
             let c = batch.column_by_name(k).ok_or_else(|| {
-                self.err(format!("table {}", t.name), format!("batch lacks key column {k}"))
+                self.err(
+                    format!("table {}", t.name),
+                    format!("batch lacks key column {k}"),
+                )
             })?;
             let c = match c.data_type() {
                 DataType::Utf8 | DataType::Binary => c.clone(),
@@ -1018,7 +1032,10 @@ impl Ctx<'_> {
                 } else {
                     older
                 };
-                compute::and(&older, &compute::not(&deleted).map_err(|e| self.err(&t.name, e))?)
+                compute::and(
+                    &older,
+                    &compute::not(&deleted).map_err(|e| self.err(&t.name, e))?,
+                )
             }
         }
         .map_err(|e| self.err(format!("table {}", t.name), e))?;
@@ -1050,14 +1067,22 @@ impl Ctx<'_> {
                 .map_err(|e| self.err(format!("table {}, column {}", t.name, p.column), e))?;
             let s = s.as_any().downcast_ref::<StringArray>().expect("utf8");
             return Ok((0..n)
-                .map(|i| if s.is_null(i) { null() } else { value(s.value(i).to_string()) })
+                .map(|i| {
+                    if s.is_null(i) {
+                        null()
+                    } else {
+                        value(s.value(i).to_string())
+                    }
+                })
                 .collect());
         }
         // Dates and timestamps as microseconds since the epoch (UTC).
         let micros: ArrayRef = match col.data_type() {
             DataType::Date32 => {
-                let days = compute::cast(col, &DataType::Int32).map_err(|e| self.err(&t.name, e))?;
-                let days = compute::cast(&days, &DataType::Int64).map_err(|e| self.err(&t.name, e))?;
+                let days =
+                    compute::cast(col, &DataType::Int32).map_err(|e| self.err(&t.name, e))?;
+                let days =
+                    compute::cast(&days, &DataType::Int64).map_err(|e| self.err(&t.name, e))?;
                 compute::kernels::numeric::mul(&days, &Int64Array::new_scalar(86_400_000_000))
                     .map_err(|e| self.err(&t.name, e))?
             }
@@ -1086,7 +1111,6 @@ impl Ctx<'_> {
         let has_pk = !t.primary_key.is_empty();
         let mut counts = TableCounts::default();
         let ops = std::mem::take(&mut t.ops);
-        t.declared = false;
 
         // 1. Keys of the keyed operations, and the files holding their old versions.
         let mut op_keys: Vec<Option<Vec<Key>>> = Vec::with_capacity(ops.len());
@@ -1150,8 +1174,11 @@ impl Ctx<'_> {
                     if rows.is_empty() {
                         continue;
                     }
-                    let b = compute::take_record_batch(&b, &arrow::array::UInt32Array::from(rows.clone()))
-                        .map_err(|e| self.err(&t.name, e))?;
+                    let b = compute::take_record_batch(
+                        &b,
+                        &arrow::array::UInt32Array::from(rows.clone()),
+                    )
+                    .map_err(|e| self.err(&t.name, e))?;
                     let seg = work.segs.len();
                     work.segs.push(b);
                     for (j, &i) in rows.iter().enumerate() {
@@ -1204,14 +1231,18 @@ impl Ctx<'_> {
                 .filter(|(id, f)| {
                     f.partition() == p
                         && !touched.contains(id)
-                        && fs::metadata(self.table_dir(t).join(&f.path)).is_ok_and(|m| m.len() < small)
+                        && fs::metadata(self.table_dir(t).join(&f.path))
+                            .is_ok_and(|m| m.len() < small)
                 })
                 .map(|(id, _)| *id)
                 .collect();
             if smalls.len() >= COMPACT_FILES {
                 tracing::debug!(table = %t.name, partition = %p, files = smalls.len(), "merging small files");
                 touched.extend(&smalls);
-                files_by_partition.entry(p.clone()).or_default().extend(smalls);
+                files_by_partition
+                    .entry(p.clone())
+                    .or_default()
+                    .extend(smalls);
             }
         }
         let partitions: BTreeSet<String> = by_partition
@@ -1264,8 +1295,9 @@ impl Ctx<'_> {
                 }
             }
             if let (Some(b), Some(rows)) = (&changed, by_partition.get(p)) {
-                let part = compute::take_record_batch(b, &arrow::array::UInt32Array::from(rows.clone()))
-                    .map_err(|e| self.err(&t.name, e))?;
+                let part =
+                    compute::take_record_batch(b, &arrow::array::UInt32Array::from(rows.clone()))
+                        .map_err(|e| self.err(&t.name, e))?;
                 // In slices, so files roll over at their size bound.
                 let mut offset = 0;
                 while offset < part.num_rows() {
@@ -1319,7 +1351,8 @@ impl Ctx<'_> {
             plan.removes
                 .push(format!("{}/{}", t.name, t.files[id].path));
         }
-        plan.dropped.insert(t.name.clone(), touched.into_iter().collect());
+        plan.dropped
+            .insert(t.name.clone(), touched.into_iter().collect());
         plan.added.insert(t.name.clone(), added);
         Ok(counts)
     }
@@ -1428,8 +1461,8 @@ impl Ctx<'_> {
         let idx: Vec<usize> = rows.iter().map(|&r| work.map[&keys[r]]).collect();
         let picks: Vec<(usize, usize)> = idx.iter().map(|&i| work.cur[i]).collect();
         let refs: Vec<&RecordBatch> = work.segs.iter().collect();
-        let old = compute::interleave_record_batch(&refs, &picks)
-            .map_err(|e| self.err(&t.name, e))?;
+        let old =
+            compute::interleave_record_batch(&refs, &picks).map_err(|e| self.err(&t.name, e))?;
         let mut cols = old.columns().to_vec();
         let di = schema.index_of(DELETED_COLUMN).expect("aligned");
         if delete {
@@ -1446,8 +1479,9 @@ impl Ctx<'_> {
                     continue;
                 }
                 let ci = schema.index_of(f.name()).expect("columns registered");
-                let col = compute::take(b.column_by_name(f.name()).expect("own field"), &take, None)
-                    .map_err(|e| self.err(&t.name, e))?;
+                let col =
+                    compute::take(b.column_by_name(f.name()).expect("own field"), &take, None)
+                        .map_err(|e| self.err(&t.name, e))?;
                 let target = schema.field(ci).data_type();
                 cols[ci] = if col.data_type() == target {
                     col
@@ -1486,7 +1520,13 @@ struct PartWriter<'c, 'p> {
 }
 
 impl<'c, 'p> PartWriter<'c, 'p> {
-    fn new(ctx: &'c Ctx<'c>, t: &Table, partition: &str, schema: SchemaRef, plan: &'p mut Plan) -> Self {
+    fn new(
+        ctx: &'c Ctx<'c>,
+        t: &Table,
+        partition: &str,
+        schema: SchemaRef,
+        plan: &'p mut Plan,
+    ) -> Self {
         let mut dir = ctx.table_dir(t);
         if !partition.is_empty() {
             dir.push(partition);
@@ -1518,7 +1558,8 @@ impl<'c, 'p> PartWriter<'c, 'p> {
             return Ok(self.done.len() as u32);
         }
         if let Some((w, ..)) = &self.current {
-            if (w.bytes_written() + w.in_progress_size()) as u64 >= self.ctx.opts.file_bytes as u64 {
+            if (w.bytes_written() + w.in_progress_size()) as u64 >= self.ctx.opts.file_bytes as u64
+            {
                 self.close()?;
             }
         }
@@ -1543,7 +1584,9 @@ impl<'c, 'p> PartWriter<'c, 'p> {
                 s.push_str(n);
                 s
             };
-            self.plan.renames.push((rel(&format!(".{name}.tmp")), rel(&name)));
+            self.plan
+                .renames
+                .push((rel(&format!(".{name}.tmp")), rel(&name)));
             self.current = Some((w, tmp, name, 0));
         }
         let (w, tmp, _, rows) = self.current.as_mut().expect("opened");
@@ -1595,7 +1638,23 @@ fn escape_partition(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for c in v.chars() {
         if c.is_control()
-            || matches!(c, '"' | '#' | '%' | '\'' | '*' | '/' | ':' | '=' | '?' | '\\' | '\x7f' | '{' | '[' | ']' | '^')
+            || matches!(
+                c,
+                '"' | '#'
+                    | '%'
+                    | '\''
+                    | '*'
+                    | '/'
+                    | ':'
+                    | '='
+                    | '?'
+                    | '\\'
+                    | '\x7f'
+                    | '{'
+                    | '['
+                    | ']'
+                    | '^'
+            )
         {
             let mut buf = [0u8; 4];
             for b in c.encode_utf8(&mut buf).bytes() {
@@ -1663,7 +1722,10 @@ impl Destination for ParquetDestination {
             return Ok(());
         }
         if table.primary_key.is_empty() {
-            return Err(self.err(format!("table {}", table.name), "update needs a primary key"));
+            return Err(self.err(
+                format!("table {}", table.name),
+                "update needs a primary key",
+            ));
         }
         let schema = batch.schema();
         for k in &table.primary_key {
@@ -1685,7 +1747,10 @@ impl Destination for ParquetDestination {
             return Ok(());
         }
         if table.primary_key.is_empty() {
-            return Err(self.err(format!("table {}", table.name), "delete needs a primary key"));
+            return Err(self.err(
+                format!("table {}", table.name),
+                "delete needs a primary key",
+            ));
         }
         self.ensure_table(table)?.ops.push(PendingOp::Delete(batch));
         Ok(())
@@ -1720,9 +1785,15 @@ impl Destination for ParquetDestination {
         let t = Self::rejects_schema();
         let now = chrono::Utc::now().timestamp_micros();
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.table.as_str()))),
-            Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.raw.as_str()))),
-            Arc::new(StringArray::from_iter_values(rejects.iter().map(|r| r.error.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.table.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.raw.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rejects.iter().map(|r| r.error.as_str()),
+            )),
             Arc::new(
                 arrow::array::TimestampMicrosecondArray::from(vec![now; rejects.len()])
                     .with_timezone(UTC),
@@ -1760,11 +1831,6 @@ impl Destination for ParquetDestination {
         for name in &names {
             let mut t = self.tables.remove(name).expect("listed");
             let r = self.commit_table(&mut t, &mut plan);
-            let failed = r.is_err();
-            if failed {
-                // Its key index may point at files that will not exist.
-                t.index = None;
-            }
             self.tables.insert(name.clone(), t);
             match r {
                 Ok(c) => {
@@ -1773,8 +1839,7 @@ impl Destination for ParquetDestination {
                     }
                 }
                 Err(e) => {
-                    plan.discard(&self.root);
-                    self.rollback()?;
+                    self.abandon(&plan);
                     return Err(e);
                 }
             }
@@ -1822,8 +1887,7 @@ impl Destination for ParquetDestination {
                 .as_bytes(),
         );
         if let Err(e) = r {
-            plan.discard(&self.root);
-            self.rollback()?;
+            self.abandon(&plan);
             return Err(self.err("recording the commit", e));
         }
         self.check_step(CommitStep::PendingWritten)?;
@@ -1833,6 +1897,7 @@ impl Destination for ParquetDestination {
         }
         // Published: the in-memory view follows.
         for (name, t) in self.tables.iter_mut() {
+            t.declared = false;
             for id in plan.dropped.get(name).into_iter().flatten() {
                 t.files.remove(id);
             }

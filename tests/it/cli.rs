@@ -141,16 +141,28 @@ async fn usage_errors_exit_2_and_say_what_to_pass() {
     let cases: [(&[&str], &str); 5] = [
         (&["--format", "duckdb"], "is a directory"),
         (&[], "not an etl Parquet dataset"),
-        (&["--partition-by", "nosuch=created_at:day"], "which connector userflow does not have"),
-        (&["--partition-by", "users=email:day"], "--partition-by users=email:day"),
+        (
+            &["--partition-by", "nosuch=created_at:day"],
+            "which connector userflow does not have",
+        ),
+        (
+            &["--partition-by", "users=email:day"],
+            "--partition-by users=email:day",
+        ),
         (&["--compression", "lzma"], "not one of zstd"),
     ];
     for (flags, says) in cases {
         let mut c = etl();
-        c.args(["sync", "userflow", "--playground", "--playground-users", "10"])
-            .args(flags)
-            .arg("--out")
-            .arg(dir.path());
+        c.args([
+            "sync",
+            "userflow",
+            "--playground",
+            "--playground-users",
+            "10",
+        ])
+        .args(flags)
+        .arg("--out")
+        .arg(dir.path());
         let o = run(c).await;
         assert_eq!(o.status.code(), Some(2), "{flags:?}: {}", text(&o));
         assert!(text(&o).contains(says), "{flags:?}: {}", text(&o));
@@ -158,16 +170,26 @@ async fn usage_errors_exit_2_and_say_what_to_pass() {
     let lake = dir.path().join("lake");
     let sync_lake = |flags: &'static [&'static str]| {
         let mut c = etl();
-        c.args(["sync", "userflow", "--playground", "--playground-users", "10"])
-            .args(flags)
-            .arg("--out")
-            .arg(&lake);
+        c.args([
+            "sync",
+            "userflow",
+            "--playground",
+            "--playground-users",
+            "10",
+        ])
+        .args(flags)
+        .arg("--out")
+        .arg(&lake);
         run(c)
     };
     assert!(sync_lake(&[]).await.status.success());
     let o = sync_lake(&["--partition-by", "users=created_at:day"]).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("partitioned by created_at:month"), "{}", text(&o));
+    assert!(
+        text(&o).contains("partitioned by created_at:month"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -354,12 +376,28 @@ async fn playground_flag_runs_the_main_job() {
     // The Parquet form of the main job: a dataset DuckDB reads with the declared types.
     let lake = dir.path().join("lake");
     let mut cmd = etl();
-    cmd.args(["sync", "userflow", "--playground", "--playground-users", "2500", "--format", "parquet", "--out"])
-        .arg(&lake);
+    cmd.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--playground-users",
+        "2500",
+        "--format",
+        "parquet",
+        "--out",
+    ])
+    .arg(&lake);
     let o = run(cmd).await;
     assert!(o.status.success(), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("parquet:"), "{}", text(&o));
-    assert_eq!(query_i64(&lake, "SELECT count(DISTINCT id) FROM users"), 2_500);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("parquet:"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        query_i64(&lake, "SELECT count(DISTINCT id) FROM users"),
+        2_500
+    );
     let conn = crate::dests::reader(&lake);
     let types = crate::dests::grid(
         &conn,
@@ -373,5 +411,9 @@ async fn playground_flag_runs_the_main_job() {
     ] {
         assert!(types.iter().any(|t| t == want), "{want} in {types:?}");
     }
-    assert_eq!(read_users(&lake), read_users(&db), "same rows in both destinations");
+    assert_eq!(
+        read_users(&lake),
+        read_users(&db),
+        "same rows in both destinations"
+    );
 }

@@ -43,17 +43,19 @@ fn op() -> impl Strategy<Value = Op> {
 type Model = BTreeMap<String, (Option<String>, Option<i64>, bool)>;
 
 fn table() -> Arc<TableSchema> {
-    Arc::new(TableSchema::new(
-        "t",
-        &["id"],
-        vec![
-            Column::new("id", ColumnType::String),
-            Column::new("val1", ColumnType::String),
-            Column::new("val2", ColumnType::Long),
-        ],
+    Arc::new(
+        TableSchema::new(
+            "t",
+            &["id"],
+            vec![
+                Column::new("id", ColumnType::String),
+                Column::new("val1", ColumnType::String),
+                Column::new("val2", ColumnType::Long),
+            ],
+        )
+        // Upserts move rows between partitions; tiny files force several per partition.
+        .partitioned_by(Partitioning::parse("val1").unwrap()),
     )
-    // Upserts move rows between partitions; tiny files force several per partition.
-    .partitioned_by(Partitioning::parse("val1").unwrap()))
 }
 
 fn id(k: u8) -> String {
@@ -64,7 +66,11 @@ fn id(k: u8) -> String {
 fn rows(conn: &duckdb::Connection) -> Model {
     // A Parquet table exists once a commit wrote it.
     let exists: i64 = conn
-        .query_row("SELECT count(*) FROM information_schema.tables WHERE table_name = 't'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 't'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     if exists == 0 {
         return Model::new();

@@ -45,8 +45,12 @@ fn batch(t: &TableSchema, ids: impl Iterator<Item = i64>, days: i64, body: &str)
                 TimestampMicrosecondArray::from_iter_values(ids.iter().map(|i| (i % days) * DAY))
                     .with_timezone(UTC),
             ),
-            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("{body}{i}")))),
-            Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("{{\"id\":{i}}}")))),
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|i| format!("{body}{i}")),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|i| format!("{{\"id\":{i}}}")),
+            )),
         ],
     )
     .unwrap()
@@ -142,13 +146,23 @@ fn a_crash_at_any_step_of_a_commit_ends_in_the_old_or_the_new_commit() {
         let mut d = open(&root);
         let (want, want_state) = if lands_in_new { (&new, 2) } else { (&old, 1) };
         assert_eq!(&contents(&root), want, "crash at {step:?}");
-        assert_eq!(d.load_state("c").unwrap().unwrap(), state(want_state), "{step:?}");
+        assert_eq!(
+            d.load_state("c").unwrap().unwrap(),
+            state(want_state),
+            "{step:?}"
+        );
         let files = listing(&root);
         assert!(
-            files.iter().all(|f| !f.ends_with(".tmp") && !f.contains("pending")),
+            files
+                .iter()
+                .all(|f| !f.ends_with(".tmp") && !f.contains("pending")),
             "debris after recovery from {step:?}: {files:?}"
         );
-        let mut live: Vec<String> = d.files("events").iter().map(|f| format!("events/{f}")).collect();
+        let mut live: Vec<String> = d
+            .files("events")
+            .iter()
+            .map(|f| format!("events/{f}"))
+            .collect();
         live.push("_etl/state.json".into());
         live.sort();
         assert_eq!(files, live, "only listed files remain after {step:?}");
@@ -157,7 +171,10 @@ fn a_crash_at_any_step_of_a_commit_ends_in_the_old_or_the_new_commit() {
         d.commit("c", &state(2)).unwrap();
         assert_eq!(contents(&root), new, "rerun after {step:?}");
         assert_eq!(
-            grid(&parquet_views(&root), "SELECT count(*) - count(DISTINCT id) FROM events"),
+            grid(
+                &parquet_views(&root),
+                "SELECT count(*) - count(DISTINCT id) FROM events"
+            ),
             vec!["BigInt(0)"]
         );
     }
@@ -181,10 +198,15 @@ fn untouched_partitions_and_files_are_never_rewritten() {
         .collect();
     assert_eq!(before.len(), 30, "one file per day: {before:?}");
     // 1% of the rows change, all on day 4; one new row lands on day 31.
-    d.upsert(&t, batch(&t, (0..30).map(|i| i * 30 + 4), 30, "v2-")).unwrap();
-    d.upsert(&t, batch(&t, [5031].into_iter(), 100, "new-")).unwrap();
+    d.upsert(&t, batch(&t, (0..30).map(|i| i * 30 + 4), 30, "v2-"))
+        .unwrap();
+    d.upsert(&t, batch(&t, [5031].into_iter(), 100, "new-"))
+        .unwrap();
     let w = d.commit("c", &state(2)).unwrap();
-    assert_eq!((w.tables["events"].updated, w.tables["events"].inserted), (30, 1));
+    assert_eq!(
+        (w.tables["events"].updated, w.tables["events"].inserted),
+        (30, 1)
+    );
     let after = d.files("events");
     let kept: Vec<&String> = before.keys().filter(|f| after.contains(f)).collect();
     assert_eq!(kept.len(), 29, "only day 4's file was replaced: {after:?}");
@@ -211,10 +233,18 @@ fn files_and_row_groups_stay_within_their_size_bounds() {
         ..Default::default()
     };
     let mut d = ParquetDestination::open_with(&root, opts).unwrap();
-    d.prepare(&[t.clone()]).unwrap();
+    d.prepare(std::slice::from_ref(&t)).unwrap();
     for chunk in 0..40 {
-        d.upsert(&t, batch(&t, chunk * 1000..(chunk + 1) * 1000, 1, "some text to fill the file "))
-            .unwrap();
+        d.upsert(
+            &t,
+            batch(
+                &t,
+                chunk * 1000..(chunk + 1) * 1000,
+                1,
+                "some text to fill the file ",
+            ),
+        )
+        .unwrap();
     }
     d.commit("c", &state(1)).unwrap();
     let files = d.files("events");
@@ -226,7 +256,10 @@ fn files_and_row_groups_stay_within_their_size_bounds() {
         let path = root.join("events").join(f);
         assert!(std::fs::metadata(&path).unwrap().len() < 1 << 20, "{f}");
     }
-    assert_eq!(grid(&conn, "SELECT count(DISTINCT id) FROM events"), vec!["BigInt(40000)"]);
+    assert_eq!(
+        grid(&conn, "SELECT count(DISTINCT id) FROM events"),
+        vec!["BigInt(40000)"]
+    );
 }
 
 #[test]
@@ -247,8 +280,16 @@ fn files_carry_parquets_own_timestamp_json_and_decimal_types() {
         ),
     );
     assert_eq!(types.len(), 2, "{types:?}");
-    assert!(types[0].contains("\"raw\"") && types[0].contains("JsonType"), "{types:?}");
-    assert!(types[1].contains("\"ts\"") && types[1].contains("isAdjustedToUTC=1") && types[1].contains("MICROS"), "{types:?}");
+    assert!(
+        types[0].contains("\"raw\"") && types[0].contains("JsonType"),
+        "{types:?}"
+    );
+    assert!(
+        types[1].contains("\"ts\"")
+            && types[1].contains("isAdjustedToUTC=1")
+            && types[1].contains("MICROS"),
+        "{types:?}"
+    );
     // The hive column of a day partition does not shadow the timestamp.
     assert_eq!(
         grid(&conn, "SELECT DISTINCT typeof(ts), ts_day FROM events"),
@@ -260,7 +301,10 @@ fn files_carry_parquets_own_timestamp_json_and_decimal_types() {
 fn a_non_dataset_directory_and_a_second_writer_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
-    let e = ParquetDestination::open(dir.path()).err().unwrap().to_string();
+    let e = ParquetDestination::open(dir.path())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("not an etl Parquet dataset"), "{e}");
     assert!(dir.path().join("notes.txt").exists());
 
@@ -282,4 +326,46 @@ fn a_newer_state_format_is_refused_with_a_clear_message() {
     .unwrap();
     let e = ParquetDestination::open(&root).err().unwrap().to_string();
     assert!(e.contains("version 99") && e.contains("upgrade etl"), "{e}");
+}
+
+#[test]
+fn a_commit_that_fails_in_its_second_table_leaves_the_first_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("lake");
+    let t = events();
+    let bad = Arc::new(TableSchema::new(
+        "zbad",
+        &["id"],
+        vec![Column::new("id", ColumnType::String)],
+    ));
+    let mut d = open(&root);
+    d.prepare(std::slice::from_ref(&bad)).unwrap();
+    d.upsert(&t, batch(&t, 0..10, 3, "v1-")).unwrap();
+    d.commit("c", &state(1)).unwrap();
+    // "events" is written first (tables commit in name order), then "zbad" fails.
+    d.upsert(&t, batch(&t, 0..4, 3, "v2-")).unwrap();
+    let loose = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Utf8, true),
+    ]));
+    let nulls = RecordBatch::try_new(
+        loose,
+        vec![Arc::new(StringArray::from(vec![None::<&str>])) as ArrayRef],
+    )
+    .unwrap();
+    d.upsert(&bad, nulls).unwrap();
+    assert!(d.commit("c", &state(2)).is_err());
+    d.rollback().unwrap();
+    assert!(
+        listing(&root).iter().all(|f| !f.ends_with(".tmp")),
+        "{:?}",
+        listing(&root)
+    );
+    // The same destination goes on: its key index was not left pointing at
+    // files that never came to be.
+    d.upsert(&t, batch(&t, 0..4, 3, "v3-")).unwrap();
+    d.commit("c", &state(2)).unwrap();
+    assert_eq!(
+        grid(&parquet_views(&root), "SELECT count(*), count(DISTINCT id), count(*) FILTER (WHERE body LIKE 'v3-%') FROM events"),
+        vec!["BigInt(10)|BigInt(10)|BigInt(4)"]
+    );
 }
