@@ -206,8 +206,11 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
         return Ok(());
     }
     for t in tables {
+        let partitioned = t.partition_by.as_ref().map_or(String::new(), |p| {
+            format!("; Parquet partitions: {p} → {}=…", p.key())
+        });
         println!(
-            "table {} (primary key: {})",
+            "table {} (primary key: {}{partitioned})",
             t.name,
             t.primary_key.join(", ")
         );

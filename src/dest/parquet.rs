@@ -29,7 +29,7 @@
 //! the old and the new copy of a rewritten file; after a crash there, the next
 //! run finishes the commit before doing anything else.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -1127,7 +1127,7 @@ impl Ctx<'_> {
             t.index = Some(self.load_index(t)?);
         }
         let mut touched: BTreeSet<u32> = BTreeSet::new();
-        let mut seed_keys: HashMap<&[u8], ()> = HashMap::new();
+        let mut seed_keys: HashSet<&[u8]> = HashSet::new();
         if let Some(index) = &t.index {
             for (op, keys) in ops.iter().zip(&op_keys) {
                 let Some(keys) = keys else { continue };
@@ -1135,7 +1135,7 @@ impl Ctx<'_> {
                     if let Some(&f) = index.get(k) {
                         touched.insert(f);
                         if !matches!(op, PendingOp::Upsert(_)) {
-                            seed_keys.insert(k, ());
+                            seed_keys.insert(k);
                         }
                     }
                 }
@@ -1169,7 +1169,7 @@ impl Ctx<'_> {
                     let b = self.align(t, &schema, &b?)?;
                     let keys = self.keys(t, &b)?;
                     let rows: Vec<u32> = (0..keys.len() as u32)
-                        .filter(|&i| seed_keys.contains_key(&*keys[i as usize]))
+                        .filter(|&i| seed_keys.contains(&*keys[i as usize]))
                         .collect();
                     if rows.is_empty() {
                         continue;
@@ -1250,9 +1250,9 @@ impl Ctx<'_> {
             .chain(files_by_partition.keys())
             .cloned()
             .collect();
-        let changed_set: Option<HashMap<&[u8], ()>> = changed_keys
+        let changed_set: Option<HashSet<&[u8]>> = changed_keys
             .as_ref()
-            .map(|ks| ks.iter().map(|k| (&**k, ())).collect());
+            .map(|ks| ks.iter().map(|k| &**k).collect());
         let mut new_index: Vec<(Key, u32)> = Vec::new();
         let keep_index = t.index.is_some() && has_pk;
         let mut added: Vec<(u32, LiveFile)> = Vec::new();
@@ -1271,13 +1271,13 @@ impl Ctx<'_> {
                     };
                     if let (Some(set), Some(ks)) = (&changed_set, &keys) {
                         let keep: BooleanArray =
-                            ks.iter().map(|k| Some(!set.contains_key(&**k))).collect();
+                            ks.iter().map(|k| Some(!set.contains(&**k))).collect();
                         if keep.false_count() > 0 {
                             b = compute::filter_record_batch(&b, &keep)
                                 .map_err(|e| self.err(&t.name, e))?;
                             keys = Some(
                                 ks.iter()
-                                    .filter(|k| !set.contains_key(&***k))
+                                    .filter(|k| !set.contains(&***k))
                                     .cloned()
                                     .collect(),
                             );
@@ -1918,5 +1918,83 @@ impl Destination for ParquetDestination {
         }
         // Declared tables stay declared: the next commit writes them.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_names() {
+        assert_eq!(parse_compression("snappy"), Ok(Compression::SNAPPY));
+        assert_eq!(parse_compression(" NONE "), Ok(Compression::UNCOMPRESSED));
+        assert_eq!(
+            parse_compression("zstd:9"),
+            Ok(Compression::ZSTD(ZstdLevel::try_new(9).unwrap()))
+        );
+        assert!(parse_compression("zstd:99")
+            .unwrap_err()
+            .contains("1 to 22"));
+        assert!(parse_compression("lzma")
+            .unwrap_err()
+            .contains("not one of"));
+    }
+
+    #[test]
+    fn partition_overrides() {
+        let (t, p) = parse_partition_override("users=created_at:day").unwrap();
+        assert_eq!(t, "users");
+        let p = p.unwrap();
+        assert_eq!(
+            (p.column.as_str(), p.transform),
+            ("created_at", PartitionTransform::Day)
+        );
+        assert_eq!(p.key(), "created_at_day");
+        assert_eq!(
+            parse_partition_override("users=none").unwrap(),
+            ("users".into(), None)
+        );
+        let (_, p) = parse_partition_override("users=plan").unwrap();
+        assert_eq!(p.unwrap().key(), "plan_value");
+        assert!(parse_partition_override("users").is_err());
+        assert!(parse_partition_override("=x").is_err());
+        assert!(parse_partition_override("users=created_at:week")
+            .unwrap_err()
+            .contains("week"));
+    }
+
+    #[test]
+    fn partition_values_are_escaped_like_hive() {
+        assert_eq!(escape_partition("us/east"), "us%2Feast");
+        assert_eq!(escape_partition("a=b:c%"), "a%3Db%3Ac%25");
+        assert_eq!(escape_partition("é ok"), "é ok");
+        assert_eq!(escape_partition(""), NULL_PARTITION);
+        assert_eq!(
+            escape_partition(".."),
+            "..",
+            "no separator, stays inside its directory"
+        );
+    }
+
+    #[test]
+    fn arrow_types_map_back_to_fivetran_types() {
+        for ty in [
+            "BOOLEAN",
+            "SHORT",
+            "INT",
+            "LONG",
+            "DECIMAL(10,2)",
+            "FLOAT",
+            "DOUBLE",
+            "NAIVE_DATE",
+            "NAIVE_DATETIME",
+            "UTC_DATETIME",
+            "BINARY",
+            "STRING",
+        ] {
+            let t = ColumnType::parse(ty).unwrap();
+            assert_eq!(column_type_of(&t.arrow_type()), Some(t), "{ty}");
+        }
     }
 }
