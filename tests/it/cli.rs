@@ -210,8 +210,9 @@ async fn connectors_and_schema_commands() {
     .await;
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
-        out.contains("table users (primary key: id)")
-            && out.contains("UTC_DATETIME")
+        out.contains(
+            "table users (primary key: id; Parquet partitions: created_at:month → created_at_month=…)"
+        ) && out.contains("UTC_DATETIME")
             && out.contains("TIMESTAMPTZ"),
         "{out}"
     );
