@@ -160,9 +160,27 @@ impl ConfigReader {
         }
     }
 
+    /// A required http(s) URL. Trailing slashes are removed.
+    pub fn url(&mut self, key: &'static str) -> Result<url::Url> {
+        let s = self.string(key)?;
+        self.parse_url(key, &s)
+    }
+
     /// An http(s) URL, `default` when absent. Trailing slashes are removed.
     pub fn url_or(&mut self, key: &'static str, default: &str) -> Result<url::Url> {
         let s = self.opt_string(key)?.unwrap_or_else(|| default.to_string());
+        self.parse_url(key, &s)
+    }
+
+    fn parse_url(&self, key: &str, s: &str) -> Result<url::Url> {
+        if s.contains('<') && s.contains('>') {
+            return Err(self.err(
+                key,
+                format!(
+                    "still holds a placeholder from the example ({s:?}); put your real URL here"
+                ),
+            ));
+        }
         let u = url::Url::parse(s.trim_end_matches('/'))
             .map_err(|e| self.err(key, format!("is not a URL ({e}): {s:?}")))?;
         if !matches!(u.scheme(), "http" | "https") {

@@ -11,6 +11,8 @@
 // Errors carry their full context (table, column, row, value, URL) by value;
 // they are on the cold path (one ends a sync), so their size does not matter.
 #![allow(clippy::result_large_err)]
+// serde_json::json! of the mocks' full Prefect objects nests deeper than the default.
+#![recursion_limit = "256"]
 
 pub mod batch;
 pub mod config;

@@ -74,6 +74,14 @@ struct SyncArgs {
         value_name = "N"
     )]
     playground_users: usize,
+    /// Prefect flow runs the playground generates (with --playground).
+    #[arg(
+        long,
+        default_value_t = 2_000,
+        requires = "playground",
+        value_name = "N"
+    )]
+    playground_flow_runs: usize,
     /// Where to write: a DuckDB file (`warehouse.duckdb`) or a Parquet dataset
     /// directory (`lake/`). Created if missing.
     #[arg(long, short = 'o', value_name = "PATH")]
@@ -121,6 +129,9 @@ struct PlaygroundArgs {
     /// Userflow users to generate.
     #[arg(long, default_value_t = 10_000)]
     users: usize,
+    /// Prefect flow runs to generate (with 40 flows and 25 deployments).
+    #[arg(long, default_value_t = 2_000)]
+    flow_runs: usize,
     /// Latency added to every response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -249,6 +260,7 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
     let opts = PlaygroundOptions {
         port: a.port,
         users: a.users,
+        flow_runs: a.flow_runs,
         latency: Duration::from_millis(a.latency_ms),
         fault_rate: a.fault_rate,
         seed: a.seed,
@@ -264,11 +276,17 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
         pg.userflow().len(),
         pg.url()
     );
-    println!("configuration for `etl sync userflow --config FILE`:");
     println!(
-        "{}",
-        serde_json::to_string_pretty(&pg.userflow_config()).expect("json")
+        "Prefect: {} flow runs at {}{}",
+        pg.prefect().all("flow_runs").len(),
+        pg.url(),
+        etl::playground::prefect::PREFIX
     );
+    for name in ["userflow", "prefect"] {
+        let cfg = pg.config_for(name).expect("mocked");
+        println!("configuration for `etl sync {name} --config FILE`:");
+        println!("{}", serde_json::to_string_pretty(&cfg).expect("json"));
+    }
     println!("press Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
@@ -287,14 +305,18 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
     let config = match (&a.config, a.playground) {
         (Some(path), false) => ConfigReader::from_file(path)?,
         (None, true) => {
-            let pg = Playground::start(PlaygroundOptions { users: a.playground_users, ..Default::default() })
+            let opts = PlaygroundOptions {
+                users: a.playground_users,
+                flow_runs: a.playground_flow_runs,
+                ..Default::default()
+            };
+            let pg = Playground::start(opts)
                 .await
                 .map_err(|e| Error::Internal(format!("cannot start the playground: {e}")))?;
-            tracing::info!(url = %pg.url(), users = pg.userflow().len(), "started the playground");
-            let cfg = match info.name {
-                etl::connectors::userflow::NAME => pg.userflow_config(),
-                other => return Err(Error::Usage(format!("connector {other} has no playground yet"))),
-            };
+            tracing::info!(url = %pg.url(), "started the playground");
+            let cfg = pg.config_for(info.name).ok_or_else(|| {
+                Error::Usage(format!("connector {} has no playground yet", info.name))
+            })?;
             _playground = Some(pg);
             ConfigReader::from_map(cfg.as_object().expect("object").clone())
         }

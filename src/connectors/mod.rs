@@ -4,6 +4,7 @@
 //!
 //! Connectors are wired in [`registry`], one plain entry each.
 
+pub mod prefect;
 pub mod userflow;
 
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub struct ConnectorInfo {
 
 /// Every connector this build knows.
 pub fn registry() -> Vec<ConnectorInfo> {
-    vec![userflow::info()]
+    vec![userflow::info(), prefect::info()]
 }
 
 /// Look a connector up by name.

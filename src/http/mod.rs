@@ -119,6 +119,11 @@ pub struct HttpError {
 }
 
 impl HttpError {
+    /// The failure without method and URL: `HTTP 422: …`, `timed out`.
+    pub fn kind_text(&self) -> String {
+        kind_text(&self.kind)
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self.kind {
             HttpErrorKind::Status { status, .. } => Some(status),
@@ -176,6 +181,19 @@ impl Request {
             url,
             headers: Vec::new(),
             body: None,
+        }
+    }
+
+    /// A POST with a JSON body.
+    pub fn post_json(url: Url, body: &serde_json::Value) -> Self {
+        Request {
+            method: Method::POST,
+            url,
+            headers: vec![(
+                reqwest::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body: Some(Bytes::from(body.to_string())),
         }
     }
 }
@@ -418,6 +436,39 @@ pub fn error_message(body: &[u8]) -> String {
             }
             if let Some(s) = pick(e) {
                 return truncate_for_display(&s, 500);
+            }
+        }
+        // Prefect/pydantic validation: {"exception_message", "exception_detail": [{"loc", "msg"}]}
+        if let Some(details) = v.get("exception_detail").and_then(|d| d.as_array()) {
+            let parts: Vec<String> = details
+                .iter()
+                .filter_map(|d| {
+                    let msg = d.get("msg")?.as_str()?;
+                    let loc: Vec<String> = d
+                        .get("loc")
+                        .and_then(|l| l.as_array())
+                        .map(|l| {
+                            l.iter()
+                                .map(|p| p.as_str().map_or(p.to_string(), String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    Some(if loc.is_empty() {
+                        msg.to_string()
+                    } else {
+                        format!("{}: {msg}", loc.join("."))
+                    })
+                })
+                .collect();
+            if !parts.is_empty() {
+                let head = v
+                    .get("exception_message")
+                    .and_then(pick)
+                    .unwrap_or_default();
+                return truncate_for_display(
+                    &format!("{head} {}", parts.join("; ")).trim().to_string(),
+                    500,
+                );
             }
         }
         for key in [

@@ -8,6 +8,7 @@
 //! `Retry-After`, 500, 503) or scripted one request at a time
 //! ([`Playground::push_fault`]) for tests.
 
+pub mod prefect;
 pub mod userflow;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ pub struct PlaygroundOptions {
     pub port: u16,
     /// Userflow users to generate.
     pub users: usize,
+    /// Prefect flow runs to generate (with 40 flows and 25 deployments).
+    pub flow_runs: usize,
     /// Added to every response.
     pub latency: Duration,
     /// Fraction (0..1) of requests answered with a random retryable error.
@@ -51,6 +54,7 @@ impl Default for PlaygroundOptions {
         PlaygroundOptions {
             port: 0,
             users: 1_000,
+            flow_runs: 2_000,
             latency: Duration::ZERO,
             fault_rate: 0.0,
             seed: 42,
@@ -78,6 +82,7 @@ pub enum Fault {
 pub(crate) struct Shared {
     pub opts: PlaygroundOptions,
     pub userflow: userflow::UserflowMock,
+    pub prefect: prefect::PrefectMock,
     /// Scripted faults by request number (1-based, counting every request).
     faults: Mutex<BTreeMap<u64, Fault>>,
     rng: Mutex<SplitMix64>,
@@ -98,6 +103,7 @@ impl Playground {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             userflow: userflow::UserflowMock::generate(opts.users, opts.seed),
+            prefect: prefect::PrefectMock::generate(opts.flow_runs, opts.seed),
             faults: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(SplitMix64(opts.seed ^ 0x5eed)),
             requests: AtomicU64::new(0),
@@ -169,9 +175,28 @@ impl Playground {
         self.shared.requests.load(Ordering::Relaxed)
     }
 
+    /// The Prefect mock's data.
+    pub fn prefect(&self) -> &prefect::PrefectMock {
+        &self.shared.prefect
+    }
+
     /// A configuration file for the Userflow connector pointing here.
     pub fn userflow_config(&self) -> serde_json::Value {
         serde_json::json!({"userflow_api_key": self.api_key(), "base_url": self.url()})
+    }
+
+    /// A configuration file for the Prefect connector pointing here.
+    pub fn prefect_config(&self) -> serde_json::Value {
+        serde_json::json!({"api_url": format!("{}{}", self.url(), prefect::PREFIX), "api_key": self.api_key()})
+    }
+
+    /// The configuration of `connector` against this playground, if it mocks that API.
+    pub fn config_for(&self, connector: &str) -> Option<serde_json::Value> {
+        match connector {
+            "userflow" => Some(self.userflow_config()),
+            "prefect" => Some(self.prefect_config()),
+            _ => None,
+        }
     }
 }
 
@@ -289,7 +314,10 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         Some(Fault::Malformed) => malformed = true,
         None => {}
     }
-    let resp = userflow::route(&s, &mreq);
+    let resp = match mreq.path.strip_prefix(prefect::PREFIX) {
+        Some(rest) => prefect::route(&s, &mreq, rest),
+        None => userflow::route(&s, &mreq),
+    };
     if malformed {
         let full = resp
             .into_body()
