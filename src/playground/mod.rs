@@ -87,6 +87,26 @@ pub(crate) struct Shared {
     faults: Mutex<BTreeMap<u64, Fault>>,
     rng: Mutex<SplitMix64>,
     pub requests: AtomicU64,
+    /// Requests being answered now, and the most at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+/// Counts a request as in flight until dropped.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(s: &'a Shared) -> Self {
+        let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        s.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(s)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A running playground; stops when dropped.
@@ -107,6 +127,8 @@ impl Playground {
             faults: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(SplitMix64(opts.seed ^ 0x5eed)),
             requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
             opts,
         });
         let s = shared.clone();
@@ -168,6 +190,11 @@ impl Playground {
     /// Make request number `n` (1-based, counting every request served) fail this way.
     pub fn fault_at(&self, n: u64, f: Fault) {
         self.shared.faults.lock().unwrap().insert(n, f);
+    }
+
+    /// The most requests answered at the same time since the last call.
+    pub fn take_max_in_flight(&self) -> u64 {
+        self.shared.max_in_flight.swap(0, Ordering::SeqCst)
     }
 
     /// Requests served so far.
@@ -265,6 +292,7 @@ impl MockRequest {
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let n = s.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let _in_flight = InFlight::enter(&s);
     let (parts, body) = req.into_parts();
     let body = body
         .collect()

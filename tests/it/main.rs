@@ -8,4 +8,5 @@ mod destination;
 mod dests;
 mod model;
 mod parquet;
+mod prefect;
 mod userflow;
