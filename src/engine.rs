@@ -244,6 +244,9 @@ pub struct SyncSummary {
     pub requests: u64,
     pub retries: u64,
     pub commits: u64,
+    /// Until the source was read to the end and every row handed to the writer.
+    pub read_secs: f64,
+    /// Until the last commit (the whole sync).
     pub elapsed_secs: f64,
 }
 
@@ -276,14 +279,15 @@ impl std::fmt::Display for SyncSummary {
         }
         write!(
             f,
-            "  {} rows, {} pages, {} requests, {} retries, {} commits in {:.2}s ({:.0} rows/s)",
+            "  {} rows, {} pages, {} requests, {} retries, {} commits in {:.2}s ({:.0} rows/s; source read in {:.2}s)",
             self.rows,
             self.pages,
             self.requests,
             self.retries,
             self.commits,
             self.elapsed_secs,
-            self.rows_per_sec()
+            self.rows_per_sec(),
+            self.read_secs
         )
     }
 }
@@ -351,6 +355,7 @@ pub async fn run_sync(
         http_metrics: http_metrics.clone(),
     };
     let outcome = connector.sync(ctx).await;
+    let read_secs = started.elapsed().as_secs_f64();
     match outcome {
         Ok(()) => {
             if msg_tx.send(WriterMsg::Finish).await.is_err() {
@@ -386,6 +391,7 @@ pub async fn run_sync(
         requests: http_metrics.requests.load(Ordering::Relaxed),
         retries: http_metrics.retries.load(Ordering::Relaxed),
         commits: report.commits,
+        read_secs,
         elapsed_secs: started.elapsed().as_secs_f64(),
     })
 }

@@ -4,6 +4,7 @@
 //!
 //! Connectors are wired in [`registry`], one plain entry each.
 
+pub mod ordered;
 pub mod prefect;
 pub mod userflow;
 

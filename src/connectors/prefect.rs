@@ -35,13 +35,13 @@ use arrow::array::{Array, BooleanArray, Int64Array};
 use arrow::compute;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
-use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{json, Value};
 use url::Url;
 
+use super::ordered::OrderedTasks;
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::batch::values::format_utc_micros;
-use crate::batch::{spawn_decode, split_array, BatchDecoder, PageContext};
+use crate::batch::{spawn_decode, split_array, BatchDecoder, Decoded, PageContext};
 use crate::config::ConfigReader;
 use crate::error::{Error, Result};
 use crate::http::{
@@ -227,6 +227,48 @@ fn updated_since(batch: &RecordBatch, cursor: Option<i64>) -> Result<(RecordBatc
     Ok((kept, newest))
 }
 
+/// Why a page could not be read.
+enum PageError {
+    Http(HttpError),
+    Other(Error),
+}
+
+/// Fetch one page of a filter endpoint and decode it (on the decoding pool):
+/// the number of records on the page, and what they decoded to.
+async fn fetch_page(
+    http: HttpClient,
+    req: Request,
+    decoder: Arc<BatchDecoder>,
+    first_row: u64,
+    location: String,
+) -> std::result::Result<(u64, Decoded), PageError> {
+    let resp = http.send(req).await.map_err(PageError::Http)?;
+    let ranges = split_array(&resp.body, None)
+        .map_err(|m| PageError::Other(Error::source(format!("Prefect {location}"), m)))?;
+    let pctx = PageContext {
+        first_row,
+        location,
+        synced_at_micros: now_micros(),
+    };
+    let records = ranges.len() as u64;
+    let decoded = spawn_decode(decoder, resp.body, ranges, pctx)
+        .await
+        .map_err(|e| PageError::Other(e.into()))?;
+    Ok((records, decoded))
+}
+
+/// The body of a `…/count` answer and the server's time.
+fn count_response(
+    resp: std::result::Result<Response, HttpError>,
+) -> std::result::Result<(u64, i64), HttpError> {
+    let resp = resp?;
+    let n = std::str::from_utf8(&resp.body)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    Ok((n, server_micros(&resp)))
+}
+
 impl Prefect {
     pub fn new(cfg: PrefectConfig, metrics: Arc<HttpMetrics>) -> Self {
         let policy = RetryPolicy {
@@ -287,48 +329,49 @@ impl Prefect {
 
     /// `POST …/count`: the number of rows and the server's time.
     async fn count(&self, objects: &str) -> std::result::Result<(u64, i64), HttpError> {
-        let resp = self
-            .http
-            .send(Request::post_json(self.url(objects, "count"), &json!({})))
-            .await?;
-        let n = std::str::from_utf8(&resp.body)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(u64::MAX);
-        Ok((n, server_micros(&resp)))
+        let req = Request::post_json(self.url(objects, "count"), &json!({}));
+        count_response(self.http.send(req).await)
     }
 
     /// Read `objects` in `sort` order from `start` on, with up to
-    /// `concurrency` pages in flight, handing each decoded page to `on_page`
-    /// in order. Returns `None` when the endpoint does not exist (404).
+    /// `concurrency` pages in flight (each fetched and decoded in its own
+    /// task), handing each decoded page to `on_page` in order. `counted` is
+    /// the number of rows when the scan began, if already known. Returns
+    /// `None` when the endpoint does not exist (404).
     async fn scan<F>(
         &self,
         ep: &Endpoint,
         sort: &str,
         start: u64,
+        counted: Option<u64>,
         ctx: &SyncContext,
         mut on_page: F,
     ) -> Result<Option<Scan>>
     where
         F: FnMut(RecordBatch, u64, bool) -> BoxFuture<'static, Result<Next>>,
     {
-        let before = match self.count(ep.objects).await {
-            Ok((n, _)) => n,
-            Err(e) if e.status() == Some(404) => {
-                tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
-                return Ok(None);
-            }
-            Err(e) => return Err(self.explain(e)),
+        let before = match counted {
+            Some(n) => n,
+            None => match self.count(ep.objects).await {
+                Ok((n, _)) => n,
+                Err(e) if e.status() == Some(404) => {
+                    tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.explain(e)),
+            },
         };
         let limit = self.cfg.batch_size as u64;
         let url = self.url(ep.objects, "filter");
-        let mut inflight: FuturesOrdered<
-            BoxFuture<'static, (u64, std::result::Result<Response, HttpError>)>,
-        > = FuturesOrdered::new();
+        let mut inflight =
+            OrderedTasks::<(u64, std::result::Result<(u64, Decoded), PageError>)>::new();
         let mut next_offset = start;
         let mut launching = true;
         let mut pages = 0u64;
-        let mut row = start;
+        // The closing count, started as soon as the last page has been read.
+        let mut closing: Option<
+            tokio::task::JoinHandle<std::result::Result<(u64, i64), HttpError>>,
+        > = None;
         loop {
             // Past the rows counted at the start, pages are fetched one at a
             // time: the end is near, and speculative requests would be wasted.
@@ -342,43 +385,57 @@ impl Prefect {
                     url.clone(),
                     &json!({"limit": limit, "offset": offset, "sort": sort}),
                 );
-                let http = self.http.clone();
-                inflight.push_back(Box::pin(async move { (offset, http.send(req).await) }));
+                let (http, decoder) = (self.http.clone(), ep.decoder.clone());
+                let location = format!("{url} (offset {offset})");
+                inflight.push(async move {
+                    (
+                        offset,
+                        fetch_page(http, req, decoder, offset, location).await,
+                    )
+                });
             }
-            let Some((offset, resp)) = inflight.next().await else {
+            let Some((offset, page)) = inflight.next().await else {
                 break;
             };
-            let resp = match resp {
-                Ok(r) => r,
-                Err(e) if e.status() == Some(404) && pages == 0 => {
+            let (n, decoded) = match page {
+                Ok(d) => d,
+                Err(PageError::Http(e)) if e.status() == Some(404) && pages == 0 => {
                     tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
                     return Ok(None);
                 }
-                Err(e) => return Err(self.explain(e)),
+                Err(PageError::Http(e)) => return Err(self.explain(e)),
+                Err(PageError::Other(e)) => return Err(e),
             };
             ctx.emit.page_fetched();
             pages += 1;
-            let location = format!("{url} (offset {offset})");
-            let ranges = split_array(&resp.body, None)
-                .map_err(|m| Error::source(format!("Prefect {location}"), m))?;
-            let n = ranges.len() as u64;
             let last = n < limit;
-            let pctx = PageContext {
-                first_row: row,
-                location,
-                synced_at_micros: now_micros(),
-            };
-            row += n;
-            let decoded = spawn_decode(ep.decoder.clone(), resp.body, ranges, pctx).await?;
+            if last {
+                // Pages still in flight lie past the end. Every page before
+                // this one has been read, so the closing count can start now,
+                // while the pages are written.
+                launching = false;
+                inflight.clear();
+                let this = self.http.clone();
+                let req = Request::post_json(self.url(ep.objects, "count"), &json!({}));
+                closing = Some(tokio::spawn(
+                    async move { count_response(this.send(req).await) },
+                ));
+            }
             ctx.emit.reject(decoded.rejects).await?;
-            let next = on_page(decoded.batch, offset + n, last).await?;
-            if last || matches!(next, Next::Stop) {
-                // Pages still in flight lie past the end (or past what is needed).
+            if let Next::Stop = on_page(decoded.batch, offset + n, last).await? {
+                // What is needed has been read.
                 launching = false;
                 inflight.clear();
             }
         }
-        let after = self.count(ep.objects).await.map_err(|e| self.explain(e))?.0;
+        let after = match closing {
+            Some(task) => task
+                .await
+                .map_err(|e| Error::Internal(format!("count task failed: {e}")))?,
+            None => self.count(ep.objects).await,
+        }
+        .map_err(|e| self.explain(e))?
+        .0;
         let stable = before == after;
         if !stable {
             tracing::info!(
@@ -403,27 +460,34 @@ impl Prefect {
         let state = prev.cloned().unwrap_or_else(|| json!({}));
         let seen = newest.clone();
         let scan = self
-            .scan(ep, "UPDATED_DESC", 0, ctx, move |batch, _next, _last| {
-                let (emit, table, state, seen) =
-                    (emit.clone(), table.clone(), state.clone(), seen.clone());
-                Box::pin(async move {
-                    let total = batch.num_rows();
-                    let (fresh, max) = updated_since(&batch, cursor)?;
-                    let older_seen = fresh.num_rows() < total;
-                    {
-                        let mut s = seen.lock().unwrap();
-                        *s = (*s).max(max);
-                    }
-                    emit.upsert(&table, fresh).await?;
-                    // The cursor moves only at the end; this lets the writer commit the rows.
-                    emit.checkpoint(table.name.as_str(), state).await?;
-                    Ok(if older_seen {
-                        Next::Stop
-                    } else {
-                        Next::Continue
+            .scan(
+                ep,
+                "UPDATED_DESC",
+                0,
+                None,
+                ctx,
+                move |batch, _next, _last| {
+                    let (emit, table, state, seen) =
+                        (emit.clone(), table.clone(), state.clone(), seen.clone());
+                    Box::pin(async move {
+                        let total = batch.num_rows();
+                        let (fresh, max) = updated_since(&batch, cursor)?;
+                        let older_seen = fresh.num_rows() < total;
+                        {
+                            let mut s = seen.lock().unwrap();
+                            *s = (*s).max(max);
+                        }
+                        emit.upsert(&table, fresh).await?;
+                        // The cursor moves only at the end; this lets the writer commit the rows.
+                        emit.checkpoint(table.name.as_str(), state).await?;
+                        Ok(if older_seen {
+                            Next::Stop
+                        } else {
+                            Next::Continue
+                        })
                     })
-                })
-            })
+                },
+            )
             .await?;
         let Some(scan) = scan else { return Ok(()) };
         let new_cursor = if scan.stable {
@@ -456,7 +520,7 @@ impl Prefect {
             .cloned()
             .unwrap_or_else(|| json!({}));
         let scan = self
-            .scan(ep, "NAME_ASC", 0, ctx, move |batch, _next, _last| {
+            .scan(ep, "NAME_ASC", 0, None, ctx, move |batch, _next, _last| {
                 let (emit, table, state) = (emit.clone(), table.clone(), state.clone());
                 Box::pin(async move {
                     emit.upsert(&table, batch).await?;
@@ -527,25 +591,31 @@ impl Prefect {
         let emit = ctx.emit.clone();
         let table = ep.table.clone();
         let scan = self
-            .scan(ep, "ID_DESC", start, ctx, move |batch, next, _last| {
-                let (emit, table) = (emit.clone(), table.clone());
-                Box::pin(async move {
-                    let (changed, _) = updated_since(&batch, cursor)?;
-                    emit.upsert(&table, changed).await?;
-                    let mut state =
-                        json!({"scan": {"offset": next, "count": count0, "began_us": began}});
-                    if let Some(c) = cursor {
-                        state["cursor_us"] = json!(c);
-                    }
-                    emit.checkpoint(table.name.as_str(), state).await?;
-                    Ok(Next::Continue)
-                })
-            })
+            .scan(
+                ep,
+                "ID_DESC",
+                start,
+                Some(count0),
+                ctx,
+                move |batch, next, _last| {
+                    let (emit, table) = (emit.clone(), table.clone());
+                    Box::pin(async move {
+                        let (changed, _) = updated_since(&batch, cursor)?;
+                        emit.upsert(&table, changed).await?;
+                        let mut state =
+                            json!({"scan": {"offset": next, "count": count0, "began_us": began}});
+                        if let Some(c) = cursor {
+                            state["cursor_us"] = json!(c);
+                        }
+                        emit.checkpoint(table.name.as_str(), state).await?;
+                        Ok(Next::Continue)
+                    })
+                },
+            )
             .await?;
         let Some(scan) = scan else { return Ok(()) };
         // Stable over the whole (possibly resumed) scan: the count at its start still holds.
-        let stable =
-            scan.stable && self.count(ep.objects).await.map_err(|e| self.explain(e))?.0 == count0;
+        let stable = scan.stable;
         let new_cursor = if stable {
             Some(began - LOOKBACK.as_micros() as i64)
         } else {

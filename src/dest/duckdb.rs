@@ -688,10 +688,10 @@ impl Destination for DuckDbDestination {
 impl Drop for DuckDbDestination {
     fn drop(&mut self) {
         if self.in_tx {
-            let _ = self.conn.execute("ROLLBACK", []);
+            let _ = self.exec("ROLLBACK");
         } else {
             // Fold the WAL into the file so a finished sync leaves one file behind.
-            let _ = self.conn.execute("CHECKPOINT", []);
+            let _ = self.exec("CHECKPOINT");
         }
     }
 }
