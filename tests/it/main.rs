@@ -9,4 +9,5 @@ mod dests;
 mod model;
 mod parquet;
 mod prefect;
+mod prefect_server;
 mod userflow;
