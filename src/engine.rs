@@ -244,7 +244,8 @@ pub struct SyncSummary {
     pub requests: u64,
     pub retries: u64,
     pub commits: u64,
-    /// Until the source was read to the end and every row handed to the writer.
+    /// The connector's time: from its first request until the source was
+    /// read to the end and every row handed to the writer.
     pub read_secs: f64,
     /// Until the last commit (the whole sync).
     pub elapsed_secs: f64,
@@ -354,8 +355,9 @@ pub async fn run_sync(
         emit: emitter,
         http_metrics: http_metrics.clone(),
     };
+    let reading = Instant::now();
     let outcome = connector.sync(ctx).await;
-    let read_secs = started.elapsed().as_secs_f64();
+    let read_secs = reading.elapsed().as_secs_f64();
     match outcome {
         Ok(()) => {
             if msg_tx.send(WriterMsg::Finish).await.is_err() {

@@ -36,6 +36,7 @@ use arrow::compute;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 use url::Url;
 
 use super::ordered::OrderedTasks;
@@ -233,16 +234,23 @@ enum PageError {
     Other(Error),
 }
 
-/// Fetch one page of a filter endpoint and decode it (on the decoding pool):
-/// the number of records on the page, and what they decoded to.
+/// Fetch one page of a filter endpoint, holding one of the `requests`
+/// permits while the request is in flight, and decode it (on the decoding
+/// pool): the number of records on the page, and what they decoded to.
 async fn fetch_page(
     http: HttpClient,
+    requests: Arc<Semaphore>,
     req: Request,
     decoder: Arc<BatchDecoder>,
     first_row: u64,
     location: String,
 ) -> std::result::Result<(u64, Decoded), PageError> {
+    let permit = requests
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
     let resp = http.send(req).await.map_err(PageError::Http)?;
+    drop(permit);
     let ranges = split_array(&resp.body, None)
         .map_err(|m| PageError::Other(Error::source(format!("Prefect {location}"), m)))?;
     let pctx = PageContext {
@@ -363,6 +371,10 @@ impl Prefect {
         };
         let limit = self.cfg.batch_size as u64;
         let url = self.url(ep.objects, "filter");
+        // `concurrency` requests in flight; pages decoded but not yet written
+        // do not hold a request back, and at most as many again wait.
+        let requests = Arc::new(Semaphore::new(self.cfg.concurrency));
+        let ahead = 2 * self.cfg.concurrency;
         let mut inflight =
             OrderedTasks::<(u64, std::result::Result<(u64, Decoded), PageError>)>::new();
         let mut next_offset = start;
@@ -376,7 +388,7 @@ impl Prefect {
             // Past the rows counted at the start, pages are fetched one at a
             // time: the end is near, and speculative requests would be wasted.
             while launching
-                && inflight.len() < self.cfg.concurrency
+                && inflight.len() < ahead
                 && (next_offset <= before || inflight.is_empty())
             {
                 let offset = next_offset;
@@ -386,12 +398,10 @@ impl Prefect {
                     &json!({"limit": limit, "offset": offset, "sort": sort}),
                 );
                 let (http, decoder) = (self.http.clone(), ep.decoder.clone());
-                let location = format!("{url} (offset {offset})");
+                let (requests, location) = (requests.clone(), format!("{url} (offset {offset})"));
                 inflight.push(async move {
-                    (
-                        offset,
-                        fetch_page(http, req, decoder, offset, location).await,
-                    )
+                    let page = fetch_page(http, requests, req, decoder, offset, location).await;
+                    (offset, page)
                 });
             }
             let Some((offset, page)) = inflight.next().await else {
