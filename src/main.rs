@@ -225,6 +225,14 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
             t.name,
             t.primary_key.join(", ")
         );
+        // Names padded to the longest of the table (and at least 16).
+        let w = t
+            .columns
+            .iter()
+            .map(|c| c.name.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(16);
         for c in &t.columns {
             let source = match &c.source {
                 etl::schema::ColumnSource::Path(p) => p.join("."),
@@ -232,7 +240,7 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
                 etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
             };
             println!(
-                "  {:<16} {:<14} duckdb {:<12} from {}",
+                "  {:<w$} {:<14} duckdb {:<12} from {}",
                 c.name,
                 c.ty.to_string(),
                 c.ty.duckdb_type(),
@@ -240,7 +248,7 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
             );
         }
         println!(
-            "  {:<16} {:<14} duckdb {:<12} soft-delete flag",
+            "  {:<w$} {:<14} duckdb {:<12} soft-delete flag",
             etl::schema::DELETED_COLUMN,
             "BOOLEAN",
             "BOOLEAN"
