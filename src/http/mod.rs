@@ -465,10 +465,7 @@ pub fn error_message(body: &[u8]) -> String {
                     .get("exception_message")
                     .and_then(pick)
                     .unwrap_or_default();
-                return truncate_for_display(
-                    &format!("{head} {}", parts.join("; ")).trim().to_string(),
-                    500,
-                );
+                return truncate_for_display(format!("{head} {}", parts.join("; ")).trim(), 500);
             }
         }
         for key in [

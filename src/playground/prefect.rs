@@ -48,7 +48,7 @@ impl Record {
         let t = |k: &str| {
             json.get(k)
                 .and_then(Value::as_str)
-                .and_then(|s| crate::batch::values::parse_utc_micros(s))
+                .and_then(crate::batch::values::parse_utc_micros)
         };
         Record {
             id: json["id"].as_str().unwrap_or_default().to_string(),
@@ -96,7 +96,7 @@ pub struct PrefectMock {
 impl PrefectMock {
     /// `flow_runs` runs of 40 flows and 25 deployments, from `seed`, in the past.
     pub fn generate(flow_runs: usize, seed: u64) -> Self {
-        let mut rng = SplitMix64(seed ^ 0x9ef3_c7);
+        let mut rng = SplitMix64(seed ^ 0x009e_f3c7);
         let base = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
         let mut flows = BTreeMap::new();
         let mut flow_ids = Vec::new();
@@ -221,13 +221,13 @@ fn deployment(
     } else {
         json!([{"id": uuid(rng), "created": pydantic_time(created), "updated": pydantic_time(created),
             "deployment_id": id,
-            "schedule": if i % 2 == 0 { json!({"interval": 3600.0, "anchor_date": pydantic_time(created), "timezone": "UTC"}) }
+            "schedule": if i.is_multiple_of(2) { json!({"interval": 3600.0, "anchor_date": pydantic_time(created), "timezone": "UTC"}) }
                         else { json!({"cron": "0 6 * * *", "timezone": "UTC", "day_or": true}) },
             "active": true, "max_scheduled_runs": null, "parameters": {}, "slug": null}])
     };
     json!({"id": id, "created": pydantic_time(created), "updated": pydantic_time(updated),
         "name": format!("deployment-{i:02}"), "version": null, "description": null, "flow_id": flow_id,
-        "paused": i % 5 == 0, "schedules": schedules, "concurrency_limit": null, "global_concurrency_limit": null,
+        "paused": i.is_multiple_of(5), "schedules": schedules, "concurrency_limit": null, "global_concurrency_limit": null,
         "concurrency_options": null, "job_variables": {}, "parameters": {}, "tags": ["etl"],
         "labels": {"prefect.flow.id": flow_id}, "work_queue_name": null, "work_queue_id": null, "last_polled": null,
         "parameter_openapi_schema": {}, "path": null, "pull_steps": [], "entrypoint": null,
@@ -270,7 +270,7 @@ fn run(
         "work_queue_name": "default", "flow_version": "a1b2c3", "parameters": {"day": format!("2024-05-{:02}", i % 28 + 1), "n": i},
         "idempotency_key": null, "context": {}, "empirical_policy": {"max_retries": 0, "retry_delay_seconds": 0.0,
             "retries": 0, "retry_delay": 0, "pause_keys": [], "resuming": false, "retry_type": null},
-        "tags": if i % 2 == 0 { json!(["prod"]) } else { json!([]) }, "labels": {},
+        "tags": if i.is_multiple_of(2) { json!(["prod"]) } else { json!([]) }, "labels": {},
         "parent_task_run_id": null, "state_type": state_type, "state_name": state_name,
         "run_count": u8::from(started), "expected_start_time": pydantic_time(expected),
         "next_scheduled_start_time": null, "start_time": t(start), "end_time": t(end),
