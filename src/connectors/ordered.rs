@@ -10,8 +10,21 @@ use std::task::{Context, Poll};
 use tokio::task::JoinHandle;
 
 /// A spawned task that is aborted when its handle is dropped (a detached
-/// tokio task would go on fetching pages nobody reads).
-struct AbortOnDrop<T>(JoinHandle<T>);
+/// tokio task would go on fetching pages nobody reads). Awaiting it yields
+/// the task's output; a panic in the task resumes in the awaiting one.
+pub struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T: Send + 'static> AbortOnDrop<T> {
+    /// Start `task` on the runtime now.
+    pub fn spawn(task: impl Future<Output = T> + Send + 'static) -> Self {
+        AbortOnDrop(tokio::spawn(task))
+    }
+
+    /// Whether the task has finished (awaiting it will not wait).
+    pub fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
@@ -63,7 +76,7 @@ impl<T: Send + 'static> OrderedTasks<T> {
 
     /// Start `task` now, behind those already queued.
     pub fn push(&mut self, task: impl Future<Output = T> + Send + 'static) {
-        self.queue.push_back(AbortOnDrop(tokio::spawn(task)));
+        self.queue.push_back(AbortOnDrop::spawn(task));
     }
 
     /// The output of the oldest task, once it has finished; `None` when empty.

@@ -28,10 +28,11 @@
 //!   late. The scan is resumable: each checkpoint records the next offset and
 //!   the count at the start.
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{Array, BooleanArray, Int64Array};
+use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
 use arrow::compute;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
@@ -39,7 +40,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use url::Url;
 
-use super::ordered::OrderedTasks;
+use super::ordered::{AbortOnDrop, OrderedTasks};
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::batch::values::format_utc_micros;
 use crate::batch::{spawn_decode, split_array, BatchDecoder, Decoded, PageContext};
@@ -188,11 +189,98 @@ enum Next {
     Stop,
 }
 
+/// Where a scan starts or resumes, and what it has proved so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ScanPoint {
+    /// Offset of the next page.
+    offset: u64,
+    /// Id of the row the next page must start with (the last row of the page
+    /// before); `None` at the start of a scan.
+    boundary: Option<String>,
+    /// A shift has been seen: some row may have fallen between two pages.
+    shifted: bool,
+    /// The earliest server time of any page read (microseconds).
+    began_us: Option<i64>,
+}
+
+impl ScanPoint {
+    fn to_json(&self) -> Value {
+        json!({
+            "offset": self.offset,
+            "boundary": self.boundary,
+            "shifted": self.shifted,
+            "began_us": self.began_us,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<ScanPoint> {
+        Some(ScanPoint {
+            offset: v.get("offset")?.as_u64()?,
+            boundary: v
+                .get("boundary")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            shifted: v.get("shifted").and_then(Value::as_bool).unwrap_or(true),
+            began_us: v.get("began_us").and_then(Value::as_i64),
+        })
+    }
+}
+
+/// How a scan launches pages.
+struct ScanPlan<'a> {
+    sort: &'a str,
+    from: ScanPoint,
+    /// Rows the endpoint is expected to hold (the last scan's count): pages
+    /// are launched up to it before this scan's own count arrives. Without
+    /// it, the first page goes alone, alongside the count.
+    expected_rows: Option<u64>,
+    /// The handler usually stops after a page or two (an incremental scan):
+    /// launch one page, then twice as many after each page read.
+    stops_early: bool,
+}
+
+/// A page in scan order, as handed to a page handler.
+struct Page {
+    /// The rows the page adds (the row it shares with the page before is dropped).
+    batch: RecordBatch,
+    /// Where the scan continues after this page.
+    next: ScanPoint,
+}
+
 /// A finished scan.
 struct Scan {
-    /// Rows were neither inserted nor deleted while it ran.
+    /// Every page began with the last row of the page before it: no row was
+    /// inserted or deleted ahead of a page boundary while the scan ran, so
+    /// none fell between two pages.
     stable: bool,
     pages: u64,
+    /// The earliest server time of any page (microseconds).
+    began_us: i64,
+    /// The endpoint's row count during the scan, if the server answered it.
+    count: Option<u64>,
+}
+
+impl Scan {
+    /// Record in a stream's state whether the scan was stable (for the
+    /// curious: `SELECT state FROM _etl_state`) and the row count, which
+    /// bounds how many pages the next scan launches before its own count.
+    fn describe(&self, state: &mut Value, previous_count: Option<u64>) {
+        state["stable"] = json!(self.stable);
+        if let Some(n) = self.count.or(previous_count) {
+            state["count"] = json!(n);
+        }
+    }
+}
+
+/// A fetched and decoded page.
+struct Fetched {
+    /// Records on the page (decoded or rejected).
+    records: u64,
+    first_id: Option<String>,
+    last_id: Option<String>,
+    /// The server's time when it answered.
+    server_us: i64,
+    decoded: Decoded,
 }
 
 fn now_micros() -> i64 {
@@ -236,7 +324,7 @@ enum PageError {
 
 /// Fetch one page of a filter endpoint, holding one of the `requests`
 /// permits while the request is in flight, and decode it (on the decoding
-/// pool): the number of records on the page, and what they decoded to.
+/// pool).
 async fn fetch_page(
     http: HttpClient,
     requests: Arc<Semaphore>,
@@ -244,25 +332,55 @@ async fn fetch_page(
     decoder: Arc<BatchDecoder>,
     first_row: u64,
     location: String,
-) -> std::result::Result<(u64, Decoded), PageError> {
+) -> std::result::Result<Fetched, PageError> {
     let permit = requests
         .acquire_owned()
         .await
         .expect("the semaphore is never closed");
     let resp = http.send(req).await.map_err(PageError::Http)?;
     drop(permit);
+    let server_us = server_micros(&resp);
     let ranges = split_array(&resp.body, None)
         .map_err(|m| PageError::Other(Error::source(format!("Prefect {location}"), m)))?;
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Option<String>,
+    }
+    let id_at = |r: Option<&Range<usize>>| {
+        r.and_then(|r| serde_json::from_slice::<Id>(&resp.body[r.clone()]).ok())
+            .and_then(|i| i.id)
+    };
+    let (first_id, last_id) = (id_at(ranges.first()), id_at(ranges.last()));
+    let records = ranges.len() as u64;
     let pctx = PageContext {
         first_row,
         location,
         synced_at_micros: now_micros(),
     };
-    let records = ranges.len() as u64;
     let decoded = spawn_decode(decoder, resp.body, ranges, pctx)
         .await
         .map_err(|e| PageError::Other(e.into()))?;
-    Ok((records, decoded))
+    Ok(Fetched {
+        records,
+        first_id,
+        last_id,
+        server_us,
+        decoded,
+    })
+}
+
+/// `batch` without its first row when that row has id `id`.
+fn drop_first_if(batch: RecordBatch, id: &str) -> RecordBatch {
+    let first = batch
+        .column_by_name("id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .filter(|c| !c.is_empty() && c.is_valid(0))
+        .map(|c| c.value(0) == id);
+    if first == Some(true) {
+        batch.slice(1, batch.num_rows() - 1)
+    } else {
+        batch
+    }
 }
 
 /// The body of a `…/count` answer and the server's time.
@@ -335,67 +453,88 @@ impl Prefect {
         }
     }
 
-    /// `POST …/count`: the number of rows and the server's time.
-    async fn count(&self, objects: &str) -> std::result::Result<(u64, i64), HttpError> {
-        let req = Request::post_json(self.url(objects, "count"), &json!({}));
-        count_response(self.http.send(req).await)
+    fn count_request(&self, objects: &str) -> Request {
+        Request::post_json(self.url(objects, "count"), &json!({}))
     }
 
-    /// Read `objects` in `sort` order from `start` on, with up to
-    /// `concurrency` pages in flight (each fetched and decoded in its own
-    /// task), handing each decoded page to `on_page` in order. `counted` is
-    /// the number of rows when the scan began, if already known. Returns
-    /// `None` when the endpoint does not exist (404).
+    /// Read `ep` in `plan.sort` order from `plan.from` on and hand each page
+    /// to `on_page`, in order.
+    ///
+    /// Up to `concurrency` requests are in flight (each page fetched and
+    /// decoded in its own task; at most as many decoded pages again wait to
+    /// be written). Consecutive pages overlap by one row: a page must begin
+    /// with the row that ended the page before it. If it does not, a row was
+    /// inserted or deleted ahead of that boundary between the two reads, and
+    /// a row may have fallen between the pages; the scan is then *unstable*
+    /// (the rows read are still written). A count request runs alongside the
+    /// first pages and bounds how far pages are launched ahead; past it,
+    /// pages are fetched one at a time until the short page that ends the
+    /// endpoint. Returns `None` when the endpoint does not exist (404).
     async fn scan<F>(
         &self,
         ep: &Endpoint,
-        sort: &str,
-        start: u64,
-        counted: Option<u64>,
+        plan: ScanPlan<'_>,
         ctx: &SyncContext,
         mut on_page: F,
     ) -> Result<Option<Scan>>
     where
-        F: FnMut(RecordBatch, u64, bool) -> BoxFuture<'static, Result<Next>>,
+        F: FnMut(Page) -> BoxFuture<'static, Result<Next>>,
     {
-        let before = match counted {
-            Some(n) => n,
-            None => match self.count(ep.objects).await {
-                Ok((n, _)) => n,
-                Err(e) if e.status() == Some(404) => {
-                    tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
-                    return Ok(None);
-                }
-                Err(e) => return Err(self.explain(e)),
-            },
-        };
-        let limit = self.cfg.batch_size as u64;
+        // Each request re-reads the last row of the page before it.
+        let limit = (self.cfg.batch_size as u64).max(2);
+        let step = limit - 1;
         let url = self.url(ep.objects, "filter");
-        // `concurrency` requests in flight; pages decoded but not yet written
-        // do not hold a request back, and at most as many again wait.
-        let requests = Arc::new(Semaphore::new(self.cfg.concurrency));
-        let ahead = 2 * self.cfg.concurrency;
-        let mut inflight =
-            OrderedTasks::<(u64, std::result::Result<(u64, Decoded), PageError>)>::new();
-        let mut next_offset = start;
+        let http = self.http.clone();
+        let count_req = self.count_request(ep.objects);
+        let mut counting = Some(AbortOnDrop::spawn(async move {
+            count_response(http.send(count_req).await)
+        }));
+        let mut count: Option<u64> = None;
+        let concurrency = self.cfg.concurrency;
+        let requests = Arc::new(Semaphore::new(concurrency));
+        let ahead = 2 * concurrency;
+        // Pages launched ahead of the one being read; grows from 1 when the
+        // handler is expected to stop early.
+        let mut window = if plan.stops_early { 1 } else { ahead };
+        // How far pages are launched ahead: the last scan's count until this
+        // scan's own arrives. With neither, the first page goes alone with
+        // the count (a first sync of a small table wastes no requests).
+        let mut bound: Option<u64> = plan.expected_rows;
+        let first_offset = plan.from.offset;
+        let mut inflight = OrderedTasks::<(u64, std::result::Result<Fetched, PageError>)>::new();
+        let mut point = plan.from;
+        let mut next_offset = point.offset;
         let mut launching = true;
         let mut pages = 0u64;
-        // The closing count, started as soon as the last page has been read.
-        let mut closing: Option<
-            tokio::task::JoinHandle<std::result::Result<(u64, i64), HttpError>>,
-        > = None;
         loop {
-            // Past the rows counted at the start, pages are fetched one at a
-            // time: the end is near, and speculative requests would be wasted.
+            let must_wait = bound.is_none() && inflight.is_empty() && next_offset > first_offset;
+            if counting
+                .as_ref()
+                .is_some_and(|t| must_wait || t.is_finished())
+            {
+                if let Some(task) = counting.take() {
+                    match task.await {
+                        Ok((n, _)) => {
+                            count = Some(n);
+                            bound = Some(n);
+                        }
+                        Err(e) => {
+                            tracing::debug!(stream = ep.objects, error = %e, "no row count; pages are launched without a bound");
+                            bound = Some(bound.unwrap_or(u64::MAX));
+                        }
+                    }
+                }
+            }
+            let launch_below = bound.unwrap_or(first_offset + 1);
             while launching
-                && inflight.len() < ahead
-                && (next_offset <= before || inflight.is_empty())
+                && inflight.len() < window.min(ahead)
+                && (next_offset < launch_below || inflight.is_empty())
             {
                 let offset = next_offset;
-                next_offset += limit;
+                next_offset += step;
                 let req = Request::post_json(
                     url.clone(),
-                    &json!({"limit": limit, "offset": offset, "sort": sort}),
+                    &json!({"limit": limit, "offset": offset, "sort": plan.sort}),
                 );
                 let (http, decoder) = (self.http.clone(), ep.decoder.clone());
                 let (requests, location) = (requests.clone(), format!("{url} (offset {offset})"));
@@ -407,8 +546,8 @@ impl Prefect {
             let Some((offset, page)) = inflight.next().await else {
                 break;
             };
-            let (n, decoded) = match page {
-                Ok(d) => d,
+            let page = match page {
+                Ok(p) => p,
                 Err(PageError::Http(e)) if e.status() == Some(404) && pages == 0 => {
                     tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
                     return Ok(None);
@@ -418,44 +557,67 @@ impl Prefect {
             };
             ctx.emit.page_fetched();
             pages += 1;
-            let last = n < limit;
+            window = window.saturating_mul(2);
+            let last = page.records < limit;
+            let mut batch = page.decoded.batch;
+            if let Some(expected) = &point.boundary {
+                if page.first_id.as_deref() == Some(expected.as_str()) {
+                    batch = drop_first_if(batch, expected);
+                } else {
+                    if !point.shifted {
+                        tracing::info!(
+                            stream = ep.objects,
+                            offset,
+                            "rows moved between two page reads (inserted or deleted meanwhile); \
+                             the next sync reads this range again"
+                        );
+                    }
+                    point.shifted = true;
+                }
+            }
+            point.offset = offset + step;
+            point.boundary = page.last_id;
+            point.began_us = Some(
+                point
+                    .began_us
+                    .map_or(page.server_us, |b| b.min(page.server_us)),
+            );
             if last {
-                // Pages still in flight lie past the end. Every page before
-                // this one has been read, so the closing count can start now,
-                // while the pages are written.
+                // Pages still in flight lie past the end.
                 launching = false;
                 inflight.clear();
-                let this = self.http.clone();
-                let req = Request::post_json(self.url(ep.objects, "count"), &json!({}));
-                closing = Some(tokio::spawn(
-                    async move { count_response(this.send(req).await) },
-                ));
             }
-            ctx.emit.reject(decoded.rejects).await?;
-            if let Next::Stop = on_page(decoded.batch, offset + n, last).await? {
+            ctx.emit.reject(page.decoded.rejects).await?;
+            let next = on_page(Page {
+                batch,
+                next: point.clone(),
+            })
+            .await?;
+            if let Next::Stop = next {
                 // What is needed has been read.
                 launching = false;
                 inflight.clear();
             }
         }
-        let after = match closing {
-            Some(task) => task
-                .await
-                .map_err(|e| Error::Internal(format!("count task failed: {e}")))?,
-            None => self.count(ep.objects).await,
+        if count.is_none() {
+            if let Some(Ok((n, _))) = match counting.take() {
+                Some(task) => Some(task.await),
+                None => None,
+            } {
+                count = Some(n);
+            }
         }
-        .map_err(|e| self.explain(e))?
-        .0;
-        let stable = before == after;
-        if !stable {
-            tracing::info!(
-                stream = ep.objects,
-                before,
-                after,
-                "rows were added or removed during the scan; the next sync reads this range again"
-            );
-        }
-        Ok(Some(Scan { stable, pages }))
+        Ok(Some(Scan {
+            stable: !point.shifted,
+            pages,
+            began_us: point.began_us.unwrap_or_else(now_micros),
+            count,
+        }))
+    }
+
+    /// The count saved by the last scan of `objects`, if any.
+    fn expected_rows(prev: Option<&Value>) -> Option<u64> {
+        prev.and_then(|s| s.get("count")).and_then(Value::as_u64)
     }
 
     async fn sync_flows(&self, ctx: &SyncContext) -> Result<()> {
@@ -469,35 +631,34 @@ impl Prefect {
         let table = ep.table.clone();
         let state = prev.cloned().unwrap_or_else(|| json!({}));
         let seen = newest.clone();
+        let plan = ScanPlan {
+            sort: "UPDATED_DESC",
+            from: ScanPoint::default(),
+            expected_rows: Self::expected_rows(prev),
+            stops_early: cursor.is_some(),
+        };
         let scan = self
-            .scan(
-                ep,
-                "UPDATED_DESC",
-                0,
-                None,
-                ctx,
-                move |batch, _next, _last| {
-                    let (emit, table, state, seen) =
-                        (emit.clone(), table.clone(), state.clone(), seen.clone());
-                    Box::pin(async move {
-                        let total = batch.num_rows();
-                        let (fresh, max) = updated_since(&batch, cursor)?;
-                        let older_seen = fresh.num_rows() < total;
-                        {
-                            let mut s = seen.lock().unwrap();
-                            *s = (*s).max(max);
-                        }
-                        emit.upsert(&table, fresh).await?;
-                        // The cursor moves only at the end; this lets the writer commit the rows.
-                        emit.checkpoint(table.name.as_str(), state).await?;
-                        Ok(if older_seen {
-                            Next::Stop
-                        } else {
-                            Next::Continue
-                        })
+            .scan(ep, plan, ctx, move |page| {
+                let (emit, table, state, seen) =
+                    (emit.clone(), table.clone(), state.clone(), seen.clone());
+                Box::pin(async move {
+                    let total = page.batch.num_rows();
+                    let (fresh, max) = updated_since(&page.batch, cursor)?;
+                    let older_seen = fresh.num_rows() < total;
+                    {
+                        let mut s = seen.lock().unwrap();
+                        *s = (*s).max(max);
+                    }
+                    emit.upsert(&table, fresh).await?;
+                    // The cursor moves only at the end; this lets the writer commit the rows.
+                    emit.checkpoint(table.name.as_str(), state).await?;
+                    Ok(if older_seen {
+                        Next::Stop
+                    } else {
+                        Next::Continue
                     })
-                },
-            )
+                })
+            })
             .await?;
         let Some(scan) = scan else { return Ok(()) };
         let new_cursor = if scan.stable {
@@ -509,6 +670,7 @@ impl Prefect {
         if let Some(c) = new_cursor {
             state = json!({"cursor": format_utc_micros(c), "cursor_us": c});
         }
+        scan.describe(&mut state, Self::expected_rows(prev));
         ctx.emit.checkpoint(ep.objects, state).await?;
         tracing::info!(
             stream = ep.objects,
@@ -524,16 +686,19 @@ impl Prefect {
         let started = now_micros();
         let emit = ctx.emit.clone();
         let table = ep.table.clone();
-        let state = ctx
-            .state
-            .stream(ep.objects)
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let prev = ctx.state.stream(ep.objects);
+        let state = prev.cloned().unwrap_or_else(|| json!({}));
+        let plan = ScanPlan {
+            sort: "NAME_ASC",
+            from: ScanPoint::default(),
+            expected_rows: Self::expected_rows(prev),
+            stops_early: false,
+        };
         let scan = self
-            .scan(ep, "NAME_ASC", 0, None, ctx, move |batch, _next, _last| {
+            .scan(ep, plan, ctx, move |page| {
                 let (emit, table, state) = (emit.clone(), table.clone(), state.clone());
                 Box::pin(async move {
-                    emit.upsert(&table, batch).await?;
+                    emit.upsert(&table, page.batch).await?;
                     emit.checkpoint(table.name.as_str(), state).await?;
                     Ok(Next::Continue)
                 })
@@ -551,12 +716,9 @@ impl Prefect {
                 "deployments changed during the scan; soft-deletes wait for the next sync"
             );
         }
-        ctx.emit
-            .checkpoint(
-                ep.objects,
-                json!({"last_complete_scan_at": format_utc_micros(started)}),
-            )
-            .await?;
+        let mut state = json!({"last_complete_scan_at": format_utc_micros(started)});
+        scan.describe(&mut state, None);
+        ctx.emit.checkpoint(ep.objects, state).await?;
         tracing::info!(
             stream = ep.objects,
             pages = scan.pages,
@@ -568,78 +730,64 @@ impl Prefect {
 
     async fn sync_flow_runs(&self, ctx: &SyncContext) -> Result<()> {
         let ep = &self.flow_runs;
-        let prev = ctx
-            .state
-            .stream(ep.objects)
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let cursor = prev.get("cursor_us").and_then(Value::as_i64);
-        let resume = prev.get("scan").filter(|s| !s.is_null()).cloned();
-        // Where the scan starts, the count then, and the server time then.
-        let (start, count0, began) = match &resume {
-            Some(s) => (
-                s.get("offset").and_then(Value::as_u64).unwrap_or(0),
-                s.get("count").and_then(Value::as_u64),
-                s.get("began_us").and_then(Value::as_i64),
-            ),
-            None => (0, None, None),
-        };
-        let (count0, began) = match (count0, began) {
-            (Some(c), Some(b)) => (c, b),
-            _ => match self.count(ep.objects).await {
-                Ok(x) => x,
-                Err(e) if e.status() == Some(404) => {
-                    tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
-                    return Ok(());
-                }
-                Err(e) => return Err(self.explain(e)),
-            },
-        };
-        if start > 0 {
-            tracing::info!(stream = ep.objects, offset = start, "resuming scan");
+        let prev = ctx.state.stream(ep.objects).cloned();
+        let cursor = prev
+            .as_ref()
+            .and_then(|s| s.get("cursor_us"))
+            .and_then(Value::as_i64);
+        let expected_rows = Self::expected_rows(prev.as_ref());
+        // A scan stopped midway continues where its last checkpoint left it.
+        let from = prev
+            .as_ref()
+            .and_then(|s| s.get("scan"))
+            .and_then(ScanPoint::from_json)
+            .unwrap_or_default();
+        if from.offset > 0 {
+            tracing::info!(stream = ep.objects, offset = from.offset, "resuming scan");
         }
         let emit = ctx.emit.clone();
         let table = ep.table.clone();
+        let plan = ScanPlan {
+            sort: "ID_DESC",
+            from,
+            expected_rows,
+            stops_early: false,
+        };
         let scan = self
-            .scan(
-                ep,
-                "ID_DESC",
-                start,
-                Some(count0),
-                ctx,
-                move |batch, next, _last| {
-                    let (emit, table) = (emit.clone(), table.clone());
-                    Box::pin(async move {
-                        let (changed, _) = updated_since(&batch, cursor)?;
-                        emit.upsert(&table, changed).await?;
-                        let mut state =
-                            json!({"scan": {"offset": next, "count": count0, "began_us": began}});
-                        if let Some(c) = cursor {
-                            state["cursor_us"] = json!(c);
-                        }
-                        emit.checkpoint(table.name.as_str(), state).await?;
-                        Ok(Next::Continue)
-                    })
-                },
-            )
+            .scan(ep, plan, ctx, move |page| {
+                let (emit, table) = (emit.clone(), table.clone());
+                Box::pin(async move {
+                    let (changed, _) = updated_since(&page.batch, cursor)?;
+                    emit.upsert(&table, changed).await?;
+                    let mut state = json!({"scan": page.next.to_json()});
+                    if let Some(c) = cursor {
+                        state["cursor_us"] = json!(c);
+                    }
+                    if let Some(n) = expected_rows {
+                        state["count"] = json!(n);
+                    }
+                    emit.checkpoint(table.name.as_str(), state).await?;
+                    Ok(Next::Continue)
+                })
+            })
             .await?;
         let Some(scan) = scan else { return Ok(()) };
-        // Stable over the whole (possibly resumed) scan: the count at its start still holds.
-        let stable = scan.stable;
-        let new_cursor = if stable {
-            Some(began - LOOKBACK.as_micros() as i64)
+        // Stable over the whole (possibly resumed) scan: every page boundary held.
+        let new_cursor = if scan.stable {
+            Some(scan.began_us - LOOKBACK.as_micros() as i64)
         } else {
             cursor
         };
-        let state = match new_cursor {
+        let mut state = match new_cursor {
             Some(c) => json!({"cursor": format_utc_micros(c), "cursor_us": c}),
             None => json!({}),
         };
+        scan.describe(&mut state, expected_rows);
         ctx.emit.checkpoint(ep.objects, state).await?;
         tracing::info!(
             stream = ep.objects,
             pages = scan.pages,
-            stable,
+            stable = scan.stable,
             "flow runs read"
         );
         Ok(())

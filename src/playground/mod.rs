@@ -11,7 +11,7 @@
 pub mod prefect;
 pub mod userflow;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,27 +85,38 @@ pub(crate) struct Shared {
     pub prefect: prefect::PrefectMock,
     /// Scripted faults by request number (1-based, counting every request).
     faults: Mutex<BTreeMap<u64, Fault>>,
+    /// Scripted faults for the next request to a path ending this way.
+    path_faults: Mutex<Vec<(String, Fault)>>,
     rng: Mutex<SplitMix64>,
     pub requests: AtomicU64,
     /// Requests being answered now, and the most at once.
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
+    /// The same per path: (now, most at once).
+    path_in_flight: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 /// Counts a request as in flight until dropped.
-struct InFlight<'a>(&'a Shared);
+struct InFlight<'a>(&'a Shared, String);
 
 impl<'a> InFlight<'a> {
-    fn enter(s: &'a Shared) -> Self {
+    fn enter(s: &'a Shared, path: &str) -> Self {
         let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        InFlight(s)
+        let mut paths = s.path_in_flight.lock().unwrap();
+        let e = paths.entry(path.to_string()).or_default();
+        e.0 += 1;
+        e.1 = e.1.max(e.0);
+        InFlight(s, path.to_string())
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if let Some(e) = self.0.path_in_flight.lock().unwrap().get_mut(&self.1) {
+            e.0 -= 1;
+        }
     }
 }
 
@@ -125,10 +136,12 @@ impl Playground {
             userflow: userflow::UserflowMock::generate(opts.users, opts.seed),
             prefect: prefect::PrefectMock::generate(opts.flow_runs, opts.seed),
             faults: Mutex::new(BTreeMap::new()),
+            path_faults: Mutex::new(Vec::new()),
             rng: Mutex::new(SplitMix64(opts.seed ^ 0x5eed)),
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
+            path_in_flight: Mutex::new(HashMap::new()),
             opts,
         });
         let s = shared.clone();
@@ -192,9 +205,33 @@ impl Playground {
         self.shared.faults.lock().unwrap().insert(n, f);
     }
 
+    /// Make the next request whose path ends with `suffix` (for example
+    /// `/flow_runs/filter`) fail this way; several queue up in order.
+    pub fn fault_on(&self, suffix: &str, f: Fault) {
+        self.shared
+            .path_faults
+            .lock()
+            .unwrap()
+            .push((suffix.to_string(), f));
+    }
+
     /// The most requests answered at the same time since the last call.
     pub fn take_max_in_flight(&self) -> u64 {
         self.shared.max_in_flight.swap(0, Ordering::SeqCst)
+    }
+
+    /// The most requests to paths ending with `suffix` answered at the same
+    /// time since the last call (for one path).
+    pub fn take_max_in_flight_on(&self, suffix: &str) -> u64 {
+        let mut paths = self.shared.path_in_flight.lock().unwrap();
+        let mut most = 0;
+        for (path, e) in paths.iter_mut() {
+            if path.ends_with(suffix) {
+                most = most.max(e.1);
+                e.1 = e.0;
+            }
+        }
+        most
     }
 
     /// Requests served so far.
@@ -292,7 +329,7 @@ impl MockRequest {
 
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let n = s.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    let _in_flight = InFlight::enter(&s);
+    let _in_flight = InFlight::enter(&s, req.uri().path());
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -319,7 +356,13 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     if !s.opts.latency.is_zero() {
         tokio::time::sleep(s.opts.latency).await;
     }
-    let scripted = s.faults.lock().unwrap().remove(&n);
+    let scripted = s.faults.lock().unwrap().remove(&n).or_else(|| {
+        let mut by_path = s.path_faults.lock().unwrap();
+        let i = by_path
+            .iter()
+            .position(|(suffix, _)| mreq.path.ends_with(suffix.as_str()))?;
+        Some(by_path.remove(i).1)
+    });
     let fault = scripted.or_else(|| random_fault(&s));
     let mut malformed = false;
     match fault {

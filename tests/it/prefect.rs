@@ -164,14 +164,16 @@ async fn pages_are_fetched_concurrently_up_to_the_limit() {
     sync_prefect(&pg, &out, json!({"concurrency": 4, "batch_size": 100}))
         .await
         .unwrap();
+    // 30 pages of runs, four at a time; three endpoints at once (each with
+    // its count alongside).
+    assert_eq!(pg.take_max_in_flight_on("/flow_runs/filter"), 4);
     let max = pg.take_max_in_flight();
-    // Three endpoints at up to four pages each.
-    assert!((5..=12).contains(&max), "{max} requests in flight");
+    assert!((5..=15).contains(&max), "{max} requests in flight");
     assert_exact(&pg, &out);
     sync_prefect(&pg, &out, json!({"concurrency": 1, "batch_size": 100}))
         .await
         .unwrap();
-    assert!(pg.take_max_in_flight() <= 3, "one page per endpoint");
+    assert_eq!(pg.take_max_in_flight_on("/flow_runs/filter"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,7 +183,9 @@ async fn runs_added_during_a_scan_are_read_by_the_next_sync() {
     let adder = {
         let pg = pg.clone();
         tokio::spawn(async move {
-            while pg.requests() < 8 {
+            // Past the first pages of every endpoint (and their counts),
+            // with most run pages still to read.
+            while pg.requests() < 30 {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             pg.prefect().add_flow_runs(37)
@@ -200,6 +204,63 @@ async fn runs_added_during_a_scan_are_read_by_the_next_sync() {
         .await
         .unwrap();
     assert_exact(&pg, &out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_deleted_during_a_scan_leave_it_unstable() {
+    let pg = std::sync::Arc::new(prefect_playground(2_000, 5).await);
+    let (_d, out) = tmp();
+    sync_prefect(&pg, &out, json!({"batch_size": 50}))
+        .await
+        .unwrap();
+    let runs = saved_prefect_state(&out)["streams"]["flow_runs"].clone();
+    assert_eq!(runs["stable"], json!(true), "{runs}");
+    let cursor = runs["cursor_us"].clone();
+    assert!(cursor.is_i64(), "a stable scan sets the cursor");
+    // The runs read first (ID_DESC): deleting them moves every later row one
+    // place ahead, so without the page overlap a row would fall between two
+    // pages unnoticed.
+    let mut ids: Vec<String> = pg
+        .prefect()
+        .all("flow_runs")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    ids.sort();
+    let first: Vec<String> = ids.iter().rev().take(3).cloned().collect();
+    let start = pg.requests();
+    let remover = {
+        let pg = pg.clone();
+        tokio::spawn(async move {
+            while pg.requests() < start + 20 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            for id in &first {
+                assert!(pg.prefect().remove("flow_runs", id));
+            }
+        })
+    };
+    sync_prefect(&pg, &out, json!({"batch_size": 50, "concurrency": 4}))
+        .await
+        .unwrap();
+    remover.await.unwrap();
+    let runs = &saved_prefect_state(&out)["streams"]["flow_runs"];
+    assert_eq!(runs["stable"], json!(false), "{runs}");
+    assert_eq!(
+        runs["cursor_us"], cursor,
+        "an unstable scan keeps the cursor"
+    );
+    // The next scan is stable; every run the server has is there, and the
+    // deleted ones stay as history.
+    sync_prefect(&pg, &out, json!({"batch_size": 50}))
+        .await
+        .unwrap();
+    let runs = &saved_prefect_state(&out)["streams"]["flow_runs"];
+    assert_eq!(runs["stable"], json!(true), "{runs}");
+    let stored = table_rows(&out, "flow_runs");
+    let live = truth(&pg, "flow_runs");
+    assert_eq!(stored.len(), live.len() + 3);
+    assert!(live.iter().all(|r| stored.binary_search(r).is_ok()));
 }
 
 fn saved_prefect_state(db: &Path) -> Value {
@@ -306,15 +367,15 @@ async fn errors_name_the_key_the_detail_or_skip_a_missing_endpoint() {
     );
 
     // The real server's 422 shape: the message carries the validation detail.
-    pg.fault_at(
-        pg.requests() + 1,
+    pg.fault_on(
+        "/flow_runs/filter",
         Fault::Status {
             status: 422,
             retry_after: None,
             body: r#"{"exception_message": "Invalid request received.", "exception_detail": [{"type": "enum", "loc": ["body", "sort"], "msg": "Input should be 'CREATED_DESC'"}]}"#.into(),
         },
     );
-    let e = sync_prefect(&pg, &out, json!({}))
+    let e = sync_prefect(&pg, &out, json!({"concurrency": 1}))
         .await
         .unwrap_err()
         .to_string();
@@ -325,22 +386,27 @@ async fn errors_name_the_key_the_detail_or_skip_a_missing_endpoint() {
 
     // A 404 on one endpoint (an older server, a workspace without it) skips that table.
     let (_d2, out2) = tmp();
-    // The next request is one of the three streams' first count.
-    pg.fault_at(
-        pg.requests() + 1,
+    pg.fault_on(
+        "/deployments/filter",
         Fault::Status {
             status: 404,
             retry_after: None,
             body: r#"{"detail": "Not Found"}"#.into(),
         },
     );
+    // (One page at a time, so the fault meets the endpoint's first page.)
     let s = sync_prefect(&pg, &out2, json!({"concurrency": 1}))
         .await
         .unwrap();
-    let synced: u64 = s.tables.values().map(|c| c.inserted).sum();
-    assert!(
-        synced == 300 + 25 || synced == 40 + 25 || synced == 40 + 300,
-        "exactly one table skipped: {:?}",
+    let inserted = |t: &str| s.tables.get(t).map_or(0, |c| c.inserted);
+    assert_eq!(
+        (
+            inserted("flows"),
+            inserted("flow_runs"),
+            inserted("deployments")
+        ),
+        (40, 300, 0),
+        "{:?}",
         s.tables
     );
 }
