@@ -78,7 +78,9 @@ pub struct SyncOptions {
     pub checkpoint_rows: u64,
     /// Commit at the next marker once this much time passed since the last commit.
     pub checkpoint_interval: Duration,
-    /// Ops in flight between fetchers and the writer.
+    /// Ops in flight between fetchers and the writer (a page is an upsert
+    /// and a checkpoint). Room for 64 pages lets fetching run on while the
+    /// writer appends a large chunk, at a few MB of memory.
     pub channel_capacity: usize,
     /// Ignore saved state and sync everything again.
     pub full_refresh: bool,
@@ -118,7 +120,7 @@ impl Default for SyncOptions {
         SyncOptions {
             checkpoint_rows: 100_000,
             checkpoint_interval: Duration::from_secs(10),
-            channel_capacity: 32,
+            channel_capacity: 128,
             full_refresh: false,
             memory_limit: Some("1GB".into()),
             format: None,
