@@ -4,16 +4,17 @@
 //! Every list endpoint is `POST {api_url}/<objects>/filter` with a JSON body
 //! (`limit` ≤ 200, `offset`, `sort`); the answer is a bare JSON array and a
 //! short page ends the list. Offset pages are independent, so up to
-//! `concurrency` of them are in flight per endpoint while pages are decoded
-//! and written strictly in order — a checkpoint never covers a page before the
-//! pages ahead of it. The three endpoints run concurrently.
+//! `concurrency` requests are in flight per endpoint while pages are decoded
+//! and written strictly in order — a checkpoint never covers a page before
+//! the pages ahead of it. The three endpoints run concurrently.
 //!
 //! Offset paging is not a snapshot: rows inserted or deleted during a scan
-//! shift the pages after them, and with pages in flight at once a shifted row
-//! can fall between two pages. So every scan counts the rows
-//! (`POST …/count`) before and after; a scan during which the count changed
-//! is *unstable* and moves no cursor forward (and deletes nothing), so the
-//! next sync reads the same range again. Strategies per table:
+//! shift the pages after them, and with pages read out of order a shifted row
+//! can fall between two pages. So consecutive pages overlap by one row, and
+//! each must begin with the row that ended the page before: if one does not,
+//! the scan is *unstable* and moves no cursor forward (and deletes nothing),
+//! so the next sync reads the same range again. A `…/count` alongside the
+//! first page only bounds how far ahead pages are launched. Per table:
 //!
 //! * `flows`: sorted `UPDATED_DESC`, read until the first row older than the
 //!   cursor (the newest `updated` seen by the last stable scan); rows updated
@@ -24,9 +25,9 @@
 //!   every sync scans all runs (sorted `ID_DESC`: ids never change, so updates
 //!   do not move rows) but writes only runs whose `updated` is at or after the
 //!   cursor: the server's time (its `Date` header) when the last stable scan
-//!   began, minus a lookback of five minutes for transactions that committed
-//!   late. The scan is resumable: each checkpoint records the next offset and
-//!   the count at the start.
+//!   read its first page, minus a lookback of five minutes for transactions
+//!   that committed late. The scan is resumable: each checkpoint records the next offset,
+//!   the id the next page must begin with, and whether a shift was seen.
 
 use std::ops::Range;
 use std::sync::Arc;
