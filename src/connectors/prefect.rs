@@ -261,18 +261,6 @@ struct Scan {
     count: Option<u64>,
 }
 
-impl Scan {
-    /// Record in a stream's state whether the scan was stable (for the
-    /// curious: `SELECT state FROM _etl_state`) and the row count, which
-    /// bounds how many pages the next scan launches before its own count.
-    fn describe(&self, state: &mut Value, previous_count: Option<u64>) {
-        state["stable"] = json!(self.stable);
-        if let Some(n) = self.count.or(previous_count) {
-            state["count"] = json!(n);
-        }
-    }
-}
-
 /// A fetched and decoded page.
 struct Fetched {
     /// Records on the page (decoded or rejected).
@@ -616,6 +604,32 @@ impl Prefect {
         }))
     }
 
+    /// Save a stream's final state after its scan, with whether the scan was
+    /// stable (for the curious: `SELECT state FROM _etl_state`) and the row
+    /// count, which bounds how many pages the next scan launches at once.
+    async fn finish(
+        &self,
+        ctx: &SyncContext,
+        ep: &Endpoint,
+        scan: &Scan,
+        mut state: Value,
+        previous_count: Option<u64>,
+    ) -> Result<()> {
+        state["stable"] = json!(scan.stable);
+        if let Some(n) = scan.count.or(previous_count) {
+            state["count"] = json!(n);
+        }
+        ctx.emit.checkpoint(ep.objects, state).await?;
+        tracing::info!(
+            stream = ep.objects,
+            pages = scan.pages,
+            stable = scan.stable,
+            "{} read",
+            ep.objects
+        );
+        Ok(())
+    }
+
     /// The count saved by the last scan of `objects`, if any.
     fn expected_rows(prev: Option<&Value>) -> Option<u64> {
         prev.and_then(|s| s.get("count")).and_then(Value::as_u64)
@@ -671,15 +685,8 @@ impl Prefect {
         if let Some(c) = new_cursor {
             state = json!({"cursor": format_utc_micros(c), "cursor_us": c});
         }
-        scan.describe(&mut state, Self::expected_rows(prev));
-        ctx.emit.checkpoint(ep.objects, state).await?;
-        tracing::info!(
-            stream = ep.objects,
-            pages = scan.pages,
-            stable = scan.stable,
-            "flows read"
-        );
-        Ok(())
+        self.finish(ctx, ep, &scan, state, Self::expected_rows(prev))
+            .await
     }
 
     async fn sync_deployments(&self, ctx: &SyncContext) -> Result<()> {
@@ -717,16 +724,8 @@ impl Prefect {
                 "deployments changed during the scan; soft-deletes wait for the next sync"
             );
         }
-        let mut state = json!({"last_complete_scan_at": format_utc_micros(started)});
-        scan.describe(&mut state, None);
-        ctx.emit.checkpoint(ep.objects, state).await?;
-        tracing::info!(
-            stream = ep.objects,
-            pages = scan.pages,
-            stable = scan.stable,
-            "deployments read"
-        );
-        Ok(())
+        let state = json!({"last_complete_scan_at": format_utc_micros(started)});
+        self.finish(ctx, ep, &scan, state, None).await
     }
 
     async fn sync_flow_runs(&self, ctx: &SyncContext) -> Result<()> {
@@ -779,19 +778,11 @@ impl Prefect {
         } else {
             cursor
         };
-        let mut state = match new_cursor {
+        let state = match new_cursor {
             Some(c) => json!({"cursor": format_utc_micros(c), "cursor_us": c}),
             None => json!({}),
         };
-        scan.describe(&mut state, expected_rows);
-        ctx.emit.checkpoint(ep.objects, state).await?;
-        tracing::info!(
-            stream = ep.objects,
-            pages = scan.pages,
-            stable = scan.stable,
-            "flow runs read"
-        );
-        Ok(())
+        self.finish(ctx, ep, &scan, state, expected_rows).await
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {

@@ -290,6 +290,17 @@ impl SplitMix64 {
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
+    /// A random (version 4) UUID in its hyphenated lowercase form.
+    pub fn uuid(&mut self) -> String {
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            self.next_u64() as u32,
+            self.below(1 << 16),
+            self.below(1 << 12),
+            0x8000 | self.below(1 << 14),
+            self.next_u64() & 0xffff_ffff_ffff
+        )
+    }
 }
 
 pub(crate) type Resp = Response<Full<Bytes>>;

@@ -74,17 +74,6 @@ pub fn pydantic_time(micros: i64) -> String {
     }
 }
 
-fn uuid(rng: &mut SplitMix64) -> String {
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        rng.next_u64() as u32,
-        rng.below(1 << 16),
-        rng.below(1 << 12),
-        0x8000 | rng.below(1 << 14),
-        rng.next_u64() & 0xffff_ffff_ffff
-    )
-}
-
 /// The mock's data: three collections keyed by id.
 pub struct PrefectMock {
     pub flows: Mutex<BTreeMap<String, Record>>,
@@ -101,7 +90,7 @@ impl PrefectMock {
         let mut flows = BTreeMap::new();
         let mut flow_ids = Vec::new();
         for i in 0..40 {
-            let id = uuid(&mut rng);
+            let id = rng.uuid();
             let created = base + i * 3_600_000_000 + rng.below(1_000_000) as i64;
             let updated = created + rng.below(86_400_000_000) as i64;
             let tags = if i % 3 == 0 {
@@ -119,7 +108,7 @@ impl PrefectMock {
         let mut deployments = BTreeMap::new();
         let mut deployment_ids = Vec::new();
         for i in 0..25 {
-            let id = uuid(&mut rng);
+            let id = rng.uuid();
             let flow_id = flow_ids[i % flow_ids.len()].clone();
             let created = base + (i as i64) * 7_200_000_000;
             let updated = created + rng.below(3_600_000_000) as i64;
@@ -219,7 +208,7 @@ fn deployment(
     let schedules = if i % 4 == 3 {
         json!([])
     } else {
-        json!([{"id": uuid(rng), "created": pydantic_time(created), "updated": pydantic_time(created),
+        json!([{"id": rng.uuid(), "created": pydantic_time(created), "updated": pydantic_time(created),
             "deployment_id": id,
             "schedule": if i.is_multiple_of(2) { json!({"interval": 3600.0, "anchor_date": pydantic_time(created), "timezone": "UTC"}) }
                         else { json!({"cron": "0 6 * * *", "timezone": "UTC", "day_or": true}) },
@@ -242,7 +231,7 @@ fn run(
     flows: &[String],
     deployments: &[String],
 ) -> Record {
-    let id = uuid(rng);
+    let id = rng.uuid();
     let flow_id = &flows[rng.below(flows.len() as u64) as usize];
     let deployment_id = if rng.below(3) == 0 {
         Value::Null
@@ -262,7 +251,7 @@ fn run(
     };
     let updated = end.or(start).unwrap_or(created);
     let t = |v: Option<i64>| v.map_or(Value::Null, |v| json!(pydantic_time(v)));
-    let state_id = uuid(rng);
+    let state_id = rng.uuid();
     Record::new(json!({
         "id": id, "created": pydantic_time(created), "updated": pydantic_time(updated),
         "name": format!("run-{i:06}"), "flow_id": flow_id, "state_id": state_id,

@@ -77,14 +77,7 @@ impl UserflowMock {
         let base = 1_672_531_200; // 2023-01-01T00:00:00Z
         let mut users = BTreeMap::new();
         for i in 0..n {
-            let id = format!(
-                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-                rng.next_u64() as u32,
-                rng.below(1 << 16),
-                rng.below(1 << 12),
-                0x8000 | rng.below(1 << 14),
-                rng.next_u64() & 0xffff_ffff_ffff
-            );
+            let id = rng.uuid();
             let first = FIRST[rng.below(FIRST.len() as u64) as usize];
             let last = LAST[rng.below(LAST.len() as u64) as usize];
             let created = base + (i as i64) * 97 + rng.below(90) as i64;
