@@ -814,3 +814,65 @@ impl Connector for Prefect {
         Box::pin(self.run(ctx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(ids: &[&str]) -> RecordBatch {
+        let table = Arc::new(flows_table());
+        let page = format!(
+            "[{}]",
+            ids.iter()
+                .map(|id| format!(r#"{{"id": "{id}", "name": "f", "tags": []}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let ranges = split_array(page.as_bytes(), None).unwrap();
+        let ctx = PageContext {
+            first_row: 0,
+            location: "test".into(),
+            synced_at_micros: 0,
+        };
+        BatchDecoder::new(table)
+            .decode(page.as_bytes(), &ranges, &ctx)
+            .unwrap()
+            .batch
+    }
+
+    fn ids(b: &RecordBatch) -> Vec<String> {
+        let c = b.column_by_name("id").unwrap();
+        let c = c.as_any().downcast_ref::<StringArray>().unwrap();
+        c.iter().map(|v| v.unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn the_overlapping_row_is_dropped_only_when_it_is_the_expected_one() {
+        assert_eq!(
+            ids(&drop_first_if(batch(&["a", "b", "c"]), "a")),
+            ["b", "c"]
+        );
+        assert_eq!(ids(&drop_first_if(batch(&["x", "b"]), "a")), ["x", "b"]);
+        assert_eq!(
+            ids(&drop_first_if(batch(&["a"]), "a")),
+            Vec::<String>::new()
+        );
+        assert_eq!(ids(&drop_first_if(batch(&[]), "a")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn scan_points_survive_the_state_and_old_states_count_as_shifted() {
+        let p = ScanPoint {
+            offset: 398,
+            boundary: Some("run-1".into()),
+            shifted: false,
+            began_us: Some(1_700_000_000_000_000),
+        };
+        assert_eq!(ScanPoint::from_json(&p.to_json()), Some(p));
+        // A scan saved by the count-checked version: resumed, but not trusted.
+        let old = json!({"offset": 400, "count": 2000, "began_us": 5});
+        let p = ScanPoint::from_json(&old).unwrap();
+        assert_eq!((p.offset, p.boundary, p.shifted), (400, None, true));
+        assert_eq!(ScanPoint::from_json(&json!({})), None);
+    }
+}
