@@ -1,13 +1,18 @@
 //! The HTTP shell around every source: timeouts, retries with exponential
 //! backoff and full jitter, `Retry-After`, authentication, and redaction.
 //!
-//! Retryable: connection errors, timeouts, 429, 500, 502, 503, 504.
-//! Any other 4xx fails at once with the status and the message from the body.
+//! Retryable: connection errors, timeouts, 429, 500, 502, 503, 504, and
+//! whatever a source-specific classifier says (Egnyte's 403 + Mashery code).
+//! Any other 4xx fails at once with the status and the message from the body;
+//! a 401 first refreshes an OAuth token when it can. A shared
+//! [`rate::RateLimiter`] spaces every attempt of every request of a sync.
 //! After the last attempt the error says "failed after N attempts". Secrets
 //! are wrapped in [`Secret`] (whose `Debug` prints `***`) and every error text
 //! is passed through [`HttpClient::redact`] before it leaves this module.
 
+pub mod oauth;
 pub mod paginate;
+pub mod rate;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,6 +112,37 @@ pub enum HttpErrorKind {
     Transport(String),
     /// No complete answer within the timeout.
     Timeout,
+    /// The request quota is used up until `resets_in` (seconds) from now.
+    Quota {
+        status: u16,
+        message: String,
+        resets_in: Option<u64>,
+    },
+}
+
+/// What a response that is not a success means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transient: try again, after this long if the server said.
+    Retry(Option<Duration>),
+    /// The credentials were refused: refresh them if possible, else fail.
+    Unauthorized,
+    /// The quota is used up until this long from now: stop.
+    Quota(Option<Duration>),
+    /// Fail now.
+    Fail,
+}
+
+/// A source-specific reading of error responses; `None` falls back to the default.
+pub type Classifier = Arc<dyn Fn(&Response) -> Option<Verdict> + Send + Sync>;
+
+/// The default reading of an error response.
+pub fn default_verdict(resp: &Response) -> Verdict {
+    match resp.status.as_u16() {
+        401 => Verdict::Unauthorized,
+        _ if is_retryable_status(resp.status) => Verdict::Retry(retry_after(&resp.headers)),
+        _ => Verdict::Fail,
+    }
 }
 
 /// A request that failed for good.
@@ -126,7 +162,17 @@ impl HttpError {
 
     pub fn status(&self) -> Option<u16> {
         match self.kind {
-            HttpErrorKind::Status { status, .. } => Some(status),
+            HttpErrorKind::Status { status, .. } | HttpErrorKind::Quota { status, .. } => {
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Seconds until the request quota resets, when that is why it failed.
+    pub fn quota_resets_in(&self) -> Option<Option<u64>> {
+        match self.kind {
+            HttpErrorKind::Quota { resets_in, .. } => Some(resets_in),
             _ => None,
         }
     }
@@ -152,6 +198,7 @@ impl fmt::Display for HttpError {
             }
             HttpErrorKind::Transport(m) => write!(f, ": {m}"),
             HttpErrorKind::Timeout => write!(f, ": timed out"),
+            k @ HttpErrorKind::Quota { .. } => write!(f, ": {}", kind_text(k)),
         }
     }
 }
@@ -203,6 +250,8 @@ impl Request {
 pub enum Auth {
     None,
     Bearer(Secret),
+    /// A Bearer access token that can be refreshed (on 401, or before it expires).
+    OAuth(Arc<oauth::OAuth>),
 }
 
 /// The HTTP client every connector uses.
@@ -213,6 +262,8 @@ pub struct HttpClient {
     auth: Auth,
     headers: Vec<(HeaderName, HeaderValue)>,
     secrets: Arc<Vec<String>>,
+    limiter: Option<Arc<rate::RateLimiter>>,
+    classify: Option<Classifier>,
     pub metrics: Arc<HttpMetrics>,
 }
 
@@ -245,8 +296,34 @@ impl HttpClient {
             auth,
             headers: Vec::new(),
             secrets: Arc::new(secrets),
+            limiter: None,
+            classify: None,
             metrics: Arc::new(HttpMetrics::default()),
         }
+    }
+
+    /// Space every attempt by this shared budget.
+    pub fn with_rate_limit(mut self, l: Arc<rate::RateLimiter>) -> Self {
+        self.limiter = Some(l);
+        self
+    }
+
+    /// Read error responses this way first (see [`default_verdict`]).
+    pub fn with_classifier(mut self, c: Classifier) -> Self {
+        self.classify = Some(c);
+        self
+    }
+
+    /// Redact these too (credentials sent in bodies).
+    pub fn with_secrets(mut self, more: &[&Secret]) -> Self {
+        let mut all = (*self.secrets).clone();
+        all.extend(
+            more.iter()
+                .map(|s| s.expose().to_string())
+                .filter(|s| !s.is_empty()),
+        );
+        self.secrets = Arc::new(all);
+        self
     }
 
     /// Add a header sent with every request.
@@ -264,9 +341,13 @@ impl HttpClient {
         self
     }
 
-    /// Replace every known secret in `text` with `***`.
+    /// Replace every known secret in `text` with `***` (refreshed tokens included).
     pub fn redact(&self, text: &str) -> String {
-        redact_all(text, &self.secrets)
+        let out = redact_all(text, &self.secrets);
+        match &self.auth {
+            Auth::OAuth(o) => redact_all(&out, &o.secrets()),
+            _ => out,
+        }
     }
 
     /// GET a URL, retrying as the policy says.
@@ -277,9 +358,21 @@ impl HttpClient {
     /// Send a request, retrying as the policy says. Returns only 2xx responses.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
         let mut attempt = 0u32;
+        let mut refreshed = false;
         loop {
             attempt += 1;
+            if let Some(l) = &self.limiter {
+                l.acquire().await;
+            }
+            let oauth = match &self.auth {
+                Auth::OAuth(o) => Some(o),
+                _ => None,
+            };
+            if let Some(o) = oauth.filter(|o| o.expiring()) {
+                o.refresh(o.generation()).await?;
+            }
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+            let generation = oauth.map_or(0, |o| o.generation());
             let outcome = self.send_once(&req).await;
             let (retry_after, kind) = match outcome {
                 Ok(resp) => {
@@ -287,10 +380,37 @@ impl HttpClient {
                         return Ok(resp);
                     }
                     let kind = status_kind(self, &resp);
-                    if !is_retryable_status(resp.status) {
-                        return Err(self.error(&req, attempt, kind));
+                    let verdict = self
+                        .classify
+                        .as_ref()
+                        .and_then(|c| c(&resp))
+                        .unwrap_or_else(|| default_verdict(&resp));
+                    match verdict {
+                        Verdict::Retry(after) => (after, kind),
+                        Verdict::Unauthorized => match oauth {
+                            Some(o) if o.can_refresh() && !refreshed => {
+                                // Once per request: a refreshed token refused again is final.
+                                refreshed = true;
+                                attempt -= 1;
+                                tracing::info!(url = %self.redact(req.url.as_str()), "access token refused; refreshing it");
+                                o.refresh(generation).await?;
+                                continue;
+                            }
+                            _ => return Err(self.error(&req, attempt, kind)),
+                        },
+                        Verdict::Quota(resets_in) => {
+                            let HttpErrorKind::Status { status, message } = kind else {
+                                unreachable!("status_kind builds a Status")
+                            };
+                            let kind = HttpErrorKind::Quota {
+                                status,
+                                message,
+                                resets_in: resets_in.map(|d| d.as_secs()),
+                            };
+                            return Err(self.error(&req, attempt, kind));
+                        }
+                        Verdict::Fail => return Err(self.error(&req, attempt, kind)),
                     }
-                    (retry_after(&resp.headers), kind)
                 }
                 Err(kind) => (None, kind),
             };
@@ -298,7 +418,14 @@ impl HttpClient {
                 return Err(self.error(&req, attempt, kind));
             }
             let wait = match retry_after {
-                Some(d) => d.min(self.policy.max_retry_after),
+                Some(d) => {
+                    let d = d.min(self.policy.max_retry_after);
+                    // The server's word holds for every request sharing the budget.
+                    if let Some(l) = &self.limiter {
+                        l.pause_for(d);
+                    }
+                    d
+                }
                 None => self.policy.backoff(attempt),
             };
             self.metrics.retries.fetch_add(1, Ordering::Relaxed);
@@ -316,7 +443,12 @@ impl HttpClient {
 
     async fn send_once(&self, req: &Request) -> Result<Response, HttpErrorKind> {
         let mut b = self.inner.request(req.method.clone(), req.url.clone());
-        if let Auth::Bearer(token) = &self.auth {
+        let token = match &self.auth {
+            Auth::Bearer(t) => Some(t.clone()),
+            Auth::OAuth(o) => Some(o.access()),
+            Auth::None => None,
+        };
+        if let Some(token) = token {
             let mut v =
                 HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
                     HttpErrorKind::Transport(
@@ -370,6 +502,33 @@ fn kind_text(kind: &HttpErrorKind) -> String {
         HttpErrorKind::Status { status, message } => format!("HTTP {status}: {message}"),
         HttpErrorKind::Transport(m) => m.clone(),
         HttpErrorKind::Timeout => "timed out".into(),
+        HttpErrorKind::Quota {
+            status,
+            message,
+            resets_in,
+        } => {
+            let when = match resets_in {
+                Some(s) => format!(
+                    "; it resets in {} ({})",
+                    human_duration(*s),
+                    crate::batch::values::format_utc_micros(
+                        chrono::Utc::now().timestamp_micros() + *s as i64 * 1_000_000
+                    )
+                ),
+                None => String::new(),
+            };
+            format!("request quota exhausted (HTTP {status}: {message}){when}")
+        }
+    }
+}
+
+/// `3h 12m`, `45s`.
+pub fn human_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m {s}s"),
+        _ => format!("{h}h {m}m"),
     }
 }
 

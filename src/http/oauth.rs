@@ -1,0 +1,200 @@
+//! An OAuth 2.0 Bearer token that refreshes itself: `grant_type=refresh_token`
+//! at the token endpoint on a 401 or shortly before it expires, one refresh
+//! at a time however many requests are in flight. A refresh token the server
+//! rotates replaces the old one; [`OAuth::refresh_token`] hands the current one
+//! to the connector, which keeps it (sealed) in its state.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use tokio::time::Instant;
+use url::Url;
+
+use super::{Classifier, HttpClient, HttpError, Request, Secret, Verdict};
+
+/// Refresh this long before the token's announced expiry.
+const EARLY: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+struct Tokens {
+    access: Secret,
+    refresh: Option<Secret>,
+    /// `None`: the server said the token does not expire (Egnyte: `-1`).
+    expires_at: Option<Instant>,
+    /// Bumped by every refresh, so a request knows whether its token is stale.
+    generation: u64,
+    /// The refresh token changed since the configuration's.
+    rotated: bool,
+}
+
+pub struct OAuth {
+    token_url: Url,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    tokens: RwLock<Tokens>,
+    /// One refresh at a time.
+    refreshing: tokio::sync::Mutex<()>,
+    http: HttpClient,
+}
+
+impl std::fmt::Debug for OAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth")
+            .field("token_url", &self.token_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+}
+
+impl OAuth {
+    /// `http` sends the token requests (its rate budget and retries apply);
+    /// the token endpoint's 409 (throttled) is retried after `Retry-After`.
+    pub fn new(
+        access: Secret,
+        refresh: Option<Secret>,
+        token_url: Url,
+        client_id: Option<String>,
+        client_secret: Option<Secret>,
+        http: HttpClient,
+    ) -> Arc<Self> {
+        let throttled: Classifier = Arc::new(|r: &super::Response| {
+            (r.status.as_u16() == 409).then(|| Verdict::Retry(super::retry_after(&r.headers)))
+        });
+        let mut known: Vec<&Secret> = vec![&access];
+        known.extend(refresh.iter());
+        known.extend(client_secret.iter());
+        let http = http.with_classifier(throttled).with_secrets(&known);
+        Arc::new(OAuth {
+            token_url,
+            client_id,
+            client_secret,
+            tokens: RwLock::new(Tokens {
+                access,
+                refresh,
+                expires_at: None,
+                generation: 0,
+                rotated: false,
+            }),
+            refreshing: tokio::sync::Mutex::new(()),
+            http,
+        })
+    }
+
+    pub fn access(&self) -> Secret {
+        self.tokens.read().unwrap().access.clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.tokens.read().unwrap().generation
+    }
+
+    pub fn can_refresh(&self) -> bool {
+        self.tokens.read().unwrap().refresh.is_some()
+    }
+
+    /// The token expires within a minute (and can be refreshed).
+    pub fn expiring(&self) -> bool {
+        let t = self.tokens.read().unwrap();
+        t.refresh.is_some() && t.expires_at.is_some_and(|e| Instant::now() + EARLY >= e)
+    }
+
+    /// The current refresh token, if the server rotated it.
+    pub fn rotated_refresh_token(&self) -> Option<Secret> {
+        let t = self.tokens.read().unwrap();
+        t.rotated.then(|| t.refresh.clone()).flatten()
+    }
+
+    /// Every token value, for redaction.
+    pub fn secrets(&self) -> Vec<String> {
+        let t = self.tokens.read().unwrap();
+        let mut v = vec![t.access.expose().to_string()];
+        v.extend(t.refresh.iter().map(|r| r.expose().to_string()));
+        v.extend(self.client_secret.iter().map(|s| s.expose().to_string()));
+        v.retain(|s| !s.is_empty());
+        v
+    }
+
+    /// Get a new access token unless another request already did since
+    /// `seen` (the generation of the token that was refused).
+    pub fn refresh(&self, seen: u64) -> BoxFuture<'_, Result<(), HttpError>> {
+        // Boxed: a token request goes through `HttpClient::send`, which calls this.
+        Box::pin(self.refresh_now(seen))
+    }
+
+    async fn refresh_now(&self, seen: u64) -> Result<(), HttpError> {
+        let _one = self.refreshing.lock().await;
+        let refresh = {
+            let t = self.tokens.read().unwrap();
+            if t.generation != seen {
+                return Ok(());
+            }
+            match &t.refresh {
+                Some(r) => r.clone(),
+                None => return Ok(()),
+            }
+        };
+        let form = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("grant_type", "refresh_token");
+            form.append_pair("refresh_token", refresh.expose());
+            if let Some(id) = &self.client_id {
+                form.append_pair("client_id", id);
+            }
+            if let Some(s) = &self.client_secret {
+                form.append_pair("client_secret", s.expose());
+            }
+            form.finish()
+        };
+        let req = Request {
+            method: reqwest::Method::POST,
+            url: self.token_url.clone(),
+            headers: vec![(
+                reqwest::header::CONTENT_TYPE,
+                reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+            )],
+            body: Some(form.into()),
+        };
+        let resp = self.http.send(req).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|e| HttpError {
+            method: "POST".into(),
+            url: self.token_url.to_string(),
+            attempts: 1,
+            kind: super::HttpErrorKind::Transport(format!(
+                "the token endpoint's answer is not a token ({e})"
+            )),
+        })?;
+        let expires_in = parsed.expires_in.and_then(|v| match v {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        });
+        let mut t = self.tokens.write().unwrap();
+        t.access = Secret::new(parsed.access_token);
+        t.expires_at = expires_in
+            .filter(|s| *s > 0)
+            .map(|s| Instant::now() + Duration::from_secs(s as u64));
+        if let Some(r) = parsed.refresh_token.filter(|r| !r.is_empty()) {
+            if t.refresh.as_ref().map(Secret::expose) != Some(r.as_str()) {
+                t.refresh = Some(Secret::new(r));
+                t.rotated = true;
+            }
+        }
+        t.generation += 1;
+        tracing::info!(
+            expires_in_secs = expires_in.unwrap_or(-1),
+            rotated = t.rotated,
+            "access token refreshed"
+        );
+        Ok(())
+    }
+}
