@@ -58,6 +58,11 @@ impl ConfigReader {
         }
     }
 
+    /// An error about `key` (a value the reader's checks cannot express).
+    pub fn error(&self, key: &str, msg: impl std::fmt::Display) -> Error {
+        self.err(key, msg)
+    }
+
     fn err(&self, key: &str, msg: impl std::fmt::Display) -> Error {
         Error::config(self.path.as_deref(), format!("key \"{key}\": {msg}"))
     }

@@ -366,6 +366,24 @@ pub async fn run_sync(
                 return Err(writer_failure(done_rx).await);
             }
         }
+        Err(e) if e.is_quota() => {
+            // Out of requests for now: commit what was read (every op is an
+            // idempotent merge and each stream's state is at or behind its
+            // data), then report when the quota resets.
+            tracing::warn!(error = %e, "the source's request quota is used up; committing what was read");
+            if msg_tx.send(WriterMsg::Finish).await.is_err() {
+                return Err(writer_failure(done_rx).await);
+            }
+            drop(msg_tx);
+            return match done_rx.await {
+                Ok(Ok(_)) => Err(match e {
+                    Error::Http(source) => Error::QuotaExhausted { source },
+                    other => other,
+                }),
+                Ok(Err(we)) => Err(we),
+                Err(_) => Err(Error::Internal("the destination writer panicked".into())),
+            };
+        }
         Err(e) => {
             drop(msg_tx);
             // The writer rolls back on a closed channel; report its own error if it had one first.
@@ -420,8 +438,17 @@ fn writer_loop(
         Ok(dest.load_state(connector)?.unwrap_or_default())
     })();
     let mut state = match setup {
-        // `--full-refresh` starts from empty state; the next commit replaces the old one.
-        Ok(_) if opts.full_refresh => State::default(),
+        // `--full-refresh` starts from empty state (keeping a connector's
+        // private `_…` entries, such as a rotated OAuth refresh token); the
+        // next commit replaces the old one.
+        Ok(s) if opts.full_refresh => State {
+            streams: s
+                .streams
+                .into_iter()
+                .filter(|(k, _)| k.starts_with('_'))
+                .collect(),
+            ..State::default()
+        },
         Ok(s) => s,
         Err(e) => {
             let _ = dest.rollback();

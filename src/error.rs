@@ -41,6 +41,11 @@ pub enum Error {
     #[error("destination {target}: {message}")]
     Destination { target: String, message: String },
 
+    /// The source's request quota ran out; everything read until then was
+    /// committed, and the next run continues from there.
+    #[error("{source}. Everything read until then is committed; run the sync again after the reset to continue")]
+    QuotaExhausted { source: crate::http::HttpError },
+
     /// A bug or an unexpected internal condition.
     #[error("internal error: {0}")]
     Internal(String),
@@ -54,6 +59,26 @@ fn source_name(path: &Option<PathBuf>) -> String {
 }
 
 impl Error {
+    /// The process exit code for this error: 2 bad arguments or
+    /// configuration, 3 stopped by the source's quota (data committed), 1
+    /// any other failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            _ if self.is_user_error() => 2,
+            Error::QuotaExhausted { .. } => 3,
+            _ => 1,
+        }
+    }
+
+    /// The source's quota ran out (an HTTP error that says so).
+    pub fn is_quota(&self) -> bool {
+        match self {
+            Error::QuotaExhausted { .. } => true,
+            Error::Http(e) => e.quota_resets_in().is_some(),
+            _ => false,
+        }
+    }
+
     /// True when the user can fix this by changing arguments or configuration.
     pub fn is_user_error(&self) -> bool {
         matches!(self, Error::Config { .. } | Error::Usage(_))

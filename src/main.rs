@@ -1,5 +1,6 @@
 //! The `etl` command line: parse, set up logging, call the library, map the
-//! outcome to an exit code (0 success, 2 user error, 1 sync failure).
+//! outcome to an exit code (0 success, 2 user error, 3 stopped by the
+//! source's quota with the data read so far committed, 1 sync failure).
 
 // See lib.rs: errors are cold-path values carrying their context.
 #![allow(clippy::result_large_err)]
@@ -186,7 +187,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(if e.is_user_error() { 2 } else { 1 })
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! Connectors are wired in [`registry`], one plain entry each.
 
+pub mod egnyte;
 pub mod ordered;
 pub mod prefect;
 pub mod userflow;
@@ -50,7 +51,7 @@ pub struct ConnectorInfo {
 
 /// Every connector this build knows.
 pub fn registry() -> Vec<ConnectorInfo> {
-    vec![userflow::info(), prefect::info()]
+    vec![egnyte::info(), userflow::info(), prefect::info()]
 }
 
 /// Look a connector up by name.

@@ -108,6 +108,11 @@ impl OAuth {
         t.refresh.is_some() && t.expires_at.is_some_and(|e| Instant::now() + EARLY >= e)
     }
 
+    /// Use this refresh token (one rotated by an earlier run) from now on.
+    pub fn use_refresh_token(&self, t: Secret) {
+        self.tokens.write().unwrap().refresh = Some(t);
+    }
+
     /// The current refresh token, if the server rotated it.
     pub fn rotated_refresh_token(&self) -> Option<Secret> {
         let t = self.tokens.read().unwrap();

@@ -8,6 +8,7 @@
 //! `Retry-After`, 500, 503) or scripted one request at a time
 //! ([`Playground::push_fault`]) for tests.
 
+pub mod egnyte;
 pub mod prefect;
 pub mod userflow;
 
@@ -45,8 +46,10 @@ pub struct PlaygroundOptions {
     pub fault_rate: f64,
     /// Seed of the generated data and of random faults.
     pub seed: u64,
-    /// The Bearer key clients must send.
+    /// The Bearer key clients must send (Egnyte: the first access token).
     pub api_key: String,
+    /// Egnyte's data sizes, throttling and token lifetime.
+    pub egnyte: egnyte::EgnyteOptions,
 }
 
 impl Default for PlaygroundOptions {
@@ -59,6 +62,7 @@ impl Default for PlaygroundOptions {
             fault_rate: 0.0,
             seed: 42,
             api_key: DEFAULT_API_KEY.to_string(),
+            egnyte: egnyte::EgnyteOptions::default(),
         }
     }
 }
@@ -83,6 +87,7 @@ pub(crate) struct Shared {
     pub opts: PlaygroundOptions,
     pub userflow: userflow::UserflowMock,
     pub prefect: prefect::PrefectMock,
+    pub egnyte: egnyte::EgnyteMock,
     /// Scripted faults by request number (1-based, counting every request).
     faults: Mutex<BTreeMap<u64, Fault>>,
     /// Scripted faults for the next request to a path ending this way.
@@ -135,6 +140,7 @@ impl Playground {
         let shared = Arc::new(Shared {
             userflow: userflow::UserflowMock::generate(opts.users, opts.seed),
             prefect: prefect::PrefectMock::generate(opts.flow_runs, opts.seed),
+            egnyte: egnyte::EgnyteMock::generate(opts.egnyte.clone(), &opts.api_key, opts.seed),
             faults: Mutex::new(BTreeMap::new()),
             path_faults: Mutex::new(Vec::new()),
             rng: Mutex::new(SplitMix64(opts.seed ^ 0x5eed)),
@@ -254,11 +260,30 @@ impl Playground {
         serde_json::json!({"api_url": format!("{}{}", self.url(), prefect::PREFIX), "api_key": self.api_key()})
     }
 
+    /// The Egnyte mock's data and state.
+    pub fn egnyte(&self) -> &egnyte::EgnyteMock {
+        &self.shared.egnyte
+    }
+
+    /// A configuration file for the Egnyte connector pointing here, with the
+    /// OAuth refresh credentials the mock accepts.
+    pub fn egnyte_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "api_token": self.api_key(),
+            "domain": "playground",
+            "base_url": self.url(),
+            "refresh_token": egnyte::INITIAL_REFRESH_TOKEN,
+            "client_id": egnyte::CLIENT_ID,
+            "client_secret": egnyte::CLIENT_SECRET,
+        })
+    }
+
     /// The configuration of `connector` against this playground, if it mocks that API.
     pub fn config_for(&self, connector: &str) -> Option<serde_json::Value> {
         match connector {
             "userflow" => Some(self.userflow_config()),
             "prefect" => Some(self.prefect_config()),
+            "egnyte" => Some(self.egnyte_config()),
             _ => None,
         }
     }
@@ -398,6 +423,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     }
     let resp = match mreq.path.strip_prefix(prefect::PREFIX) {
         Some(rest) => prefect::route(&s, &mreq, rest),
+        None if mreq.path.starts_with("/pubapi/") || mreq.path.starts_with("/puboauth/") => {
+            egnyte::route(&s, &mreq)
+        }
         None => userflow::route(&s, &mreq),
     };
     if malformed {
