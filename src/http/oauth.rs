@@ -14,15 +14,17 @@ use url::Url;
 
 use super::{Classifier, HttpClient, HttpError, Request, Secret, Verdict};
 
-/// Refresh this long before the token's announced expiry.
+/// Refresh this long before the token's announced expiry (or a quarter of
+/// its lifetime, for short-lived tokens).
 const EARLY: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct Tokens {
     access: Secret,
     refresh: Option<Secret>,
-    /// `None`: the server said the token does not expire (Egnyte: `-1`).
-    expires_at: Option<Instant>,
+    /// When to refresh it; `None`: the server said the token does not
+    /// expire (Egnyte: `-1`).
+    refresh_at: Option<Instant>,
     /// Bumped by every refresh, so a request knows whether its token is stale.
     generation: u64,
     /// The refresh token changed since the configuration's.
@@ -81,7 +83,7 @@ impl OAuth {
             tokens: RwLock::new(Tokens {
                 access,
                 refresh,
-                expires_at: None,
+                refresh_at: None,
                 generation: 0,
                 rotated: false,
             }),
@@ -102,10 +104,10 @@ impl OAuth {
         self.tokens.read().unwrap().refresh.is_some()
     }
 
-    /// The token expires within a minute (and can be refreshed).
+    /// The token is about to expire (and can be refreshed).
     pub fn expiring(&self) -> bool {
         let t = self.tokens.read().unwrap();
-        t.refresh.is_some() && t.expires_at.is_some_and(|e| Instant::now() + EARLY >= e)
+        t.refresh.is_some() && t.refresh_at.is_some_and(|at| Instant::now() >= at)
     }
 
     /// Use this refresh token (one rotated by an earlier run) from now on.
@@ -185,9 +187,10 @@ impl OAuth {
         });
         let mut t = self.tokens.write().unwrap();
         t.access = Secret::new(parsed.access_token);
-        t.expires_at = expires_in
-            .filter(|s| *s > 0)
-            .map(|s| Instant::now() + Duration::from_secs(s as u64));
+        t.refresh_at = expires_in.filter(|s| *s > 0).map(|s| {
+            let life = Duration::from_secs(s as u64);
+            Instant::now() + life - EARLY.min(life / 4)
+        });
         if let Some(r) = parsed.refresh_token.filter(|r| !r.is_empty()) {
             if t.refresh.as_ref().map(Secret::expose) != Some(r.as_str()) {
                 t.refresh = Some(Secret::new(r));

@@ -126,15 +126,20 @@ pub fn query_i64(db: &Path, sql: &str) -> i64 {
 }
 
 pub fn saved_state(db: &Path) -> Option<Value> {
+    saved_state_of(db, "userflow")
+}
+
+/// The state `connector` committed to `db` (a DuckDB file or a dataset).
+pub fn saved_state_of(db: &Path, connector: &str) -> Option<Value> {
     if db.is_dir() {
         let text = std::fs::read_to_string(db.join("_etl/state.json")).ok()?;
         let v: Value = serde_json::from_str(&text).unwrap();
-        return v["connectors"].get("userflow").cloned();
+        return v["connectors"].get(connector).cloned();
     }
     let conn = duckdb::Connection::open(db).unwrap();
     conn.query_row(
-        "SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = 'userflow'",
-        [],
+        "SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = ?",
+        [connector],
         |r| r.get::<_, String>(0),
     )
     .ok()

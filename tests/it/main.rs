@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod destination;
 mod dests;
+mod egnyte;
 mod model;
 mod parquet;
 mod prefect;
