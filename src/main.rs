@@ -67,14 +67,10 @@ struct SyncArgs {
     /// Sync from the built-in playground (a local mock of the API) instead of the real service.
     #[arg(long, conflicts_with = "config")]
     playground: bool,
-    /// Users the playground generates (with --playground).
-    #[arg(
-        long,
-        default_value_t = 10_000,
-        requires = "playground",
-        value_name = "N"
-    )]
-    playground_users: usize,
+    /// Users the playground generates (with --playground; default 10,000
+    /// for Userflow, 1,000 for Egnyte, whose mock keeps Egnyte's 2 calls/s).
+    #[arg(long, requires = "playground", value_name = "N")]
+    playground_users: Option<usize>,
     /// Prefect flow runs the playground generates (with --playground).
     #[arg(
         long,
@@ -133,6 +129,18 @@ struct PlaygroundArgs {
     /// Prefect flow runs to generate (with 40 flows and 25 deployments).
     #[arg(long, default_value_t = 2_000)]
     flow_runs: usize,
+    /// Egnyte users to generate (with 25 groups, 400 notes, 60 bookmarks).
+    #[arg(long, default_value_t = 1_000)]
+    egnyte_users: usize,
+    /// Egnyte calls per second per token before 403 ERR_403_DEVELOPER_OVER_QPS (0: no limit).
+    #[arg(long, default_value_t = 2)]
+    egnyte_qps: u32,
+    /// Egnyte calls per token per day before 403 ERR_403_DEVELOPER_OVER_RATE (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    egnyte_daily_quota: u64,
+    /// Lifetime of Egnyte access tokens in seconds (0: they never expire, as Egnyte's).
+    #[arg(long, default_value_t = 0)]
+    egnyte_token_ttl: u64,
     /// Latency added to every response, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -273,6 +281,13 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
         latency: Duration::from_millis(a.latency_ms),
         fault_rate: a.fault_rate,
         seed: a.seed,
+        egnyte: etl::playground::egnyte::EgnyteOptions {
+            users: a.egnyte_users,
+            qps: (a.egnyte_qps > 0).then_some(a.egnyte_qps),
+            daily_quota: (a.egnyte_daily_quota > 0).then_some(a.egnyte_daily_quota),
+            token_ttl: (a.egnyte_token_ttl > 0).then(|| Duration::from_secs(a.egnyte_token_ttl)),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let pg = Playground::start(opts)
@@ -291,7 +306,18 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
         pg.url(),
         etl::playground::prefect::PREFIX
     );
-    for name in ["userflow", "prefect"] {
+    println!(
+        "Egnyte: {} users at {}/pubapi/v2/users ({} calls/s per token{})",
+        pg.egnyte().users.lock().unwrap().len(),
+        pg.url(),
+        a.egnyte_qps,
+        if a.egnyte_daily_quota > 0 {
+            format!(", {} a day", a.egnyte_daily_quota)
+        } else {
+            String::new()
+        }
+    );
+    for name in ["egnyte", "userflow", "prefect"] {
         let cfg = pg.config_for(name).expect("mocked");
         println!("configuration for `etl sync {name} --config FILE`:");
         println!("{}", serde_json::to_string_pretty(&cfg).expect("json"));
@@ -314,11 +340,14 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
     let config = match (&a.config, a.playground) {
         (Some(path), false) => ConfigReader::from_file(path)?,
         (None, true) => {
-            let opts = PlaygroundOptions {
-                users: a.playground_users,
+            let mut opts = PlaygroundOptions {
+                users: a.playground_users.unwrap_or(10_000),
                 flow_runs: a.playground_flow_runs,
                 ..Default::default()
             };
+            if let Some(n) = a.playground_users {
+                opts.egnyte.users = n;
+            }
             let pg = Playground::start(opts)
                 .await
                 .map_err(|e| Error::Internal(format!("cannot start the playground: {e}")))?;

@@ -418,3 +418,109 @@ async fn playground_flag_runs_the_main_job() {
         "same rows in both destinations"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn egnyte_playground_sync_refreshes_quietly_and_a_spent_quota_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    // The headline command against the built-in playground (2 calls/s).
+    let db = dir.path().join("w.duckdb");
+    let mut cmd = etl();
+    cmd.args([
+        "sync",
+        "egnyte",
+        "--playground",
+        "--playground-users",
+        "150",
+        "--out",
+    ])
+    .arg(&db);
+    let o = run(cmd).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("inserted       150"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 150);
+    assert_eq!(
+        query_i64(
+            &db,
+            "SELECT count(*) FROM groups WHERE member_count IS NOT NULL"
+        ),
+        25
+    );
+
+    // Tokens that expire every second, trace logging: refreshed, never printed.
+    let pg = playground_with(PlaygroundOptions {
+        users: 0,
+        flow_runs: 0,
+        egnyte: etl::playground::egnyte::EgnyteOptions {
+            users: 120,
+            groups: 3,
+            notes: 20,
+            bookmarks: 5,
+            qps: None,
+            token_ttl: Some(Duration::from_secs(1)),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = pg.egnyte_config();
+    cfg["requests_per_second"] = json!(6);
+    cfg["max_records_per_page"] = json!(10);
+    let file = write_config(dir.path(), &cfg);
+    let mut cmd = etl();
+    cmd.args(["sync", "egnyte", "-vv", "--config"])
+        .arg(&file)
+        .arg("--out")
+        .arg(dir.path().join("t.duckdb"));
+    let o = run(cmd).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        pg.egnyte().refreshes() >= 2,
+        "{} refreshes",
+        pg.egnyte().refreshes()
+    );
+    let all = text(&o);
+    for secret in [
+        pg.api_key().to_string(),
+        etl::playground::egnyte::INITIAL_REFRESH_TOKEN.to_string(),
+        etl::playground::egnyte::CLIENT_SECRET.to_string(),
+        pg.egnyte().refresh_token(),
+        "at_playground_".to_string(),
+    ] {
+        assert!(!all.contains(&secret), "{secret} printed:\n{all}");
+    }
+
+    // The daily quota runs out: what was read is committed, exit code 3.
+    pg.egnyte().reset_quota();
+    let quota = playground_with(PlaygroundOptions {
+        users: 0,
+        flow_runs: 0,
+        egnyte: etl::playground::egnyte::EgnyteOptions {
+            users: 120,
+            qps: None,
+            daily_quota: Some(6),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let mut cfg = quota.egnyte_config();
+    cfg["requests_per_second"] = json!(50);
+    cfg["max_records_per_page"] = json!(10);
+    cfg["concurrency"] = json!(1);
+    let file = write_config(dir.path(), &cfg);
+    let q = dir.path().join("q.duckdb");
+    let mut cmd = etl();
+    cmd.args(["sync", "egnyte", "--config"])
+        .arg(&file)
+        .arg("--out")
+        .arg(&q);
+    let o = run(cmd).await;
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("quota") && err.contains("resets in"), "{err}");
+    assert!(query_i64(&q, "SELECT count(*) FROM users") > 0);
+}
