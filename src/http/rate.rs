@@ -1,10 +1,11 @@
 //! One request budget shared by every request of a sync (all streams, all
 //! pages in flight, retries and token refreshes included).
 //!
-//! Slots are handed out at a fixed spacing (`1 / rate`), first come first
-//! served, so no window of one second ever holds more than `rate` request
-//! starts (rounded up). A server that says it is throttled anyway pushes
-//! every later slot back ([`RateLimiter::pause_for`]).
+//! Slots are handed out at a fixed spacing, first come first served: `1 /
+//! rate` widened by 2%, so that a few milliseconds of jitter between a slot
+//! and the request's arrival never put `rate + 1` requests into one of the
+//! server's seconds. A server that says it is throttled anyway pushes every
+//! later slot back ([`RateLimiter::pause_for`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,7 +23,7 @@ impl RateLimiter {
     /// At most `rate` requests per second (`rate` > 0).
     pub fn per_second(rate: f64) -> Self {
         RateLimiter {
-            spacing: Duration::from_secs_f64(1.0 / rate.max(1e-6)),
+            spacing: Duration::from_secs_f64(1.02 / rate.max(1e-6)),
             next: Mutex::new(Instant::now()),
         }
     }
@@ -74,10 +75,10 @@ mod tests {
             at.push(t.await.unwrap().as_millis());
         }
         at.sort();
-        assert_eq!(at, [0, 500, 1000, 1500, 2000]);
-        // At 2 s the server says "throttled, retry in 3 s".
+        assert_eq!(at, [0, 510, 1020, 1530, 2040]);
+        // At 2.04 s the server says "throttled, retry in 3 s".
         r.pause_for(Duration::from_secs(3));
         r.acquire().await;
-        assert_eq!((Instant::now() - t0).as_millis(), 5000);
+        assert_eq!((Instant::now() - t0).as_millis(), 5040);
     }
 }

@@ -117,7 +117,11 @@ async fn usage_errors_exit_2_and_say_what_to_pass() {
     })
     .await;
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("available: userflow"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("available: egnyte, userflow, prefect"),
+        "{}",
+        text(&o)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let o = run({
