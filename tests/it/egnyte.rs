@@ -384,10 +384,20 @@ async fn an_expired_token_is_refreshed_and_the_rotated_refresh_token_is_used_nex
     );
 
     // Next run, same configuration: its access token is refused at once, and
-    // only the rotated refresh token (from the state) can renew it.
+    // only the rotated refresh token (from the state) can renew it. The token
+    // endpoint is busy at first (409 + Retry-After, as Egnyte's).
     pg.egnyte().expire_tokens();
-    sync_egnyte(&pg, &out, fast()).await.unwrap();
+    pg.fault_on(
+        "/puboauth/token",
+        etl::playground::Fault::Status {
+            status: 409,
+            retry_after: Some("1".into()),
+            body: "{\"error\": \"throttled\"}".into(),
+        },
+    );
+    let s = sync_egnyte(&pg, &out, fast()).await.unwrap();
     assert_eq!(pg.egnyte().refreshes(), 2);
+    assert!(s.retries >= 1, "the 409 was retried");
     assert_matches(&pg, &out, days_ago(90));
 }
 
@@ -414,6 +424,23 @@ async fn short_lived_tokens_are_renewed_before_they_expire() {
     // were renewed in time, so at most one request per sync was refused.
     assert!(s.retries <= 1, "{} retries", s.retries);
     assert_matches(&pg, &out, days_ago(90));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_names_the_key_and_never_the_token() {
+    let pg = egnyte_playground(quick()).await;
+    let (_d, out) = tmp();
+    let e = sync_egnyte(
+        &pg,
+        &out,
+        json!({"api_token": "tok_wrong_0123456789", "refresh_token": null}),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("api_token") && e.contains("401"), "{e}");
+    assert!(e.contains("refresh_token"), "suggests renewing: {e}");
+    assert!(!e.contains("tok_wrong_0123456789"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
