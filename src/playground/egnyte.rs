@@ -86,8 +86,8 @@ pub struct EgnyteMock {
     pub bookmarks: Mutex<BTreeMap<i64, Value>>,
     auth: Mutex<Auth>,
     /// Requests answered with a throttling 403, by code.
-    pub over_qps: std::sync::atomic::AtomicU64,
-    pub over_rate: std::sync::atomic::AtomicU64,
+    over_qps: std::sync::atomic::AtomicU64,
+    over_rate: std::sync::atomic::AtomicU64,
     /// Start times (since the mock began) of the calls that were served.
     pub served_at: Mutex<Vec<Duration>>,
     started: Instant,
@@ -213,6 +213,16 @@ impl EgnyteMock {
             served_at: Mutex::new(Vec::new()),
             started: Instant::now(),
         }
+    }
+
+    /// Calls refused with `ERR_403_DEVELOPER_OVER_QPS` so far.
+    pub fn over_qps(&self) -> u64 {
+        self.over_qps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Calls refused with `ERR_403_DEVELOPER_OVER_RATE` so far.
+    pub fn over_rate(&self) -> u64 {
+        self.over_rate.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The refresh token that works now (rotated by every refresh).
