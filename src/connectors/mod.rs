@@ -4,6 +4,7 @@
 //!
 //! Connectors are wired in [`registry`], one plain entry each.
 
+pub mod csv_export;
 pub mod egnyte;
 pub mod ordered;
 pub mod prefect;
@@ -51,7 +52,12 @@ pub struct ConnectorInfo {
 
 /// Every connector this build knows.
 pub fn registry() -> Vec<ConnectorInfo> {
-    vec![egnyte::info(), userflow::info(), prefect::info()]
+    vec![
+        egnyte::info(),
+        userflow::info(),
+        prefect::info(),
+        csv_export::info(),
+    ]
 }
 
 /// Look a connector up by name.

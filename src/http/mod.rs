@@ -245,6 +245,12 @@ impl Request {
     }
 }
 
+/// What one attempt produced.
+enum Sent {
+    Buffered(Response),
+    Streaming(reqwest::Response),
+}
+
 /// How requests authenticate.
 #[derive(Clone, Debug)]
 pub enum Auth {
@@ -357,6 +363,23 @@ impl HttpClient {
 
     /// Send a request, retrying as the policy says. Returns only 2xx responses.
     pub async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        match self.send_inner(req, false).await? {
+            Sent::Buffered(r) => Ok(r),
+            Sent::Streaming(_) => unreachable!("not asked to stream"),
+        }
+    }
+
+    /// Like [`send`](Self::send), but a 2xx answer is returned as soon as
+    /// its headers arrived, its body left to the caller to stream (exports
+    /// too large to hold in memory). Failing answers are retried as usual.
+    pub async fn send_streaming(&self, req: Request) -> Result<reqwest::Response, HttpError> {
+        match self.send_inner(req, true).await? {
+            Sent::Streaming(r) => Ok(r),
+            Sent::Buffered(_) => unreachable!("a success is streamed"),
+        }
+    }
+
+    async fn send_inner(&self, req: Request, stream: bool) -> Result<Sent, HttpError> {
         let mut attempt = 0u32;
         let mut refreshed = false;
         loop {
@@ -373,11 +396,12 @@ impl HttpClient {
             }
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
             let generation = oauth.map_or(0, |o| o.generation());
-            let outcome = self.send_once(&req).await;
+            let outcome = self.send_once(&req, stream).await;
             let (retry_after, kind) = match outcome {
-                Ok(resp) => {
+                Ok(Sent::Streaming(r)) => return Ok(Sent::Streaming(r)),
+                Ok(Sent::Buffered(resp)) => {
                     if resp.status.is_success() {
-                        return Ok(resp);
+                        return Ok(Sent::Buffered(resp));
                     }
                     let kind = status_kind(self, &resp);
                     let verdict = self
@@ -441,7 +465,7 @@ impl HttpClient {
         }
     }
 
-    async fn send_once(&self, req: &Request) -> Result<Response, HttpErrorKind> {
+    async fn send_once(&self, req: &Request, stream: bool) -> Result<Sent, HttpErrorKind> {
         let mut b = self.inner.request(req.method.clone(), req.url.clone());
         let token = match &self.auth {
             Auth::Bearer(t) => Some(t.clone()),
@@ -465,16 +489,19 @@ impl HttpClient {
             b = b.body(body.clone());
         }
         let resp = b.send().await.map_err(|e| transport_kind(self, &e))?;
+        if stream && resp.status().is_success() {
+            return Ok(Sent::Streaming(resp));
+        }
         let url = resp.url().clone();
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| transport_kind(self, &e))?;
-        Ok(Response {
+        Ok(Sent::Buffered(Response {
             url,
             status,
             headers,
             body,
-        })
+        }))
     }
 
     fn error(&self, req: &Request, attempts: u32, kind: HttpErrorKind) -> HttpError {

@@ -1,0 +1,553 @@
+//! CSV export endpoints (the Connector SDK's `export` example): `GET` a URL
+//! that answers `text/csv`, stream the body through a CSV parser into Arrow
+//! batches of the declared `user` table, and upsert them by `id`.
+//!
+//! The body is never held whole: network chunks flow through a small bounded
+//! channel into a parser on a blocking thread, which hands bounded batches to
+//! the writer, so an export of any size syncs in flat memory. Quoted fields,
+//! embedded newlines, CRLF line ends and a UTF-8 byte-order mark are read as
+//! CSV means them; a row with the wrong number of fields or a value that does
+//! not fit its column fails the sync naming the line (or, with
+//! `"on_bad_row": "quarantine"`, goes to `_etl_rejects` with the line).
+//!
+//! An export is a full snapshot: after a complete download, rows it no longer
+//! contains are soft-deleted. A download cut short commits what was parsed
+//! (merging is idempotent) and the next sync downloads the export again.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use serde_json::json;
+use url::Url;
+
+use super::{Connector, ConnectorInfo, SyncContext};
+use crate::batch::values::{format_utc_micros, parse_utc_micros};
+use crate::batch::Reject;
+use crate::config::ConfigReader;
+use crate::error::{Error, Result};
+use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
+use crate::schema::{Column, ColumnSource, ColumnType, OnBadRow, TableSchema};
+
+pub const NAME: &str = "csv_export";
+/// The Fivetran api playground's export, the seed's default source.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:5001/export/csv";
+
+pub const SAMPLE_CONFIG: &str = r#"{
+  "url": "http://127.0.0.1:5001/export/csv"
+}"#;
+
+/// The seed's `user` table (plus `_synced_at`).
+pub fn user_table(on_bad_row: OnBadRow) -> TableSchema {
+    let mut t = TableSchema::new(
+        "user",
+        &["id"],
+        vec![
+            Column::new("id", ColumnType::String),
+            Column::new("name", ColumnType::String),
+            Column::new("email", ColumnType::String),
+            Column::new("address", ColumnType::String),
+            Column::new("company", ColumnType::String),
+            Column::new("job", ColumnType::String),
+            Column::new("updatedAt", ColumnType::UtcDatetime),
+            Column::new("createdAt", ColumnType::UtcDatetime),
+            Column::synced_at("_synced_at"),
+        ],
+    );
+    t.on_bad_row = on_bad_row;
+    t
+}
+
+pub fn info() -> ConnectorInfo {
+    ConnectorInfo {
+        name: NAME,
+        description: "A CSV export endpoint (GET, streamed; the SDK export example's user table)",
+        sample_config: SAMPLE_CONFIG,
+        tables: || vec![Arc::new(user_table(OnBadRow::Fail))],
+        build: |c, m| Ok(Arc::new(CsvExport::new(CsvConfig::validate(c)?, m)) as Arc<dyn Connector>),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvConfig {
+    pub url: Url,
+    /// Sent as `Authorization: Bearer` when given.
+    pub api_key: Option<Secret>,
+    /// For the whole download (default one hour).
+    pub timeout: Duration,
+    pub attempts: u32,
+    /// Rows per Arrow batch handed to the writer.
+    pub batch_rows: usize,
+    pub on_bad_row: OnBadRow,
+}
+
+impl CsvConfig {
+    pub fn validate(mut c: ConfigReader) -> Result<Self> {
+        let cfg = CsvConfig {
+            url: c.url_or("url", DEFAULT_URL)?,
+            api_key: c.opt_secret("api_key")?,
+            timeout: Duration::from_secs(c.int_in("request_timeout_seconds", 1..=86_400, 3_600)? as u64),
+            attempts: c.int_in("retry_attempts", 1..=10, 3)? as u32,
+            batch_rows: c.int_in("batch_rows", 1..=1_000_000, 4_096)? as usize,
+            on_bad_row: match c.opt_string("on_bad_row")?.as_deref() {
+                None | Some("fail") => OnBadRow::Fail,
+                Some("quarantine") => OnBadRow::Quarantine,
+                Some(other) => {
+                    return Err(c.error(
+                        "on_bad_row",
+                        format!("must be \"fail\" or \"quarantine\", got {other:?}"),
+                    ))
+                }
+            },
+        };
+        c.finish()?;
+        Ok(cfg)
+    }
+}
+
+pub struct CsvExport {
+    cfg: CsvConfig,
+    http: HttpClient,
+    table: Arc<TableSchema>,
+}
+
+/// The network side of the parser: chunks as they arrive, a UTF-8 BOM at the
+/// very start dropped, a failed download surfacing as a read error.
+struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<std::result::Result<Bytes, String>>,
+    cur: Bytes,
+    at_start: bool,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.at_start && self.cur.len() >= 3 {
+                if self.cur.starts_with(b"\xEF\xBB\xBF") {
+                    self.cur = self.cur.slice(3..);
+                }
+                self.at_start = false;
+            }
+            if !self.cur.is_empty() && !(self.at_start && self.cur.len() < 3) {
+                let n = buf.len().min(self.cur.len());
+                buf[..n].copy_from_slice(&self.cur[..n]);
+                self.cur = self.cur.slice(n..);
+                return Ok(n);
+            }
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => {
+                    if self.at_start {
+                        // Gather at least three bytes to look for a BOM.
+                        let mut v = self.cur.to_vec();
+                        v.extend_from_slice(&b);
+                        self.cur = Bytes::from(v);
+                    } else {
+                        self.cur = b;
+                    }
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => {
+                    // The end: whatever is left (fewer than three bytes) is data.
+                    self.at_start = false;
+                    if self.cur.is_empty() {
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One column's values as they are parsed.
+enum Builder {
+    Str(StringBuilder),
+    Ts(TimestampMicrosecondBuilder),
+    Long(Int64Builder),
+    Double(Float64Builder),
+    Bool(BooleanBuilder),
+}
+
+/// A parsed cell.
+enum Cell<'a> {
+    Null,
+    Str(&'a str),
+    Ts(i64),
+    Long(i64),
+    Double(f64),
+    Bool(bool),
+}
+
+impl Builder {
+    fn for_type(ty: &ColumnType) -> Option<Builder> {
+        Some(match ty {
+            ColumnType::String | ColumnType::Json | ColumnType::Xml => {
+                Builder::Str(StringBuilder::new())
+            }
+            ColumnType::UtcDatetime => Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            ColumnType::Long | ColumnType::Int | ColumnType::Short => {
+                Builder::Long(Int64Builder::new())
+            }
+            ColumnType::Double | ColumnType::Float => Builder::Double(Float64Builder::new()),
+            ColumnType::Boolean => Builder::Bool(BooleanBuilder::new()),
+            _ => return None,
+        })
+    }
+
+    fn parse<'a>(&self, raw: &'a [u8]) -> std::result::Result<Cell<'a>, String> {
+        let s = std::str::from_utf8(raw).map_err(|_| "is not UTF-8".to_string())?;
+        if s.is_empty() && !matches!(self, Builder::Str(_)) {
+            return Ok(Cell::Null);
+        }
+        let t = s.trim();
+        Ok(match self {
+            Builder::Str(_) => Cell::Str(s),
+            Builder::Ts(_) => Cell::Ts(parse_utc_micros(t).ok_or_else(|| format!("{s:?} is not a timestamp"))?),
+            Builder::Long(_) => Cell::Long(t.parse().map_err(|_| format!("{s:?} is not an integer"))?),
+            Builder::Double(_) => Cell::Double(t.parse().map_err(|_| format!("{s:?} is not a number"))?),
+            Builder::Bool(_) => Cell::Bool(match t.to_ascii_lowercase().as_str() {
+                "true" | "t" | "1" | "yes" => true,
+                "false" | "f" | "0" | "no" => false,
+                _ => return Err(format!("{s:?} is not a boolean")),
+            }),
+        })
+    }
+
+    fn push(&mut self, c: &Cell) {
+        match (self, c) {
+            (Builder::Str(b), Cell::Str(s)) => b.append_value(s),
+            (Builder::Ts(b), Cell::Ts(v)) => b.append_value(*v),
+            (Builder::Long(b), Cell::Long(v)) => b.append_value(*v),
+            (Builder::Double(b), Cell::Double(v)) => b.append_value(*v),
+            (Builder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
+            (Builder::Str(b), _) => b.append_null(),
+            (Builder::Ts(b), _) => b.append_null(),
+            (Builder::Long(b), _) => b.append_null(),
+            (Builder::Double(b), _) => b.append_null(),
+            (Builder::Bool(b), _) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Builder::Str(b) => Arc::new(b.finish()),
+            Builder::Ts(b) => Arc::new(b.finish()),
+            Builder::Long(b) => Arc::new(b.finish()),
+            Builder::Double(b) => Arc::new(b.finish()),
+            Builder::Bool(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// What the parser hands the sync: a batch and the rows set aside with it.
+type Parsed = std::result::Result<(RecordBatch, Vec<Reject>), Error>;
+
+/// Parse the CSV read from `input` into batches of `table`, sent to `out`.
+fn parse(
+    input: impl Read,
+    table: Arc<TableSchema>,
+    batch_rows: usize,
+    synced_at: i64,
+    location: String,
+    out: tokio::sync::mpsc::Sender<Parsed>,
+) {
+    let fail = |out: &tokio::sync::mpsc::Sender<Parsed>, e: Error| {
+        let _ = out.blocking_send(Err(e));
+    };
+    let at = |line: u64| format!("CSV {location} line {line}");
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(input);
+    let headers = match rdr.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return fail(&out, Error::source(format!("CSV {location}"), format!("cannot read the header: {e}"))),
+    };
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    // Each declared column: where it is in a row, and how to parse it.
+    let mut cols: Vec<(Option<usize>, Builder)> = Vec::new();
+    for c in &table.columns {
+        let builder = match Builder::for_type(&c.ty) {
+            Some(b) => b,
+            None => {
+                return fail(&out, Error::Internal(format!("CSV column {} has unsupported type {}", c.name, c.ty)))
+            }
+        };
+        let index = match c.source {
+            ColumnSource::SyncedAt => None,
+            _ => match names.iter().position(|n| n == &c.name) {
+                Some(i) => Some(i),
+                None => {
+                    return fail(
+                        &out,
+                        Error::source(
+                            format!("CSV {location} line 1"),
+                            format!("the header has no column {:?} (it has: {})", c.name, names.join(", ")),
+                        ),
+                    )
+                }
+            },
+        };
+        cols.push((index, builder));
+    }
+    let pk: Vec<bool> = table
+        .columns
+        .iter()
+        .map(|c| table.is_primary_key(&c.name))
+        .collect();
+    let mut rows = 0usize;
+    let mut rejects = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    let schema = table.arrow_schema();
+    let flush = |cols: &mut Vec<(Option<usize>, Builder)>, rejects: &mut Vec<Reject>| -> bool {
+        let arrays: Vec<ArrayRef> = cols.iter_mut().map(|(_, b)| b.finish()).collect();
+        match RecordBatch::try_new(schema.clone(), arrays) {
+            Ok(b) => out.blocking_send(Ok((b, std::mem::take(rejects)))).is_ok(),
+            Err(e) => {
+                let _ = out.blocking_send(Err(Error::Internal(format!("CSV batch: {e}"))));
+                false
+            }
+        }
+    };
+    loop {
+        match rdr.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                return fail(&out, Error::source(at(line), format!("cannot read the CSV: {e}")));
+            }
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let mut cells: Vec<Cell> = Vec::with_capacity(cols.len());
+        let problem = if record.len() != names.len() {
+            Some(format!("expected {} fields (as in the header), found {}", names.len(), record.len()))
+        } else {
+            let mut bad = None;
+            for (i, (index, b)) in cols.iter().enumerate() {
+                let cell = match index {
+                    None => Ok(Cell::Ts(synced_at)),
+                    Some(ix) if record[*ix].is_empty() && pk[i] => {
+                        Err("the primary key is empty".to_string())
+                    }
+                    Some(ix) => b.parse(&record[*ix]),
+                };
+                match cell {
+                    Ok(c) => cells.push(c),
+                    Err(m) => {
+                        bad = Some(format!("column {:?}: {m}", table.columns[i].name));
+                        break;
+                    }
+                }
+            }
+            bad
+        };
+        match problem {
+            None => {
+                for ((_, b), c) in cols.iter_mut().zip(&cells) {
+                    b.push(c);
+                }
+                rows += 1;
+            }
+            Some(m) if table.on_bad_row == OnBadRow::Quarantine => {
+                let raw: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+                rejects.push(Reject {
+                    table: table.name.clone(),
+                    raw: json!({"line": line, "fields": raw}).to_string(),
+                    error: format!("line {line}: {m}"),
+                });
+            }
+            Some(m) => return fail(&out, Error::source(at(line), m)),
+        }
+        if rows >= batch_rows {
+            if !flush(&mut cols, &mut rejects) {
+                return;
+            }
+            rows = 0;
+        }
+    }
+    if rows > 0 || !rejects.is_empty() {
+        flush(&mut cols, &mut rejects);
+    }
+}
+
+impl CsvExport {
+    pub fn new(cfg: CsvConfig, metrics: Arc<HttpMetrics>) -> Self {
+        let policy = RetryPolicy {
+            max_attempts: cfg.attempts,
+            timeout: cfg.timeout,
+            ..RetryPolicy::default()
+        };
+        let auth = cfg.api_key.clone().map_or(Auth::None, Auth::Bearer);
+        let http = HttpClient::new(policy, auth)
+            .with_header("accept", "text/csv")
+            .with_metrics(metrics);
+        let table = Arc::new(user_table(cfg.on_bad_row));
+        CsvExport { cfg, http, table }
+    }
+
+    async fn run(&self, ctx: SyncContext) -> Result<()> {
+        let began = chrono::Utc::now().timestamp_micros();
+        let mut resp = self.http.send_streaming(Request::get(self.cfg.url.clone())).await?;
+        let location = self.http.redact(self.cfg.url.as_str());
+        // Network → parser: a few chunks at most in between.
+        let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(16);
+        let feeder = tokio::spawn({
+            let location = location.clone();
+            async move {
+                loop {
+                    match resp.chunk().await {
+                        Ok(Some(b)) => {
+                            if chunk_tx.send(Ok(b)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => return,
+                        Err(e) => {
+                            let _ = chunk_tx
+                                .send(Err(format!("the download from {location} broke off: {e}")))
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let _abort_feeder = AbortTask(feeder);
+        let (batch_tx, mut batch_rx) = tokio::sync::mpsc::channel::<Parsed>(2);
+        let reader = ChunkReader {
+            rx: chunk_rx,
+            cur: Bytes::new(),
+            at_start: true,
+        };
+        let (table, rows) = (self.table.clone(), self.cfg.batch_rows);
+        let parser = tokio::task::spawn_blocking(move || {
+            parse(reader, table, rows, began, location, batch_tx)
+        });
+        let mut total = 0u64;
+        while let Some(parsed) = batch_rx.recv().await {
+            let (batch, rejects) = parsed?;
+            total += batch.num_rows() as u64;
+            ctx.emit.page_fetched();
+            ctx.emit.reject(rejects).await?;
+            ctx.emit.upsert(&self.table, batch).await?;
+            ctx.emit
+                .checkpoint(&self.table.name, json!({"export_began": format_utc_micros(began), "rows": total}))
+                .await?;
+        }
+        parser
+            .await
+            .map_err(|e| Error::Internal(format!("CSV parser failed: {e}")))?;
+        // The whole export was read: rows it no longer has were deleted.
+        ctx.emit
+            .delete_older_than(&self.table, "_synced_at", began)
+            .await?;
+        ctx.emit
+            .checkpoint(
+                &self.table.name,
+                json!({"last_complete_export": format_utc_micros(began), "rows": total}),
+            )
+            .await?;
+        tracing::info!(rows = total, url = %self.http.redact(self.cfg.url.as_str()), "export read");
+        Ok(())
+    }
+}
+
+/// Aborts a spawned task when dropped (a failed sync stops its download).
+struct AbortTask(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Connector for CsvExport {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn tables(&self) -> Vec<Arc<TableSchema>> {
+        vec![self.table.clone()]
+    }
+
+    fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.run(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(csv: &[u8], mode: OnBadRow) -> std::result::Result<(usize, Vec<Reject>), String> {
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (ctx, crx) = tokio::sync::mpsc::channel(4);
+            // Fed in 7-byte pieces: fields and the BOM straddle chunks.
+            let pieces: Vec<Bytes> = csv.chunks(7).map(Bytes::copy_from_slice).collect();
+            tokio::spawn(async move {
+                for piece in pieces {
+                    if ctx.send(Ok(piece)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+            let reader = ChunkReader { rx: crx, cur: Bytes::new(), at_start: true };
+            let table = Arc::new(user_table(mode));
+            tokio::task::spawn_blocking(move || parse(reader, table, 2, 0, "test".into(), tx));
+            let (mut rows, mut rejects) = (0, Vec::new());
+            while let Some(p) = rx.recv().await {
+                let (b, r) = p.map_err(|e| e.to_string())?;
+                rows += b.num_rows();
+                rejects.extend(r);
+            }
+            Ok((rows, rejects))
+        })
+    }
+
+    const HEADER: &str = "id,name,email,address,company,job,createdAt,updatedAt";
+
+    #[test]
+    fn quoting_newlines_bom_and_crlf() {
+        let csv = format!(
+            "\u{feff}{HEADER}\r\n1,\"Roe, Jane\",j@x.io,\"12 Main St\nSpringfield\",Roe LLC,\"Says \"\"hi\"\"\",2024-09-22T12:15:33Z,2024-09-22T12:15:50Z\r\n2,Bo,b@x.io,,,,2024-09-22T12:15:33Z,\r\n3,C,c@x.io,a,b,c,2024-09-22T12:15:33+0000,2024-09-22 12:15:50\r\n"
+        );
+        assert_eq!(parse_all(csv.as_bytes(), OnBadRow::Fail).unwrap().0, 3);
+    }
+
+    #[test]
+    fn a_ragged_row_fails_naming_its_line_or_is_quarantined() {
+        let csv = format!("{HEADER}\n1,a,b,c,d,e,2024-01-01T00:00:00Z,2024-01-01T00:00:00Z\n2,\"multi\nline\",x\n3,a,b,c,d,e,2024-01-01T00:00:00Z,2024-01-01T00:00:00Z\n");
+        let e = parse_all(csv.as_bytes(), OnBadRow::Fail).unwrap_err();
+        assert!(e.contains("line 3") && e.contains("expected 8 fields") && e.contains("found 3"), "{e}");
+        let (rows, rejects) = parse_all(csv.as_bytes(), OnBadRow::Quarantine).unwrap();
+        assert_eq!(rows, 2);
+        assert_eq!(rejects.len(), 1);
+        assert!(rejects[0].error.starts_with("line 3:"), "{:?}", rejects[0]);
+        assert!(rejects[0].raw.contains("multi\\nline"), "{:?}", rejects[0]);
+    }
+
+    #[test]
+    fn a_bad_timestamp_names_line_and_column() {
+        let csv = format!("{HEADER}\n1,a,b,c,d,e,yesterday,2024-01-01T00:00:00Z\n");
+        let e = parse_all(csv.as_bytes(), OnBadRow::Fail).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("createdAt") && e.contains("yesterday"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_header_column_is_named() {
+        let e = parse_all(b"id,name\n1,a\n", OnBadRow::Fail).unwrap_err();
+        assert!(e.contains("no column \"email\""), "{e}");
+    }
+}
