@@ -9,11 +9,8 @@
 //! package cannot be installed here; a server that installs but fails to
 //! start, or any difference in the data, fails it.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use etl::batch::values::parse_utc_micros;
 use etl::config::ConfigReader;
@@ -21,169 +18,48 @@ use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::dests::{grid, reader, Kind};
+use crate::pyenv;
 
 const PREFECT: &str = "prefect==3.8.8";
 /// The FastAPI releases Prefect 3.8.8 starts cleanly with.
 const FASTAPI: &str = "fastapi>=0.139,<0.151";
 
-/// Run `cmd` to completion within `limit`; its combined output, or why it failed.
-fn run(cmd: &mut Command, limit: Duration) -> Result<String, String> {
-    let log = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
-    let what = format!("{cmd:?}");
-    let out = log.as_file().try_clone().map_err(|e| e.to_string())?;
-    let err = log.as_file().try_clone().map_err(|e| e.to_string())?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("{what}: {e}"))?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            return Err(format!("{what}: still running after {limit:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let mut out = String::new();
-    let _ = log.reopen().and_then(|mut f| f.read_to_string(&mut out));
-    if status.success() {
-        Ok(out)
-    } else {
-        let tail: Vec<&str> = out.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        Err(format!("{what}: {status}\n{}", tail.join("\n")))
-    }
-}
-
 /// A virtualenv with Prefect installed: its directory, or why there is none.
 fn prefect_venv() -> Result<PathBuf, String> {
-    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
-    let cache = PathBuf::from(home).join(".cache").join("etl-test");
-    std::fs::create_dir_all(&cache).map_err(|e| format!("{}: {e}", cache.display()))?;
-    let venv = cache.join("prefect-3.8.8-venv");
-    let ready = venv.join(".etl-ready");
-    // One installer at a time (test processes of several checkouts share the cache).
-    let lock = File::create(cache.join("prefect-venv.lock")).map_err(|e| e.to_string())?;
-    lock.lock().map_err(|e| e.to_string())?;
-    if ready.exists() {
-        return Ok(venv);
-    }
-    let _ = std::fs::remove_dir_all(&venv);
-    eprintln!("installing {PREFECT} into {} (once)", venv.display());
-    run(
-        Command::new("python3").arg("-m").arg("venv").arg(&venv),
-        Duration::from_secs(300),
-    )?;
-    run(
-        Command::new(venv.join("bin").join("pip")).args([
-            "install",
-            "--disable-pip-version-check",
-            "--quiet",
-            PREFECT,
-            FASTAPI,
-        ]),
-        Duration::from_secs(1800),
-    )?;
-    File::create(&ready).map_err(|e| e.to_string())?;
-    Ok(venv)
+    pyenv::venv("prefect-3.8.8", &[PREFECT, FASTAPI])
 }
 
 /// A Prefect server on 127.0.0.1, stopped (with its process group) on drop.
 struct PrefectServer {
-    child: Child,
+    server: pyenv::Server,
     api_url: String,
-    home: tempfile::TempDir,
 }
 
 impl PrefectServer {
     fn start(venv: &Path) -> PrefectServer {
-        use std::os::unix::process::CommandExt;
         let home = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = File::create(home.path().join("server.log")).unwrap();
-        let child = Command::new(venv.join("bin").join("prefect"))
-            .args(["server", "start", "--host", "127.0.0.1", "--port"])
+        let port = pyenv::free_port();
+        let mut cmd = Command::new(pyenv::bin(venv, "prefect"));
+        cmd.args(["server", "start", "--host", "127.0.0.1", "--port"])
             .arg(port.to_string())
             // The API only: no scheduler adding runs while the test counts them.
             .args(["--no-services", "--no-ui", "--analytics-off"])
             .env("PREFECT_HOME", home.path())
             .env("PREFECT_SERVER_LOGGING_LEVEL", "WARNING")
             .env_remove("PREFECT_API_URL")
-            .env_remove("PREFECT_API_KEY")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("starting prefect server");
-        let mut server = PrefectServer {
-            child,
+            .env_remove("PREFECT_API_KEY");
+        let server = pyenv::Server::start(cmd, home, port, "prefect server", |port| {
+            pyenv::http_get(port, "/api/health").is_some_and(|(s, b)| s == 200 && b.trim_end().ends_with("true"))
+        });
+        PrefectServer {
+            server,
             api_url: format!("http://127.0.0.1:{port}/api"),
-            home,
-        };
-        let addr = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            if healthy(&addr) {
-                eprintln!(
-                    "prefect server up in {:.1}s",
-                    started.elapsed().as_secs_f64()
-                );
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("prefect server exited ({status}):\n{}", server.log());
-            }
-            if started.elapsed() > Duration::from_secs(180) {
-                panic!("prefect server not healthy after 180 s:\n{}", server.log());
-            }
-            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("server.log")).unwrap_or_default()
+        self.server.log()
     }
-}
-
-impl Drop for PrefectServer {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
-    }
-}
-
-/// Whether the server at `addr` answers its health check (`true`).
-fn healthy(addr: &str) -> bool {
-    use std::io::Write;
-    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    let req = format!("GET /api/health HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-    let mut resp = String::new();
-    conn.write_all(req.as_bytes()).is_ok()
-        && conn.read_to_string(&mut resp).is_ok()
-        && resp.lines().next().is_some_and(|l| l.contains(" 200"))
-        && resp.trim_end().ends_with("true")
 }
 
 /// The REST API of the server under test.

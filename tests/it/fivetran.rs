@@ -1,0 +1,174 @@
+//! Against Fivetran's own mock API, `fivetran-api-playground` from PyPI
+//! (SOURCES.md §4): installed into a cached virtualenv, started on a free
+//! port of 127.0.0.1 (its PyPI version check pre-empted, proxies pointed at
+//! a closed port so nothing leaves the machine), and synced from.
+//!
+//! Skipped, with the reason printed, only when Python or the package cannot
+//! be installed.
+
+use std::path::Path;
+use std::process::Command;
+
+use etl::config::ConfigReader;
+use serde_json::{json, Value};
+
+use crate::common::opts;
+use crate::dests::{for_both_destinations_async, grid, reader, Kind};
+use crate::pyenv;
+
+const PACKAGE: &str = "fivetran-api-playground==1.1.9";
+
+/// A running `playground start --port P`, with the credentials it printed.
+pub struct FivetranPlayground {
+    server: pyenv::Server,
+    pub url: String,
+    pub basic: (String, String),
+    pub bearer: String,
+    pub api_key: String,
+    pub session: (String, String),
+}
+
+/// The value after `label` on the last log line containing `row`.
+fn printed(log: &str, row: &str, label: &str) -> String {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(row))
+        .unwrap_or_else(|| panic!("the playground printed no {row:?} line:\n{log}"));
+    let rest = &line[line.find(label).unwrap_or_else(|| panic!("no {label:?} in {line:?}")) + label.len()..];
+    rest.split_whitespace().next().unwrap().to_string()
+}
+
+impl FivetranPlayground {
+    /// Start one, or `None` (reason printed) when it cannot be installed.
+    pub async fn start() -> Option<FivetranPlayground> {
+        let venv = match tokio::task::spawn_blocking(|| pyenv::venv("fivetran-api-playground-1.1.9", &[PACKAGE]))
+            .await
+            .unwrap()
+        {
+            Ok(v) => v,
+            Err(why) => {
+                eprintln!("SKIPPED: cannot install {PACKAGE}: {why}");
+                return None;
+            }
+        };
+        Some(tokio::task::spawn_blocking(move || Self::start_in(&venv)).await.unwrap())
+    }
+
+    fn start_in(venv: &Path) -> FivetranPlayground {
+        let dir = tempfile::tempdir().unwrap();
+        // The playground checks PyPI for a newer release at most once a day:
+        // tell it it just did.
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join(".ft_api_playground")).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        std::fs::write(home.join(".ft_api_playground").join("_last_version_check"), now.to_string()).unwrap();
+        let port = pyenv::free_port();
+        let mut cmd = Command::new(pyenv::bin(venv, "playground"));
+        cmd.args(["start", "--port", &port.to_string()])
+            .env("HOME", &home)
+            .env("PYTHONUNBUFFERED", "1")
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("NO_PROXY", "127.0.0.1,localhost");
+        let server = pyenv::Server::start(cmd, dir, port, "fivetran-api-playground", |port| {
+            pyenv::http_get(port, "/pagination/offset?limit=1").is_some_and(|(s, _)| s == 200)
+        });
+        // Flask's reloader prints a second set of credentials: the serving one's are last.
+        let log = server.log();
+        FivetranPlayground {
+            url: format!("http://127.0.0.1:{port}"),
+            basic: (
+                printed(&log, "Http Basic Auth", "Username:"),
+                printed(&log, "Http Basic Auth", "Password:"),
+            ),
+            bearer: printed(&log, "HTTP Bearer", "Bearer Token:"),
+            api_key: printed(&log, "Auth API Key", "API Key:"),
+            session: (
+                printed(&log, "Session Token Auth Login", "Username:"),
+                printed(&log, "Session Token Auth Login", "Password:"),
+            ),
+            server,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.url);
+        let r = reqwest::get(&url).await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Every user, in the server's list order (offset pages of 50, by createdAt).
+    pub async fn users(&self) -> Vec<Value> {
+        let mut out: Vec<Value> = Vec::new();
+        loop {
+            let page = self
+                .get(&format!("/pagination/offset?order_by=createdAt&limit=50&offset={}", out.len()))
+                .await;
+            let data = page["data"].as_array().unwrap().clone();
+            let n = data.len();
+            out.extend(data);
+            if n == 0 || out.len() as u64 >= page["total"].as_u64().unwrap() {
+                return out;
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.server.log()
+    }
+}
+
+/// The `user` table as text rows (id, name, email, address, company, job, createdAt, updatedAt).
+pub fn stored_users(out: &Path, extra_where: &str) -> Vec<String> {
+    grid(
+        &reader(out),
+        &format!(
+            "SELECT id, name, email, address, company, job, strftime(make_timestamp(epoch_us(createdAt)), '%Y-%m-%dT%H:%M:%SZ'), \
+             strftime(make_timestamp(epoch_us(updatedAt)), '%Y-%m-%dT%H:%M:%SZ') FROM \"user\" {extra_where}"
+        ),
+    )
+}
+
+/// `users` as [`stored_users`] shows them, string fields passed through `clean`.
+pub fn expected_users(users: &[Value], clean: impl Fn(&str) -> String) -> Vec<String> {
+    let mut rows: Vec<String> = users
+        .iter()
+        .map(|u| {
+            let s = |k: &str| format!("{:?}", ::duckdb::types::Value::Text(clean(u[k].as_str().unwrap())));
+            let t = |k: &str| format!("{:?}", ::duckdb::types::Value::Text(u[k].as_str().unwrap().to_string()));
+            [s("id"), s("name"), s("email"), s("address"), s("company"), s("job"), t("createdAt"), t("updatedAt")].join("|")
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn csv_config(fp: &FivetranPlayground) -> ConfigReader {
+    ConfigReader::from_map(json!({"url": format!("{}/export/csv", fp.url)}).as_object().unwrap().clone())
+}
+
+for_both_destinations_async!(csv_export_lands_all_200_users_once);
+
+/// The playground's `/export/csv`: 200 rows, unquoted, with `\n`, `\r` and
+/// `,` deleted from the string fields. Every row lands once, exactly as the
+/// JSON endpoints show it (minus those characters); a second sync changes nothing.
+async fn csv_export_lands_all_200_users_once(kind: Kind) {
+    let Some(fp) = FivetranPlayground::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = kind.path(dir.path());
+    let s = etl::sync("csv_export", csv_config(&fp), &out, opts(64)).await.unwrap();
+    assert_eq!(s.rows, 200, "{s:?}");
+    let users = fp.users().await;
+    assert_eq!(users.len(), 200);
+    let expected = expected_users(&users, |v| v.replace(['\n', '\r', ','], ""));
+    assert_eq!(stored_users(&out, ""), expected);
+    // Again: the same rows, none soft-deleted, none added.
+    etl::sync("csv_export", csv_config(&fp), &out, opts(64)).await.unwrap();
+    assert_eq!(stored_users(&out, "WHERE NOT _etl_deleted"), expected);
+    assert_eq!(grid(&reader(&out), "SELECT count(*) FROM \"user\""), vec!["BigInt(200)".to_string()]);
+}
