@@ -247,6 +247,7 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
                 etl::schema::ColumnSource::Path(p) => p.join("."),
                 etl::schema::ColumnSource::Raw => "(whole record)".into(),
                 etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
+                etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
             };
             println!(
                 "  {:<w$} {:<14} duckdb {:<12} from {}",

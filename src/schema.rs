@@ -188,6 +188,9 @@ pub enum ColumnSource {
     Raw,
     /// The time this sync wrote the row.
     SyncedAt,
+    /// SHA-1 of the whole record as the Connector SDK hashes rows without a
+    /// primary key (`json.dumps(row, sort_keys=True)`): the surrogate key `_etl_id`.
+    RowHash,
 }
 
 /// One declared column.
@@ -223,6 +226,15 @@ impl Column {
             name: name.into(),
             ty: ColumnType::Json,
             source: ColumnSource::Raw,
+        }
+    }
+
+    /// The surrogate key of a table without a primary key (see [`ColumnSource::RowHash`]).
+    pub fn row_hash(name: &str) -> Self {
+        Column {
+            name: name.into(),
+            ty: ColumnType::String,
+            source: ColumnSource::RowHash,
         }
     }
 

@@ -11,6 +11,7 @@
 //! Large pages are split into chunks decoded in parallel on the rayon pool;
 //! [`decode_on_pool`] runs a whole page there so async fetchers never block.
 
+pub mod pyjson;
 pub mod values;
 
 use std::borrow::Cow;
@@ -212,6 +213,8 @@ pub struct BatchDecoder {
     paths: PathNode,
     raw_columns: Vec<usize>,
     synced_columns: Vec<usize>,
+    /// Columns holding the SDK row hash of the record.
+    hash_columns: Vec<usize>,
     pk_columns: Vec<usize>,
 }
 
@@ -229,17 +232,20 @@ impl BatchDecoder {
         let mut paths = PathNode::default();
         let mut raw_columns = Vec::new();
         let mut synced_columns = Vec::new();
+        let mut hash_columns = Vec::new();
         for (i, c) in table.columns.iter().enumerate() {
             match &c.source {
                 ColumnSource::Path(p) => paths.insert(p, i),
                 ColumnSource::Raw => raw_columns.push(i),
                 ColumnSource::SyncedAt => synced_columns.push(i),
+                ColumnSource::RowHash => hash_columns.push(i),
             }
         }
         let pk_columns = table
             .primary_key
             .iter()
             .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+            .filter(|c| !hash_columns.contains(c))
             .collect();
         BatchDecoder {
             table,
@@ -247,6 +253,7 @@ impl BatchDecoder {
             paths,
             raw_columns,
             synced_columns,
+            hash_columns,
             pk_columns,
         }
     }
@@ -313,6 +320,8 @@ impl BatchDecoder {
         let mut slots: Vec<Option<&str>> = vec![None; n * ncols];
         let mut row_slots: Vec<Option<&str>> = vec![None; ncols];
         let mut bad: Vec<BadValue> = Vec::new();
+        // The SDK hash of each record, when a column wants it.
+        let mut hashes: Vec<Option<String>> = Vec::new();
         for (r, range) in records.iter().enumerate() {
             let text = page.get(range.clone()).ok_or_else(|| {
                 self.page_error(
@@ -339,6 +348,14 @@ impl BatchDecoder {
             for &c in &self.raw_columns {
                 row_slots[c] = Some(text);
             }
+            if !self.hash_columns.is_empty() {
+                hashes.resize(r, None);
+                hashes.push(
+                    serde_json::from_str::<serde_json::Value>(text)
+                        .ok()
+                        .map(|v| pyjson::row_hash(&v)),
+                );
+            }
             for (c, s) in row_slots.iter().enumerate() {
                 slots[c * n + r] = *s;
             }
@@ -360,6 +377,13 @@ impl BatchDecoder {
             if self.synced_columns.contains(&c) {
                 let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
                 (0..n).for_each(|_| b.append_value(ctx.synced_at_micros));
+                arrays.push(Arc::new(b.finish()));
+                continue;
+            }
+            if self.hash_columns.contains(&c) {
+                hashes.resize(n, None);
+                let mut b = StringBuilder::with_capacity(n, n * 40);
+                hashes.iter().for_each(|h| b.append_option(h.as_deref()));
                 arrays.push(Arc::new(b.finish()));
                 continue;
             }

@@ -284,6 +284,9 @@ fn parse(
         };
         let index = match c.source {
             ColumnSource::SyncedAt => None,
+            ColumnSource::RowHash => {
+                return fail(&out, Error::Internal(format!("CSV column {} cannot be a row hash", c.name)))
+            }
             _ => match names.iter().position(|n| n == &c.name) {
                 Some(i) => Some(i),
                 None => {
