@@ -197,6 +197,23 @@ impl ConfigReader {
         Ok(u)
     }
 
+    /// Every key not asked for yet (a declarative spec's variables), now counted as known.
+    pub fn take_rest(&mut self) -> Map<String, Value> {
+        let mut out = Map::new();
+        for (k, v) in &self.map {
+            if !self.known.contains(k.as_str()) {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        self.map.retain(|k, _| !out.contains_key(k));
+        out
+    }
+
+    /// The configuration file, if the configuration came from one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
     /// Fail on keys nobody asked for (typos).
     pub fn finish(self) -> Result<()> {
         let unknown: Vec<&String> = self

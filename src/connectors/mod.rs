@@ -8,6 +8,7 @@ pub mod csv_export;
 pub mod egnyte;
 pub mod ordered;
 pub mod prefect;
+pub mod rest;
 pub mod userflow;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub fn registry() -> Vec<ConnectorInfo> {
         userflow::info(),
         prefect::info(),
         csv_export::info(),
+        rest::info(),
     ]
 }
 

@@ -258,6 +258,8 @@ pub enum Auth {
     Bearer(Secret),
     /// A Bearer access token that can be refreshed (on 401, or before it expires).
     OAuth(Arc<oauth::OAuth>),
+    /// A header whose whole value is secret (`Authorization: Basic …`, `X-Api-Key: …`).
+    Header(HeaderName, Secret),
 }
 
 /// The HTTP client every connector uses.
@@ -293,7 +295,7 @@ impl HttpClient {
             .build()
             .expect("TLS backend initialises");
         let secrets = match &auth {
-            Auth::Bearer(s) if !s.expose().is_empty() => vec![s.expose().to_string()],
+            Auth::Bearer(s) | Auth::Header(_, s) if !s.expose().is_empty() => vec![s.expose().to_string()],
             _ => Vec::new(),
         };
         HttpClient {
@@ -468,19 +470,20 @@ impl HttpClient {
     async fn send_once(&self, req: &Request, stream: bool) -> Result<Sent, HttpErrorKind> {
         let mut b = self.inner.request(req.method.clone(), req.url.clone());
         let token = match &self.auth {
-            Auth::Bearer(t) => Some(t.clone()),
-            Auth::OAuth(o) => Some(o.access()),
+            Auth::Bearer(t) => Some((AUTHORIZATION, format!("Bearer {}", t.expose()))),
+            Auth::OAuth(o) => Some((AUTHORIZATION, format!("{} {}", o.scheme(), o.access().expose()))),
+            Auth::Header(name, v) => Some((name.clone(), v.expose().to_string())),
             Auth::None => None,
         };
-        if let Some(token) = token {
+        if let Some((name, token)) = token {
             let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
+                HeaderValue::from_str(&token).map_err(|_| {
                     HttpErrorKind::Transport(
                         "the API key contains characters not allowed in a header".into(),
                     )
                 })?;
             v.set_sensitive(true);
-            b = b.header(AUTHORIZATION, v);
+            b = b.header(name, v);
         }
         for (k, v) in self.headers.iter().chain(req.headers.iter()) {
             b = b.header(k.clone(), v.clone());

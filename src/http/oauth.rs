@@ -31,7 +31,26 @@ struct Tokens {
     rotated: bool,
 }
 
+/// How a new access token is obtained.
+#[derive(Debug, Clone)]
+pub enum Grant {
+    /// `grant_type=refresh_token` (form body, or the query string as HubSpot's example sends it).
+    RefreshToken { in_query: bool },
+    /// `grant_type=client_credentials` with the client's id and secret.
+    ClientCredentials { scope: Option<String> },
+    /// POST this JSON to the token URL and read the token at `token_field`
+    /// (session-token logins), its lifetime at `expires_in_field`.
+    Login {
+        body: serde_json::Value,
+        token_field: Vec<String>,
+        expires_in_field: Option<Vec<String>>,
+    },
+}
+
 pub struct OAuth {
+    grant: Grant,
+    /// What precedes the token in `Authorization` (`Bearer`, `Token`); empty: the token alone.
+    scheme: String,
     token_url: Url,
     client_id: Option<String>,
     client_secret: Option<Secret>,
@@ -77,6 +96,8 @@ impl OAuth {
         known.extend(client_secret.iter());
         let http = http.with_classifier(throttled).with_secrets(&known);
         Arc::new(OAuth {
+            grant: Grant::RefreshToken { in_query: false },
+            scheme: "Bearer".into(),
             token_url,
             client_id,
             client_secret,
@@ -90,6 +111,47 @@ impl OAuth {
             refreshing: tokio::sync::Mutex::new(()),
             http,
         })
+    }
+
+    /// A token that starts empty and is obtained with `grant` before the first request.
+    pub fn with_grant(
+        grant: Grant,
+        scheme: &str,
+        token_url: Url,
+        client_id: Option<String>,
+        client_secret: Option<Secret>,
+        http: HttpClient,
+    ) -> Arc<Self> {
+        let refresh = match grant {
+            Grant::RefreshToken { .. } => None,
+            // Not a refresh token: only marks the token as renewable.
+            _ => Some(Secret::new("")),
+        };
+        let o = Self::new(Secret::new(""), refresh, token_url, client_id, client_secret, http);
+        let mut o = Arc::into_inner(o).expect("just built");
+        o.grant = grant;
+        o.scheme = scheme.trim().to_string();
+        Arc::new(o)
+    }
+
+    /// Like [`with_grant`](Self::with_grant) for `grant_type=refresh_token`.
+    pub fn refreshing(
+        refresh: Secret,
+        in_query: bool,
+        token_url: Url,
+        client_id: Option<String>,
+        client_secret: Option<Secret>,
+        http: HttpClient,
+    ) -> Arc<Self> {
+        let o = Self::new(Secret::new(""), Some(refresh), token_url, client_id, client_secret, http);
+        let mut o = Arc::into_inner(o).expect("just built");
+        o.grant = Grant::RefreshToken { in_query };
+        Arc::new(o)
+    }
+
+    /// What precedes the token in `Authorization`.
+    pub fn scheme(&self) -> &str {
+        &self.scheme
     }
 
     pub fn access(&self) -> Secret {
@@ -107,7 +169,8 @@ impl OAuth {
     /// The token is about to expire (and can be refreshed).
     pub fn expiring(&self) -> bool {
         let t = self.tokens.read().unwrap();
-        t.refresh.is_some() && t.refresh_at.is_some_and(|at| Instant::now() >= at)
+        t.refresh.is_some()
+            && (t.access.expose().is_empty() || t.refresh_at.is_some_and(|at| Instant::now() >= at))
     }
 
     /// Use this refresh token (one rotated by an earlier run) from now on.
@@ -150,34 +213,60 @@ impl OAuth {
                 None => return Ok(()),
             }
         };
-        let form = {
+        let form_req = |pairs: Vec<(&str, &str)>, in_query: bool| {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("grant_type", "refresh_token");
-            form.append_pair("refresh_token", refresh.expose());
+            for (k, v) in &pairs {
+                form.append_pair(k, v);
+            }
             if let Some(id) = &self.client_id {
                 form.append_pair("client_id", id);
             }
             if let Some(s) = &self.client_secret {
                 form.append_pair("client_secret", s.expose());
             }
-            form.finish()
+            let form = form.finish();
+            let mut url = self.token_url.clone();
+            let body = if in_query {
+                url.set_query(Some(&form));
+                None
+            } else {
+                Some(form.into())
+            };
+            Request {
+                method: reqwest::Method::POST,
+                url,
+                headers: vec![(
+                    reqwest::header::CONTENT_TYPE,
+                    reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
+                )],
+                body,
+            }
         };
-        let req = Request {
-            method: reqwest::Method::POST,
-            url: self.token_url.clone(),
-            headers: vec![(
-                reqwest::header::CONTENT_TYPE,
-                reqwest::header::HeaderValue::from_static("application/x-www-form-urlencoded"),
-            )],
-            body: Some(form.into()),
+        let req = match &self.grant {
+            Grant::RefreshToken { in_query } => form_req(
+                vec![("grant_type", "refresh_token"), ("refresh_token", refresh.expose())],
+                *in_query,
+            ),
+            Grant::ClientCredentials { scope } => {
+                let mut pairs = vec![("grant_type", "client_credentials")];
+                if let Some(s) = scope {
+                    pairs.push(("scope", s.as_str()));
+                }
+                form_req(pairs, false)
+            }
+            Grant::Login { body, .. } => Request::post_json(self.token_url.clone(), body),
         };
         let resp = self.http.send(req).await?;
-        let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|e| HttpError {
+        let parsed: TokenResponse = match &self.grant {
+            Grant::Login { token_field, expires_in_field, .. } => login_token(&resp.body, token_field, expires_in_field.as_deref()),
+            _ => serde_json::from_slice(&resp.body).map_err(|e| e.to_string()),
+        }
+        .map_err(|e| HttpError {
             method: "POST".into(),
             url: self.token_url.to_string(),
             attempts: 1,
             kind: super::HttpErrorKind::Transport(format!(
-                "the token endpoint's answer is not a token ({e})"
+                "the token endpoint's answer is not a token: {e}"
             )),
         })?;
         let expires_in = parsed.expires_in.and_then(|v| match v {
@@ -191,7 +280,10 @@ impl OAuth {
             let life = Duration::from_secs(s as u64);
             Instant::now() + life - EARLY.min(life / 4)
         });
-        if let Some(r) = parsed.refresh_token.filter(|r| !r.is_empty()) {
+        if let Some(r) = parsed
+            .refresh_token
+            .filter(|r| !r.is_empty() && matches!(self.grant, Grant::RefreshToken { .. }))
+        {
             if t.refresh.as_ref().map(Secret::expose) != Some(r.as_str()) {
                 t.refresh = Some(Secret::new(r));
                 t.rotated = true;
@@ -205,4 +297,19 @@ impl OAuth {
         );
         Ok(())
     }
+}
+
+/// The token of a login answer: the string at `token_field`, its lifetime at `expires_in_field`.
+fn login_token(body: &[u8], token_field: &[String], expires_in_field: Option<&[String]>) -> Result<TokenResponse, String> {
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+    let at = |path: &[String]| path.iter().try_fold(&v, |cur, k| cur.get(k));
+    let token = match at(token_field) {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Err(format!("no token at {:?}", token_field.join("."))),
+    };
+    Ok(TokenResponse {
+        access_token: token,
+        refresh_token: None,
+        expires_in: expires_in_field.and_then(at).cloned(),
+    })
 }

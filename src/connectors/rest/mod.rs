@@ -1,0 +1,854 @@
+//! The declarative REST connector: `etl sync rest --spec my_api.toml`.
+//!
+//! A spec ([`spec`]) declares the API; this module runs it. Tables are read
+//! in the order declared (a parent before its children, an `update` or
+//! `delete` table after the table it changes). Each page is decoded into
+//! Arrow on the rayon pool with the table's declared columns plus the ones
+//! inferred from the data so far (string → STRING, boolean → BOOLEAN,
+//! integer → LONG, other numbers → DOUBLE, object/array → JSON; kept in the
+//! state so later syncs type them the same), and committed with the table's
+//! state at each page.
+//!
+//! Incremental tables send their saved cursor (minus the lookback) in their
+//! cursor parameter. When the API returns records in ascending cursor order
+//! (`ascending = true`) the cursor is saved with every page, so an
+//! interrupted sync resumes where it stopped; otherwise it is saved when the
+//! table is complete. Child tables keep one cursor per parent record.
+
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::{json, Map, Value};
+use url::Url;
+
+use self::spec::{AuthSpec, KeyPlace, Operation, Paginator, Spec, TableSpec};
+use super::{Connector, ConnectorInfo, SyncContext};
+use crate::batch::values::{format_utc_micros, parse_utc_micros};
+use crate::batch::{range_in, spawn_decode, BatchDecoder, PageContext};
+use crate::config::ConfigReader;
+use crate::error::{Error, Result};
+use crate::http::oauth::{Grant, OAuth};
+use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
+use crate::schema::{Column, ColumnSource, ColumnType, TableSchema};
+
+pub const NAME: &str = "rest";
+/// The surrogate key of a table without a primary key (the SDK's `_fivetran_id`).
+pub const ROW_HASH_COLUMN: &str = "_etl_id";
+
+pub const SAMPLE_CONFIG: &str = r#"{
+  "spec": "data/specs/fivetran_offset.toml"
+}"#;
+
+pub fn info() -> ConnectorInfo {
+    ConnectorInfo {
+        name: NAME,
+        description: "Any REST API described by a spec file (--spec my_api.toml; see data/specs/)",
+        sample_config: SAMPLE_CONFIG,
+        tables: Vec::new,
+        build: |c, m| Ok(Arc::new(Rest::from_config(c, m)?) as Arc<dyn Connector>),
+    }
+}
+
+pub struct Rest {
+    spec: Spec,
+    http: HttpClient,
+    /// Query parameters every request carries (an API key in the query).
+    auth_params: Vec<(String, Secret)>,
+    tables: Vec<Arc<TableSchema>>,
+}
+
+/// The destination table of a spec table (declared columns, key, `_synced_at`).
+fn table_schema(t: &TableSpec) -> TableSchema {
+    let mut columns = Vec::new();
+    if t.primary_key.is_empty() {
+        columns.push(Column::row_hash(ROW_HASH_COLUMN));
+    }
+    for k in &t.primary_key {
+        if !t.columns.iter().any(|c| &c.name == k) {
+            // An undeclared key column is kept as text.
+            columns.push(Column::new(k, ColumnType::String));
+        }
+    }
+    columns.extend(t.columns.iter().cloned());
+    columns.push(Column::synced_at("_synced_at"));
+    let pk: Vec<&str> = if t.primary_key.is_empty() {
+        vec![ROW_HASH_COLUMN]
+    } else {
+        t.primary_key.iter().map(String::as_str).collect()
+    };
+    let mut s = TableSchema::new(&t.name, &pk, columns);
+    s.on_bad_row = t.on_bad_row;
+    s
+}
+
+impl Rest {
+    pub fn from_config(mut c: ConfigReader, metrics: Arc<HttpMetrics>) -> Result<Self> {
+        let spec_path = PathBuf::from(c.string("spec")?);
+        // A relative spec path in a configuration file is relative to that file.
+        let spec_path = match c.path().and_then(|p| p.parent()) {
+            Some(dir) if spec_path.is_relative() && !spec_path.exists() => dir.join(&spec_path),
+            _ => spec_path,
+        };
+        let base_url = match c.opt_string("base_url")? {
+            Some(_) => Some(c.url("base_url")?),
+            None => None,
+        };
+        let vars = c.take_rest();
+        c.finish()?;
+        let spec = spec::load(&spec_path, &vars, base_url.as_ref())?;
+        Self::new(spec, metrics)
+    }
+
+    pub fn new(spec: Spec, metrics: Arc<HttpMetrics>) -> Result<Self> {
+        let policy = RetryPolicy {
+            max_attempts: spec.attempts,
+            timeout: spec.timeout,
+            ..RetryPolicy::default()
+        };
+        let plain = HttpClient::new(policy.clone(), Auth::None).with_metrics(metrics.clone());
+        let mut auth_params = Vec::new();
+        let auth = match &spec.auth {
+            AuthSpec::None => Auth::None,
+            AuthSpec::Bearer { token } => Auth::Bearer(token.clone()),
+            AuthSpec::Basic { username, password } => {
+                use base64::Engine as _;
+                let b = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
+                Auth::Header(reqwest::header::AUTHORIZATION, Secret::new(format!("Basic {b}")))
+            }
+            AuthSpec::ApiKey { key, place: KeyPlace::Header(h), prefix } => Auth::Header(
+                reqwest::header::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| Error::config(Some(&spec.path), format!("auth.header: {h:?} is not a header name")))?,
+                Secret::new(format!("{prefix}{}", key.expose())),
+            ),
+            AuthSpec::ApiKey { key, place: KeyPlace::Query(p), prefix } => {
+                auth_params.push((p.clone(), Secret::new(format!("{prefix}{}", key.expose()))));
+                Auth::None
+            }
+            AuthSpec::Session { login_path, body, token_field, expires_in_field, header, prefix } => {
+                if !header.eq_ignore_ascii_case("authorization") {
+                    return Err(Error::config(
+                        Some(&spec.path),
+                        "auth.header: a session token is sent in Authorization",
+                    ));
+                }
+                let plain = plain.clone().with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
+                Auth::OAuth(OAuth::with_grant(
+                    Grant::Login {
+                        body: body.clone(),
+                        token_field: token_field.clone(),
+                        expires_in_field: expires_in_field.clone(),
+                    },
+                    prefix,
+                    join_url(&spec.base_url, login_path)?,
+                    None,
+                    None,
+                    plain,
+                ))
+            }
+            AuthSpec::OAuthRefresh { token_url, client_id, client_secret, refresh_token, in_query } => {
+                Auth::OAuth(OAuth::refreshing(
+                    refresh_token.clone(),
+                    *in_query,
+                    token_url.clone(),
+                    client_id.clone(),
+                    client_secret.clone(),
+                    plain.clone(),
+                ))
+            }
+            AuthSpec::OAuthClientCredentials { token_url, client_id, client_secret, scope } => Auth::OAuth(OAuth::with_grant(
+                Grant::ClientCredentials { scope: scope.clone() },
+                "Bearer",
+                token_url.clone(),
+                Some(client_id.clone()),
+                Some(client_secret.clone()),
+                plain.clone(),
+            )),
+        };
+        let mut http = HttpClient::new(policy, auth)
+            .with_metrics(metrics)
+            .with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
+        http = http.with_header("accept", "application/json");
+        for (k, v) in &spec.headers {
+            let name: &'static str = Box::leak(k.to_ascii_lowercase().into_boxed_str());
+            http = http.with_header(name, v);
+        }
+        let tables = spec
+            .tables
+            .iter()
+            .filter(|t| t.operation == Operation::Upsert)
+            .map(|t| {
+                let s = table_schema(t);
+                s.validate().map_err(|e| Error::config(Some(&spec.path), e))?;
+                Ok(Arc::new(s))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Rest { spec, http, auth_params, tables })
+    }
+
+    async fn run(&self, ctx: SyncContext) -> Result<()> {
+        let mut run = Run {
+            rest: self,
+            ctx: &ctx,
+            schemas: self.tables.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+            inferred: HashMap::new(),
+            parent_rows: HashMap::new(),
+        };
+        for t in &self.spec.tables {
+            run.table(t).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `base` + `path` (a path relative to the base's own path, or a whole URL).
+fn join_url(base: &Url, path: &str) -> Result<Url> {
+    if path.starts_with("http://") || path.starts_with("https://") {
+        return Url::parse(path).map_err(|e| Error::Usage(format!("{path:?} is not a URL: {e}")));
+    }
+    let joined = format!("{}/{}", base.as_str().trim_end_matches('/'), path.trim_start_matches('/'));
+    Url::parse(&joined).map_err(|e| Error::Usage(format!("{joined:?} is not a URL: {e}")))
+}
+
+/// A sortable form of a cursor value: timestamps by instant, numbers by value, else text.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+enum CursorKey {
+    Time(i64),
+    Number(f64),
+    Text(String),
+}
+
+fn cursor_key(v: &str) -> CursorKey {
+    if let Some(t) = parse_utc_micros(v) {
+        CursorKey::Time(t)
+    } else if let Ok(n) = v.trim().parse::<f64>() {
+        CursorKey::Number(n)
+    } else {
+        CursorKey::Text(v.to_string())
+    }
+}
+
+/// The cursor as sent: `lookback` earlier, in the format it came in.
+fn cursor_minus(v: &str, lookback: std::time::Duration) -> String {
+    if lookback.is_zero() {
+        return v.to_string();
+    }
+    match cursor_key(v) {
+        CursorKey::Time(t) => {
+            let t = t - lookback.as_micros() as i64;
+            if !v.contains('.') && v.ends_with('Z') {
+                chrono::DateTime::from_timestamp_micros(t)
+                    .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_else(|| v.to_string())
+            } else {
+                format_utc_micros(t)
+            }
+        }
+        CursorKey::Number(n) if !v.contains('.') => ((n as i64) - lookback.as_secs() as i64).to_string(),
+        _ => v.to_string(),
+    }
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn at<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |cur, k| cur.get(k))
+}
+
+/// The type a JSON value infers (the SDK's unspecified types).
+fn infer(v: &Value) -> Option<ColumnType> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(_) => ColumnType::Boolean,
+        Value::Number(n) if n.is_i64() || n.is_u64() && n.as_u64().is_some_and(|u| u <= i64::MAX as u64) => ColumnType::Long,
+        Value::Number(_) => ColumnType::Double,
+        Value::String(_) => ColumnType::String,
+        Value::Array(_) | Value::Object(_) => ColumnType::Json,
+    })
+}
+
+/// One sync of a spec.
+struct Run<'a> {
+    rest: &'a Rest,
+    ctx: &'a SyncContext,
+    /// Each destination table as it is now (declared + inferred columns).
+    schemas: HashMap<String, Arc<TableSchema>>,
+    /// Inferred columns per table, in the order first seen.
+    inferred: HashMap<String, Vec<(String, ColumnType)>>,
+    /// Records of each parent table read this sync (its children are read for each).
+    parent_rows: HashMap<String, Vec<Value>>,
+}
+
+/// Where a table's pages are in one scan.
+struct Scan {
+    /// The next request's URL (parameters included).
+    url: Url,
+    /// For `offset`, `page_number`, `scim`, `step`.
+    position: u64,
+}
+
+impl<'a> Run<'a> {
+    async fn table(&mut self, t: &TableSpec) -> Result<()> {
+        let stream = t.name.clone();
+        let saved = self.ctx.state.stream(&stream).cloned().unwrap_or(Value::Null);
+        // The table written to: this one, or an update/delete's target.
+        let target = t.target.clone().unwrap_or_else(|| t.name.clone());
+        if let Some(Value::Object(cols)) = saved.get("inferred") {
+            let list = self.inferred.entry(target.clone()).or_default();
+            for (k, v) in cols {
+                if let Some(ty) = v.as_str().and_then(|s| ColumnType::parse(s).ok()) {
+                    if !list.iter().any(|(n, _)| n == k) {
+                        list.push((k.clone(), ty));
+                    }
+                }
+            }
+        }
+        let parents: Vec<Option<Value>> = match &t.parent {
+            None => vec![None],
+            Some(p) => self.parent_rows.get(p).cloned().unwrap_or_default().into_iter().map(Some).collect(),
+        };
+        let keeps_rows = self.rest.spec.tables.iter().any(|c| c.parent.as_deref() == Some(&t.name));
+        let mut state = saved.as_object().cloned().unwrap_or_default();
+        let mut rows_for_children = Vec::new();
+        if t.truncate {
+            let schema = self.schema(&target)?;
+            self.ctx.emit.truncate(&schema).await?;
+        }
+        tracing::info!(table = %t.name, parents = t.parent.as_ref().map(|_| parents.len()), "reading");
+        for parent in parents {
+            let parent_key = parent.as_ref().map(|p| parent_key(t, p));
+            let cursor = match &parent_key {
+                None => state.get("cursor").and_then(Value::as_str).map(String::from),
+                Some(k) => state
+                    .get("parents")
+                    .and_then(|p| p.get(k))
+                    .and_then(Value::as_str)
+                    .map(String::from),
+            };
+            let new_cursor = self
+                .scan(t, &target, parent.as_ref(), cursor.clone(), &mut state, parent_key.as_deref(), keeps_rows.then_some(&mut rows_for_children))
+                .await?;
+            if let Some(c) = new_cursor {
+                set_cursor(&mut state, parent_key.as_deref(), c);
+            }
+            self.save(t, &target, &mut state, true).await?;
+        }
+        if keeps_rows {
+            self.parent_rows.insert(t.name.clone(), rows_for_children);
+        }
+        Ok(())
+    }
+
+    fn schema(&self, name: &str) -> Result<Arc<TableSchema>> {
+        self.schemas
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("no table {name}")))
+    }
+
+    /// Checkpoint the table's state (its inferred columns with it).
+    async fn save(&self, t: &TableSpec, target: &str, state: &mut Map<String, Value>, done: bool) -> Result<()> {
+        if let Some(list) = self.inferred.get(target) {
+            let m: Map<String, Value> = list.iter().map(|(k, ty)| (k.clone(), Value::String(ty.fivetran_name()))).collect();
+            state.insert("inferred".into(), Value::Object(m));
+        }
+        if done {
+            state.insert("last_complete".into(), Value::String(format_utc_micros(chrono::Utc::now().timestamp_micros())));
+        }
+        self.ctx.emit.checkpoint(&t.name, Value::Object(state.clone())).await
+    }
+
+    /// The first request of a scan.
+    fn first_url(&self, t: &TableSpec, parent: Option<&Value>, cursor: Option<&str>) -> Result<Url> {
+        let path = fill(&t.path, parent, &t.name)?;
+        let mut url = join_url(&self.rest.spec.base_url, &path)?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &t.params {
+                q.append_pair(k, &fill(v, parent, &t.name)?);
+            }
+            if let Some(inc) = &t.incremental {
+                let sent = cursor.map(|c| cursor_minus(c, inc.lookback)).or_else(|| inc.initial.clone());
+                if let Some(v) = sent {
+                    q.append_pair(&inc.param, &v);
+                }
+            }
+            match &t.paginator {
+                Paginator::Offset { offset_param, limit_param, limit, .. } => {
+                    q.append_pair(limit_param, &limit.to_string());
+                    q.append_pair(offset_param, "0");
+                }
+                Paginator::PageNumber { page_param, size_param, size, start, .. } => {
+                    if let (Some(p), Some(s)) = (size_param, size) {
+                        q.append_pair(p, &s.to_string());
+                    }
+                    q.append_pair(page_param, &start.to_string());
+                }
+                Paginator::Scim { start_param, count_param, count, .. } => {
+                    q.append_pair(start_param, "1");
+                    q.append_pair(count_param, &count.to_string());
+                }
+                Paginator::Step { start_param, end_param, step, start } => {
+                    q.append_pair(start_param, &start.to_string());
+                    q.append_pair(end_param, &(start + step - 1).to_string());
+                }
+                _ => {}
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url)
+    }
+
+    /// Read every page of one scan; the table's new cursor if it advanced.
+    #[allow(clippy::too_many_arguments)]
+    async fn scan(
+        &mut self,
+        t: &TableSpec,
+        target: &str,
+        parent: Option<&Value>,
+        cursor: Option<String>,
+        state: &mut Map<String, Value>,
+        parent_key: Option<&str>,
+        mut keep: Option<&mut Vec<Value>>,
+    ) -> Result<Option<String>> {
+        let first = self.first_url(t, parent, cursor.as_deref())?;
+        let mut scan = Scan {
+            url: first.clone(),
+            position: match &t.paginator {
+                Paginator::PageNumber { start, .. } => *start,
+                Paginator::Scim { .. } => 1,
+                Paginator::Step { start, .. } => *start,
+                _ => 0,
+            },
+        };
+        let mut best: Option<(CursorKey, String)> = cursor.as_ref().map(|c| (cursor_key(c), c.clone()));
+        let mut rows: u64 = 0;
+        let mut pages = 0u64;
+        loop {
+            let mut req = Request::get(self.with_auth_params(&scan.url));
+            if t.method == reqwest::Method::POST {
+                req = Request::post_json(req.url, &t.body.clone().unwrap_or(json!({})));
+            }
+            let resp = self.rest.http.send(req).await?;
+            let location = self.rest.http.redact(scan.url.as_str());
+            pages += 1;
+            let body: Value = serde_json::from_slice(&resp.body)
+                .map_err(|e| Error::source(format!("table {}: {location}", t.name), format!("the answer is not JSON: {e}")))?;
+            let list = match at(&body, &t.records) {
+                Some(Value::Array(a)) => a,
+                Some(Value::Null) | None if !t.records.is_empty() => {
+                    return Err(Error::source(
+                        format!("table {}: {location}", t.name),
+                        format!("the answer has no list at {:?} (records)", t.records.join(".")),
+                    ))
+                }
+                _ => {
+                    return Err(Error::source(
+                        format!("table {}: {location}", t.name),
+                        format!("expected a list of records at {:?}", if t.records.is_empty() { "$".into() } else { t.records.join(".") }),
+                    ))
+                }
+            };
+            let n = list.len() as u64;
+            // Newly seen fields: infer their types.
+            self.learn(t, target, list);
+            let mut page_best: Option<(CursorKey, String)> = None;
+            if let Some(inc) = &t.incremental {
+                for r in list {
+                    if let Some(v) = r.get(&inc.cursor_field).and_then(value_text) {
+                        let k = cursor_key(&v);
+                        if page_best.as_ref().is_none_or(|(b, _)| k > *b) {
+                            page_best = Some((k, v));
+                        }
+                    }
+                }
+            }
+            if let Some(keep) = keep.as_deref_mut() {
+                keep.extend(list.iter().cloned());
+            }
+            if n > 0 {
+                self.emit(t, target, &resp.body, &location, rows).await?;
+            }
+            rows += n;
+            self.ctx.emit.page_fetched();
+            if let Some(pb) = &page_best {
+                if best.as_ref().is_none_or(|(b, _)| pb.0 > *b) {
+                    best = Some(pb.clone());
+                }
+            }
+            // Ascending: the cursor is safe to keep with this page.
+            if t.incremental.as_ref().is_some_and(|i| i.ascending) {
+                if let Some((_, c)) = &best {
+                    set_cursor(state, parent_key, c.clone());
+                }
+            }
+            let next = self.next_page(t, &first, &mut scan, &body, &resp, n, page_best.as_ref().map(|b| b.1.as_str()))?;
+            self.save(t, target, state, false).await?;
+            match next {
+                Some(u) => scan.url = u,
+                None => break,
+            }
+        }
+        tracing::info!(table = %t.name, rows, pages, "table read");
+        Ok(best.map(|b| b.1))
+    }
+
+    fn with_auth_params(&self, url: &Url) -> Url {
+        if self.rest.auth_params.is_empty() {
+            return url.clone();
+        }
+        let mut u = url.clone();
+        {
+            let mut q = u.query_pairs_mut();
+            for (k, v) in &self.rest.auth_params {
+                q.append_pair(k, v.expose());
+            }
+        }
+        u
+    }
+
+    /// The next page's URL, or `None` at the end.
+    #[allow(clippy::too_many_arguments)]
+    fn next_page(
+        &self,
+        t: &TableSpec,
+        first: &Url,
+        scan: &mut Scan,
+        body: &Value,
+        resp: &crate::http::Response,
+        n: u64,
+        page_max_cursor: Option<&str>,
+    ) -> Result<Option<Url>> {
+        let set = |url: &Url, k: &str, v: &str| -> Url {
+            let pairs: Vec<(String, String)> = url.query_pairs().filter(|(pk, _)| pk != k).map(|(a, b)| (a.into_owned(), b.into_owned())).collect();
+            let mut u = url.clone();
+            {
+                let mut q = u.query_pairs_mut();
+                q.clear();
+                for (a, b) in &pairs {
+                    q.append_pair(a, b);
+                }
+                q.append_pair(k, v);
+            }
+            u
+        };
+        let number = |path: &Option<Vec<String>>| path.as_ref().and_then(|p| at(body, p)).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+        let token = |path: &[String]| at(body, path).and_then(value_text).filter(|s| !s.is_empty());
+        Ok(match &t.paginator {
+            Paginator::None => None,
+            Paginator::Offset { offset_param, limit, total_field, .. } => {
+                scan.position += n;
+                let more = match number(total_field) {
+                    Some(total) => n > 0 && scan.position < total,
+                    None => n >= *limit,
+                };
+                more.then(|| set(&scan.url, offset_param, &scan.position.to_string()))
+            }
+            Paginator::PageNumber { page_param, size, total_pages_field, .. } => {
+                let more = match number(total_pages_field) {
+                    Some(total) => n > 0 && scan.position < total,
+                    None => n > 0 && size.is_none_or(|s| n >= s),
+                };
+                scan.position += 1;
+                more.then(|| set(&scan.url, page_param, &scan.position.to_string()))
+            }
+            Paginator::NextPageUrl { field } => {
+                let next = match field {
+                    Some(f) => token(f),
+                    None => link_next(&resp.headers),
+                };
+                match next {
+                    None => None,
+                    Some(u) => Some(resp.url.join(&u).map_err(|e| {
+                        Error::source(format!("table {}", t.name), format!("next page URL {u:?} is not a URL: {e}"))
+                    })?),
+                }
+            }
+            Paginator::Cursor { token_field, param, has_more_field } => {
+                let more = has_more_field.as_ref().and_then(|p| at(body, p)).and_then(Value::as_bool).unwrap_or(true);
+                match token(token_field) {
+                    Some(tok) if more && n > 0 => Some(set(&scan.url, param, &tok)),
+                    _ => None,
+                }
+            }
+            Paginator::Keyset { token_field, param, resume_from_cursor } => match token(token_field) {
+                Some(tok) if n > 0 => {
+                    let inc = t.incremental.as_ref();
+                    let sent = inc.and_then(|i| scan.url.query_pairs().find(|(k, _)| k == &i.param).map(|(_, v)| v.into_owned()));
+                    match (resume_from_cursor, inc, page_max_cursor) {
+                        // Ask again from the page's last cursor value, inclusively: records
+                        // sharing it are read again rather than skipped.
+                        (true, Some(i), Some(c)) if sent.as_deref() != Some(c) => Some(set(first, &i.param, c)),
+                        (true, _, _) => {
+                            tracing::warn!(table = %t.name, "a whole page shares one cursor value: following the scroll token");
+                            Some(token_only(first, param, &tok))
+                        }
+                        _ => Some(token_only(first, param, &tok)),
+                    }
+                }
+                _ => None,
+            },
+            Paginator::Scim { start_param, count, total_field, .. } => {
+                scan.position += n;
+                let total = at(body, total_field).and_then(Value::as_u64);
+                let more = n > 0 && total.map_or(n >= *count, |tot| scan.position <= tot);
+                more.then(|| set(&scan.url, start_param, &scan.position.to_string()))
+            }
+            Paginator::Step { start_param, end_param, step, .. } => {
+                if n == 0 {
+                    None
+                } else {
+                    scan.position += step;
+                    let u = set(&scan.url, start_param, &scan.position.to_string());
+                    Some(set(&u, end_param, &(scan.position + step - 1).to_string()))
+                }
+            }
+        })
+    }
+
+    /// Record the types of fields not declared and not seen before.
+    fn learn(&mut self, t: &TableSpec, target: &str, records: &[Value]) {
+        let Ok(schema) = self.schema(target) else { return };
+        let list = self.inferred.entry(target.to_string()).or_default();
+        let before = list.len();
+        for r in records {
+            let Some(obj) = r.as_object() else { continue };
+            for (k, v) in obj {
+                if schema.column(k).is_some() || list.iter().any(|(n, _)| n == k) || k.starts_with("_etl") || k == "_synced_at" {
+                    continue;
+                }
+                if let Some(ty) = infer(v) {
+                    tracing::debug!(table = %t.name, column = %k, r#type = %ty.fivetran_name(), "column inferred");
+                    list.push((k.clone(), ty));
+                }
+            }
+        }
+        if list.len() != before || list.iter().any(|(k, _)| schema.column(k).is_none()) {
+            // Rebuild the table with the inferred columns added after the declared ones.
+            let spec_table = self.rest.spec.tables.iter().find(|x| x.name == target).unwrap_or(t);
+            let mut s = table_schema(spec_table);
+            let synced = s.columns.pop().expect("_synced_at");
+            for (k, ty) in list.iter() {
+                s.columns.push(Column::new(k, *ty));
+            }
+            s.columns.push(synced);
+            self.schemas.insert(target.to_string(), Arc::new(s));
+        }
+    }
+
+    /// Decode the page's records and hand them to the destination.
+    async fn emit(&self, t: &TableSpec, target: &str, page: &bytes::Bytes, location: &str, first_row: u64) -> Result<()> {
+        let schema = self.schema(target)?;
+        let ranges = record_ranges(page, &t.records)
+            .map_err(|e| Error::source(format!("table {}: {location}", t.name), e))?;
+        let mut decode_schema = (*schema).clone();
+        decode_schema.on_bad_row = t.on_bad_row;
+        let decoder = Arc::new(BatchDecoder::new(Arc::new(decode_schema)));
+        let ctx = PageContext {
+            first_row,
+            location: location.to_string(),
+            synced_at_micros: chrono::Utc::now().timestamp_micros(),
+        };
+        let decoded = spawn_decode(decoder, page.clone(), ranges, ctx).await?;
+        if !decoded.rejects.is_empty() {
+            tracing::warn!(table = %t.name, rejected = decoded.rejects.len(), "rows quarantined in _etl_rejects");
+            self.ctx.emit.reject(decoded.rejects).await?;
+        }
+        let batch = decoded.batch;
+        match t.operation {
+            Operation::Upsert => self.ctx.emit.upsert(&schema, batch).await,
+            Operation::Delete => {
+                let keep: Vec<usize> = schema
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| schema.is_primary_key(&c.name))
+                    .map(|(i, _)| i)
+                    .collect();
+                let b = batch.project(&keep).map_err(|e| Error::Internal(format!("delete batch: {e}")))?;
+                self.ctx.emit.delete(&schema, b).await
+            }
+            Operation::Update => {
+                // Only the fields the records carry (and the key, and the sync time).
+                let fields = present_fields(page, &t.records);
+                let keep: Vec<usize> = schema
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| {
+                        schema.is_primary_key(&c.name)
+                            || c.source == ColumnSource::SyncedAt
+                            || matches!(&c.source, ColumnSource::Path(p) if p.len() == 1 && fields.contains_key(&p[0]))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let b = batch.project(&keep).map_err(|e| Error::Internal(format!("update batch: {e}")))?;
+                self.ctx.emit.update(&schema, b).await
+            }
+        }
+    }
+}
+
+fn set_cursor(state: &mut Map<String, Value>, parent_key: Option<&str>, c: String) {
+    match parent_key {
+        None => {
+            state.insert("cursor".into(), Value::String(c));
+        }
+        Some(k) => {
+            let parents = state.entry("parents").or_insert_with(|| json!({}));
+            if let Some(m) = parents.as_object_mut() {
+                m.insert(k.to_string(), Value::String(c));
+            }
+        }
+    }
+}
+
+/// A parent record's identity for its children's cursors: the values its
+/// placeholders use, joined.
+fn parent_key(t: &TableSpec, parent: &Value) -> String {
+    let mut parts = Vec::new();
+    let mut rest = t.path.as_str();
+    while let Some(i) = rest.find("{parent.") {
+        let end = rest[i..].find('}').map_or(rest.len(), |e| i + e);
+        let field = &rest[i + 8..end];
+        parts.push(parent.get(field).and_then(value_text).unwrap_or_default());
+        rest = &rest[(end + 1).min(rest.len())..];
+    }
+    parts.join("/")
+}
+
+/// `text` with `{parent.field}` replaced by the parent record's values (URL-encoded).
+fn fill(text: &str, parent: Option<&Value>, table: &str) -> Result<String> {
+    let Some(p) = parent else { return Ok(text.to_string()) };
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("{parent.") {
+        out.push_str(&rest[..i]);
+        let end = rest[i..]
+            .find('}')
+            .map(|e| i + e)
+            .ok_or_else(|| Error::Usage(format!("table {table}: unclosed {{parent.… in {text:?}")))?;
+        let field = &rest[i + 8..end];
+        let v = p.get(field).and_then(value_text).ok_or_else(|| {
+            Error::source(format!("table {table}"), format!("a parent record has no {field:?} for {text:?}: {}", crate::error::truncate_for_display(&p.to_string(), 200)))
+        })?;
+        out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `first` with its query replaced by `param=token` alone (a scroll request).
+fn token_only(first: &Url, param: &str, token: &str) -> Url {
+    let mut u = first.clone();
+    u.set_query(None);
+    u.query_pairs_mut().append_pair(param, token);
+    u
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn link_next(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    for h in headers.get_all(reqwest::header::LINK) {
+        let Ok(h) = h.to_str() else { continue };
+        for part in h.split(',') {
+            let mut bits = part.split(';');
+            let target = bits.next()?.trim();
+            if bits.any(|b| {
+                let b = b.trim().replace(' ', "");
+                b == "rel=\"next\"" || b == "rel=next"
+            }) {
+                return Some(target.trim_start_matches('<').trim_end_matches('>').to_string());
+            }
+        }
+    }
+    None
+}
+
+/// Each record's byte range in the page: the list at `path`.
+fn record_ranges(page: &[u8], path: &[String]) -> std::result::Result<Vec<Range<usize>>, String> {
+    use serde_json::value::RawValue;
+    let text = std::str::from_utf8(page).map_err(|e| format!("the answer is not UTF-8: {e}"))?;
+    let mut cur: &RawValue = serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    for k in path {
+        let m: BTreeMap<std::borrow::Cow<str>, &RawValue> =
+            serde_json::from_str(cur.get()).map_err(|e| format!("expected an object around {k:?}: {e}"))?;
+        cur = *m.get(k.as_str()).ok_or_else(|| format!("no {k:?} in the answer"))?;
+    }
+    let list: Vec<&RawValue> = serde_json::from_str(cur.get()).map_err(|e| format!("expected a list of records: {e}"))?;
+    Ok(list.iter().map(|v| range_in(page, v)).collect())
+}
+
+/// The top-level fields of the page's records.
+fn present_fields(page: &[u8], path: &[String]) -> HashMap<String, ()> {
+    let v: Value = serde_json::from_slice(page).unwrap_or(Value::Null);
+    let mut out = HashMap::new();
+    if let Some(Value::Array(list)) = at(&v, path) {
+        for r in list {
+            if let Some(o) = r.as_object() {
+                for k in o.keys() {
+                    out.insert(k.clone(), ());
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Connector for Rest {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn tables(&self) -> Vec<Arc<TableSchema>> {
+        self.tables.clone()
+    }
+
+    fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.run(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_lookback_keeps_the_format() {
+        let d = std::time::Duration::from_secs(3600);
+        assert_eq!(cursor_minus("2024-09-22T12:15:50Z", d), "2024-09-22T11:15:50Z");
+        assert_eq!(cursor_minus("1700000000", d), "1699996400");
+        assert_eq!(cursor_minus("abc", d), "abc");
+        assert!(cursor_key("2024-09-22T12:15:50Z") > cursor_key("2024-09-22T12:15:49Z"));
+    }
+
+    #[test]
+    fn link_header_next() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::LINK,
+            r#"<https://x/api?page=1>; rel="prev", <https://x/api?page=3>; rel="next""#.parse().unwrap(),
+        );
+        assert_eq!(link_next(&h).as_deref(), Some("https://x/api?page=3"));
+    }
+
+    #[test]
+    fn records_at_a_nested_path() {
+        let page = br#"{"a": {"items": [{"id": 1}, {"id": 2}]}, "n": 2}"#;
+        let r = record_ranges(page, &["a".into(), "items".into()]).unwrap();
+        assert_eq!(&page[r[1].clone()], br#"{"id": 2}"#);
+        assert!(record_ranges(page, &["b".into()]).unwrap_err().contains("no \"b\""));
+    }
+}
