@@ -209,6 +209,11 @@ impl ConfigReader {
         out
     }
 
+    /// Set a key (command-line flags that stand for keys).
+    pub fn insert(&mut self, key: &str, value: Value) {
+        self.map.insert(key.to_string(), value);
+    }
+
     /// The configuration file, if the configuration came from one.
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()

@@ -64,6 +64,10 @@ struct SyncArgs {
     /// The connector's configuration file (the Connector SDK's configuration.json format).
     #[arg(long, short = 'c', value_name = "FILE")]
     config: Option<PathBuf>,
+    /// The API spec of the `rest` connector (TOML or JSON; see data/specs/).
+    /// Its ${name} variables come from --config, ${env:NAME} from the environment.
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
     /// Sync from the built-in playground (a local mock of the API) instead of the real service.
     #[arg(long, conflicts_with = "config")]
     playground: bool,
@@ -338,7 +342,23 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
     let info =
         etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
     let mut _playground = None;
+    if a.spec.is_some() != (info.name == "rest") {
+        return Err(Error::Usage(if a.spec.is_some() {
+            format!("--spec is for `etl sync rest`; {} is a built-in connector", info.name)
+        } else {
+            "`etl sync rest` needs --spec FILE (an API spec; see data/specs/)".to_string()
+        }));
+    }
     let config = match (&a.config, a.playground) {
+        (config, false) if a.spec.is_some() => {
+            let mut c = match config {
+                Some(path) => ConfigReader::from_file(path)?,
+                None => ConfigReader::from_map(Default::default()),
+            };
+            let spec = a.spec.as_ref().expect("checked");
+            c.insert("spec", serde_json::Value::String(spec.display().to_string()));
+            c
+        }
         (Some(path), false) => ConfigReader::from_file(path)?,
         (None, true) => {
             let mut opts = PlaygroundOptions {

@@ -471,6 +471,7 @@ impl HttpClient {
         let mut b = self.inner.request(req.method.clone(), req.url.clone());
         let token = match &self.auth {
             Auth::Bearer(t) => Some((AUTHORIZATION, format!("Bearer {}", t.expose()))),
+            Auth::OAuth(o) if o.scheme().is_empty() => Some((AUTHORIZATION, o.access().expose().to_string())),
             Auth::OAuth(o) => Some((AUTHORIZATION, format!("{} {}", o.scheme(), o.access().expose()))),
             Auth::Header(name, v) => Some((name.clone(), v.expose().to_string())),
             Auth::None => None,
