@@ -219,7 +219,10 @@ for_both_destinations_async!(
     page_number_spec,
     next_page_url_spec,
     keyset_spec,
-    timestamp_spec
+    timestamp_spec,
+    auth_specs,
+    parent_and_child_tables_keep_a_cursor_per_parent,
+    step_windows_read_every_position,
 );
 
 async fn offset_spec(kind: Kind) {
@@ -236,4 +239,76 @@ async fn keyset_spec(kind: Kind) {
 }
 async fn timestamp_spec(kind: Kind) {
     pagination_spec("fivetran_timestamp", kind).await
+}
+
+/// Each auth style of the playground: the first 20 users land with the
+/// credentials it printed; a wrong credential fails naming the URL and
+/// status, and no credential reaches the error, the state or the destination.
+async fn auth_specs(kind: Kind) {
+    let Some(fp) = FivetranPlayground::start().await else { return };
+    let users = fp.users().await;
+    let first20 = expected_users(&users[..20], |v| v.to_string());
+    let cases = [
+        ("fivetran_auth_basic", json!({"username": fp.basic.0, "password": fp.basic.1}), "password"),
+        ("fivetran_auth_bearer", json!({"token": fp.bearer}), "token"),
+        ("fivetran_auth_api_key", json!({"api_key": fp.api_key}), "api_key"),
+        ("fivetran_auth_session_token", json!({"username": fp.session.0, "password": fp.session.1}), "password"),
+    ];
+    for (spec, vars, secret_key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let out = kind.path(dir.path());
+        let s = rest_sync(&fp, spec, vars.clone(), &out).await.unwrap_or_else(|e| panic!("{spec}: {e}"));
+        assert_eq!(s.rows, 20, "{spec}");
+        assert_eq!(stored_users(&out, ""), first20, "{spec}");
+        let secret = vars[secret_key].as_str().unwrap().to_string();
+        let state = crate::common::saved_state_of(&out, "rest").unwrap().to_string();
+        assert!(!state.contains(&secret), "{spec}: {state}");
+        // A wrong secret: refused, named, never printed.
+        let mut bad = vars.clone();
+        let wrong = format!("{secret}x");
+        bad[secret_key] = Value::String(wrong.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let e = rest_sync(&fp, spec, bad, &kind.path(dir.path())).await.unwrap_err().to_string();
+        assert!(e.contains("401"), "{spec}: {e}");
+        assert!(!e.contains(&wrong) && !e.contains(&secret), "{spec}: {e}");
+    }
+}
+
+/// multiple_tables_with_cursors: 2 companies, 4 departments each, read per
+/// company with the company's own cursor in the state.
+async fn parent_and_child_tables_keep_a_cursor_per_parent(kind: Kind) {
+    let Some(fp) = FivetranPlayground::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = kind.path(dir.path());
+    rest_sync(&fp, "fivetran_cursors", json!({}), &out).await.unwrap();
+    let r = reader(&out);
+    assert_eq!(grid(&r, "SELECT count(*) FROM company"), vec!["BigInt(2)"]);
+    assert_eq!(
+        grid(&r, "SELECT company_id, count(*), count(DISTINCT department_name) FROM department GROUP BY 1"),
+        vec!["Text(\"1\")|BigInt(4)|BigInt(4)", "Text(\"2\")|BigInt(4)|BigInt(4)"]
+    );
+    let state = crate::common::saved_state_of(&out, "rest").unwrap();
+    let per_parent = &state["streams"]["department"]["parents"];
+    assert!(per_parent["1"].is_string() && per_parent["2"].is_string(), "{state}");
+    // The playground bumps random rows' updatedAt on every call: the next sync
+    // reads from each saved cursor and keeps every row once.
+    rest_sync(&fp, "fivetran_cursors", json!({}), &out).await.unwrap();
+    let r = reader(&out);
+    assert_eq!(grid(&r, "SELECT count(*), count(DISTINCT department_id || '/' || company_id) FROM department"), vec!["BigInt(8)|BigInt(8)"]);
+    assert_eq!(grid(&r, "SELECT count(*) FROM company"), vec!["BigInt(2)"]);
+}
+
+/// step_size_sync: windows of 50 positions until an empty answer; ids are positions.
+async fn step_windows_read_every_position(kind: Kind) {
+    let Some(fp) = FivetranPlayground::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = kind.path(dir.path());
+    let s = rest_sync(&fp, "fivetran_step", json!({}), &out).await.unwrap();
+    assert_eq!(s.rows, 200);
+    let users = fp.users().await;
+    let r = reader(&out);
+    assert_eq!(grid(&r, "SELECT count(*), min(CAST(id AS INT)), max(CAST(id AS INT)) FROM \"user\""), vec!["BigInt(200)|Int(1)|Int(200)"]);
+    let mut names: Vec<String> = users.iter().map(|u| format!("{:?}", ::duckdb::types::Value::Text(u["email"].as_str().unwrap().into()))).collect();
+    names.sort();
+    assert_eq!(grid(&r, "SELECT email FROM \"user\""), names);
 }
