@@ -349,16 +349,8 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
             "`etl sync rest` needs --spec FILE (an API spec; see data/specs/)".to_string()
         }));
     }
-    let config = match (&a.config, a.playground) {
-        (config, false) if a.spec.is_some() => {
-            let mut c = match config {
-                Some(path) => ConfigReader::from_file(path)?,
-                None => ConfigReader::from_map(Default::default()),
-            };
-            let spec = a.spec.as_ref().expect("checked");
-            c.insert("spec", serde_json::Value::String(spec.display().to_string()));
-            c
-        }
+    let mut config = match (&a.config, a.playground) {
+        (None, false) if a.spec.is_some() => ConfigReader::from_map(Default::default()),
         (Some(path), false) => ConfigReader::from_file(path)?,
         (None, true) => {
             let mut opts = PlaygroundOptions {
@@ -387,6 +379,9 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         }
         (Some(_), true) => unreachable!("clap rejects --config with --playground"),
     };
+    if let Some(spec) = &a.spec {
+        config.insert("spec", serde_json::Value::String(spec.display().to_string()));
+    }
     let opts = SyncOptions {
         checkpoint_rows: a.checkpoint_rows,
         checkpoint_interval: Duration::from_secs_f64(a.checkpoint_seconds),

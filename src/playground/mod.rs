@@ -9,6 +9,7 @@
 //! ([`Playground::push_fault`]) for tests.
 
 pub mod egnyte;
+pub mod fivetran;
 pub mod prefect;
 pub mod userflow;
 
@@ -50,6 +51,8 @@ pub struct PlaygroundOptions {
     pub api_key: String,
     /// Egnyte's data sizes, throttling and token lifetime.
     pub egnyte: egnyte::EgnyteOptions,
+    /// Users of the Fivetran api playground mock (the real one has 200).
+    pub fivetran_users: usize,
 }
 
 impl Default for PlaygroundOptions {
@@ -63,6 +66,7 @@ impl Default for PlaygroundOptions {
             seed: 42,
             api_key: DEFAULT_API_KEY.to_string(),
             egnyte: egnyte::EgnyteOptions::default(),
+            fivetran_users: 200,
         }
     }
 }
@@ -88,6 +92,7 @@ pub(crate) struct Shared {
     pub userflow: userflow::UserflowMock,
     pub prefect: prefect::PrefectMock,
     pub egnyte: egnyte::EgnyteMock,
+    pub fivetran: fivetran::FivetranMock,
     /// Scripted faults by request number (1-based, counting every request).
     faults: Mutex<BTreeMap<u64, Fault>>,
     /// Scripted faults for the next request to a path ending this way.
@@ -141,6 +146,7 @@ impl Playground {
             userflow: userflow::UserflowMock::generate(opts.users, opts.seed),
             prefect: prefect::PrefectMock::generate(opts.flow_runs, opts.seed),
             egnyte: egnyte::EgnyteMock::generate(opts.egnyte.clone(), &opts.api_key, opts.seed),
+            fivetran: fivetran::FivetranMock::generate(opts.fivetran_users, opts.seed),
             faults: Mutex::new(BTreeMap::new()),
             path_faults: Mutex::new(Vec::new()),
             rng: Mutex::new(SplitMix64(opts.seed ^ 0x5eed)),
@@ -164,9 +170,23 @@ impl Playground {
                 let _ = stream.set_nodelay(true);
                 let s = s.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
+                    let svc = service_fn(move |req: Request<Incoming>| {
                         let s = s.clone();
-                        async move { Ok::<_, Infallible>(handle(s, req).await) }
+                        async move {
+                            // A generated export is streamed, never held.
+                            if req.uri().path() == "/export/csv" {
+                                let rows = req.uri().query().and_then(|q| {
+                                    url::form_urlencoded::parse(q.as_bytes())
+                                        .find(|(k, _)| k == "rows")
+                                        .and_then(|(_, v)| v.parse::<u64>().ok())
+                                });
+                                if let Some(rows) = rows {
+                                    s.requests.fetch_add(1, Ordering::Relaxed);
+                                    return Ok::<_, Infallible>(fivetran::streamed_export(rows));
+                                }
+                            }
+                            Ok::<_, Infallible>(handle(s, req).await.map(|b| b.boxed()))
+                        }
                     });
                     let _ = http1::Builder::new()
                         .keep_alive(true)
@@ -278,12 +298,34 @@ impl Playground {
         })
     }
 
+    /// The Fivetran api playground mock's data.
+    pub fn fivetran(&self) -> &fivetran::FivetranMock {
+        &self.shared.fivetran
+    }
+
+    /// Variables for the `rest` connector's shipped Fivetran specs: the base
+    /// URL and every credential the mock accepts.
+    pub fn rest_config(&self) -> serde_json::Value {
+        serde_json::json!({
+            "base_url": self.url(),
+            "username": fivetran::BASIC_USER,
+            "password": fivetran::BASIC_PASSWORD,
+            "token": fivetran::BEARER_TOKEN,
+            "api_key": fivetran::API_KEY,
+            "client_id": fivetran::CLIENT_ID,
+            "client_secret": fivetran::CLIENT_SECRET,
+            "refresh_token": fivetran::REFRESH_TOKEN,
+        })
+    }
+
     /// The configuration of `connector` against this playground, if it mocks that API.
     pub fn config_for(&self, connector: &str) -> Option<serde_json::Value> {
         match connector {
             "userflow" => Some(self.userflow_config()),
             "prefect" => Some(self.prefect_config()),
             "egnyte" => Some(self.egnyte_config()),
+            "csv_export" => Some(serde_json::json!({"url": format!("{}/export/csv", self.url())})),
+            "rest" => Some(self.rest_config()),
             _ => None,
         }
     }
@@ -425,6 +467,12 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         Some(rest) => prefect::route(&s, &mreq, rest),
         None if mreq.path.starts_with("/pubapi/") || mreq.path.starts_with("/puboauth/") => {
             egnyte::route(&s, &mreq)
+        }
+        None if ["/pagination/", "/incremental/", "/export/", "/cursors/", "/auth/", "/oauth/", "/sdk/"]
+            .iter()
+            .any(|p| mreq.path.starts_with(p)) =>
+        {
+            fivetran::route(&s, &mreq)
         }
         None => userflow::route(&s, &mreq),
     };
