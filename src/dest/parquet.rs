@@ -730,7 +730,8 @@ impl ParquetDestination {
         let table = self.ensure_table(t)?;
         for f in schema.fields() {
             if !table.has_column(f.name()) {
-                let ty = column_type_of(f.data_type()).ok_or_else(|| {
+                let declared = crate::schema::declared_type_of(f).filter(|t| t.arrow_type() == *f.data_type());
+                let ty = declared.or_else(|| column_type_of(f.data_type())).ok_or_else(|| {
                     Error::destination(
                         origin.clone(),
                         format!(

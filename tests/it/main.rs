@@ -13,4 +13,5 @@ mod parquet;
 mod prefect;
 mod prefect_server;
 mod pyenv;
+mod rest;
 mod userflow;
