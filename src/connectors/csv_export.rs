@@ -398,8 +398,14 @@ impl CsvExport {
         CsvExport { cfg, http, table }
     }
 
-    async fn run(&self, ctx: SyncContext) -> Result<()> {
-        let began = chrono::Utc::now().timestamp_micros();
+    /// Download and parse the export, handing each batch (and the rows set
+    /// aside with it) to `each` in order; the rows read. `synced_at` stamps
+    /// `_synced_at`. Memory stays bounded whatever the export's size.
+    pub async fn read_export<F, Fut>(&self, synced_at: i64, mut each: F) -> Result<u64>
+    where
+        F: FnMut(RecordBatch, Vec<Reject>) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let mut resp = self.http.send_streaming(Request::get(self.cfg.url.clone())).await?;
         let location = self.http.redact(self.cfg.url.as_str());
         // Network → parser: a few chunks at most in between.
@@ -434,22 +440,37 @@ impl CsvExport {
         };
         let (table, rows) = (self.table.clone(), self.cfg.batch_rows);
         let parser = tokio::task::spawn_blocking(move || {
-            parse(reader, table, rows, began, location, batch_tx)
+            parse(reader, table, rows, synced_at, location, batch_tx)
         });
         let mut total = 0u64;
         while let Some(parsed) = batch_rx.recv().await {
             let (batch, rejects) = parsed?;
             total += batch.num_rows() as u64;
-            ctx.emit.page_fetched();
-            ctx.emit.reject(rejects).await?;
-            ctx.emit.upsert(&self.table, batch).await?;
-            ctx.emit
-                .checkpoint(&self.table.name, json!({"export_began": format_utc_micros(began), "rows": total}))
-                .await?;
+            each(batch, rejects).await?;
         }
         parser
             .await
             .map_err(|e| Error::Internal(format!("CSV parser failed: {e}")))?;
+        Ok(total)
+    }
+
+    async fn run(&self, ctx: SyncContext) -> Result<()> {
+        let began = chrono::Utc::now().timestamp_micros();
+        let mut read = 0u64;
+        let total = self
+            .read_export(began, |batch, rejects| {
+                read += batch.num_rows() as u64;
+                let state = json!({"export_began": format_utc_micros(began), "rows": read});
+                let ctx = &ctx;
+                let table = &self.table;
+                async move {
+                    ctx.emit.page_fetched();
+                    ctx.emit.reject(rejects).await?;
+                    ctx.emit.upsert(table, batch).await?;
+                    ctx.emit.checkpoint(&table.name, state).await
+                }
+            })
+            .await?;
         // The whole export was read: rows it no longer has were deleted.
         ctx.emit
             .delete_older_than(&self.table, "_synced_at", began)
