@@ -28,7 +28,10 @@ fn peak_rss_mb() -> f64 {
 
 fn main() {
     // `cargo bench` passes --bench; a filter that does not match skips it.
-    if std::env::args().skip(1).any(|a| !a.starts_with('-') && !"csv_export".contains(a.as_str())) {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && !"csv_export".contains(a.as_str()))
+    {
         return;
     }
     let sizes: Vec<u64> = std::env::var("ETL_BENCH_CSV_ROWS")
@@ -36,7 +39,10 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let pg = Playground::start(PlaygroundOptions { users: 10, flow_runs: 10, ..Default::default() })
             .await

@@ -344,7 +344,10 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
     let mut _playground = None;
     if a.spec.is_some() != (info.name == "rest") {
         return Err(Error::Usage(if a.spec.is_some() {
-            format!("--spec is for `etl sync rest`; {} is a built-in connector", info.name)
+            format!(
+                "--spec is for `etl sync rest`; {} is a built-in connector",
+                info.name
+            )
         } else {
             "`etl sync rest` needs --spec FILE (an API spec; see data/specs/)".to_string()
         }));
@@ -380,7 +383,10 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         (Some(_), true) => unreachable!("clap rejects --config with --playground"),
     };
     if let Some(spec) = &a.spec {
-        config.insert("spec", serde_json::Value::String(spec.display().to_string()));
+        config.insert(
+            "spec",
+            serde_json::Value::String(spec.display().to_string()),
+        );
     }
     let opts = SyncOptions {
         checkpoint_rows: a.checkpoint_rows,

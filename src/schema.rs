@@ -182,7 +182,9 @@ impl fmt::Display for ColumnType {
 /// The Fivetran type a batch's field declares in its `etl.type` metadata
 /// (inferred JSON columns are text in Arrow but JSON in the destination).
 pub fn declared_type_of(f: &Field) -> Option<ColumnType> {
-    f.metadata().get("etl.type").and_then(|t| ColumnType::parse(t).ok())
+    f.metadata()
+        .get("etl.type")
+        .and_then(|t| ColumnType::parse(t).ok())
 }
 
 /// Where a column's value comes from in a source record.

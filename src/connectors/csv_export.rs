@@ -93,7 +93,9 @@ impl CsvConfig {
         let cfg = CsvConfig {
             url: c.url_or("url", DEFAULT_URL)?,
             api_key: c.opt_secret("api_key")?,
-            timeout: Duration::from_secs(c.int_in("request_timeout_seconds", 1..=86_400, 3_600)? as u64),
+            timeout: Duration::from_secs(
+                c.int_in("request_timeout_seconds", 1..=86_400, 3_600)? as u64
+            ),
             attempts: c.int_in("retry_attempts", 1..=10, 3)? as u32,
             batch_rows: c.int_in("batch_rows", 1..=1_000_000, 4_096)? as usize,
             on_bad_row: match c.opt_string("on_bad_row")?.as_deref() {
@@ -190,7 +192,9 @@ impl Builder {
             ColumnType::String | ColumnType::Json | ColumnType::Xml => {
                 Builder::Str(StringBuilder::new())
             }
-            ColumnType::UtcDatetime => Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            ColumnType::UtcDatetime => {
+                Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
+            }
             ColumnType::Long | ColumnType::Int | ColumnType::Short => {
                 Builder::Long(Int64Builder::new())
             }
@@ -208,9 +212,15 @@ impl Builder {
         let t = s.trim();
         Ok(match self {
             Builder::Str(_) => Cell::Str(s),
-            Builder::Ts(_) => Cell::Ts(parse_utc_micros(t).ok_or_else(|| format!("{s:?} is not a timestamp"))?),
-            Builder::Long(_) => Cell::Long(t.parse().map_err(|_| format!("{s:?} is not an integer"))?),
-            Builder::Double(_) => Cell::Double(t.parse().map_err(|_| format!("{s:?} is not a number"))?),
+            Builder::Ts(_) => {
+                Cell::Ts(parse_utc_micros(t).ok_or_else(|| format!("{s:?} is not a timestamp"))?)
+            }
+            Builder::Long(_) => {
+                Cell::Long(t.parse().map_err(|_| format!("{s:?} is not an integer"))?)
+            }
+            Builder::Double(_) => {
+                Cell::Double(t.parse().map_err(|_| format!("{s:?} is not a number"))?)
+            }
             Builder::Bool(_) => Cell::Bool(match t.to_ascii_lowercase().as_str() {
                 "true" | "t" | "1" | "yes" => true,
                 "false" | "f" | "0" | "no" => false,
@@ -267,7 +277,15 @@ fn parse(
         .from_reader(input);
     let headers = match rdr.byte_headers() {
         Ok(h) => h.clone(),
-        Err(e) => return fail(&out, Error::source(format!("CSV {location}"), format!("cannot read the header: {e}"))),
+        Err(e) => {
+            return fail(
+                &out,
+                Error::source(
+                    format!("CSV {location}"),
+                    format!("cannot read the header: {e}"),
+                ),
+            )
+        }
     };
     let names: Vec<String> = headers
         .iter()
@@ -279,13 +297,22 @@ fn parse(
         let builder = match Builder::for_type(&c.ty) {
             Some(b) => b,
             None => {
-                return fail(&out, Error::Internal(format!("CSV column {} has unsupported type {}", c.name, c.ty)))
+                return fail(
+                    &out,
+                    Error::Internal(format!(
+                        "CSV column {} has unsupported type {}",
+                        c.name, c.ty
+                    )),
+                )
             }
         };
         let index = match c.source {
             ColumnSource::SyncedAt => None,
             ColumnSource::RowHash => {
-                return fail(&out, Error::Internal(format!("CSV column {} cannot be a row hash", c.name)))
+                return fail(
+                    &out,
+                    Error::Internal(format!("CSV column {} cannot be a row hash", c.name)),
+                )
             }
             _ => match names.iter().position(|n| n == &c.name) {
                 Some(i) => Some(i),
@@ -294,7 +321,11 @@ fn parse(
                         &out,
                         Error::source(
                             format!("CSV {location} line 1"),
-                            format!("the header has no column {:?} (it has: {})", c.name, names.join(", ")),
+                            format!(
+                                "the header has no column {:?} (it has: {})",
+                                c.name,
+                                names.join(", ")
+                            ),
                         ),
                     )
                 }
@@ -327,13 +358,20 @@ fn parse(
             Ok(false) => break,
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                return fail(&out, Error::source(at(line), format!("cannot read the CSV: {e}")));
+                return fail(
+                    &out,
+                    Error::source(at(line), format!("cannot read the CSV: {e}")),
+                );
             }
         }
         let line = record.position().map_or(0, |p| p.line());
         let mut cells: Vec<Cell> = Vec::with_capacity(cols.len());
         let problem = if record.len() != names.len() {
-            Some(format!("expected {} fields (as in the header), found {}", names.len(), record.len()))
+            Some(format!(
+                "expected {} fields (as in the header), found {}",
+                names.len(),
+                record.len()
+            ))
         } else {
             let mut bad = None;
             for (i, (index, b)) in cols.iter().enumerate() {
@@ -362,7 +400,10 @@ fn parse(
                 rows += 1;
             }
             Some(m) if table.on_bad_row == OnBadRow::Quarantine => {
-                let raw: Vec<String> = record.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+                let raw: Vec<String> = record
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect();
                 rejects.push(Reject {
                     table: table.name.clone(),
                     raw: json!({"line": line, "fields": raw}).to_string(),
@@ -406,7 +447,10 @@ impl CsvExport {
         F: FnMut(RecordBatch, Vec<Reject>) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let mut resp = self.http.send_streaming(Request::get(self.cfg.url.clone())).await?;
+        let mut resp = self
+            .http
+            .send_streaming(Request::get(self.cfg.url.clone()))
+            .await?;
         let location = self.http.redact(self.cfg.url.as_str());
         // Network → parser: a few chunks at most in between.
         let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(16);
@@ -514,7 +558,10 @@ mod tests {
     use super::*;
 
     fn parse_all(csv: &[u8], mode: OnBadRow) -> std::result::Result<(usize, Vec<Reject>), String> {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let (ctx, crx) = tokio::sync::mpsc::channel(4);
             // Fed in 7-byte pieces: fields and the BOM straddle chunks.
@@ -527,7 +574,11 @@ mod tests {
                 }
             });
             let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-            let reader = ChunkReader { rx: crx, cur: Bytes::new(), at_start: true };
+            let reader = ChunkReader {
+                rx: crx,
+                cur: Bytes::new(),
+                at_start: true,
+            };
             let table = Arc::new(user_table(mode));
             tokio::task::spawn_blocking(move || parse(reader, table, 2, 0, "test".into(), tx));
             let (mut rows, mut rejects) = (0, Vec::new());
@@ -554,7 +605,10 @@ mod tests {
     fn a_ragged_row_fails_naming_its_line_or_is_quarantined() {
         let csv = format!("{HEADER}\n1,a,b,c,d,e,2024-01-01T00:00:00Z,2024-01-01T00:00:00Z\n2,\"multi\nline\",x\n3,a,b,c,d,e,2024-01-01T00:00:00Z,2024-01-01T00:00:00Z\n");
         let e = parse_all(csv.as_bytes(), OnBadRow::Fail).unwrap_err();
-        assert!(e.contains("line 3") && e.contains("expected 8 fields") && e.contains("found 3"), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains("expected 8 fields") && e.contains("found 3"),
+            "{e}"
+        );
         let (rows, rejects) = parse_all(csv.as_bytes(), OnBadRow::Quarantine).unwrap();
         assert_eq!(rows, 2);
         assert_eq!(rejects.len(), 1);
@@ -566,7 +620,10 @@ mod tests {
     fn a_bad_timestamp_names_line_and_column() {
         let csv = format!("{HEADER}\n1,a,b,c,d,e,yesterday,2024-01-01T00:00:00Z\n");
         let e = parse_all(csv.as_bytes(), OnBadRow::Fail).unwrap_err();
-        assert!(e.contains("line 2") && e.contains("createdAt") && e.contains("yesterday"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("createdAt") && e.contains("yesterday"),
+            "{e}"
+        );
     }
 
     #[test]

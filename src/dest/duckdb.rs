@@ -245,13 +245,17 @@ impl DuckDbDestination {
             .cloned()
             .collect();
         for f in missing {
-            let declared = crate::schema::declared_type_of(&f).filter(|t| t.arrow_type() == *f.data_type());
-            let ty = declared.map(|t| t.duckdb_type()).or_else(|| duckdb_type_of(f.data_type())).ok_or_else(|| {
-                self.err(
-                    format!("table {}, column {}", t.name, f.name()),
-                    "unsupported Arrow type",
-                )
-            })?;
+            let declared =
+                crate::schema::declared_type_of(&f).filter(|t| t.arrow_type() == *f.data_type());
+            let ty = declared
+                .map(|t| t.duckdb_type())
+                .or_else(|| duckdb_type_of(f.data_type()))
+                .ok_or_else(|| {
+                    self.err(
+                        format!("table {}, column {}", t.name, f.name()),
+                        "unsupported Arrow type",
+                    )
+                })?;
             self.exec(&format!(
                 "ALTER TABLE {} ADD COLUMN {} {ty}",
                 ident(&t.name),

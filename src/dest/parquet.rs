@@ -730,18 +730,21 @@ impl ParquetDestination {
         let table = self.ensure_table(t)?;
         for f in schema.fields() {
             if !table.has_column(f.name()) {
-                let declared = crate::schema::declared_type_of(f).filter(|t| t.arrow_type() == *f.data_type());
-                let ty = declared.or_else(|| column_type_of(f.data_type())).ok_or_else(|| {
-                    Error::destination(
-                        origin.clone(),
-                        format!(
-                            "table {}, column {}: unsupported Arrow type {}",
-                            t.name,
-                            f.name(),
-                            f.data_type()
-                        ),
-                    )
-                })?;
+                let declared =
+                    crate::schema::declared_type_of(f).filter(|t| t.arrow_type() == *f.data_type());
+                let ty = declared
+                    .or_else(|| column_type_of(f.data_type()))
+                    .ok_or_else(|| {
+                        Error::destination(
+                            origin.clone(),
+                            format!(
+                                "table {}, column {}: unsupported Arrow type {}",
+                                t.name,
+                                f.name(),
+                                f.data_type()
+                            ),
+                        )
+                    })?;
                 tracing::info!(table = %t.name, column = %f.name(), r#type = %ty, "added column");
                 table.columns.push((f.name().clone(), ty));
             }

@@ -295,7 +295,9 @@ impl HttpClient {
             .build()
             .expect("TLS backend initialises");
         let secrets = match &auth {
-            Auth::Bearer(s) | Auth::Header(_, s) if !s.expose().is_empty() => vec![s.expose().to_string()],
+            Auth::Bearer(s) | Auth::Header(_, s) if !s.expose().is_empty() => {
+                vec![s.expose().to_string()]
+            }
             _ => Vec::new(),
         };
         HttpClient {
@@ -471,18 +473,22 @@ impl HttpClient {
         let mut b = self.inner.request(req.method.clone(), req.url.clone());
         let token = match &self.auth {
             Auth::Bearer(t) => Some((AUTHORIZATION, format!("Bearer {}", t.expose()))),
-            Auth::OAuth(o) if o.scheme().is_empty() => Some((AUTHORIZATION, o.access().expose().to_string())),
-            Auth::OAuth(o) => Some((AUTHORIZATION, format!("{} {}", o.scheme(), o.access().expose()))),
+            Auth::OAuth(o) if o.scheme().is_empty() => {
+                Some((AUTHORIZATION, o.access().expose().to_string()))
+            }
+            Auth::OAuth(o) => Some((
+                AUTHORIZATION,
+                format!("{} {}", o.scheme(), o.access().expose()),
+            )),
             Auth::Header(name, v) => Some((name.clone(), v.expose().to_string())),
             Auth::None => None,
         };
         if let Some((name, token)) = token {
-            let mut v =
-                HeaderValue::from_str(&token).map_err(|_| {
-                    HttpErrorKind::Transport(
-                        "the API key contains characters not allowed in a header".into(),
-                    )
-                })?;
+            let mut v = HeaderValue::from_str(&token).map_err(|_| {
+                HttpErrorKind::Transport(
+                    "the API key contains characters not allowed in a header".into(),
+                )
+            })?;
             v.set_sensitive(true);
             b = b.header(name, v);
         }

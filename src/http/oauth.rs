@@ -127,7 +127,14 @@ impl OAuth {
             // Not a refresh token: only marks the token as renewable.
             _ => Some(Secret::new("")),
         };
-        let o = Self::new(Secret::new(""), refresh, token_url, client_id, client_secret, http);
+        let o = Self::new(
+            Secret::new(""),
+            refresh,
+            token_url,
+            client_id,
+            client_secret,
+            http,
+        );
         let mut o = Arc::into_inner(o).expect("just built");
         o.grant = grant;
         o.scheme = scheme.trim().to_string();
@@ -143,7 +150,14 @@ impl OAuth {
         client_secret: Option<Secret>,
         http: HttpClient,
     ) -> Arc<Self> {
-        let o = Self::new(Secret::new(""), Some(refresh), token_url, client_id, client_secret, http);
+        let o = Self::new(
+            Secret::new(""),
+            Some(refresh),
+            token_url,
+            client_id,
+            client_secret,
+            http,
+        );
         let mut o = Arc::into_inner(o).expect("just built");
         o.grant = Grant::RefreshToken { in_query };
         Arc::new(o)
@@ -244,7 +258,10 @@ impl OAuth {
         };
         let req = match &self.grant {
             Grant::RefreshToken { in_query } => form_req(
-                vec![("grant_type", "refresh_token"), ("refresh_token", refresh.expose())],
+                vec![
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.expose()),
+                ],
                 *in_query,
             ),
             Grant::ClientCredentials { scope } => {
@@ -258,7 +275,11 @@ impl OAuth {
         };
         let resp = self.http.send(req).await?;
         let parsed: TokenResponse = match &self.grant {
-            Grant::Login { token_field, expires_in_field, .. } => login_token(&resp.body, token_field, expires_in_field.as_deref()),
+            Grant::Login {
+                token_field,
+                expires_in_field,
+                ..
+            } => login_token(&resp.body, token_field, expires_in_field.as_deref()),
             _ => serde_json::from_slice(&resp.body).map_err(|e| e.to_string()),
         }
         .map_err(|e| HttpError {
@@ -300,8 +321,13 @@ impl OAuth {
 }
 
 /// The token of a login answer: the string at `token_field`, its lifetime at `expires_in_field`.
-fn login_token(body: &[u8], token_field: &[String], expires_in_field: Option<&[String]>) -> Result<TokenResponse, String> {
-    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+fn login_token(
+    body: &[u8],
+    token_field: &[String],
+    expires_in_field: Option<&[String]>,
+) -> Result<TokenResponse, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
     let at = |path: &[String]| path.iter().try_fold(&v, |cur, k| cur.get(k));
     let token = match at(token_field) {
         Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),

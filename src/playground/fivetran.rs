@@ -17,8 +17,10 @@
 //!   `client_credentials`) and `/oauth/users` behind its tokens.
 //! - `/sdk/*`: the records of the SDK examples `hello`, `specified_types`,
 //!   `unspecified_types`, `three_operations`, `records_with_no_created_at_
-//!   timestamp`, `hashes`, and `/sdk/events` (one event per hour, filtered by
-//!   `updated_since`/`updated_until`) for priority-first sync.
+//!   timestamp`, `hashes`; `/sdk/events` (one event per hour, filtered by
+//!   `updated_since`/`updated_until`) for priority-first sync; and
+//!   `/sdk/pokemon`, PokeAPI's list (`offset`/`limit`, the next page's URL
+//!   in `next`) of the `large_data_set` example.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -43,9 +45,19 @@ pub const REFRESH_TOKEN: &str = "rt-fivetran-playground-0001";
 /// `/sdk/events` has one event per hour from this long before now.
 pub const EVENT_DAYS: i64 = 5;
 
-const FIRST: [&str; 8] = ["Jane", "John", "Ada", "Grace", "Alan", "Zoë", "Seán", "Chloé"];
-const LAST: [&str; 8] = ["Roe", "Doe", "Lovelace", "Hopper", "Turing", "O'Brien", "Müller", "Smith"];
-const JOBS: [&str; 5] = ["Surveyor", "Engineer, \"civil\"", "Editor", "Chief Operating Officer", "Nurse"];
+const FIRST: [&str; 8] = [
+    "Jane", "John", "Ada", "Grace", "Alan", "Zoë", "Seán", "Chloé",
+];
+const LAST: [&str; 8] = [
+    "Roe", "Doe", "Lovelace", "Hopper", "Turing", "O'Brien", "Müller", "Smith",
+];
+const JOBS: [&str; 5] = [
+    "Surveyor",
+    "Engineer, \"civil\"",
+    "Editor",
+    "Chief Operating Officer",
+    "Nurse",
+];
 const DEPARTMENTS: [&str; 4] = ["Engineering", "Marketing", "Sales", "Human Resources"];
 
 /// The mock's data; tests change it between syncs.
@@ -61,6 +73,9 @@ pub struct FivetranMock {
     pub event_requests: Mutex<Vec<(String, String)>>,
     /// `/sdk/events` starts this many hours before the mock started.
     now_hour: i64,
+    /// `/sdk/events` answers 400 to windows starting before this UTC hour
+    /// number (a source failing mid-backfill); `i64::MIN`: never.
+    pub events_fail_before_hour: std::sync::atomic::AtomicI64,
 }
 
 /// `%Y-%m-%dT%H:%M:%SZ` of UTC seconds.
@@ -72,7 +87,9 @@ pub fn ts(secs: i64) -> String {
 }
 
 fn parse_ts(s: &str) -> Option<i64> {
-    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ").ok().map(|t| t.and_utc().timestamp())
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%SZ")
+        .ok()
+        .map(|t| t.and_utc().timestamp())
 }
 
 impl FivetranMock {
@@ -114,6 +131,7 @@ impl FivetranMock {
             token_requests: std::sync::atomic::AtomicU64::new(0),
             event_requests: Mutex::new(Vec::new()),
             now_hour: now / 3600,
+            events_fail_before_hour: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -122,7 +140,8 @@ impl FivetranMock {
         let mut users = self.users.lock().unwrap();
         let u = &mut users[i];
         u["job"] = json!(job);
-        u["updatedAt"] = json!(updated_at.map_or_else(|| ts(chrono::Utc::now().timestamp()), String::from));
+        u["updatedAt"] =
+            json!(updated_at.map_or_else(|| ts(chrono::Utc::now().timestamp()), String::from));
     }
 
     /// Every user, sorted by `updatedAt` then id (ground truth for tests).
@@ -154,17 +173,22 @@ fn check_params(req: &MockRequest, allowed: &[&str]) -> Result<(), Resp> {
     if unexpected.is_empty() {
         Ok(())
     } else {
-        Err(bad(&format!("Unexpected query parameters: {}", unexpected.join(", "))))
+        Err(bad(&format!(
+            "Unexpected query parameters: {}",
+            unexpected.join(", ")
+        )))
     }
 }
 
 fn since(req: &MockRequest, name: &str) -> Result<Option<String>, Resp> {
     match req.param(name) {
         None => Ok(None),
-        Some(s) if !s.ends_with('Z') => Err(bad(&format!("Invalid date format for '{name}'. Must end with 'Z' for UTC"))),
-        Some(s) if parse_ts(s).is_none() && s != "0001-01-01T00:00:00Z" => {
-            Err(bad(&format!("Invalid date format for '{name}'. Use 'YYYY-MM-DDTHH:MM:SSZ'")))
-        }
+        Some(s) if !s.ends_with('Z') => Err(bad(&format!(
+            "Invalid date format for '{name}'. Must end with 'Z' for UTC"
+        ))),
+        Some(s) if parse_ts(s).is_none() && s != "0001-01-01T00:00:00Z" => Err(bad(&format!(
+            "Invalid date format for '{name}'. Use 'YYYY-MM-DDTHH:MM:SSZ'"
+        ))),
         Some(s) => Ok(Some(s.to_string())),
     }
 }
@@ -173,7 +197,9 @@ fn since(req: &MockRequest, name: &str) -> Result<Option<String>, Resp> {
 fn sorted(m: &FivetranMock, req: &MockRequest) -> Result<Vec<Value>, Resp> {
     let order_by = req.param("order_by").unwrap_or("updatedAt");
     if order_by != "updatedAt" && order_by != "createdAt" {
-        return Err(bad("Invalid value for 'order_by'. Use 'createdAt' or 'updatedAt'"));
+        return Err(bad(
+            "Invalid value for 'order_by'. Use 'createdAt' or 'updatedAt'",
+        ));
     }
     let order_type = req.param("order_type").unwrap_or("asc");
     if order_type != "asc" && order_type != "desc" {
@@ -185,7 +211,11 @@ fn sorted(m: &FivetranMock, req: &MockRequest) -> Result<Vec<Value>, Resp> {
         .lock()
         .unwrap()
         .iter()
-        .filter(|u| since.as_deref().is_none_or(|s| u["updatedAt"].as_str().unwrap_or("") >= s))
+        .filter(|u| {
+            since
+                .as_deref()
+                .is_none_or(|s| u["updatedAt"].as_str().unwrap_or("") >= s)
+        })
         .cloned()
         .collect();
     v.sort_by(|a, b| a[order_by].as_str().cmp(&b[order_by].as_str()));
@@ -195,7 +225,12 @@ fn sorted(m: &FivetranMock, req: &MockRequest) -> Result<Vec<Value>, Resp> {
     Ok(v)
 }
 
-fn int(req: &MockRequest, k: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, Resp> {
+fn int(
+    req: &MockRequest,
+    k: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, Resp> {
     match req.param(k) {
         None => Ok(default),
         Some(s) => match s.parse::<u64>() {
@@ -230,7 +265,9 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
             let page = int(req, "page", 1, 1..=u64::MAX)? as usize;
             let all = sorted(m, req)?;
             let data: Vec<&Value> = all.iter().skip((page - 1) * per).take(per).collect();
-            ok(json!({"data": data, "page": page, "page_size": per, "total_pages": all.len().div_ceil(per), "total_items": all.len()}))
+            ok(
+                json!({"data": data, "page": page, "page_size": per, "total_pages": all.len().div_ceil(per), "total_items": all.len()}),
+            )
         }
         (&Method::GET, "/pagination/next_page_url") => {
             check_params(req, &[&common[..], &["per_page", "page"]].concat())?;
@@ -239,7 +276,11 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
             let all = sorted(m, req)?;
             let data: Vec<&Value> = all.iter().skip((page - 1) * per).take(per).collect();
             let next = (page * per < all.len()).then(|| {
-                let host = req.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+                let host = req
+                    .headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1");
                 let mut u = format!(
                     "http://{host}{path}?page={}&per_page={per}&order_by={}&order_type={}",
                     page + 1,
@@ -251,7 +292,9 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
                 }
                 u
             });
-            ok(json!({"data": data, "total_items": all.len(), "page": page, "per_page": per, "next_page_url": next}))
+            ok(
+                json!({"data": data, "total_items": all.len(), "page": page, "per_page": per, "next_page_url": next}),
+            )
         }
         (&Method::GET, "/pagination/keyset") => {
             check_params(req, &["scroll_param", "updated_since"])?;
@@ -269,16 +312,27 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
                         .and_then(|b| String::from_utf8(b).ok())
                         .ok_or_else(|| bad("Invalid scroll_param value"))?;
                     // Strictly after: items sharing the boundary are skipped (the real one's bug).
-                    all.into_iter().filter(|u| u["updatedAt"].as_str().unwrap_or("") > decoded.as_str()).collect()
+                    all.into_iter()
+                        .filter(|u| u["updatedAt"].as_str().unwrap_or("") > decoded.as_str())
+                        .collect()
                 }
                 None => {
                     let s = since(req, "updated_since")?;
-                    all.into_iter().filter(|u| s.as_deref().is_none_or(|s| u["updatedAt"].as_str().unwrap_or("") >= s)).collect()
+                    all.into_iter()
+                        .filter(|u| {
+                            s.as_deref()
+                                .is_none_or(|s| u["updatedAt"].as_str().unwrap_or("") >= s)
+                        })
+                        .collect()
                 }
             };
             let data: Vec<&Value> = after.iter().take(50).collect();
             let scroll = (after.len() > 50).then(|| {
-                base64::engine::general_purpose::STANDARD.encode(data.last().expect("50 items")["updatedAt"].as_str().unwrap_or(""))
+                base64::engine::general_purpose::STANDARD.encode(
+                    data.last().expect("50 items")["updatedAt"]
+                        .as_str()
+                        .unwrap_or(""),
+                )
             });
             ok(json!({"data": data, "scroll_param": scroll}))
         }
@@ -290,7 +344,10 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|u| s.as_deref().is_none_or(|s| u["updatedAt"].as_str().unwrap_or("") >= s))
+                .filter(|u| {
+                    s.as_deref()
+                        .is_none_or(|s| u["updatedAt"].as_str().unwrap_or("") >= s)
+                })
                 .cloned()
                 .collect();
             all.sort_by(|a, b| a["updatedAt"].as_str().cmp(&b["updatedAt"].as_str()));
@@ -313,7 +370,17 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
         (&Method::GET, "/cursors/companies") => {
             check_params(req, &common)?;
             let s = since(req, "updated_since")?;
-            let mut data: Vec<Value> = m.companies.lock().unwrap().iter().filter(|c| s.as_deref().is_none_or(|s| c["updatedAt"].as_str().unwrap_or("") >= s)).cloned().collect();
+            let mut data: Vec<Value> = m
+                .companies
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| {
+                    s.as_deref()
+                        .is_none_or(|s| c["updatedAt"].as_str().unwrap_or("") >= s)
+                })
+                .cloned()
+                .collect();
             data.sort_by(|a, b| a["updatedAt"].as_str().cmp(&b["updatedAt"].as_str()));
             ok(json!({"data": data, "total_items": data.len()}))
         }
@@ -321,10 +388,21 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
             check_params(req, &common)?;
             let id = &p["/cursors/".len()..p.len() - "/departments".len()];
             let Ok(id) = id.parse::<i64>() else {
-                return Err(bad("Invalid value for 'company_id'. 'company_id' must be an integer"));
+                return Err(bad(
+                    "Invalid value for 'company_id'. 'company_id' must be an integer",
+                ));
             };
-            if !m.companies.lock().unwrap().iter().any(|c| c["company_id"] == id) {
-                return Err(json_response(StatusCode::NOT_FOUND, json!({"error": format!("company_id '{id}' not found")}).to_string()));
+            if !m
+                .companies
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|c| c["company_id"] == id)
+            {
+                return Err(json_response(
+                    StatusCode::NOT_FOUND,
+                    json!({"error": format!("company_id '{id}' not found")}).to_string(),
+                ));
             }
             let s = since(req, "updated_since")?;
             let mut data: Vec<Value> = m
@@ -332,7 +410,11 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|d| d["company_id"] == id && s.as_deref().is_none_or(|s| d["updatedAt"].as_str().unwrap_or("") >= s))
+                .filter(|d| {
+                    d["company_id"] == id
+                        && s.as_deref()
+                            .is_none_or(|s| d["updatedAt"].as_str().unwrap_or("") >= s)
+                })
                 .cloned()
                 .collect();
             data.sort_by(|a, b| a["updatedAt"].as_str().cmp(&b["updatedAt"].as_str()));
@@ -340,10 +422,16 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
         }
         (&Method::GET, "/export/csv") => export_csv(m, req),
         (&Method::GET, "/auth/http_basic") => {
-            let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{BASIC_USER}:{BASIC_PASSWORD}")));
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{BASIC_USER}:{BASIC_PASSWORD}"))
+            );
             auth_data(m, req, &want)?
         }
-        (&Method::GET, "/auth/http_bearer") => auth_data(m, req, &format!("Bearer {BEARER_TOKEN}"))?,
+        (&Method::GET, "/auth/http_bearer") => {
+            auth_data(m, req, &format!("Bearer {BEARER_TOKEN}"))?
+        }
         (&Method::GET, "/auth/api_key") => auth_data(m, req, &format!("apiKey {API_KEY}"))?,
         (&Method::POST, "/auth/session_token/login") => {
             let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
@@ -351,40 +439,79 @@ fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
             match (u, p) {
                 (Some(u), Some(p)) if u == SESSION_USER && p == SESSION_PASSWORD => {
                     let exp = chrono::Utc::now().timestamp() + 3600;
-                    let token = base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}:{exp}"));
+                    let token =
+                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}:{exp}"));
                     ok(json!({"token": token, "expires_in": 3600}))
                 }
-                (Some(_), Some(_)) => json_response(StatusCode::UNAUTHORIZED, json!({"error": "Invalid username or password"}).to_string()),
+                (Some(_), Some(_)) => json_response(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "Invalid username or password"}).to_string(),
+                ),
                 _ => bad("Username and password are required"),
             }
         }
         (&Method::GET, "/auth/session_token/data") => {
-            let token = req.headers.get("authorization").and_then(|h| h.to_str().ok()).unwrap_or("");
+            let token = req
+                .headers
+                .get("authorization")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
             let token = token.strip_prefix("Token ").unwrap_or(token);
-            let decoded = base64::engine::general_purpose::STANDARD.decode(token).ok().and_then(|b| String::from_utf8(b).ok());
-            match decoded.as_deref().map(|d| d.rsplitn(3, ':').collect::<Vec<_>>()) {
-                Some(parts) if parts.len() == 3 && parts[2] == SESSION_USER && parts[1] == SESSION_PASSWORD => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok());
+            match decoded
+                .as_deref()
+                .map(|d| d.rsplitn(3, ':').collect::<Vec<_>>())
+            {
+                Some(parts)
+                    if parts.len() == 3
+                        && parts[2] == SESSION_USER
+                        && parts[1] == SESSION_PASSWORD =>
+                {
                     if parts[0].parse::<i64>().unwrap_or(0) < chrono::Utc::now().timestamp() {
-                        json_response(StatusCode::UNAUTHORIZED, json!({"error": "Token has expired"}).to_string())
+                        json_response(
+                            StatusCode::UNAUTHORIZED,
+                            json!({"error": "Token has expired"}).to_string(),
+                        )
                     } else {
                         first_twenty(m)
                     }
                 }
                 _ if token.is_empty() => bad("Token is missing"),
-                _ => json_response(StatusCode::UNAUTHORIZED, json!({"error": "Invalid Token"}).to_string()),
+                _ => json_response(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "Invalid Token"}).to_string(),
+                ),
             }
         }
         (&Method::POST, "/oauth/token") => oauth_token(m, req),
         (&Method::GET, "/oauth/users") => {
             let token = req.bearer().unwrap_or("");
             if !m.tokens.lock().unwrap().contains(token) {
-                return Err(json_response(StatusCode::UNAUTHORIZED, json!({"error": "invalid_token"}).to_string()));
+                return Err(json_response(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": "invalid_token"}).to_string(),
+                ));
             }
             first_twenty(m)
         }
         (&Method::GET, p) if p.starts_with("/sdk/") => sdk(m, req, &p[5..])?,
-        _ => json_response(StatusCode::NOT_FOUND, json!({"error": "Not Found"}).to_string()),
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "Not Found"}).to_string(),
+        ),
     })
+}
+
+/// Entries of `/sdk/pokemon` (PokeAPI lists 1302).
+pub const POKEMON: usize = 1302;
+
+/// The name of entry `i` of `/sdk/pokemon` (distinct for every `i`).
+pub fn pokemon_name(i: usize) -> String {
+    const SYL: [&str; 8] = ["pi", "ka", "chu", "bul", "ba", "saur", "char", "mander"];
+    format!("{}{}-{}", SYL[i % 8], SYL[(i / 8) % 8], i + 1)
 }
 
 fn first_twenty(m: &FivetranMock) -> Resp {
@@ -393,7 +520,11 @@ fn first_twenty(m: &FivetranMock) -> Resp {
 }
 
 fn auth_data(m: &FivetranMock, req: &MockRequest, want: &str) -> Result<Resp, Resp> {
-    match req.headers.get("authorization").and_then(|h| h.to_str().ok()) {
+    match req
+        .headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+    {
         None => Err(html_401("Authorization header is missing")),
         Some(h) if h == want => Ok(first_twenty(m)),
         Some(_) => Err(html_401("Invalid API key or format")),
@@ -412,18 +543,34 @@ fn html_401(msg: &str) -> Resp {
 }
 
 fn oauth_token(m: &FivetranMock, req: &MockRequest) -> Resp {
-    m.token_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    m.token_requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     // Parameters in the form body or, as HubSpot's example sends them, the query string.
-    let mut params: Vec<(String, String)> = url::form_urlencoded::parse(&req.body).into_owned().collect();
+    let mut params: Vec<(String, String)> = url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect();
     params.extend(req.query.iter().cloned());
-    let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.as_str())
+    };
     let granted = match get("grant_type") {
-        Some("refresh_token") => get("refresh_token") == Some(REFRESH_TOKEN) && get("client_id").is_none_or(|c| c == CLIENT_ID),
-        Some("client_credentials") => get("client_id") == Some(CLIENT_ID) && get("client_secret") == Some(CLIENT_SECRET),
+        Some("refresh_token") => {
+            get("refresh_token") == Some(REFRESH_TOKEN)
+                && get("client_id").is_none_or(|c| c == CLIENT_ID)
+        }
+        Some("client_credentials") => {
+            get("client_id") == Some(CLIENT_ID) && get("client_secret") == Some(CLIENT_SECRET)
+        }
         _ => return bad("unsupported_grant_type"),
     };
     if !granted {
-        return json_response(StatusCode::BAD_REQUEST, json!({"error": "invalid_grant"}).to_string());
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_grant"}).to_string(),
+        );
     }
     let mut tokens = m.tokens.lock().unwrap();
     let token = format!("at-{}", tokens.len() + 1);
@@ -432,7 +579,9 @@ fn oauth_token(m: &FivetranMock, req: &MockRequest) -> Resp {
 }
 
 fn sdk(m: &FivetranMock, req: &MockRequest, what: &str) -> Result<Resp, Resp> {
-    let ids: Vec<String> = (0..3).map(|i| format!("00000000-0000-4000-8000-00000000000{i}")).collect();
+    let ids: Vec<String> = (0..3)
+        .map(|i| format!("00000000-0000-4000-8000-00000000000{i}"))
+        .collect();
     let specified = json!({
         "_bool": true, "_short": 15, "_long": 132353453453635i64, "_dec": "105.34", "_float": 10.4,
         "_double": 1e-4, "_ndate": "2007-12-03", "_ndatetime": "2007-12-03T10:15:30",
@@ -448,7 +597,9 @@ fn sdk(m: &FivetranMock, req: &MockRequest, what: &str) -> Result<Resp, Resp> {
             r["id"] = json!(1);
             ok(json!({"data": [r]}))
         }
-        "three" => ok(json!({"data": (0..3).map(|i| json!({"id": ids[i], "val1": ids[i], "val2": i})).collect::<Vec<_>>()})),
+        "three" => ok(
+            json!({"data": (0..3).map(|i| json!({"id": ids[i], "val1": ids[i], "val2": i})).collect::<Vec<_>>()}),
+        ),
         "three/updates" => ok(json!({"data": [{"id": ids[1], "val1": "abc"}]})),
         "three/deletes" => ok(json!({"data": [{"id": ids[2]}]})),
         "no_created_at" => ok(json!({"data": [
@@ -474,8 +625,18 @@ fn sdk(m: &FivetranMock, req: &MockRequest, what: &str) -> Result<Resp, Resp> {
                 req.param("updated_since").unwrap_or("").to_string(),
                 req.param("updated_until").unwrap_or("").to_string(),
             ));
-            let from = since(req, "updated_since")?.and_then(|s| parse_ts(&s)).unwrap_or(i64::MIN);
-            let until = since(req, "updated_until")?.and_then(|s| parse_ts(&s)).unwrap_or(i64::MAX);
+            let from = since(req, "updated_since")?
+                .and_then(|s| parse_ts(&s))
+                .unwrap_or(i64::MIN);
+            let until = since(req, "updated_until")?
+                .and_then(|s| parse_ts(&s))
+                .unwrap_or(i64::MAX);
+            if from.div_euclid(3600)
+                < m.events_fail_before_hour
+                    .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(bad("events before this time are not available right now"));
+            }
             let (first, last) = m.event_hours();
             let data: Vec<Value> = (first..=last)
                 .map(|h| h * 3600)
@@ -484,7 +645,40 @@ fn sdk(m: &FivetranMock, req: &MockRequest, what: &str) -> Result<Resp, Resp> {
                 .collect();
             ok(json!({"data": data}))
         }
-        _ => json_response(StatusCode::NOT_FOUND, json!({"error": "Not Found"}).to_string()),
+        "pokemon" => {
+            // PokeAPI's list: `offset`/`limit`, the next page's whole URL in `next`.
+            check_params(req, &["offset", "limit"])?;
+            let num = |k: &str, d: usize| -> Result<usize, Resp> {
+                req.param(k).map_or(Ok(d), |v| {
+                    v.parse().map_err(|_| bad(&format!("{k} must be a number")))
+                })
+            };
+            let (offset, limit) = (num("offset", 0)?, num("limit", 20)?);
+            let end = (offset + limit).min(POKEMON);
+            let host = req
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("127.0.0.1");
+            let page = |o: usize| {
+                json!(format!(
+                    "http://{host}/sdk/pokemon?offset={o}&limit={limit}"
+                ))
+            };
+            let results: Vec<Value> = (offset.min(end)..end)
+                .map(|i| json!({"name": pokemon_name(i), "url": format!("http://{host}/sdk/pokemon/{}/", i + 1)}))
+                .collect();
+            ok(json!({
+                "count": POKEMON,
+                "next": if end < POKEMON { page(end) } else { Value::Null },
+                "previous": if offset > 0 { page(offset.saturating_sub(limit)) } else { Value::Null },
+                "results": results,
+            }))
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "Not Found"}).to_string(),
+        ),
     })
 }
 
@@ -502,7 +696,19 @@ fn csv_field(s: &str, out: &mut String) {
 pub const CSV_HEADER: &str = "id,name,email,address,company,job,createdAt,updatedAt";
 
 fn csv_row(u: &Value, out: &mut String) {
-    for (i, k) in ["id", "name", "email", "address", "company", "job", "createdAt", "updatedAt"].iter().enumerate() {
+    for (i, k) in [
+        "id",
+        "name",
+        "email",
+        "address",
+        "company",
+        "job",
+        "createdAt",
+        "updatedAt",
+    ]
+    .iter()
+    .enumerate()
+    {
         if i > 0 {
             out.push(',');
         }
@@ -521,7 +727,10 @@ fn export_csv(m: &FivetranMock, _req: &MockRequest) -> Resp {
     hyper::Response::builder()
         .status(StatusCode::OK)
         .header("content-type", "text/csv")
-        .header("content-disposition", "attachment; filename=data_export.csv")
+        .header(
+            "content-disposition",
+            "attachment; filename=data_export.csv",
+        )
         .body(http_body_util::Full::new(Bytes::from(out)))
         .expect("valid response")
 }
@@ -545,7 +754,9 @@ fn generated_row(i: u64, out: &mut String) {
 }
 
 /// `/export/csv?rows=N`: N generated rows, streamed in ~256 KB chunks.
-pub(crate) fn streamed_export(rows: u64) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
+pub(crate) fn streamed_export(
+    rows: u64,
+) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
     use futures::StreamExt;
     use http_body_util::{BodyExt, StreamBody};
     use hyper::body::Frame;

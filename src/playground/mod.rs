@@ -468,9 +468,17 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         None if mreq.path.starts_with("/pubapi/") || mreq.path.starts_with("/puboauth/") => {
             egnyte::route(&s, &mreq)
         }
-        None if ["/pagination/", "/incremental/", "/export/", "/cursors/", "/auth/", "/oauth/", "/sdk/"]
-            .iter()
-            .any(|p| mreq.path.starts_with(p)) =>
+        None if [
+            "/pagination/",
+            "/incremental/",
+            "/export/",
+            "/cursors/",
+            "/auth/",
+            "/oauth/",
+            "/sdk/",
+        ]
+        .iter()
+        .any(|p| mreq.path.starts_with(p)) =>
         {
             fivetran::route(&s, &mreq)
         }

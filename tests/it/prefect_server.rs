@@ -49,7 +49,8 @@ impl PrefectServer {
             .env_remove("PREFECT_API_URL")
             .env_remove("PREFECT_API_KEY");
         let server = pyenv::Server::start(cmd, home, port, "prefect server", |port| {
-            pyenv::http_get(port, "/api/health").is_some_and(|(s, b)| s == 200 && b.trim_end().ends_with("true"))
+            pyenv::http_get(port, "/api/health")
+                .is_some_and(|(s, b)| s == 200 && b.trim_end().ends_with("true"))
         });
         PrefectServer {
             server,

@@ -61,7 +61,11 @@ pub fn venv(name: &str, packages: &[&str]) -> Result<PathBuf, String> {
         return Ok(venv);
     }
     let _ = std::fs::remove_dir_all(&venv);
-    eprintln!("installing {} into {} (once)", packages.join(" "), venv.display());
+    eprintln!(
+        "installing {} into {} (once)",
+        packages.join(" "),
+        venv.display()
+    );
     run(
         Command::new("python3").arg("-m").arg("venv").arg(&venv),
         Duration::from_secs(300),
@@ -94,7 +98,13 @@ pub struct Server {
 
 impl Server {
     /// Start `cmd` (output to the log) and wait until `ready(port)` holds.
-    pub fn start(mut cmd: Command, dir: tempfile::TempDir, port: u16, what: &str, ready: impl Fn(u16) -> bool) -> Server {
+    pub fn start(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        port: u16,
+        what: &str,
+        ready: impl Fn(u16) -> bool,
+    ) -> Server {
         use std::os::unix::process::CommandExt;
         let log = File::create(dir.path().join("server.log")).unwrap();
         let child = cmd
@@ -152,8 +162,17 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut resp = Vec::new();
     conn.read_to_end(&mut resp).ok()?;
     let resp = String::from_utf8_lossy(&resp).into_owned();
-    let status = resp.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = resp
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 

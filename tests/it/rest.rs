@@ -14,13 +14,21 @@ use crate::dests::{for_both_destinations_async, grid, reader, Kind};
 use crate::fivetran::{expected_users, spec_path, stored_users};
 
 async fn pg() -> Playground {
-    Playground::start(PlaygroundOptions::default()).await.unwrap()
+    Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap()
 }
 
 async fn sync_spec(pg: &Playground, spec: &str, out: &Path) -> etl::Result<etl::SyncSummary> {
     let mut c = pg.rest_config();
     c["spec"] = json!(spec);
-    etl::sync("rest", ConfigReader::from_map(c.as_object().unwrap().clone()), out, opts(1_000_000)).await
+    etl::sync(
+        "rest",
+        ConfigReader::from_map(c.as_object().unwrap().clone()),
+        out,
+        opts(1_000_000),
+    )
+    .await
 }
 
 async fn sync_shipped(pg: &Playground, name: &str, out: &Path) -> etl::Result<etl::SyncSummary> {
@@ -46,6 +54,9 @@ for_both_destinations_async!(
     incremental_resync_picks_up_only_changes,
     quoted_csv_with_newlines_bom_and_crlf_lands_exactly,
     sdk_three_operations,
+    priority_first_reads_the_newest_window_first_then_backfills_across_syncs,
+    a_late_write_is_read_within_the_replay_window,
+    a_list_without_a_key_follows_the_next_url,
 );
 
 /// Items 48..=52 (sorted) share one updatedAt: the scroll token after the
@@ -58,12 +69,20 @@ async fn keyset_boundary_items_are_not_lost(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     // The token alone: the playground's bug shows.
     let naive = dir.path().join("naive.toml");
-    let text = std::fs::read_to_string(spec_path("fivetran_keyset")).unwrap().replace("resume_from_cursor = true", "resume_from_cursor = false");
+    let text = std::fs::read_to_string(spec_path("fivetran_keyset"))
+        .unwrap()
+        .replace("resume_from_cursor = true", "resume_from_cursor = false");
     std::fs::write(&naive, text).unwrap();
     let lossy = kind.path(&dir.path().join("lossy"));
     std::fs::create_dir_all(dir.path().join("lossy")).unwrap();
-    sync_spec(&pg, naive.to_str().unwrap(), &lossy).await.unwrap();
-    assert_eq!(stored_users(&lossy, "").len(), 197, "the scroll token skips the 3 items after the boundary");
+    sync_spec(&pg, naive.to_str().unwrap(), &lossy)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_users(&lossy, "").len(),
+        197,
+        "the scroll token skips the 3 items after the boundary"
+    );
     // The shipped spec.
     let out = kind.path(dir.path());
     sync_shipped(&pg, "fivetran_keyset", &out).await.unwrap();
@@ -74,19 +93,35 @@ async fn keyset_boundary_items_are_not_lost(kind: Kind) {
 /// them (and the rows sharing the old cursor, the filter being inclusive).
 async fn incremental_resync_picks_up_only_changes(kind: Kind) {
     let pg = pg().await;
-    for spec in ["fivetran_offset", "fivetran_page_number", "fivetran_next_page_url", "fivetran_keyset", "fivetran_timestamp"] {
+    for spec in [
+        "fivetran_offset",
+        "fivetran_page_number",
+        "fivetran_next_page_url",
+        "fivetran_keyset",
+        "fivetran_timestamp",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let out = kind.path(dir.path());
         sync_shipped(&pg, spec, &out).await.unwrap();
         assert_eq!(stored_users(&out, ""), truth(&pg), "{spec}");
         let users = pg.fivetran().users_snapshot();
-        let max = users.iter().map(|u| u["updatedAt"].as_str().unwrap().to_string()).max().unwrap();
+        let max = users
+            .iter()
+            .map(|u| u["updatedAt"].as_str().unwrap().to_string())
+            .max()
+            .unwrap();
         let later = etl::playground::fivetran::ts(chrono::Utc::now().timestamp() + 60);
         for i in [3, 90, 150] {
-            pg.fivetran().edit_user(i, &format!("Changed by {spec}"), Some(&later));
+            pg.fivetran()
+                .edit_user(i, &format!("Changed by {spec}"), Some(&later));
         }
         // Changed, or sharing the saved cursor (the filter is inclusive).
-        let since = pg.fivetran().users_snapshot().iter().filter(|u| u["updatedAt"].as_str().unwrap() >= max.as_str()).count() as u64;
+        let since = pg
+            .fivetran()
+            .users_snapshot()
+            .iter()
+            .filter(|u| u["updatedAt"].as_str().unwrap() >= max.as_str())
+            .count() as u64;
         let s = sync_shipped(&pg, spec, &out).await.unwrap();
         assert_eq!(s.rows, since, "{spec}");
         assert!(since <= 3 + 4, "{spec}: {since}");
@@ -105,16 +140,39 @@ async fn quoted_csv_with_newlines_bom_and_crlf_lands_exactly(kind: Kind) {
     let dir = tempfile::tempdir().unwrap();
     let out = kind.path(dir.path());
     let cfg = pg.config_for("csv_export").unwrap();
-    let s = etl::sync("csv_export", ConfigReader::from_map(cfg.as_object().unwrap().clone()), &out, opts(50)).await.unwrap();
+    let s = etl::sync(
+        "csv_export",
+        ConfigReader::from_map(cfg.as_object().unwrap().clone()),
+        &out,
+        opts(50),
+    )
+    .await
+    .unwrap();
     assert_eq!(s.rows, 200);
     let stored = stored_users(&out, "");
     assert_eq!(stored, truth(&pg));
-    assert!(stored.iter().any(|r| r.contains("\\n")) && stored.iter().any(|r| r.contains("\\\"")), "{stored:?}");
+    assert!(
+        stored.iter().any(|r| r.contains("\\n")) && stored.iter().any(|r| r.contains("\\\"")),
+        "{stored:?}"
+    );
     // A user gone from the export is soft-deleted by the next sync.
     pg.fivetran().users.lock().unwrap().remove(0);
-    etl::sync("csv_export", ConfigReader::from_map(cfg.as_object().unwrap().clone()), &out, opts(50)).await.unwrap();
+    etl::sync(
+        "csv_export",
+        ConfigReader::from_map(cfg.as_object().unwrap().clone()),
+        &out,
+        opts(50),
+    )
+    .await
+    .unwrap();
     assert_eq!(stored_users(&out, "WHERE NOT _etl_deleted"), truth(&pg));
-    assert_eq!(grid(&reader(&out), "SELECT count(*) FROM \"user\" WHERE _etl_deleted"), vec!["BigInt(1)"]);
+    assert_eq!(
+        grid(
+            &reader(&out),
+            "SELECT count(*) FROM \"user\" WHERE _etl_deleted"
+        ),
+        vec!["BigInt(1)"]
+    );
 }
 
 /// three_operations: upsert 3, update one's val1 only, delete another.
@@ -122,14 +180,289 @@ async fn sdk_three_operations(kind: Kind) {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();
     let out = kind.path(dir.path());
-    sync_shipped(&pg, "sdk_three_operations", &out).await.unwrap();
+    sync_shipped(&pg, "sdk_three_operations", &out)
+        .await
+        .unwrap();
     assert_eq!(
-        grid(&reader(&out), "SELECT right(id, 1), val1, val2, _etl_deleted FROM three"),
+        grid(
+            &reader(&out),
+            "SELECT right(id, 1), val1, val2, _etl_deleted FROM three"
+        ),
         vec![
             "Text(\"0\")|Text(\"00000000-0000-4000-8000-000000000000\")|BigInt(0)|Boolean(false)",
             "Text(\"1\")|Text(\"abc\")|BigInt(1)|Boolean(false)",
             "Text(\"2\")|Text(\"00000000-0000-4000-8000-000000000002\")|BigInt(2)|Boolean(true)",
         ]
+    );
+}
+
+/// The `(updated_since, updated_until)` of each `/sdk/events` request since `from`.
+fn windows_since(pg: &Playground, from: usize) -> Vec<(i64, i64)> {
+    let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
+    pg.fivetran().event_requests.lock().unwrap()[from..]
+        .iter()
+        .map(|(a, b)| (t(a), t(b)))
+        .collect()
+}
+
+fn event_ids(out: &Path) -> Vec<i64> {
+    grid(&reader(out), "SELECT id FROM event ORDER BY id")
+        .iter()
+        .map(|r| {
+            r.trim_start_matches("BigInt(")
+                .trim_end_matches(')')
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn window_state(out: &Path) -> (i64, i64, i64) {
+    let s = crate::common::saved_state_of(out, "rest").unwrap();
+    let t = |k: &str| {
+        let v = s["streams"]["event"][k]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {k} in {s}"));
+        chrono::DateTime::parse_from_rfc3339(v).unwrap().timestamp()
+    };
+    (
+        t("incremental_cursor"),
+        t("historical_cursor"),
+        t("historical_limit"),
+    )
+}
+
+/// priority_first_sync: one event per hour over 5 days. The first sync reads
+/// the newest day, then two day-wide windows back (backfill_windows_per_sync
+/// = 2); the next syncs go on back from where the last stopped until 6 days
+/// before the first sync, each window once; then only new data is read.
+async fn priority_first_reads_the_newest_window_first_then_backfills_across_syncs(kind: Kind) {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = kind.path(dir.path());
+    let day = 86_400;
+    let (first_hour, last_hour) = pg.fivetran().event_hours();
+    let all: Vec<i64> = (first_hour..=last_hour).collect();
+
+    let s = sync_shipped(&pg, "sdk_priority_first", &out).await.unwrap();
+    let w = windows_since(&pg, 0);
+    assert_eq!(w.len(), 3, "{w:?}");
+    let (forward, history, limit) = window_state(&out);
+    // Newest first: the day up to now, then back one day at a time.
+    assert_eq!(w[0], (forward - day, forward));
+    assert_eq!(w[1], (forward - 2 * day, forward - day));
+    assert_eq!(w[2], (forward - 3 * day, forward - 2 * day));
+    assert_eq!((history, limit), (forward - 3 * day, forward - 6 * day));
+    let read: Vec<i64> = all
+        .iter()
+        .copied()
+        .filter(|h| h * 3600 >= history)
+        .collect();
+    assert_eq!(event_ids(&out), read);
+    assert_eq!(s.rows, read.len() as u64);
+
+    // Second sync: anything new since the first, then the next two days back.
+    let s = sync_shipped(&pg, "sdk_priority_first", &out).await.unwrap();
+    let w2 = windows_since(&pg, 3);
+    let backfill: Vec<&(i64, i64)> = w2.iter().filter(|(a, _)| *a < forward).collect();
+    assert_eq!(
+        backfill,
+        vec![
+            &(history - day, history),
+            &(history - 2 * day, history - day)
+        ],
+        "{w2:?}"
+    );
+    assert!(
+        w2.iter().all(|(a, b)| *a >= forward || *b <= history),
+        "no window read twice: {w2:?}"
+    );
+    let (_, history2, limit2) = window_state(&out);
+    assert_eq!(
+        (history2, limit2),
+        (history - 2 * day, limit),
+        "the limit is fixed at the first sync"
+    );
+    assert_eq!(
+        s.rows as usize,
+        all.iter()
+            .filter(|h| **h * 3600 >= history2 && **h * 3600 < history)
+            .count()
+    );
+
+    // Third: the last day of history; every event is there once.
+    sync_shipped(&pg, "sdk_priority_first", &out).await.unwrap();
+    let (_, history3, _) = window_state(&out);
+    assert_eq!(history3, limit);
+    assert_eq!(event_ids(&out), all);
+
+    // History complete: a sync reads forward only.
+    let (forward4, _, _) = window_state(&out);
+    let n = pg.fivetran().event_requests.lock().unwrap().len();
+    sync_shipped(&pg, "sdk_priority_first", &out).await.unwrap();
+    assert!(
+        windows_since(&pg, n).iter().all(|(a, _)| *a >= forward4),
+        "{:?}",
+        windows_since(&pg, n)
+    );
+    assert_eq!(event_ids(&out), all);
+}
+
+/// replay_sync: a record written after the last sync with an updatedAt half
+/// an hour before the saved cursor (replication lag) is missed by the plain
+/// timestamp spec and read by the replay spec, whose next sync asks from an
+/// hour before the cursor.
+async fn a_late_write_is_read_within_the_replay_window(kind: Kind) {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, replay) = (
+        kind.path(&dir.path().join("plain")),
+        kind.path(&dir.path().join("replay")),
+    );
+    std::fs::create_dir_all(dir.path().join("plain")).unwrap();
+    std::fs::create_dir_all(dir.path().join("replay")).unwrap();
+    sync_shipped(&pg, "fivetran_timestamp", &plain)
+        .await
+        .unwrap();
+    sync_shipped(&pg, "fivetran_replay", &replay).await.unwrap();
+    let users = pg.fivetran().users_snapshot();
+    let max = users
+        .iter()
+        .map(|u| u["updatedAt"].as_str().unwrap().to_string())
+        .max()
+        .unwrap();
+    let t = chrono::DateTime::parse_from_rfc3339(&max)
+        .unwrap()
+        .timestamp();
+    let late = users
+        .iter()
+        .position(|u| u["updatedAt"].as_str().unwrap() < max.as_str())
+        .unwrap();
+    pg.fivetran().edit_user(
+        late,
+        "Written late",
+        Some(&etl::playground::fivetran::ts(t - 1800)),
+    );
+    sync_shipped(&pg, "fivetran_timestamp", &plain)
+        .await
+        .unwrap();
+    sync_shipped(&pg, "fivetran_replay", &replay).await.unwrap();
+    let jobs = |out: &Path| {
+        grid(
+            &reader(out),
+            "SELECT count(*) FROM \"user\" WHERE job = 'Written late'",
+        )
+    };
+    assert_eq!(
+        jobs(&plain),
+        vec!["BigInt(0)"],
+        "the plain timestamp spec misses it"
+    );
+    assert_eq!(jobs(&replay), vec!["BigInt(1)"]);
+    assert_eq!(stored_users(&replay, ""), truth(&pg));
+}
+
+/// large_data_set/with_pagination: PokeAPI's list, the next page's URL in
+/// `next`, no key: every row once, keyed by its SDK hash, twice synced.
+async fn a_list_without_a_key_follows_the_next_url(kind: Kind) {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = kind.path(dir.path());
+    let before = pg.requests();
+    let s = sync_shipped(&pg, "sdk_large_data_set", &out).await.unwrap();
+    let n = etl::playground::fivetran::POKEMON as u64;
+    assert_eq!(s.rows, n);
+    assert_eq!(pg.requests() - before, n.div_ceil(100), "100 per page");
+    sync_shipped(&pg, "sdk_large_data_set", &out).await.unwrap();
+    assert_eq!(
+        grid(&reader(&out), "SELECT count(*), count(DISTINCT _etl_id), count(DISTINCT name), min(length(_etl_id)) FROM pokemons"),
+        vec![format!("BigInt({n})|BigInt({n})|BigInt({n})|BigInt(40)")]
+    );
+    // The key is the SHA-1 of the record as the SDK serialises it.
+    let first = etl::playground::fivetran::pokemon_name(0);
+    let base = url::Url::parse(&pg.url()).unwrap();
+    let (host, port) = (base.host_str().unwrap(), base.port().unwrap());
+    let record =
+        format!("{{\"name\": \"{first}\", \"url\": \"http://{host}:{port}/sdk/pokemon/1/\"}}");
+    let want = {
+        use sha1::Digest as _;
+        hex::encode(sha1::Sha1::digest(record.as_bytes()))
+    };
+    assert_eq!(
+        grid(
+            &reader(&out),
+            &format!("SELECT _etl_id FROM pokemons WHERE name = '{first}'")
+        ),
+        vec![format!("Text(\"{want}\")")]
+    );
+}
+
+/// A source failing mid-backfill: the windows read before the failure stay
+/// committed with their cursors, and the next sync resumes at the window
+/// that failed, reading none twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_stopped_by_an_error_resumes_at_its_window() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.duckdb");
+    let spec = dir.path().join("all_at_once.toml");
+    let text = std::fs::read_to_string(spec_path("sdk_priority_first")).unwrap();
+    assert!(text.contains("backfill_windows_per_sync = 2"));
+    std::fs::write(&spec, text.replace("backfill_windows_per_sync = 2", "")).unwrap();
+    let (first_hour, last_hour) = pg.fivetran().event_hours();
+    let fails = &pg.fivetran().events_fail_before_hour;
+    fails.store(last_hour - 60, std::sync::atomic::Ordering::SeqCst);
+    let sync = |every: u64| {
+        let mut c = pg.rest_config();
+        c["spec"] = json!(spec.to_str().unwrap());
+        etl::sync(
+            "rest",
+            ConfigReader::from_map(c.as_object().unwrap().clone()),
+            &out,
+            opts(every),
+        )
+    };
+    let e = sync(1).await.unwrap_err().to_string();
+    assert!(
+        e.contains("400") && e.contains("/sdk/events") && e.contains("not available"),
+        "{e}"
+    );
+    // The newest day and the next were read; the third failed. The cursors
+    // are committed with a window's rows or at the next commit after it, so
+    // the state says one or two windows were done (a window read again is
+    // merged by key).
+    let (forward, history, _) = window_state(&out);
+    assert!(
+        history == forward - 86_400 || history == forward - 2 * 86_400,
+        "{}",
+        forward - history
+    );
+    let stored = event_ids(&out);
+    let kept: Vec<i64> = (first_hour..=last_hour)
+        .filter(|h| h * 3600 >= history)
+        .collect();
+    assert!(
+        kept.iter().all(|h| stored.contains(h))
+            && stored.iter().all(|h| h * 3600 >= forward - 2 * 86_400),
+        "{stored:?}"
+    );
+    let n = pg.fivetran().event_requests.lock().unwrap().len();
+    fails.store(i64::MIN, std::sync::atomic::Ordering::SeqCst);
+    sync(1_000_000).await.unwrap();
+    let w = windows_since(&pg, n);
+    let backfill: Vec<&(i64, i64)> = w.iter().filter(|(a, _)| *a < forward).collect();
+    assert_eq!(
+        backfill[0],
+        &(history - 86_400, history),
+        "resumed at the failed window: {w:?}"
+    );
+    assert!(
+        w.iter().all(|(a, b)| *a >= forward || *b <= history),
+        "{w:?}"
+    );
+    assert_eq!(
+        event_ids(&out),
+        (first_hour..=last_hour).collect::<Vec<_>>()
     );
 }
 
@@ -146,7 +479,9 @@ async fn specified_types_land_with_their_declared_types() {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w.duckdb");
-    sync_shipped(&pg, "sdk_specified_types", &out).await.unwrap();
+    sync_shipped(&pg, "sdk_specified_types", &out)
+        .await
+        .unwrap();
     let t = types(&out, "specified");
     for want in [
         "_bool\")|Text(\"BOOLEAN",
@@ -164,7 +499,10 @@ async fn specified_types_land_with_their_declared_types() {
         "_json\")|Text(\"JSON",
         "_null\")|Text(\"VARCHAR",
     ] {
-        assert!(t.iter().any(|r| r.ends_with(&format!("{want}\")"))), "{want} not in {t:?}");
+        assert!(
+            t.iter().any(|r| r.ends_with(&format!("{want}\")"))),
+            "{want} not in {t:?}"
+        );
     }
     assert_eq!(
         grid(
@@ -180,7 +518,9 @@ async fn unspecified_types_are_inferred_and_kept_across_syncs() {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w.duckdb");
-    sync_shipped(&pg, "sdk_unspecified_types", &out).await.unwrap();
+    sync_shipped(&pg, "sdk_unspecified_types", &out)
+        .await
+        .unwrap();
     let t = types(&out, "unspecified");
     for want in [
         "id\")|Text(\"BIGINT",
@@ -195,14 +535,28 @@ async fn unspecified_types_are_inferred_and_kept_across_syncs() {
         "_binary\")|Text(\"VARCHAR",
         "_json\")|Text(\"JSON",
     ] {
-        assert!(t.iter().any(|r| r.ends_with(&format!("{want}\")"))), "{want} not in {t:?}");
+        assert!(
+            t.iter().any(|r| r.ends_with(&format!("{want}\")"))),
+            "{want} not in {t:?}"
+        );
     }
     // `_null` was never seen with a value: no column yet.
     assert!(!t.iter().any(|r| r.contains("_null")), "{t:?}");
     let state = crate::common::saved_state_of(&out, "rest").unwrap();
-    assert_eq!(state["streams"]["unspecified"]["inferred"]["_float"], "DOUBLE", "{state}");
-    sync_shipped(&pg, "sdk_unspecified_types", &out).await.unwrap();
-    assert_eq!(grid(&reader(&out), "SELECT count(*), any_value(_short), any_value(_str) FROM unspecified"), vec!["BigInt(1)|BigInt(15)|Text(\"This is a string\")"]);
+    assert_eq!(
+        state["streams"]["unspecified"]["inferred"]["_float"], "DOUBLE",
+        "{state}"
+    );
+    sync_shipped(&pg, "sdk_unspecified_types", &out)
+        .await
+        .unwrap();
+    assert_eq!(
+        grid(
+            &reader(&out),
+            "SELECT count(*), any_value(_short), any_value(_str) FROM unspecified"
+        ),
+        vec!["BigInt(1)|BigInt(15)|Text(\"This is a string\")"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -230,7 +584,13 @@ async fn rows_without_a_key_get_the_sdk_hash() {
     // hello: one row, the same key every sync.
     sync_shipped(&pg, "sdk_hello", &out).await.unwrap();
     sync_shipped(&pg, "sdk_hello", &out).await.unwrap();
-    assert_eq!(grid(&reader(&out), "SELECT count(*), any_value(message) FROM hello"), vec!["BigInt(1)|Text(\"hello, world!\")"]);
+    assert_eq!(
+        grid(
+            &reader(&out),
+            "SELECT count(*), any_value(message) FROM hello"
+        ),
+        vec!["BigInt(1)|Text(\"hello, world!\")"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -238,10 +598,16 @@ async fn a_composite_key_with_updated_at_keeps_each_version() {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w.duckdb");
-    sync_shipped(&pg, "sdk_records_with_no_created_at", &out).await.unwrap();
+    sync_shipped(&pg, "sdk_records_with_no_created_at", &out)
+        .await
+        .unwrap();
     assert_eq!(
         grid(&reader(&out), "SELECT id, designation FROM \"user\""),
-        vec!["Int(123)|Text(\"Manager\")", "Int(123)|Text(\"Senior Manager\")", "Int(456)|Text(\"VP\")"]
+        vec![
+            "Int(123)|Text(\"Manager\")",
+            "Int(123)|Text(\"Senior Manager\")",
+            "Int(456)|Text(\"VP\")"
+        ]
     );
 }
 
@@ -251,16 +617,45 @@ async fn bad_rows_are_quarantined_in_the_same_commit() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w.duckdb");
     sync_shipped(&pg, "sdk_quarantine", &out).await.unwrap();
-    assert_eq!(grid(&reader(&out), "SELECT id, CAST(amount AS VARCHAR) FROM payment"), vec!["Text(\"1\")|Text(\"10.50\")", "Text(\"3\")|Text(\"7.00\")"]);
-    let rejects = grid(&reader(&out), "SELECT table_name, raw, error FROM _etl_rejects");
+    assert_eq!(
+        grid(
+            &reader(&out),
+            "SELECT id, CAST(amount AS VARCHAR) FROM payment"
+        ),
+        vec!["Text(\"1\")|Text(\"10.50\")", "Text(\"3\")|Text(\"7.00\")"]
+    );
+    let rejects = grid(
+        &reader(&out),
+        "SELECT table_name, raw, error FROM _etl_rejects",
+    );
     assert_eq!(rejects.len(), 1, "{rejects:?}");
-    assert!(rejects[0].contains("payment") && rejects[0].contains("not a number") && rejects[0].contains("amount"), "{rejects:?}");
+    assert!(
+        rejects[0].contains("payment")
+            && rejects[0].contains("not a number")
+            && rejects[0].contains("amount"),
+        "{rejects:?}"
+    );
     // The same spec failing instead: names the table, column, row and URL; nothing committed.
     let strict = dir.path().join("strict.toml");
-    std::fs::write(&strict, std::fs::read_to_string(spec_path("sdk_quarantine")).unwrap().replace("\"quarantine\"", "\"fail\"")).unwrap();
+    std::fs::write(
+        &strict,
+        std::fs::read_to_string(spec_path("sdk_quarantine"))
+            .unwrap()
+            .replace("\"quarantine\"", "\"fail\""),
+    )
+    .unwrap();
     let out2 = dir.path().join("w2.duckdb");
-    let e = sync_spec(&pg, strict.to_str().unwrap(), &out2).await.unwrap_err().to_string();
-    assert!(e.contains("table payment") && e.contains("column amount") && e.contains("row 1") && e.contains("/sdk/bad_rows"), "{e}");
+    let e = sync_spec(&pg, strict.to_str().unwrap(), &out2)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("table payment")
+            && e.contains("column amount")
+            && e.contains("row 1")
+            && e.contains("/sdk/bad_rows"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,23 +664,48 @@ async fn oauth2_refresh_token_and_client_credentials() {
     for spec in ["oauth2_refresh_token", "oauth2_client_credentials"] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("w.duckdb");
-        let before = pg.fivetran().token_requests.load(std::sync::atomic::Ordering::SeqCst);
-        let s = sync_shipped(&pg, spec, &out).await.unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let before = pg
+            .fivetran()
+            .token_requests
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let s = sync_shipped(&pg, spec, &out)
+            .await
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
         assert_eq!(s.rows, 20, "{spec}");
-        assert_eq!(pg.fivetran().token_requests.load(std::sync::atomic::Ordering::SeqCst) - before, 1, "{spec}: one token request");
-        let state = crate::common::saved_state_of(&out, "rest").unwrap().to_string();
-        assert!(!state.contains(etl::playground::fivetran::CLIENT_SECRET) && !state.contains("at-"), "{state}");
+        assert_eq!(
+            pg.fivetran()
+                .token_requests
+                .load(std::sync::atomic::Ordering::SeqCst)
+                - before,
+            1,
+            "{spec}: one token request"
+        );
+        let state = crate::common::saved_state_of(&out, "rest")
+            .unwrap()
+            .to_string();
+        assert!(
+            !state.contains(etl::playground::fivetran::CLIENT_SECRET) && !state.contains("at-"),
+            "{state}"
+        );
     }
     // A refresh token the server refuses: the error says so, without the token.
     let dir = tempfile::tempdir().unwrap();
     let mut c = pg.rest_config();
     c["spec"] = json!(spec_path("oauth2_refresh_token"));
     c["refresh_token"] = json!("rt-revoked-zzzz");
-    let e = etl::sync("rest", ConfigReader::from_map(c.as_object().unwrap().clone()), &dir.path().join("w.duckdb"), opts(100))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("400") && e.contains("invalid_grant") && !e.contains("rt-revoked-zzzz"), "{e}");
+    let e = etl::sync(
+        "rest",
+        ConfigReader::from_map(c.as_object().unwrap().clone()),
+        &dir.path().join("w.duckdb"),
+        opts(100),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("400") && e.contains("invalid_grant") && !e.contains("rt-revoked-zzzz"),
+        "{e}"
+    );
 }
 
 /// A bad spec stops before any request, naming the file and the key path.
@@ -307,8 +727,14 @@ async fn a_bad_spec_is_refused_before_any_request() {
         std::fs::write(&spec, text.replacen(from, to, 1)).unwrap();
         let before = pg.requests();
         let out = dir.path().join("w.duckdb");
-        let e = sync_spec(&pg, spec.to_str().unwrap(), &out).await.unwrap_err().to_string();
-        assert!(e.contains(want) && e.contains("bad.toml"), "want {want:?}: {e}");
+        let e = sync_spec(&pg, spec.to_str().unwrap(), &out)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(want) && e.contains("bad.toml"),
+            "want {want:?}: {e}"
+        );
         assert_eq!(pg.requests(), before, "{want}");
         assert!(!out.exists(), "{want}: the destination is not created");
     }

@@ -26,7 +26,7 @@ use futures::future::BoxFuture;
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use self::spec::{AuthSpec, KeyPlace, Operation, Paginator, Spec, TableSpec};
+use self::spec::{AuthSpec, Backfill, KeyPlace, Operation, Paginator, Spec, TableSpec, Windows};
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::batch::values::{format_utc_micros, parse_utc_micros};
 use crate::batch::{range_in, spawn_decode, BatchDecoder, PageContext};
@@ -117,26 +117,51 @@ impl Rest {
             AuthSpec::Bearer { token } => Auth::Bearer(token.clone()),
             AuthSpec::Basic { username, password } => {
                 use base64::Engine as _;
-                let b = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()));
-                Auth::Header(reqwest::header::AUTHORIZATION, Secret::new(format!("Basic {b}")))
+                let b = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()));
+                Auth::Header(
+                    reqwest::header::AUTHORIZATION,
+                    Secret::new(format!("Basic {b}")),
+                )
             }
-            AuthSpec::ApiKey { key, place: KeyPlace::Header(h), prefix } => Auth::Header(
-                reqwest::header::HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| Error::config(Some(&spec.path), format!("auth.header: {h:?} is not a header name")))?,
+            AuthSpec::ApiKey {
+                key,
+                place: KeyPlace::Header(h),
+                prefix,
+            } => Auth::Header(
+                reqwest::header::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    Error::config(
+                        Some(&spec.path),
+                        format!("auth.header: {h:?} is not a header name"),
+                    )
+                })?,
                 Secret::new(format!("{prefix}{}", key.expose())),
             ),
-            AuthSpec::ApiKey { key, place: KeyPlace::Query(p), prefix } => {
+            AuthSpec::ApiKey {
+                key,
+                place: KeyPlace::Query(p),
+                prefix,
+            } => {
                 auth_params.push((p.clone(), Secret::new(format!("{prefix}{}", key.expose()))));
                 Auth::None
             }
-            AuthSpec::Session { login_path, body, token_field, expires_in_field, header, prefix } => {
+            AuthSpec::Session {
+                login_path,
+                body,
+                token_field,
+                expires_in_field,
+                header,
+                prefix,
+            } => {
                 if !header.eq_ignore_ascii_case("authorization") {
                     return Err(Error::config(
                         Some(&spec.path),
                         "auth.header: a session token is sent in Authorization",
                     ));
                 }
-                let plain = plain.clone().with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
+                let plain = plain
+                    .clone()
+                    .with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
                 Auth::OAuth(OAuth::with_grant(
                     Grant::Login {
                         body: body.clone(),
@@ -150,18 +175,29 @@ impl Rest {
                     plain,
                 ))
             }
-            AuthSpec::OAuthRefresh { token_url, client_id, client_secret, refresh_token, in_query } => {
-                Auth::OAuth(OAuth::refreshing(
-                    refresh_token.clone(),
-                    *in_query,
-                    token_url.clone(),
-                    client_id.clone(),
-                    client_secret.clone(),
-                    plain.clone(),
-                ))
-            }
-            AuthSpec::OAuthClientCredentials { token_url, client_id, client_secret, scope } => Auth::OAuth(OAuth::with_grant(
-                Grant::ClientCredentials { scope: scope.clone() },
+            AuthSpec::OAuthRefresh {
+                token_url,
+                client_id,
+                client_secret,
+                refresh_token,
+                in_query,
+            } => Auth::OAuth(OAuth::refreshing(
+                refresh_token.clone(),
+                *in_query,
+                token_url.clone(),
+                client_id.clone(),
+                client_secret.clone(),
+                plain.clone(),
+            )),
+            AuthSpec::OAuthClientCredentials {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+            } => Auth::OAuth(OAuth::with_grant(
+                Grant::ClientCredentials {
+                    scope: scope.clone(),
+                },
                 "Bearer",
                 token_url.clone(),
                 Some(client_id.clone()),
@@ -183,18 +219,28 @@ impl Rest {
             .filter(|t| t.operation == Operation::Upsert)
             .map(|t| {
                 let s = table_schema(t);
-                s.validate().map_err(|e| Error::config(Some(&spec.path), e))?;
+                s.validate()
+                    .map_err(|e| Error::config(Some(&spec.path), e))?;
                 Ok(Arc::new(s))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Rest { spec, http, auth_params, tables })
+        Ok(Rest {
+            spec,
+            http,
+            auth_params,
+            tables,
+        })
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {
         let mut run = Run {
             rest: self,
             ctx: &ctx,
-            schemas: self.tables.iter().map(|t| (t.name.clone(), t.clone())).collect(),
+            schemas: self
+                .tables
+                .iter()
+                .map(|t| (t.name.clone(), t.clone()))
+                .collect(),
             inferred: HashMap::new(),
             parent_rows: HashMap::new(),
         };
@@ -210,7 +256,11 @@ fn join_url(base: &Url, path: &str) -> Result<Url> {
     if path.starts_with("http://") || path.starts_with("https://") {
         return Url::parse(path).map_err(|e| Error::Usage(format!("{path:?} is not a URL: {e}")));
     }
-    let joined = format!("{}/{}", base.as_str().trim_end_matches('/'), path.trim_start_matches('/'));
+    let joined = format!(
+        "{}/{}",
+        base.as_str().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
     Url::parse(&joined).map_err(|e| Error::Usage(format!("{joined:?} is not a URL: {e}")))
 }
 
@@ -248,7 +298,9 @@ fn cursor_minus(v: &str, lookback: std::time::Duration) -> String {
                 format_utc_micros(t)
             }
         }
-        CursorKey::Number(n) if !v.contains('.') => ((n as i64) - lookback.as_secs() as i64).to_string(),
+        CursorKey::Number(n) if !v.contains('.') => {
+            ((n as i64) - lookback.as_secs() as i64).to_string()
+        }
         _ => v.to_string(),
     }
 }
@@ -270,7 +322,11 @@ fn infer(v: &Value) -> Option<ColumnType> {
     Some(match v {
         Value::Null => return None,
         Value::Bool(_) => ColumnType::Boolean,
-        Value::Number(n) if n.is_i64() || n.is_u64() && n.as_u64().is_some_and(|u| u <= i64::MAX as u64) => ColumnType::Long,
+        Value::Number(n)
+            if n.is_i64() || n.is_u64() && n.as_u64().is_some_and(|u| u <= i64::MAX as u64) =>
+        {
+            ColumnType::Long
+        }
         Value::Number(_) => ColumnType::Double,
         Value::String(_) => ColumnType::String,
         Value::Array(_) | Value::Object(_) => ColumnType::Json,
@@ -300,7 +356,12 @@ struct Scan {
 impl<'a> Run<'a> {
     async fn table(&mut self, t: &TableSpec) -> Result<()> {
         let stream = t.name.clone();
-        let saved = self.ctx.state.stream(&stream).cloned().unwrap_or(Value::Null);
+        let saved = self
+            .ctx
+            .state
+            .stream(&stream)
+            .cloned()
+            .unwrap_or(Value::Null);
         // The table written to: this one, or an update/delete's target.
         let target = t.target.clone().unwrap_or_else(|| t.name.clone());
         if let Some(Value::Object(cols)) = saved.get("inferred") {
@@ -315,20 +376,38 @@ impl<'a> Run<'a> {
         }
         let parents: Vec<Option<Value>> = match &t.parent {
             None => vec![None],
-            Some(p) => self.parent_rows.get(p).cloned().unwrap_or_default().into_iter().map(Some).collect(),
+            Some(p) => self
+                .parent_rows
+                .get(p)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(Some)
+                .collect(),
         };
-        let keeps_rows = self.rest.spec.tables.iter().any(|c| c.parent.as_deref() == Some(&t.name));
+        let keeps_rows = self
+            .rest
+            .spec
+            .tables
+            .iter()
+            .any(|c| c.parent.as_deref() == Some(&t.name));
         let mut state = saved.as_object().cloned().unwrap_or_default();
         let mut rows_for_children = Vec::new();
         if t.truncate {
             let schema = self.schema(&target)?;
             self.ctx.emit.truncate(&schema).await?;
         }
+        if let Some(w) = &t.windows {
+            return self.windowed(t, w, &target, state).await;
+        }
         tracing::info!(table = %t.name, parents = t.parent.as_ref().map(|_| parents.len()), "reading");
         for parent in parents {
             let parent_key = parent.as_ref().map(|p| parent_key(t, p));
             let cursor = match &parent_key {
-                None => state.get("cursor").and_then(Value::as_str).map(String::from),
+                None => state
+                    .get("cursor")
+                    .and_then(Value::as_str)
+                    .map(String::from),
                 Some(k) => state
                     .get("parents")
                     .and_then(|p| p.get(k))
@@ -336,7 +415,16 @@ impl<'a> Run<'a> {
                     .map(String::from),
             };
             let new_cursor = self
-                .scan(t, &target, parent.as_ref(), cursor.clone(), &mut state, parent_key.as_deref(), keeps_rows.then_some(&mut rows_for_children))
+                .scan(
+                    t,
+                    &target,
+                    parent.as_ref(),
+                    cursor.clone(),
+                    &[],
+                    &mut state,
+                    parent_key.as_deref(),
+                    keeps_rows.then_some(&mut rows_for_children),
+                )
                 .await?;
             if let Some(c) = new_cursor {
                 set_cursor(&mut state, parent_key.as_deref(), c);
@@ -349,6 +437,99 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// A priority-first table: forward from the last sync's end to now, then
+    /// back into history window by window (see [`spec::Windows`]). State:
+    /// `incremental_cursor` (where the forward read ends), `historical_cursor`
+    /// (history is read from here on) and `historical_limit` (where history
+    /// ends), each committed with the window it closes.
+    async fn windowed(
+        &mut self,
+        t: &TableSpec,
+        w: &Windows,
+        target: &str,
+        mut state: Map<String, Value>,
+    ) -> Result<()> {
+        let now = chrono::Utc::now().timestamp_micros();
+        let now = now - now.rem_euclid(1_000_000);
+        let size = w.size.as_micros() as i64;
+        let saved = |k: &str| {
+            state
+                .get(k)
+                .and_then(Value::as_str)
+                .and_then(parse_utc_micros)
+        };
+        let mut forward = saved("incremental_cursor").unwrap_or(now - size);
+        let mut history = saved("historical_cursor").unwrap_or(now - size);
+        let limit = match w.backfill {
+            Backfill::Days(d) => {
+                saved("historical_limit").unwrap_or(now - d as i64 * 86_400_000_000)
+            }
+            Backfill::From(f) => f,
+        };
+        let put = |state: &mut Map<String, Value>, k: &str, v: i64| {
+            state.insert(k.into(), Value::String(format_utc_micros(v)));
+        };
+        put(&mut state, "incremental_cursor", forward);
+        put(&mut state, "historical_cursor", history);
+        put(&mut state, "historical_limit", limit);
+        tracing::info!(
+            table = %t.name,
+            from = %format_utc_micros(forward),
+            history_left_hours = (history - limit).max(0) / 3_600_000_000,
+            "reading by windows, newest first"
+        );
+        let lookback = w.lookback.as_micros() as i64;
+        while forward < now {
+            let end = (forward + size).min(now);
+            self.window(t, w, target, forward - lookback, end, &mut state)
+                .await?;
+            forward = end;
+            put(&mut state, "incremental_cursor", forward);
+            self.save(t, target, &mut state, false).await?;
+        }
+        let mut read = 0u64;
+        while history > limit && w.backfill_windows_per_sync.is_none_or(|m| read < m) {
+            let start = (history - size).max(limit);
+            self.window(t, w, target, start, history, &mut state)
+                .await?;
+            history = start;
+            put(&mut state, "historical_cursor", history);
+            self.save(t, target, &mut state, false).await?;
+            read += 1;
+        }
+        if history > limit {
+            tracing::info!(
+                table = %t.name,
+                windows = read,
+                history_left_hours = (history - limit) / 3_600_000_000,
+                "history windows read this sync; the next sync goes on from here"
+            );
+        } else {
+            tracing::info!(table = %t.name, windows = read, "history complete");
+        }
+        self.save(t, target, &mut state, true).await
+    }
+
+    /// Read one window `[start, end)`.
+    async fn window(
+        &mut self,
+        t: &TableSpec,
+        w: &Windows,
+        target: &str,
+        start: i64,
+        end: i64,
+        state: &mut Map<String, Value>,
+    ) -> Result<()> {
+        let params = [
+            (w.start_param.clone(), w.format.write(start)),
+            (w.end_param.clone(), w.format.write(end)),
+        ];
+        tracing::debug!(table = %t.name, start = %params[0].1, end = %params[1].1, "window");
+        self.scan(t, target, None, None, &params, state, None, None)
+            .await?;
+        Ok(())
+    }
+
     fn schema(&self, name: &str) -> Result<Arc<TableSchema>> {
         self.schemas
             .get(name)
@@ -357,19 +538,40 @@ impl<'a> Run<'a> {
     }
 
     /// Checkpoint the table's state (its inferred columns with it).
-    async fn save(&self, t: &TableSpec, target: &str, state: &mut Map<String, Value>, done: bool) -> Result<()> {
+    async fn save(
+        &self,
+        t: &TableSpec,
+        target: &str,
+        state: &mut Map<String, Value>,
+        done: bool,
+    ) -> Result<()> {
         if let Some(list) = self.inferred.get(target) {
-            let m: Map<String, Value> = list.iter().map(|(k, ty)| (k.clone(), Value::String(ty.fivetran_name()))).collect();
+            let m: Map<String, Value> = list
+                .iter()
+                .map(|(k, ty)| (k.clone(), Value::String(ty.fivetran_name())))
+                .collect();
             state.insert("inferred".into(), Value::Object(m));
         }
         if done {
-            state.insert("last_complete".into(), Value::String(format_utc_micros(chrono::Utc::now().timestamp_micros())));
+            state.insert(
+                "last_complete".into(),
+                Value::String(format_utc_micros(chrono::Utc::now().timestamp_micros())),
+            );
         }
-        self.ctx.emit.checkpoint(&t.name, Value::Object(state.clone())).await
+        self.ctx
+            .emit
+            .checkpoint(&t.name, Value::Object(state.clone()))
+            .await
     }
 
     /// The first request of a scan.
-    fn first_url(&self, t: &TableSpec, parent: Option<&Value>, cursor: Option<&str>) -> Result<Url> {
+    fn first_url(
+        &self,
+        t: &TableSpec,
+        parent: Option<&Value>,
+        cursor: Option<&str>,
+        extra: &[(String, String)],
+    ) -> Result<Url> {
         let path = fill(&t.path, parent, &t.name)?;
         let mut url = join_url(&self.rest.spec.base_url, &path)?;
         {
@@ -377,28 +579,54 @@ impl<'a> Run<'a> {
             for (k, v) in &t.params {
                 q.append_pair(k, &fill(v, parent, &t.name)?);
             }
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
             if let Some(inc) = &t.incremental {
-                let sent = cursor.map(|c| cursor_minus(c, inc.lookback)).or_else(|| inc.initial.clone());
+                let sent = cursor
+                    .map(|c| cursor_minus(c, inc.lookback))
+                    .or_else(|| inc.initial.clone());
                 if let Some(v) = sent {
                     q.append_pair(&inc.param, &v);
                 }
             }
             match &t.paginator {
-                Paginator::Offset { offset_param, limit_param, limit, .. } => {
+                Paginator::Offset {
+                    offset_param,
+                    limit_param,
+                    limit,
+                    ..
+                } => {
                     q.append_pair(limit_param, &limit.to_string());
                     q.append_pair(offset_param, "0");
                 }
-                Paginator::PageNumber { page_param, size_param, size, start, .. } => {
+                Paginator::PageNumber {
+                    page_param,
+                    size_param,
+                    size,
+                    start,
+                    ..
+                } => {
                     if let (Some(p), Some(s)) = (size_param, size) {
                         q.append_pair(p, &s.to_string());
                     }
                     q.append_pair(page_param, &start.to_string());
                 }
-                Paginator::Scim { start_param, count_param, count, .. } => {
+                Paginator::Scim {
+                    start_param,
+                    count_param,
+                    count,
+                    ..
+                } => {
                     q.append_pair(start_param, "1");
                     q.append_pair(count_param, &count.to_string());
                 }
-                Paginator::Step { start_param, end_param, step, start } => {
+                Paginator::Step {
+                    start_param,
+                    end_param,
+                    step,
+                    start,
+                } => {
                     q.append_pair(start_param, &start.to_string());
                     q.append_pair(end_param, &(start + step - 1).to_string());
                 }
@@ -419,11 +647,12 @@ impl<'a> Run<'a> {
         target: &str,
         parent: Option<&Value>,
         cursor: Option<String>,
+        extra: &[(String, String)],
         state: &mut Map<String, Value>,
         parent_key: Option<&str>,
         mut keep: Option<&mut Vec<Value>>,
     ) -> Result<Option<String>> {
-        let first = self.first_url(t, parent, cursor.as_deref())?;
+        let first = self.first_url(t, parent, cursor.as_deref(), extra)?;
         let mut scan = Scan {
             url: first.clone(),
             position: match &t.paginator {
@@ -433,7 +662,8 @@ impl<'a> Run<'a> {
                 _ => 0,
             },
         };
-        let mut best: Option<(CursorKey, String)> = cursor.as_ref().map(|c| (cursor_key(c), c.clone()));
+        let mut best: Option<(CursorKey, String)> =
+            cursor.as_ref().map(|c| (cursor_key(c), c.clone()));
         let mut rows: u64 = 0;
         let mut pages = 0u64;
         loop {
@@ -444,20 +674,34 @@ impl<'a> Run<'a> {
             let resp = self.rest.http.send(req).await?;
             let location = self.rest.http.redact(scan.url.as_str());
             pages += 1;
-            let body: Value = serde_json::from_slice(&resp.body)
-                .map_err(|e| Error::source(format!("table {}: {location}", t.name), format!("the answer is not JSON: {e}")))?;
+            let body: Value = serde_json::from_slice(&resp.body).map_err(|e| {
+                Error::source(
+                    format!("table {}: {location}", t.name),
+                    format!("the answer is not JSON: {e}"),
+                )
+            })?;
             let list = match at(&body, &t.records) {
                 Some(Value::Array(a)) => a,
                 Some(Value::Null) | None if !t.records.is_empty() => {
                     return Err(Error::source(
                         format!("table {}: {location}", t.name),
-                        format!("the answer has no list at {:?} (records)", t.records.join(".")),
+                        format!(
+                            "the answer has no list at {:?} (records)",
+                            t.records.join(".")
+                        ),
                     ))
                 }
                 _ => {
                     return Err(Error::source(
                         format!("table {}: {location}", t.name),
-                        format!("expected a list of records at {:?}", if t.records.is_empty() { "$".into() } else { t.records.join(".") }),
+                        format!(
+                            "expected a list of records at {:?}",
+                            if t.records.is_empty() {
+                                "$".into()
+                            } else {
+                                t.records.join(".")
+                            }
+                        ),
                     ))
                 }
             };
@@ -494,7 +738,15 @@ impl<'a> Run<'a> {
                     set_cursor(state, parent_key, c.clone());
                 }
             }
-            let next = self.next_page(t, &first, &mut scan, &body, &resp, n, page_best.as_ref().map(|b| b.1.as_str()))?;
+            let next = self.next_page(
+                t,
+                &first,
+                &mut scan,
+                &body,
+                &resp,
+                n,
+                page_best.as_ref().map(|b| b.1.as_str()),
+            )?;
             self.save(t, target, state, false).await?;
             match next {
                 Some(u) => scan.url = u,
@@ -532,7 +784,11 @@ impl<'a> Run<'a> {
         page_max_cursor: Option<&str>,
     ) -> Result<Option<Url>> {
         let set = |url: &Url, k: &str, v: &str| -> Url {
-            let pairs: Vec<(String, String)> = url.query_pairs().filter(|(pk, _)| pk != k).map(|(a, b)| (a.into_owned(), b.into_owned())).collect();
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(pk, _)| pk != k)
+                .map(|(a, b)| (a.into_owned(), b.into_owned()))
+                .collect();
             let mut u = url.clone();
             {
                 let mut q = u.query_pairs_mut();
@@ -544,11 +800,24 @@ impl<'a> Run<'a> {
             }
             u
         };
-        let number = |path: &Option<Vec<String>>| path.as_ref().and_then(|p| at(body, p)).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
-        let token = |path: &[String]| at(body, path).and_then(value_text).filter(|s| !s.is_empty());
+        let number = |path: &Option<Vec<String>>| {
+            path.as_ref()
+                .and_then(|p| at(body, p))
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+        };
+        let token = |path: &[String]| {
+            at(body, path)
+                .and_then(value_text)
+                .filter(|s| !s.is_empty())
+        };
         Ok(match &t.paginator {
             Paginator::None => None,
-            Paginator::Offset { offset_param, limit, total_field, .. } => {
+            Paginator::Offset {
+                offset_param,
+                limit,
+                total_field,
+                ..
+            } => {
                 scan.position += n;
                 let more = match number(total_field) {
                     Some(total) => n > 0 && scan.position < total,
@@ -556,7 +825,12 @@ impl<'a> Run<'a> {
                 };
                 more.then(|| set(&scan.url, offset_param, &scan.position.to_string()))
             }
-            Paginator::PageNumber { page_param, size, total_pages_field, .. } => {
+            Paginator::PageNumber {
+                page_param,
+                size,
+                total_pages_field,
+                ..
+            } => {
                 let more = match number(total_pages_field) {
                     Some(total) => n > 0 && scan.position < total,
                     None => n > 0 && size.is_none_or(|s| n >= s),
@@ -572,25 +846,47 @@ impl<'a> Run<'a> {
                 match next {
                     None => None,
                     Some(u) => Some(resp.url.join(&u).map_err(|e| {
-                        Error::source(format!("table {}", t.name), format!("next page URL {u:?} is not a URL: {e}"))
+                        Error::source(
+                            format!("table {}", t.name),
+                            format!("next page URL {u:?} is not a URL: {e}"),
+                        )
                     })?),
                 }
             }
-            Paginator::Cursor { token_field, param, has_more_field } => {
-                let more = has_more_field.as_ref().and_then(|p| at(body, p)).and_then(Value::as_bool).unwrap_or(true);
+            Paginator::Cursor {
+                token_field,
+                param,
+                has_more_field,
+            } => {
+                let more = has_more_field
+                    .as_ref()
+                    .and_then(|p| at(body, p))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(true);
                 match token(token_field) {
                     Some(tok) if more && n > 0 => Some(set(&scan.url, param, &tok)),
                     _ => None,
                 }
             }
-            Paginator::Keyset { token_field, param, resume_from_cursor } => match token(token_field) {
+            Paginator::Keyset {
+                token_field,
+                param,
+                resume_from_cursor,
+            } => match token(token_field) {
                 Some(tok) if n > 0 => {
                     let inc = t.incremental.as_ref();
-                    let sent = inc.and_then(|i| scan.url.query_pairs().find(|(k, _)| k == &i.param).map(|(_, v)| v.into_owned()));
+                    let sent = inc.and_then(|i| {
+                        scan.url
+                            .query_pairs()
+                            .find(|(k, _)| k == &i.param)
+                            .map(|(_, v)| v.into_owned())
+                    });
                     match (resume_from_cursor, inc, page_max_cursor) {
                         // Ask again from the page's last cursor value, inclusively: records
                         // sharing it are read again rather than skipped.
-                        (true, Some(i), Some(c)) if sent.as_deref() != Some(c) => Some(set(first, &i.param, c)),
+                        (true, Some(i), Some(c)) if sent.as_deref() != Some(c) => {
+                            Some(set(first, &i.param, c))
+                        }
                         (true, _, _) => {
                             tracing::warn!(table = %t.name, "a whole page shares one cursor value: following the scroll token");
                             Some(token_only(first, param, &tok))
@@ -600,13 +896,23 @@ impl<'a> Run<'a> {
                 }
                 _ => None,
             },
-            Paginator::Scim { start_param, count, total_field, .. } => {
+            Paginator::Scim {
+                start_param,
+                count,
+                total_field,
+                ..
+            } => {
                 scan.position += n;
                 let total = at(body, total_field).and_then(Value::as_u64);
                 let more = n > 0 && total.map_or(n >= *count, |tot| scan.position <= tot);
                 more.then(|| set(&scan.url, start_param, &scan.position.to_string()))
             }
-            Paginator::Step { start_param, end_param, step, .. } => {
+            Paginator::Step {
+                start_param,
+                end_param,
+                step,
+                ..
+            } => {
                 if n == 0 {
                     None
                 } else {
@@ -620,13 +926,19 @@ impl<'a> Run<'a> {
 
     /// Record the types of fields not declared and not seen before.
     fn learn(&mut self, t: &TableSpec, target: &str, records: &[Value]) {
-        let Ok(schema) = self.schema(target) else { return };
+        let Ok(schema) = self.schema(target) else {
+            return;
+        };
         let list = self.inferred.entry(target.to_string()).or_default();
         let before = list.len();
         for r in records {
             let Some(obj) = r.as_object() else { continue };
             for (k, v) in obj {
-                if schema.column(k).is_some() || list.iter().any(|(n, _)| n == k) || k.starts_with("_etl") || k == "_synced_at" {
+                if schema.column(k).is_some()
+                    || list.iter().any(|(n, _)| n == k)
+                    || k.starts_with("_etl")
+                    || k == "_synced_at"
+                {
                     continue;
                 }
                 if let Some(ty) = infer(v) {
@@ -637,7 +949,13 @@ impl<'a> Run<'a> {
         }
         if list.len() != before || list.iter().any(|(k, _)| schema.column(k).is_none()) {
             // Rebuild the table with the inferred columns added after the declared ones.
-            let spec_table = self.rest.spec.tables.iter().find(|x| x.name == target).unwrap_or(t);
+            let spec_table = self
+                .rest
+                .spec
+                .tables
+                .iter()
+                .find(|x| x.name == target)
+                .unwrap_or(t);
             let mut s = table_schema(spec_table);
             let synced = s.columns.pop().expect("_synced_at");
             for (k, ty) in list.iter() {
@@ -649,7 +967,14 @@ impl<'a> Run<'a> {
     }
 
     /// Decode the page's records and hand them to the destination.
-    async fn emit(&self, t: &TableSpec, target: &str, page: &bytes::Bytes, location: &str, first_row: u64) -> Result<()> {
+    async fn emit(
+        &self,
+        t: &TableSpec,
+        target: &str,
+        page: &bytes::Bytes,
+        location: &str,
+        first_row: u64,
+    ) -> Result<()> {
         let schema = self.schema(target)?;
         let ranges = record_ranges(page, &t.records)
             .map_err(|e| Error::source(format!("table {}: {location}", t.name), e))?;
@@ -677,7 +1002,9 @@ impl<'a> Run<'a> {
                     .filter(|(_, c)| schema.is_primary_key(&c.name))
                     .map(|(i, _)| i)
                     .collect();
-                let b = batch.project(&keep).map_err(|e| Error::Internal(format!("delete batch: {e}")))?;
+                let b = batch
+                    .project(&keep)
+                    .map_err(|e| Error::Internal(format!("delete batch: {e}")))?;
                 self.ctx.emit.delete(&schema, b).await
             }
             Operation::Update => {
@@ -694,7 +1021,9 @@ impl<'a> Run<'a> {
                     })
                     .map(|(i, _)| i)
                     .collect();
-                let b = batch.project(&keep).map_err(|e| Error::Internal(format!("update batch: {e}")))?;
+                let b = batch
+                    .project(&keep)
+                    .map_err(|e| Error::Internal(format!("update batch: {e}")))?;
                 self.ctx.emit.update(&schema, b).await
             }
         }
@@ -731,18 +1060,25 @@ fn parent_key(t: &TableSpec, parent: &Value) -> String {
 
 /// `text` with `{parent.field}` replaced by the parent record's values (URL-encoded).
 fn fill(text: &str, parent: Option<&Value>, table: &str) -> Result<String> {
-    let Some(p) = parent else { return Ok(text.to_string()) };
+    let Some(p) = parent else {
+        return Ok(text.to_string());
+    };
     let mut out = String::new();
     let mut rest = text;
     while let Some(i) = rest.find("{parent.") {
         out.push_str(&rest[..i]);
-        let end = rest[i..]
-            .find('}')
-            .map(|e| i + e)
-            .ok_or_else(|| Error::Usage(format!("table {table}: unclosed {{parent.… in {text:?}")))?;
+        let end = rest[i..].find('}').map(|e| i + e).ok_or_else(|| {
+            Error::Usage(format!("table {table}: unclosed {{parent.… in {text:?}"))
+        })?;
         let field = &rest[i + 8..end];
         let v = p.get(field).and_then(value_text).ok_or_else(|| {
-            Error::source(format!("table {table}"), format!("a parent record has no {field:?} for {text:?}: {}", crate::error::truncate_for_display(&p.to_string(), 200)))
+            Error::source(
+                format!("table {table}"),
+                format!(
+                    "a parent record has no {field:?} for {text:?}: {}",
+                    crate::error::truncate_for_display(&p.to_string(), 200)
+                ),
+            )
         })?;
         out.extend(url::form_urlencoded::byte_serialize(v.as_bytes()));
         rest = &rest[end + 1..];
@@ -770,7 +1106,12 @@ fn link_next(headers: &reqwest::header::HeaderMap) -> Option<String> {
                 let b = b.trim().replace(' ', "");
                 b == "rel=\"next\"" || b == "rel=next"
             }) {
-                return Some(target.trim_start_matches('<').trim_end_matches('>').to_string());
+                return Some(
+                    target
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string(),
+                );
             }
         }
     }
@@ -781,13 +1122,17 @@ fn link_next(headers: &reqwest::header::HeaderMap) -> Option<String> {
 fn record_ranges(page: &[u8], path: &[String]) -> std::result::Result<Vec<Range<usize>>, String> {
     use serde_json::value::RawValue;
     let text = std::str::from_utf8(page).map_err(|e| format!("the answer is not UTF-8: {e}"))?;
-    let mut cur: &RawValue = serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
+    let mut cur: &RawValue =
+        serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
     for k in path {
-        let m: BTreeMap<std::borrow::Cow<str>, &RawValue> =
-            serde_json::from_str(cur.get()).map_err(|e| format!("expected an object around {k:?}: {e}"))?;
-        cur = *m.get(k.as_str()).ok_or_else(|| format!("no {k:?} in the answer"))?;
+        let m: BTreeMap<std::borrow::Cow<str>, &RawValue> = serde_json::from_str(cur.get())
+            .map_err(|e| format!("expected an object around {k:?}: {e}"))?;
+        cur = *m
+            .get(k.as_str())
+            .ok_or_else(|| format!("no {k:?} in the answer"))?;
     }
-    let list: Vec<&RawValue> = serde_json::from_str(cur.get()).map_err(|e| format!("expected a list of records: {e}"))?;
+    let list: Vec<&RawValue> =
+        serde_json::from_str(cur.get()).map_err(|e| format!("expected a list of records: {e}"))?;
     Ok(list.iter().map(|v| range_in(page, v)).collect())
 }
 
@@ -828,7 +1173,10 @@ mod tests {
     #[test]
     fn cursor_lookback_keeps_the_format() {
         let d = std::time::Duration::from_secs(3600);
-        assert_eq!(cursor_minus("2024-09-22T12:15:50Z", d), "2024-09-22T11:15:50Z");
+        assert_eq!(
+            cursor_minus("2024-09-22T12:15:50Z", d),
+            "2024-09-22T11:15:50Z"
+        );
         assert_eq!(cursor_minus("1700000000", d), "1699996400");
         assert_eq!(cursor_minus("abc", d), "abc");
         assert!(cursor_key("2024-09-22T12:15:50Z") > cursor_key("2024-09-22T12:15:49Z"));
@@ -839,7 +1187,9 @@ mod tests {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert(
             reqwest::header::LINK,
-            r#"<https://x/api?page=1>; rel="prev", <https://x/api?page=3>; rel="next""#.parse().unwrap(),
+            r#"<https://x/api?page=1>; rel="prev", <https://x/api?page=3>; rel="next""#
+                .parse()
+                .unwrap(),
         );
         assert_eq!(link_next(&h).as_deref(), Some("https://x/api?page=3"));
     }
@@ -849,6 +1199,8 @@ mod tests {
         let page = br#"{"a": {"items": [{"id": 1}, {"id": 2}]}, "n": 2}"#;
         let r = record_ranges(page, &["a".into(), "items".into()]).unwrap();
         assert_eq!(&page[r[1].clone()], br#"{"id": 2}"#);
-        assert!(record_ranges(page, &["b".into()]).unwrap_err().contains("no \"b\""));
+        assert!(record_ranges(page, &["b".into()])
+            .unwrap_err()
+            .contains("no \"b\""));
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::batch::values::parse_utc_micros;
 use crate::error::{Error, Result};
 use crate::http::Secret;
 use crate::schema::{Column, ColumnType, OnBadRow};
@@ -39,10 +40,19 @@ pub struct Spec {
 #[derive(Debug, Clone)]
 pub enum AuthSpec {
     None,
-    Bearer { token: Secret },
-    Basic { username: String, password: Secret },
+    Bearer {
+        token: Secret,
+    },
+    Basic {
+        username: String,
+        password: Secret,
+    },
     /// `header: prefix + key`, or `?param=key`.
-    ApiKey { key: Secret, place: KeyPlace, prefix: String },
+    ApiKey {
+        key: Secret,
+        place: KeyPlace,
+        prefix: String,
+    },
     /// POST credentials to a login path, send the returned token.
     Session {
         login_path: String,
@@ -97,6 +107,8 @@ pub struct TableSpec {
     pub columns: Vec<Column>,
     pub on_bad_row: OnBadRow,
     pub incremental: Option<Incremental>,
+    /// Priority-first time windows (instead of `incremental`).
+    pub windows: Option<Windows>,
     pub paginator: Paginator,
     /// `{parent.field}` placeholders in `path` are filled from each record of this table.
     pub parent: Option<String>,
@@ -121,26 +133,111 @@ pub struct Incremental {
     pub ascending: bool,
 }
 
+/// Priority-first sync (the SDK's priority_first_sync_for_high_volume_initial_syncs):
+/// each sync first reads forward from the last sync's end to now, newest data
+/// first on a first sync, then walks back into history one window at a time
+/// until `backfill_from` is reached. Every window is committed with the
+/// table's state, so a stopped sync resumes at the window it was reading.
+#[derive(Debug, Clone)]
+pub struct Windows {
+    /// Parameter of a window's start, inclusive (`updated_since`).
+    pub start_param: String,
+    /// Parameter of its end, exclusive (`updated_until`).
+    pub end_param: String,
+    /// Width of a window.
+    pub size: Duration,
+    /// How far history reaches.
+    pub backfill: Backfill,
+    /// Forward windows start this much before the last sync's end (late writes).
+    pub lookback: Duration,
+    /// At most this many history windows per sync (none: until done).
+    pub backfill_windows_per_sync: Option<u64>,
+    /// How window bounds are written in the parameters.
+    pub format: TimeFormat,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backfill {
+    /// This long before the first sync (fixed then, kept in the state).
+    Days(u64),
+    /// From this instant (microseconds since the epoch).
+    From(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimeFormat {
+    /// `2024-09-22T12:15:50Z`
+    Rfc3339,
+    /// Seconds since the epoch.
+    Unix,
+    /// Milliseconds since the epoch.
+    UnixMillis,
+}
+
+impl TimeFormat {
+    /// `micros` (since the epoch, UTC) as sent in a parameter.
+    pub fn write(self, micros: i64) -> String {
+        match self {
+            TimeFormat::Rfc3339 => chrono::DateTime::from_timestamp_micros(micros)
+                .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                .unwrap_or_default(),
+            TimeFormat::Unix => micros.div_euclid(1_000_000).to_string(),
+            TimeFormat::UnixMillis => micros.div_euclid(1_000).to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Paginator {
     None,
     /// `offset`/`limit` parameters; stops at `total_field` or a short page.
-    Offset { offset_param: String, limit_param: String, limit: u64, total_field: Option<Vec<String>> },
-    PageNumber { page_param: String, size_param: Option<String>, size: Option<u64>, start: u64, total_pages_field: Option<Vec<String>> },
+    Offset {
+        offset_param: String,
+        limit_param: String,
+        limit: u64,
+        total_field: Option<Vec<String>>,
+    },
+    PageNumber {
+        page_param: String,
+        size_param: Option<String>,
+        size: Option<u64>,
+        start: u64,
+        total_pages_field: Option<Vec<String>>,
+    },
     /// The next page's URL in a body field, or in the `Link: <…>; rel="next"` header.
-    NextPageUrl { field: Option<Vec<String>> },
+    NextPageUrl {
+        field: Option<Vec<String>>,
+    },
     /// An opaque token from the body sent back as a parameter.
-    Cursor { token_field: Vec<String>, param: String, has_more_field: Option<Vec<String>> },
+    Cursor {
+        token_field: Vec<String>,
+        param: String,
+        has_more_field: Option<Vec<String>>,
+    },
     /// A scroll token: like `cursor`, but the first request's parameters
     /// (incremental included) are sent only once. `resume_from_cursor`
     /// requests the next page by the last record's cursor value instead
     /// (inclusive), for servers whose token skips records sharing the
     /// boundary value.
-    Keyset { token_field: Vec<String>, param: String, resume_from_cursor: bool },
+    Keyset {
+        token_field: Vec<String>,
+        param: String,
+        resume_from_cursor: bool,
+    },
     /// SCIM `startIndex` (from 1) and `count`, total in `totalResults`.
-    Scim { start_param: String, count_param: String, count: u64, total_field: Vec<String> },
+    Scim {
+        start_param: String,
+        count_param: String,
+        count: u64,
+        total_field: Vec<String>,
+    },
     /// Windows of ids: `start_param`..`end_param`, `step` wide, until an empty page.
-    Step { start_param: String, end_param: String, step: u64, start: u64 },
+    Step {
+        start_param: String,
+        end_param: String,
+        step: u64,
+        start: u64,
+    },
 }
 
 /// A spec object being read: each key checked once, unknown keys refused.
@@ -158,8 +255,17 @@ fn err(file: &Path, path: &str, msg: impl std::fmt::Display) -> Error {
 impl<'a> Obj<'a> {
     fn new(file: &'a Path, path: String, v: &'a Value) -> Result<Self> {
         match v {
-            Value::Object(map) => Ok(Obj { file, path, map, used: BTreeSet::new() }),
-            other => Err(err(file, &path, format!("expected a table of keys, found {}", kind(other)))),
+            Value::Object(map) => Ok(Obj {
+                file,
+                path,
+                map,
+                used: BTreeSet::new(),
+            }),
+            other => Err(err(
+                file,
+                &path,
+                format!("expected a table of keys, found {}", kind(other)),
+            )),
         }
     }
 
@@ -200,7 +306,11 @@ impl<'a> Obj<'a> {
         Ok(self.opt_str(k)?.unwrap_or_else(|| default.to_string()))
     }
 
-    fn opt_int(&mut self, k: &'static str, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>> {
+    fn opt_int(
+        &mut self,
+        k: &'static str,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<Option<u64>> {
         let v = match self.get(k) {
             None => return Ok(None),
             Some(Value::Number(n)) => n.as_u64(),
@@ -211,7 +321,12 @@ impl<'a> Obj<'a> {
             Some(n) if range.contains(&n) => Ok(Some(n)),
             _ => Err(self.err(
                 k,
-                format!("must be a whole number in {}..={}, found {}", range.start(), range.end(), self.map[k]),
+                format!(
+                    "must be a whole number in {}..={}, found {}",
+                    range.start(),
+                    range.end(),
+                    self.map[k]
+                ),
             )),
         }
     }
@@ -220,7 +335,9 @@ impl<'a> Obj<'a> {
         match self.get(k) {
             None => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(self.err(k, format!("expected true or false, found {}", kind(other)))),
+            Some(other) => {
+                Err(self.err(k, format!("expected true or false, found {}", kind(other))))
+            }
         }
     }
 
@@ -234,11 +351,21 @@ impl<'a> Obj<'a> {
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::String(s) if !s.is_empty() => Ok(s.clone()),
-                    other => Err(err(self.file, &format!("{}[{i}]", self.at(k)), format!("expected a column name, found {other}"))),
+                    other => Err(err(
+                        self.file,
+                        &format!("{}[{i}]", self.at(k)),
+                        format!("expected a column name, found {other}"),
+                    )),
                 })
                 .collect::<Result<Vec<_>>>()
                 .map(Some),
-            Some(other) => Err(self.err(k, format!("expected a string or a list of strings, found {}", kind(other)))),
+            Some(other) => Err(self.err(
+                k,
+                format!(
+                    "expected a string or a list of strings, found {}",
+                    kind(other)
+                ),
+            )),
         }
     }
 
@@ -291,7 +418,13 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Replace `${name}` / `${env:NAME}` in every string of `v`.
-fn substitute(file: &Path, path: &str, v: &mut Value, vars: &Map<String, Value>, used: &mut Vec<String>) -> Result<()> {
+fn substitute(
+    file: &Path,
+    path: &str,
+    v: &mut Value,
+    vars: &Map<String, Value>,
+    used: &mut Vec<String>,
+) -> Result<()> {
     match v {
         Value::String(s) if s.contains("${") => {
             let mut out = String::new();
@@ -302,23 +435,28 @@ fn substitute(file: &Path, path: &str, v: &mut Value, vars: &Map<String, Value>,
                     .find('}')
                     .ok_or_else(|| err(file, path, format!("unclosed ${{ in {s:?}")))?;
                 let name = &rest[i + 2..i + end];
-                let value = if let Some(env) = name.strip_prefix("env:") {
-                    std::env::var(env).map_err(|_| {
-                        err(file, path, format!("environment variable {env} (from ${{{name}}}) is not set"))
-                    })?
-                } else {
-                    match vars.get(name) {
-                        Some(Value::String(x)) => x.clone(),
-                        Some(Value::Null) | None => {
-                            return Err(err(
+                let value =
+                    if let Some(env) = name.strip_prefix("env:") {
+                        std::env::var(env).map_err(|_| {
+                            err(
                                 file,
                                 path,
-                                format!("${{{name}}} is not set: give \"{name}\" in the --config file"),
-                            ))
+                                format!("environment variable {env} (from ${{{name}}}) is not set"),
+                            )
+                        })?
+                    } else {
+                        match vars.get(name) {
+                            Some(Value::String(x)) => x.clone(),
+                            Some(Value::Null) | None => return Err(err(
+                                file,
+                                path,
+                                format!(
+                                    "${{{name}}} is not set: give \"{name}\" in the --config file"
+                                ),
+                            )),
+                            Some(other) => other.to_string(),
                         }
-                        Some(other) => other.to_string(),
-                    }
-                };
+                    };
                 used.push(value.clone());
                 out.push_str(&value);
                 rest = &rest[i + end + 1..];
@@ -333,7 +471,11 @@ fn substitute(file: &Path, path: &str, v: &mut Value, vars: &Map<String, Value>,
         }
         Value::Object(m) => {
             for (k, x) in m.iter_mut() {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 substitute(file, &p, x, vars, used)?;
             }
         }
@@ -344,19 +486,28 @@ fn substitute(file: &Path, path: &str, v: &mut Value, vars: &Map<String, Value>,
 
 /// Read the spec at `file`, with `vars` for `${name}`, `base_url` overriding its own.
 pub fn load(file: &Path, vars: &Map<String, Value>, base_url: Option<&Url>) -> Result<Spec> {
-    let text = std::fs::read_to_string(file).map_err(|e| Error::config(Some(file), format!("cannot read the spec: {e}")))?;
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Error::config(Some(file), format!("cannot read the spec: {e}")))?;
     let is_json = file.extension().is_some_and(|e| e == "json");
     let mut value: Value = if is_json {
-        serde_json::from_str(&text).map_err(|e| Error::config(Some(file), format!("not valid JSON: {e}")))?
+        serde_json::from_str(&text)
+            .map_err(|e| Error::config(Some(file), format!("not valid JSON: {e}")))?
     } else {
-        let t: toml::Value = toml::from_str(&text).map_err(|e| Error::config(Some(file), format!("not valid TOML: {e}")))?;
-        serde_json::to_value(t).map_err(|e| Error::config(Some(file), format!("cannot read the TOML: {e}")))?
+        let t: toml::Value = toml::from_str(&text)
+            .map_err(|e| Error::config(Some(file), format!("not valid TOML: {e}")))?;
+        serde_json::to_value(t)
+            .map_err(|e| Error::config(Some(file), format!("cannot read the TOML: {e}")))?
     };
     parse(file, &mut value, vars, base_url)
 }
 
 /// Check a spec already parsed into `value`.
-pub fn parse(file: &Path, value: &mut Value, vars: &Map<String, Value>, base_url: Option<&Url>) -> Result<Spec> {
+pub fn parse(
+    file: &Path,
+    value: &mut Value,
+    vars: &Map<String, Value>,
+    base_url: Option<&Url>,
+) -> Result<Spec> {
     let mut secrets = Vec::new();
     if let Some(auth) = value.get_mut("auth") {
         let mut used = Vec::new();
@@ -367,12 +518,15 @@ pub fn parse(file: &Path, value: &mut Value, vars: &Map<String, Value>, base_url
     substitute(file, "", value, vars, &mut ignored)?;
     let mut top = Obj::new(file, String::new(), value)?;
     let name = top.opt_str("name")?.unwrap_or_else(|| {
-        file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "rest".into())
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "rest".into())
     });
     let base_text = top.str("base_url")?;
     let base_url = match base_url {
         Some(u) => u.clone(),
-        None => Url::parse(&base_text).map_err(|e| top.err("base_url", format!("{base_text:?} is not a URL: {e}")))?,
+        None => Url::parse(&base_text)
+            .map_err(|e| top.err("base_url", format!("{base_text:?} is not a URL: {e}")))?,
     };
     if !matches!(base_url.scheme(), "http" | "https") {
         return Err(top.err("base_url", format!("{base_url} is not an http(s) URL")));
@@ -385,21 +539,29 @@ pub fn parse(file: &Path, value: &mut Value, vars: &Map<String, Value>, base_url
             for k in keys {
                 let v = match &h.map[&k] {
                     Value::String(s) => s.clone(),
-                    other => return Err(h.err(&k, format!("expected a string, found {}", kind(other)))),
+                    other => {
+                        return Err(h.err(&k, format!("expected a string, found {}", kind(other))))
+                    }
                 };
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| h.err(&k, "is not a valid header name"))?;
+                reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| h.err(&k, "is not a valid header name"))?;
                 out.push((k, v));
             }
             out
         }
     };
-    let timeout = Duration::from_secs(top.opt_int("request_timeout_seconds", 1..=3600)?.unwrap_or(60));
+    let timeout = Duration::from_secs(
+        top.opt_int("request_timeout_seconds", 1..=3600)?
+            .unwrap_or(60),
+    );
     let attempts = top.opt_int("retry_attempts", 1..=10)?.unwrap_or(3) as u32;
     let auth = match top.obj("auth")? {
         None => AuthSpec::None,
         Some(a) => auth(a, &base_url, &mut secrets)?,
     };
-    let tables_value = top.get("tables").ok_or_else(|| top.err("tables", "is required: declare at least one [[tables]]"))?;
+    let tables_value = top
+        .get("tables")
+        .ok_or_else(|| top.err("tables", "is required: declare at least one [[tables]]"))?;
     let list = match tables_value {
         Value::Array(a) if !a.is_empty() => a,
         _ => return Err(top.err("tables", "expected a list of tables ([[tables]])")),
@@ -408,7 +570,11 @@ pub fn parse(file: &Path, value: &mut Value, vars: &Map<String, Value>, base_url
     for (i, t) in list.iter().enumerate() {
         let t = table(Obj::new(file, format!("tables[{i}]"), t)?)?;
         if tables.iter().any(|o| o.name == t.name) {
-            return Err(err(file, &format!("tables[{i}].name"), format!("table {:?} is declared twice", t.name)));
+            return Err(err(
+                file,
+                &format!("tables[{i}].name"),
+                format!("table {:?} is declared twice", t.name),
+            ));
         }
         if let Some(p) = &t.parent {
             if !tables.iter().any(|o| &o.name == p) {
@@ -419,7 +585,11 @@ pub fn parse(file: &Path, value: &mut Value, vars: &Map<String, Value>, base_url
                 ));
             }
         } else if t.path.contains("{parent.") {
-            return Err(err(file, &format!("tables[{i}].path"), "uses {parent.…} but the table has no parent"));
+            return Err(err(
+                file,
+                &format!("tables[{i}].path"),
+                "uses {parent.…} but the table has no parent",
+            ));
         }
         if let Some(target) = &t.target {
             if !tables.iter().any(|o| &o.name == target) {
@@ -433,7 +603,17 @@ pub fn parse(file: &Path, value: &mut Value, vars: &Map<String, Value>, base_url
         tables.push(t);
     }
     top.finish()?;
-    Ok(Spec { path: file.to_path_buf(), name, base_url, headers, auth, timeout, attempts, tables, secrets })
+    Ok(Spec {
+        path: file.to_path_buf(),
+        name,
+        base_url,
+        headers,
+        auth,
+        timeout,
+        attempts,
+        tables,
+        secrets,
+    })
 }
 
 fn auth(mut a: Obj, base: &Url, secrets: &mut Vec<Secret>) -> Result<AuthSpec> {
@@ -491,7 +671,11 @@ fn auth(mut a: Obj, base: &Url, secrets: &mut Vec<Secret>) -> Result<AuthSpec> {
             ))
         }
     };
-    if let AuthSpec::OAuthRefresh { client_secret: Some(s), .. } = &out {
+    if let AuthSpec::OAuthRefresh {
+        client_secret: Some(s),
+        ..
+    } = &out
+    {
         secrets.push(s.clone());
     }
     a.finish()?;
@@ -500,13 +684,17 @@ fn auth(mut a: Obj, base: &Url, secrets: &mut Vec<Secret>) -> Result<AuthSpec> {
 
 fn token_url(a: &mut Obj, base: &Url) -> Result<Url> {
     let t = a.str("token_url")?;
-    base.join(&t).map_err(|e| a.err("token_url", format!("{t:?} is not a URL: {e}")))
+    base.join(&t)
+        .map_err(|e| a.err("token_url", format!("{t:?} is not a URL: {e}")))
 }
 
 fn table(mut t: Obj) -> Result<TableSpec> {
     let name = t.str("name")?;
     if name.starts_with('_') {
-        return Err(t.err("name", format!("{name:?}: names starting with _ are reserved")));
+        return Err(t.err(
+            "name",
+            format!("{name:?}: names starting with _ are reserved"),
+        ));
     }
     let path = t.str("path")?;
     let method = match t.str_or("method", "GET")?.to_ascii_uppercase().as_str() {
@@ -524,7 +712,12 @@ fn table(mut t: Obj) -> Result<TableSpec> {
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n.to_string(),
                     Value::Bool(b) => b.to_string(),
-                    other => return Err(p.err(&k, format!("expected a string or number, found {}", kind(other)))),
+                    other => {
+                        return Err(p.err(
+                            &k,
+                            format!("expected a string or number, found {}", kind(other)),
+                        ))
+                    }
                 };
                 out.push((k, v));
             }
@@ -554,10 +747,17 @@ fn table(mut t: Obj) -> Result<TableSpec> {
                         (Some(p), Some(s)) if p <= 38 && s >= 0 && s <= p as i64 => {
                             ColumnType::decimal(p as u8, s as i8).map_err(|e| c.err(&k, e))?
                         }
-                        _ => return Err(c.err(&k, "DECIMAL needs precision (1..=38) and scale (0..=precision)")),
+                        _ => {
+                            return Err(c.err(
+                                &k,
+                                "DECIMAL needs precision (1..=38) and scale (0..=precision)",
+                            ))
+                        }
                     }
                 }
-                other => return Err(c.err(&k, format!("expected a type name, found {}", kind(other)))),
+                other => {
+                    return Err(c.err(&k, format!("expected a type name, found {}", kind(other))))
+                }
             };
             if k.starts_with("_etl") || k == "_synced_at" {
                 return Err(c.err(&k, "names starting with _etl and _synced_at are reserved"));
@@ -567,13 +767,21 @@ fn table(mut t: Obj) -> Result<TableSpec> {
     }
     for k in &primary_key {
         if k.starts_with("_etl") {
-            return Err(t.err("primary_key", format!("{k:?} is reserved; leave primary_key out to get _etl_id")));
+            return Err(t.err(
+                "primary_key",
+                format!("{k:?} is reserved; leave primary_key out to get _etl_id"),
+            ));
         }
     }
     let on_bad_row = match t.str_or("on_bad_row", "fail")?.as_str() {
         "fail" => OnBadRow::Fail,
         "quarantine" => OnBadRow::Quarantine,
-        other => return Err(t.err("on_bad_row", format!("must be \"fail\" or \"quarantine\", got {other:?}"))),
+        other => {
+            return Err(t.err(
+                "on_bad_row",
+                format!("must be \"fail\" or \"quarantine\", got {other:?}"),
+            ))
+        }
     };
     let incremental = match t.obj("incremental")? {
         None => None,
@@ -582,13 +790,26 @@ fn table(mut t: Obj) -> Result<TableSpec> {
                 cursor_field: i.str("cursor_field")?,
                 param: i.str("param")?,
                 initial: i.opt_str("initial")?,
-                lookback: Duration::from_secs(i.opt_int("lookback_seconds", 0..=366 * 86_400)?.unwrap_or(0)),
+                lookback: Duration::from_secs(
+                    i.opt_int("lookback_seconds", 0..=366 * 86_400)?
+                        .unwrap_or(0),
+                ),
                 ascending: i.bool_or("ascending", false)?,
             };
             i.finish()?;
             Some(inc)
         }
     };
+    let windows = match t.obj("windows")? {
+        None => None,
+        Some(w) => Some(windows(w)?),
+    };
+    if windows.is_some() && incremental.is_some() {
+        return Err(t.err(
+            "windows",
+            "a table reads either by incremental cursor or by windows, not both",
+        ));
+    }
     let paginator = match t.obj("paginator")? {
         None => Paginator::None,
         Some(p) => paginator(p, incremental.as_ref())?,
@@ -597,19 +818,36 @@ fn table(mut t: Obj) -> Result<TableSpec> {
         "upsert" => Operation::Upsert,
         "update" => Operation::Update,
         "delete" => Operation::Delete,
-        other => return Err(t.err("operation", format!("must be upsert, update or delete, got {other:?}"))),
+        other => {
+            return Err(t.err(
+                "operation",
+                format!("must be upsert, update or delete, got {other:?}"),
+            ))
+        }
     };
     let target = t.opt_str("target")?;
     if target.is_some() && operation == Operation::Upsert {
         return Err(t.err("target", "only update and delete tables have a target"));
     }
     if operation != Operation::Upsert && primary_key.is_empty() {
-        return Err(t.err("primary_key", "update and delete records are matched by key: declare the target's primary key"));
+        return Err(t.err(
+            "primary_key",
+            "update and delete records are matched by key: declare the target's primary key",
+        ));
     }
     let parent = t.opt_str("parent")?;
     let truncate = t.bool_or("truncate", false)?;
-    if truncate && incremental.is_some() {
-        return Err(t.err("truncate", "a truncated table is read in full: it cannot also be incremental"));
+    if windows.is_some() && parent.is_some() {
+        return Err(t.err(
+            "windows",
+            "a child table (parent = …) cannot be read by windows",
+        ));
+    }
+    if truncate && (incremental.is_some() || windows.is_some()) {
+        return Err(t.err(
+            "truncate",
+            "a truncated table is read in full: it cannot also be incremental",
+        ));
     }
     t.finish()?;
     Ok(TableSpec {
@@ -623,11 +861,73 @@ fn table(mut t: Obj) -> Result<TableSpec> {
         columns,
         on_bad_row,
         incremental,
+        windows,
         paginator,
         parent,
         operation,
         target,
         truncate,
+    })
+}
+
+fn windows(mut w: Obj) -> Result<Windows> {
+    let start_param = w.str("start_param")?;
+    let end_param = w.str("end_param")?;
+    if start_param == end_param {
+        return Err(w.err("end_param", "must differ from start_param"));
+    }
+    let size = Duration::from_secs(3600 * w.opt_int("window_hours", 1..=24 * 366)?.unwrap_or(24));
+    let days = w.opt_int("backfill_days", 0..=365 * 100)?;
+    let from = match w.opt_str("backfill_from")? {
+        None => None,
+        Some(s) => Some(parse_utc_micros(&s).ok_or_else(|| {
+            w.err(
+                "backfill_from",
+                format!("{s:?} is not a UTC time (2024-01-31T00:00:00Z)"),
+            )
+        })?),
+    };
+    let backfill = match (days, from) {
+        (Some(d), None) => Backfill::Days(d),
+        (None, Some(f)) => Backfill::From(f),
+        (Some(_), Some(_)) => {
+            return Err(w.err(
+                "backfill_from",
+                "give backfill_days or backfill_from, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(w.err(
+                "backfill_days",
+                "is required (or backfill_from): how far history reaches",
+            ))
+        }
+    };
+    let lookback = Duration::from_secs(
+        w.opt_int("lookback_seconds", 0..=366 * 86_400)?
+            .unwrap_or(0),
+    );
+    let backfill_windows_per_sync = w.opt_int("backfill_windows_per_sync", 1..=u32::MAX as u64)?;
+    let format = match w.str_or("format", "rfc3339")?.as_str() {
+        "rfc3339" => TimeFormat::Rfc3339,
+        "unix" => TimeFormat::Unix,
+        "unix_ms" => TimeFormat::UnixMillis,
+        other => {
+            return Err(w.err(
+                "format",
+                format!("must be rfc3339, unix or unix_ms, got {other:?}"),
+            ))
+        }
+    };
+    w.finish()?;
+    Ok(Windows {
+        start_param,
+        end_param,
+        size,
+        backfill,
+        lookback,
+        backfill_windows_per_sync,
+        format,
     })
 }
 
@@ -721,25 +1021,61 @@ paginator = { type = "offset", limit = 50, total_field = "total" }
         assert!(matches!(&s.auth, AuthSpec::Bearer { token } if token.expose() == "s3cr3t-token"));
         assert!(s.secrets.iter().all(|x| x.expose() == "s3cr3t-token"));
         assert_eq!(s.tables[0].columns.len(), 3);
-        assert!(matches!(s.tables[0].paginator, Paginator::Offset { limit: 50, .. }));
+        assert!(matches!(
+            s.tables[0].paginator,
+            Paginator::Offset { limit: 50, .. }
+        ));
     }
 
     #[test]
     fn errors_name_the_key_path() {
         let cases = [
-            (GOOD.replace("limit = 50", "limit = 0"), "tables[0].paginator.limit: must be a whole number in 1..=100000"),
-            (GOOD.replace("type = \"offset\"", "type = \"ofset\""), "tables[0].paginator.type: unknown paginator \"ofset\""),
-            (GOOD.replace("records = \"data\"", "record = \"data\""), "tables[0].record: unknown key"),
-            (GOOD.replace("\"UTC_DATETIME\"", "\"DATETIME\""), "tables[0].columns.updatedAt:"),
-            (GOOD.replace("${token}", "${tokn}"), "auth.token: ${tokn} is not set"),
-            (GOOD.replace("base_url = \"http://127.0.0.1:5001\"", "base_url = \"ftp://x\""), "base_url: ftp://x"),
-            (GOOD.replace("precision = 15", "precision = 50"), "tables[0].columns.amount: DECIMAL needs precision"),
-            (GOOD.replace("name = \"user\"", "name = \"user\"\nparent = \"nope\""), "tables[0].parent: \"nope\" is not a table"),
-            (GOOD.replace("type = \"bearer\"", "type = \"digest\""), "auth.type: unknown auth \"digest\""),
+            (
+                GOOD.replace("limit = 50", "limit = 0"),
+                "tables[0].paginator.limit: must be a whole number in 1..=100000",
+            ),
+            (
+                GOOD.replace("type = \"offset\"", "type = \"ofset\""),
+                "tables[0].paginator.type: unknown paginator \"ofset\"",
+            ),
+            (
+                GOOD.replace("records = \"data\"", "record = \"data\""),
+                "tables[0].record: unknown key",
+            ),
+            (
+                GOOD.replace("\"UTC_DATETIME\"", "\"DATETIME\""),
+                "tables[0].columns.updatedAt:",
+            ),
+            (
+                GOOD.replace("${token}", "${tokn}"),
+                "auth.token: ${tokn} is not set",
+            ),
+            (
+                GOOD.replace(
+                    "base_url = \"http://127.0.0.1:5001\"",
+                    "base_url = \"ftp://x\"",
+                ),
+                "base_url: ftp://x",
+            ),
+            (
+                GOOD.replace("precision = 15", "precision = 50"),
+                "tables[0].columns.amount: DECIMAL needs precision",
+            ),
+            (
+                GOOD.replace("name = \"user\"", "name = \"user\"\nparent = \"nope\""),
+                "tables[0].parent: \"nope\" is not a table",
+            ),
+            (
+                GOOD.replace("type = \"bearer\"", "type = \"digest\""),
+                "auth.type: unknown auth \"digest\"",
+            ),
         ];
         for (text, want) in cases {
             let e = check(&text).unwrap_err().to_string();
-            assert!(e.contains(want) && e.contains("api.toml"), "want {want:?} in {e}");
+            assert!(
+                e.contains(want) && e.contains("api.toml"),
+                "want {want:?} in {e}"
+            );
             assert!(!e.contains("s3cr3t"), "{e}");
         }
     }
