@@ -14,6 +14,10 @@
 //! (`ascending = true`) the cursor is saved with every page, so an
 //! interrupted sync resumes where it stopped; otherwise it is saved when the
 //! table is complete. Child tables keep one cursor per parent record.
+//!
+//! A table with `windows` is read priority-first ([`spec::Windows`]):
+//! forward from the last sync's end to now, then back into history one
+//! window per request scan, each window's cursors committed with it.
 
 pub mod spec;
 

@@ -1015,6 +1015,26 @@ incremental = { cursor_field = "updatedAt", param = "updated_since", ascending =
 paginator = { type = "offset", limit = 50, total_field = "total" }
 "#;
 
+    const WINDOWS: &str = r#"
+base_url = "http://127.0.0.1:5001"
+[[tables]]
+name = "event"
+path = "/events"
+windows = { start_param = "from", end_param = "to", window_hours = 24, backfill_days = 5 }
+"#;
+
+    #[test]
+    fn windows_read_with_their_defaults() {
+        let s = check(WINDOWS).unwrap();
+        let w = s.tables[0].windows.as_ref().unwrap();
+        assert_eq!((w.size, &w.backfill, w.backfill_windows_per_sync), (Duration::from_secs(86_400), &Backfill::Days(5), None));
+        assert_eq!(w.format.write(1_700_000_000_123_456), "2023-11-14T22:13:20Z");
+        assert_eq!(TimeFormat::Unix.write(1_700_000_000_123_456), "1700000000");
+        assert_eq!(TimeFormat::UnixMillis.write(1_700_000_000_123_456), "1700000000123");
+        let s = check(&WINDOWS.replace("backfill_days = 5", "backfill_from = \"2024-01-31T00:00:00Z\"")).unwrap();
+        assert_eq!(s.tables[0].windows.as_ref().unwrap().backfill, Backfill::From(1_706_659_200_000_000));
+    }
+
     #[test]
     fn a_good_spec_reads_with_its_secret_substituted() {
         let s = check(GOOD).unwrap();
@@ -1068,6 +1088,30 @@ paginator = { type = "offset", limit = 50, total_field = "total" }
             (
                 GOOD.replace("type = \"bearer\"", "type = \"digest\""),
                 "auth.type: unknown auth \"digest\"",
+            ),
+            (
+                format!("{GOOD}windows = {{ start_param = \"from\", end_param = \"to\", backfill_days = 5 }}\n"),
+                "tables[0].windows: a table reads either by incremental cursor or by windows",
+            ),
+            (
+                WINDOWS.replace("backfill_days = 5", ""),
+                "tables[0].windows.backfill_days: is required (or backfill_from)",
+            ),
+            (
+                WINDOWS.replace("backfill_days = 5", "backfill_from = \"last year\""),
+                "tables[0].windows.backfill_from: \"last year\" is not a UTC time",
+            ),
+            (
+                WINDOWS.replace("window_hours = 24", "window_hours = 0"),
+                "tables[0].windows.window_hours: must be a whole number in 1..=",
+            ),
+            (
+                WINDOWS.replace("end_param = \"to\"", "end_param = \"from\""),
+                "tables[0].windows.end_param: must differ from start_param",
+            ),
+            (
+                WINDOWS.replace("window_hours = 24", "window_hours = 24, format = \"iso\""),
+                "tables[0].windows.format: must be rfc3339, unix or unix_ms",
             ),
         ];
         for (text, want) in cases {
