@@ -137,7 +137,7 @@ impl Read for ChunkReader {
                 }
                 self.at_start = false;
             }
-            if !self.cur.is_empty() && !(self.at_start && self.cur.len() < 3) {
+            if !(self.cur.is_empty() || self.at_start && self.cur.len() < 3) {
                 let n = buf.len().min(self.cur.len());
                 buf[..n].copy_from_slice(&self.cur[..n]);
                 self.cur = self.cur.slice(n..);

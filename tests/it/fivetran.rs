@@ -20,7 +20,8 @@ const PACKAGE: &str = "fivetran-api-playground==1.1.9";
 
 /// A running `playground start --port P`, with the credentials it printed.
 pub struct FivetranPlayground {
-    server: pyenv::Server,
+    /// Stopped (with its process group) when dropped.
+    _server: pyenv::Server,
     pub url: String,
     pub basic: (String, String),
     pub bearer: String,
@@ -104,7 +105,7 @@ impl FivetranPlayground {
                 printed(&log, "Session Token Auth Login", "Username:"),
                 printed(&log, "Session Token Auth Login", "Password:"),
             ),
-            server,
+            _server: server,
         }
     }
 
@@ -134,10 +135,6 @@ impl FivetranPlayground {
                 return out;
             }
         }
-    }
-
-    pub fn log(&self) -> String {
-        self.server.log()
     }
 }
 

@@ -31,7 +31,7 @@ fn prefect_venv() -> Result<PathBuf, String> {
 
 /// A Prefect server on 127.0.0.1, stopped (with its process group) on drop.
 struct PrefectServer {
-    server: pyenv::Server,
+    _server: pyenv::Server,
     api_url: String,
 }
 
@@ -53,13 +53,9 @@ impl PrefectServer {
                 .is_some_and(|(s, b)| s == 200 && b.trim_end().ends_with("true"))
         });
         PrefectServer {
-            server,
+            _server: server,
             api_url: format!("http://127.0.0.1:{port}/api"),
         }
-    }
-
-    fn log(&self) -> String {
-        self.server.log()
     }
 }
 

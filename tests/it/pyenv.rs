@@ -93,7 +93,6 @@ pub fn free_port() -> u16 {
 pub struct Server {
     child: Child,
     pub dir: tempfile::TempDir,
-    pub port: u16,
 }
 
 impl Server {
@@ -114,7 +113,7 @@ impl Server {
             .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-        let mut server = Server { child, dir, port };
+        let mut server = Server { child, dir };
         let started = Instant::now();
         loop {
             if ready(port) {

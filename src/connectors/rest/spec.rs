@@ -435,28 +435,29 @@ fn substitute(
                     .find('}')
                     .ok_or_else(|| err(file, path, format!("unclosed ${{ in {s:?}")))?;
                 let name = &rest[i + 2..i + end];
-                let value =
-                    if let Some(env) = name.strip_prefix("env:") {
-                        std::env::var(env).map_err(|_| {
-                            err(
-                                file,
-                                path,
-                                format!("environment variable {env} (from ${{{name}}}) is not set"),
-                            )
-                        })?
-                    } else {
-                        match vars.get(name) {
-                            Some(Value::String(x)) => x.clone(),
-                            Some(Value::Null) | None => return Err(err(
+                let value = if let Some(env) = name.strip_prefix("env:") {
+                    std::env::var(env).map_err(|_| {
+                        err(
+                            file,
+                            path,
+                            format!("environment variable {env} (from ${{{name}}}) is not set"),
+                        )
+                    })?
+                } else {
+                    match vars.get(name) {
+                        Some(Value::String(x)) => x.clone(),
+                        Some(Value::Null) | None => {
+                            return Err(err(
                                 file,
                                 path,
                                 format!(
                                     "${{{name}}} is not set: give \"{name}\" in the --config file"
                                 ),
-                            )),
-                            Some(other) => other.to_string(),
+                            ))
                         }
-                    };
+                        Some(other) => other.to_string(),
+                    }
+                };
                 used.push(value.clone());
                 out.push_str(&value);
                 rest = &rest[i + end + 1..];
@@ -646,10 +647,7 @@ fn auth(mut a: Obj, base: &Url, secrets: &mut Vec<Secret>) -> Result<AuthSpec> {
             AuthSpec::OAuthRefresh {
                 token_url,
                 client_id: a.opt_str("client_id")?,
-                client_secret: match a.opt_str("client_secret")? {
-                    Some(s) => Some(Secret::new(s)),
-                    None => None,
-                },
+                client_secret: a.opt_str("client_secret")?.map(Secret::new),
                 refresh_token: a.secret("refresh_token", secrets)?,
                 in_query: match a.str_or("params_in", "form")?.as_str() {
                     "form" => false,
@@ -1027,12 +1025,28 @@ windows = { start_param = "from", end_param = "to", window_hours = 24, backfill_
     fn windows_read_with_their_defaults() {
         let s = check(WINDOWS).unwrap();
         let w = s.tables[0].windows.as_ref().unwrap();
-        assert_eq!((w.size, &w.backfill, w.backfill_windows_per_sync), (Duration::from_secs(86_400), &Backfill::Days(5), None));
-        assert_eq!(w.format.write(1_700_000_000_123_456), "2023-11-14T22:13:20Z");
+        assert_eq!(
+            (w.size, &w.backfill, w.backfill_windows_per_sync),
+            (Duration::from_secs(86_400), &Backfill::Days(5), None)
+        );
+        assert_eq!(
+            w.format.write(1_700_000_000_123_456),
+            "2023-11-14T22:13:20Z"
+        );
         assert_eq!(TimeFormat::Unix.write(1_700_000_000_123_456), "1700000000");
-        assert_eq!(TimeFormat::UnixMillis.write(1_700_000_000_123_456), "1700000000123");
-        let s = check(&WINDOWS.replace("backfill_days = 5", "backfill_from = \"2024-01-31T00:00:00Z\"")).unwrap();
-        assert_eq!(s.tables[0].windows.as_ref().unwrap().backfill, Backfill::From(1_706_659_200_000_000));
+        assert_eq!(
+            TimeFormat::UnixMillis.write(1_700_000_000_123_456),
+            "1700000000123"
+        );
+        let s = check(&WINDOWS.replace(
+            "backfill_days = 5",
+            "backfill_from = \"2024-01-31T00:00:00Z\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.tables[0].windows.as_ref().unwrap().backfill,
+            Backfill::From(1_706_659_200_000_000)
+        );
     }
 
     #[test]
