@@ -466,6 +466,15 @@ async fn a_backfill_stopped_by_an_error_resumes_at_its_window() {
     );
 }
 
+/// A new playground and DuckDB file, the shipped spec `name` synced into it.
+async fn synced_into_duckdb(name: &str) -> (Playground, tempfile::TempDir, std::path::PathBuf) {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("w.duckdb");
+    sync_shipped(&pg, name, &out).await.unwrap();
+    (pg, dir, out)
+}
+
 /// The DuckDB type of each column of `table`.
 fn types(out: &Path, table: &str) -> Vec<String> {
     grid(
@@ -476,12 +485,7 @@ fn types(out: &Path, table: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn specified_types_land_with_their_declared_types() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("w.duckdb");
-    sync_shipped(&pg, "sdk_specified_types", &out)
-        .await
-        .unwrap();
+    let (pg, _dir, out) = synced_into_duckdb("sdk_specified_types").await;
     let t = types(&out, "specified");
     for want in [
         "_bool\")|Text(\"BOOLEAN",
@@ -515,12 +519,7 @@ async fn specified_types_land_with_their_declared_types() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unspecified_types_are_inferred_and_kept_across_syncs() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("w.duckdb");
-    sync_shipped(&pg, "sdk_unspecified_types", &out)
-        .await
-        .unwrap();
+    let (pg, _dir, out) = synced_into_duckdb("sdk_unspecified_types").await;
     let t = types(&out, "unspecified");
     for want in [
         "id\")|Text(\"BIGINT",
@@ -595,12 +594,7 @@ async fn rows_without_a_key_get_the_sdk_hash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_composite_key_with_updated_at_keeps_each_version() {
-    let pg = pg().await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("w.duckdb");
-    sync_shipped(&pg, "sdk_records_with_no_created_at", &out)
-        .await
-        .unwrap();
+    let (pg, _dir, out) = synced_into_duckdb("sdk_records_with_no_created_at").await;
     assert_eq!(
         grid(&reader(&out), "SELECT id, designation FROM \"user\""),
         vec![
