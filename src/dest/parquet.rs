@@ -207,6 +207,24 @@ struct Pending {
 /// A key, encoded so equal keys have equal bytes.
 type Key = Box<[u8]>;
 
+/// A key as the key → file index holds it: 128 bits of two independently
+/// seeded hashes (seeds random per process; the index lives in memory
+/// only). 24 bytes an entry instead of a boxed key (~75 bytes with its
+/// allocation), so a table of millions of keys indexes in a third of the
+/// memory. The index only says which files may hold a key: rewriting a file
+/// compares the keys themselves, so even a collision (odds about n²/2¹²⁹)
+/// would cost one needless file rewrite and an insert counted as an update,
+/// never a row.
+type IndexKey = [u64; 2];
+
+fn index_key(k: &[u8]) -> IndexKey {
+    use std::hash::BuildHasher;
+    static SEEDS: std::sync::OnceLock<[std::hash::RandomState; 2]> = std::sync::OnceLock::new();
+    let [a, b] =
+        SEEDS.get_or_init(|| [std::hash::RandomState::new(), std::hash::RandomState::new()]);
+    [a.hash_one(k), b.hash_one(k)]
+}
+
 #[derive(Debug, Clone)]
 struct LiveFile {
     /// Relative to the table directory.
@@ -244,7 +262,7 @@ struct Table {
     files: BTreeMap<u32, LiveFile>,
     next_id: u32,
     /// Key → file holding it; `None` until a commit needs it.
-    index: Option<HashMap<Key, u32>>,
+    index: Option<HashMap<IndexKey, u32>>,
     ops: Vec<PendingOp>,
     /// Declared since the last commit (written even without rows).
     declared: bool,
@@ -953,14 +971,14 @@ impl Ctx<'_> {
     }
 
     /// Build the key → file index from the key columns of every live file.
-    fn load_index(&self, t: &Table) -> Result<HashMap<Key, u32>> {
+    fn load_index(&self, t: &Table) -> Result<HashMap<IndexKey, u32>> {
         let started = std::time::Instant::now();
         let rows: u64 = t.files.values().map(|f| f.rows).sum();
         let mut index = HashMap::with_capacity(rows as usize);
         for (&id, f) in &t.files {
             for b in self.read(t, f, Some(&t.primary_key))? {
                 for k in self.keys(t, &b?)? {
-                    index.insert(k, id);
+                    index.insert(index_key(&k), id);
                 }
             }
         }
@@ -1136,7 +1154,7 @@ impl Ctx<'_> {
             for (op, keys) in ops.iter().zip(&op_keys) {
                 let Some(keys) = keys else { continue };
                 for k in keys {
-                    if let Some(&f) = index.get(k) {
+                    if let Some(&f) = index.get(&index_key(k)) {
                         touched.insert(f);
                         if !matches!(op, PendingOp::Upsert(_)) {
                             seed_keys.insert(k);
@@ -1257,12 +1275,12 @@ impl Ctx<'_> {
         let changed_set: Option<HashSet<&[u8]>> = changed_keys
             .as_ref()
             .map(|ks| ks.iter().map(|k| &**k).collect());
-        let mut new_index: Vec<(Key, u32)> = Vec::new();
+        let mut new_index: Vec<(IndexKey, u32)> = Vec::new();
         let keep_index = t.index.is_some() && has_pk;
         let mut added: Vec<(u32, LiveFile)> = Vec::new();
         for p in &partitions {
             // Keys written here, with the ordinal of their file in this partition.
-            let mut part_index: Vec<(Key, u32)> = Vec::new();
+            let mut part_index: Vec<(IndexKey, u32)> = Vec::new();
             let mut w = PartWriter::new(self, t, p, schema.clone(), plan);
             for id in files_by_partition.get(p).into_iter().flatten() {
                 let f = t.files[id].clone();
@@ -1294,7 +1312,8 @@ impl Ctx<'_> {
                     }
                     let file = w.write(&b)?;
                     if keep_index {
-                        part_index.extend(keys.into_iter().flatten().map(|k| (k, file)));
+                        part_index
+                            .extend(keys.into_iter().flatten().map(|k| (index_key(&k), file)));
                     }
                 }
             }
@@ -1312,7 +1331,7 @@ impl Ctx<'_> {
                         part_index.extend(
                             rows[offset..offset + len]
                                 .iter()
-                                .map(|&i| (ks[i as usize].clone(), file)),
+                                .map(|&i| (index_key(&ks[i as usize]), file)),
                         );
                     }
                     offset += len;
@@ -1371,7 +1390,11 @@ impl Ctx<'_> {
         work: &mut Work,
         counts: &mut TableCounts,
     ) -> Result<()> {
-        let on_disk = |k: &Key| t.index.as_ref().is_some_and(|i| i.contains_key(k));
+        let on_disk = |k: &Key| {
+            t.index
+                .as_ref()
+                .is_some_and(|i| i.contains_key(&index_key(k)))
+        };
         for (op, keys) in ops.into_iter().zip(op_keys) {
             match op {
                 PendingOp::Upsert(b) => {

@@ -485,7 +485,7 @@ fn types(out: &Path, table: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn specified_types_land_with_their_declared_types() {
-    let (pg, _dir, out) = synced_into_duckdb("sdk_specified_types").await;
+    let (_pg, _dir, out) = synced_into_duckdb("sdk_specified_types").await;
     let t = types(&out, "specified");
     for want in [
         "_bool\")|Text(\"BOOLEAN",
@@ -594,7 +594,7 @@ async fn rows_without_a_key_get_the_sdk_hash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_composite_key_with_updated_at_keeps_each_version() {
-    let (pg, _dir, out) = synced_into_duckdb("sdk_records_with_no_created_at").await;
+    let (_pg, _dir, out) = synced_into_duckdb("sdk_records_with_no_created_at").await;
     assert_eq!(
         grid(&reader(&out), "SELECT id, designation FROM \"user\""),
         vec![
