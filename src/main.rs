@@ -322,11 +322,23 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
             String::new()
         }
     );
-    for name in ["egnyte", "userflow", "prefect"] {
+    println!(
+        "Fivetran api playground: {} users at {}/pagination/offset (…/page_number, …/next_page_url, …/keyset, /incremental/…, /cursors/…, /auth/…), CSV at {}/export/csv, SDK example records at {}/sdk/…",
+        pg.fivetran().users_snapshot().len(),
+        pg.url(),
+        pg.url(),
+        pg.url()
+    );
+    for name in ["egnyte", "userflow", "prefect", "csv_export"] {
         let cfg = pg.config_for(name).expect("mocked");
         println!("configuration for `etl sync {name} --config FILE`:");
         println!("{}", serde_json::to_string_pretty(&cfg).expect("json"));
     }
+    println!("configuration for `etl sync rest --spec data/specs/<spec>.toml --config FILE` (each spec takes the keys it names):");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&pg.config_for("rest").expect("mocked")).expect("json")
+    );
     println!("press Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     Ok(())

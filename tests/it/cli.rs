@@ -93,6 +93,67 @@ async fn bad_configuration_exits_2_naming_the_key() {
     );
 }
 
+/// `etl sync rest`: the spec flag's mistakes exit 2 and say what to pass;
+/// a spec and its --config variables sync from the playground.
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_specs_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "{}/data/specs/fivetran_auth_bearer.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = dir.path().join("w.duckdb");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["rest", "--playground"],
+            "`etl sync rest` needs --spec FILE",
+        ),
+        (
+            &["userflow", "--playground", "--spec", &spec],
+            "--spec is for `etl sync rest`",
+        ),
+        (
+            &["rest", "--playground", "--spec", "/nonexistent/api.toml"],
+            "/nonexistent/api.toml",
+        ),
+        (&["rest", "--spec", &spec], "${token} is not set"),
+    ];
+    for (args, says) in cases {
+        let mut c = etl();
+        c.arg("sync").args(args).arg("--out").arg(&out);
+        let o = run(c).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
+        assert!(!out.exists(), "{args:?}");
+    }
+    // The spec's ${token} from --config; the token never printed.
+    let pg = etl::playground::Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let vars = dir.path().join("vars.json");
+    std::fs::write(
+        &vars,
+        json!({"base_url": pg.url(), "token": etl::playground::fivetran::BEARER_TOKEN}).to_string(),
+    )
+    .unwrap();
+    let mut c = etl();
+    c.args(["sync", "rest", "-vv", "--spec", &spec, "--config"])
+        .arg(&vars)
+        .arg("--out")
+        .arg(&out);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("user                     inserted        20"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains(etl::playground::fivetran::BEARER_TOKEN),
+        "the token was printed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn usage_errors_exit_2_and_say_what_to_pass() {
     let o = run({
