@@ -56,6 +56,7 @@ for_both_destinations_async!(
     sdk_three_operations,
     priority_first_reads_the_newest_window_first_then_backfills_across_syncs,
     a_late_write_is_read_within_the_replay_window,
+    truncate_soft_deletes_what_a_full_read_no_longer_returns,
     a_list_without_a_key_follows_the_next_url,
 );
 
@@ -360,6 +361,37 @@ async fn a_late_write_is_read_within_the_replay_window(kind: Kind) {
     );
     assert_eq!(jobs(&replay), vec!["BigInt(1)"]);
     assert_eq!(stored_users(&replay, ""), truth(&pg));
+}
+
+/// `truncate = true` (the SDK's op.truncate): each sync soft-deletes the
+/// table's rows, then reads them all again; a user gone from the source
+/// stays soft-deleted, the others are live, none duplicated.
+async fn truncate_soft_deletes_what_a_full_read_no_longer_returns(kind: Kind) {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("truncated.toml");
+    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
+    let inc = text
+        .lines()
+        .find(|l| l.starts_with("incremental = "))
+        .unwrap();
+    std::fs::write(&spec, text.replace(inc, "truncate = true")).unwrap();
+    let out = kind.path(dir.path());
+    sync_spec(&pg, spec.to_str().unwrap(), &out).await.unwrap();
+    assert_eq!(stored_users(&out, ""), truth(&pg));
+    let gone = pg.fivetran().users.lock().unwrap().remove(7);
+    let s = sync_spec(&pg, spec.to_str().unwrap(), &out).await.unwrap();
+    assert_eq!(s.rows, 199);
+    assert_eq!(stored_users(&out, "WHERE NOT _etl_deleted"), truth(&pg));
+    let deleted = grid(&reader(&out), "SELECT id FROM \"user\" WHERE _etl_deleted");
+    assert_eq!(
+        deleted,
+        vec![format!("Text({:?})", gone["id"].as_str().unwrap())]
+    );
+    assert_eq!(
+        grid(&reader(&out), "SELECT count(*) FROM \"user\""),
+        vec!["BigInt(200)"]
+    );
 }
 
 /// large_data_set/with_pagination: PokeAPI's list, the next page's URL in
