@@ -498,6 +498,70 @@ async fn a_backfill_stopped_by_an_error_resumes_at_its_window() {
     );
 }
 
+/// Offset and page-number specs whose first page gives the total fetch the
+/// other pages `concurrency` at a time (default 4), handled in order: every
+/// row once, the cursor the highest updatedAt; `concurrency = 1` one at a time.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_are_fetched_concurrently_once_the_total_is_known() {
+    let pg = Playground::start(PlaygroundOptions {
+        fivetran_users: 1000,
+        latency: std::time::Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let max = pg
+        .fivetran()
+        .users_snapshot()
+        .iter()
+        .map(|u| u["updatedAt"].as_str().unwrap().to_string())
+        .max()
+        .unwrap();
+    for (spec, path) in [
+        ("fivetran_offset", "/pagination/offset"),
+        ("fivetran_page_number", "/pagination/page_number"),
+    ] {
+        for concurrency in [None, Some(1), Some(8)] {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("spec.toml");
+            let mut text = std::fs::read_to_string(spec_path(spec)).unwrap();
+            if let Some(c) = concurrency {
+                text = text.replace(
+                    "records = \"data\"",
+                    &format!("records = \"data\"\nconcurrency = {c}"),
+                );
+            }
+            std::fs::write(&file, text).unwrap();
+            let out = dir.path().join("w.duckdb");
+            pg.take_max_in_flight_on(path);
+            let before = pg.requests();
+            let s = sync_spec(&pg, file.to_str().unwrap(), &out).await.unwrap();
+            let in_flight = pg.take_max_in_flight_on(path);
+            assert_eq!(
+                (s.rows, pg.requests() - before),
+                (1000, 20),
+                "{spec} {concurrency:?}"
+            );
+            assert_eq!(stored_users(&out, ""), truth(&pg), "{spec} {concurrency:?}");
+            let state = crate::common::saved_state_of(&out, "rest").unwrap();
+            assert_eq!(
+                state["streams"]["user"]["cursor"],
+                json!(max),
+                "{spec} {concurrency:?}"
+            );
+            let want = concurrency.unwrap_or(4) as u64;
+            if want == 1 {
+                assert_eq!(in_flight, 1, "{spec}");
+            } else {
+                assert!(
+                    in_flight >= 2 && in_flight <= want,
+                    "{spec} {concurrency:?}: {in_flight} in flight"
+                );
+            }
+        }
+    }
+}
+
 /// A new playground and DuckDB file, the shipped spec `name` synced into it.
 async fn synced_into_duckdb(name: &str) -> (Playground, tempfile::TempDir, std::path::PathBuf) {
     let pg = pg().await;

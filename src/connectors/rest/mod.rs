@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
 use serde_json::{json, Map, Value};
 use url::Url;
 
@@ -670,13 +671,29 @@ impl<'a> Run<'a> {
             cursor.as_ref().map(|c| (cursor_key(c), c.clone()));
         let mut rows: u64 = 0;
         let mut pages = 0u64;
+        // The pages after the first, fetched `t.concurrency` at a time and
+        // handled in order, once the first page says how many there are.
+        let mut fanout: Option<
+            BoxStream<
+                'a,
+                (
+                    Url,
+                    std::result::Result<crate::http::Response, crate::http::HttpError>,
+                ),
+            >,
+        > = None;
         loop {
-            let mut req = Request::get(self.with_auth_params(&scan.url));
-            if t.method == reqwest::Method::POST {
-                req = Request::post_json(req.url, &t.body.clone().unwrap_or(json!({})));
-            }
-            let resp = self.rest.http.send(req).await?;
-            let location = self.rest.http.redact(scan.url.as_str());
+            let (url, resp) = match fanout.as_mut() {
+                Some(s) => match s.next().await {
+                    Some((u, r)) => (u, r?),
+                    None => break,
+                },
+                None => {
+                    let resp = self.rest.http.send(self.request(t, &scan.url)).await?;
+                    (scan.url.clone(), resp)
+                }
+            };
+            let location = self.rest.http.redact(url.as_str());
             pages += 1;
             let body: Value = serde_json::from_slice(&resp.body).map_err(|e| {
                 Error::source(
@@ -742,6 +759,10 @@ impl<'a> Run<'a> {
                     set_cursor(state, parent_key, c.clone());
                 }
             }
+            if fanout.is_some() {
+                self.save(t, target, state, false).await?;
+                continue;
+            }
             let next = self.next_page(
                 t,
                 &first,
@@ -752,6 +773,23 @@ impl<'a> Run<'a> {
                 page_best.as_ref().map(|b| b.1.as_str()),
             )?;
             self.save(t, target, state, false).await?;
+            if next.is_some() && pages == 1 && t.concurrency > 1 {
+                if let Some(urls) = remaining_pages(t, &scan, &body, n) {
+                    tracing::debug!(table = %t.name, pages = urls.len(), in_flight = t.concurrency, "fetching the other pages concurrently");
+                    let rest = self.rest;
+                    let requests: Vec<(Url, Request)> = urls
+                        .into_iter()
+                        .map(|u| (u.clone(), self.request(t, &u)))
+                        .collect();
+                    fanout = Some(
+                        futures::stream::iter(requests)
+                            .map(move |(u, req)| async move { (u, rest.http.send(req).await) })
+                            .buffered(t.concurrency)
+                            .boxed(),
+                    );
+                    continue;
+                }
+            }
             match next {
                 Some(u) => scan.url = u,
                 None => break,
@@ -759,6 +797,16 @@ impl<'a> Run<'a> {
         }
         tracing::info!(table = %t.name, rows, pages, "table read");
         Ok(best.map(|b| b.1))
+    }
+
+    /// The request for `url` (auth parameters added; a POST carries the body).
+    fn request(&self, t: &TableSpec, url: &Url) -> Request {
+        let url = self.with_auth_params(url);
+        if t.method == reqwest::Method::POST {
+            Request::post_json(url, &t.body.clone().unwrap_or(json!({})))
+        } else {
+            Request::get(url)
+        }
     }
 
     fn with_auth_params(&self, url: &Url) -> Url {
@@ -787,23 +835,7 @@ impl<'a> Run<'a> {
         n: u64,
         page_max_cursor: Option<&str>,
     ) -> Result<Option<Url>> {
-        let set = |url: &Url, k: &str, v: &str| -> Url {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(pk, _)| pk != k)
-                .map(|(a, b)| (a.into_owned(), b.into_owned()))
-                .collect();
-            let mut u = url.clone();
-            {
-                let mut q = u.query_pairs_mut();
-                q.clear();
-                for (a, b) in &pairs {
-                    q.append_pair(a, b);
-                }
-                q.append_pair(k, v);
-            }
-            u
-        };
+        let set = with_param;
         let number = |path: &Option<Vec<String>>| {
             path.as_ref()
                 .and_then(|p| at(body, p))
@@ -1089,6 +1121,66 @@ fn fill(text: &str, parent: Option<&Value>, table: &str) -> Result<String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `url` with `k` set to `v` (replacing it if present).
+fn with_param(url: &Url, k: &str, v: &str) -> Url {
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(pk, _)| pk != k)
+        .map(|(a, b)| (a.into_owned(), b.into_owned()))
+        .collect();
+    let mut u = url.clone();
+    {
+        let mut q = u.query_pairs_mut();
+        q.clear();
+        for (a, b) in &pairs {
+            q.append_pair(a, b);
+        }
+        q.append_pair(k, v);
+    }
+    u
+}
+
+/// Every page after the first (`first_n` records), when the first page
+/// tells how many there are: `offset` with `total_field`, `page_number`
+/// with `total_pages_field`. `scan` is as `next_page` left it.
+fn remaining_pages(t: &TableSpec, scan: &Scan, body: &Value, first_n: u64) -> Option<Vec<Url>> {
+    let number = |path: &Option<Vec<String>>| {
+        path.as_ref()
+            .and_then(|p| at(body, p))
+            .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+    };
+    match &t.paginator {
+        Paginator::Offset {
+            offset_param,
+            total_field,
+            ..
+        } if first_n > 0 => {
+            let total = number(total_field)?;
+            // Steps of what the server sent (it may cap the limit asked for).
+            let offsets = (scan.position..total).step_by(first_n as usize);
+            Some(
+                offsets
+                    .map(|o| with_param(&scan.url, offset_param, &o.to_string()))
+                    .collect(),
+            )
+        }
+        Paginator::PageNumber {
+            page_param,
+            start,
+            total_pages_field,
+            ..
+        } if first_n > 0 => {
+            let total = number(total_pages_field)?;
+            Some(
+                (scan.position..start + total)
+                    .map(|p| with_param(&scan.url, page_param, &p.to_string()))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
 }
 
 /// `first` with its query replaced by `param=token` alone (a scroll request).

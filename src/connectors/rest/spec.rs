@@ -117,6 +117,9 @@ pub struct TableSpec {
     pub target: Option<String>,
     /// Soft-delete the table's rows before a full read (`op.truncate`).
     pub truncate: bool,
+    /// Pages in flight once the first page tells how many there are
+    /// (`offset` with `total_field`, `page_number` with `total_pages_field`).
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -835,6 +838,7 @@ fn table(mut t: Obj) -> Result<TableSpec> {
     }
     let parent = t.opt_str("parent")?;
     let truncate = t.bool_or("truncate", false)?;
+    let concurrency = t.opt_int("concurrency", 1..=64)?.unwrap_or(4) as usize;
     if windows.is_some() && parent.is_some() {
         return Err(t.err(
             "windows",
@@ -865,6 +869,7 @@ fn table(mut t: Obj) -> Result<TableSpec> {
         operation,
         target,
         truncate,
+        concurrency,
     })
 }
 
