@@ -1125,6 +1125,10 @@ windows = { start_param = "from", end_param = "to", window_hours = 24, backfill_
                 "tables[0].windows.window_hours: must be a whole number in 1..=",
             ),
             (
+                GOOD.replace("records = \"data\"", "records = \"data\"\nconcurrency = 0"),
+                "tables[0].concurrency: must be a whole number in 1..=64",
+            ),
+            (
                 WINDOWS.replace("end_param = \"to\"", "end_param = \"from\""),
                 "tables[0].windows.end_param: must differ from start_param",
             ),
