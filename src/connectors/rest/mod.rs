@@ -15,6 +15,11 @@
 //! interrupted sync resumes where it stopped; otherwise it is saved when the
 //! table is complete. Child tables keep one cursor per parent record.
 //!
+//! Pages are fetched one after another while each needs the previous one
+//! (tokens, next URLs); when the first page gives the total (`offset` with
+//! `total_field`, `page_number` with `total_pages_field`) the rest are
+//! fetched `concurrency` at a time and handled in order.
+//!
 //! A table with `windows` is read priority-first ([`spec::Windows`]):
 //! forward from the last sync's end to now, then back into history one
 //! window per request scan, each window's cursors committed with it.
