@@ -18,10 +18,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
+use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -167,13 +164,11 @@ impl Read for ChunkReader {
     }
 }
 
-/// One column's values as they are parsed.
+/// One column's values as they are parsed (the `user` table has text and
+/// UTC timestamps).
 enum Builder {
     Str(StringBuilder),
     Ts(TimestampMicrosecondBuilder),
-    Long(Int64Builder),
-    Double(Float64Builder),
-    Bool(BooleanBuilder),
 }
 
 /// A parsed cell.
@@ -181,9 +176,6 @@ enum Cell<'a> {
     Null,
     Str(&'a str),
     Ts(i64),
-    Long(i64),
-    Double(f64),
-    Bool(bool),
 }
 
 impl Builder {
@@ -195,11 +187,6 @@ impl Builder {
             ColumnType::UtcDatetime => {
                 Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
             }
-            ColumnType::Long | ColumnType::Int | ColumnType::Short => {
-                Builder::Long(Int64Builder::new())
-            }
-            ColumnType::Double | ColumnType::Float => Builder::Double(Float64Builder::new()),
-            ColumnType::Boolean => Builder::Bool(BooleanBuilder::new()),
             _ => return None,
         })
     }
@@ -215,17 +202,6 @@ impl Builder {
             Builder::Ts(_) => {
                 Cell::Ts(parse_utc_micros(t).ok_or_else(|| format!("{s:?} is not a timestamp"))?)
             }
-            Builder::Long(_) => {
-                Cell::Long(t.parse().map_err(|_| format!("{s:?} is not an integer"))?)
-            }
-            Builder::Double(_) => {
-                Cell::Double(t.parse().map_err(|_| format!("{s:?} is not a number"))?)
-            }
-            Builder::Bool(_) => Cell::Bool(match t.to_ascii_lowercase().as_str() {
-                "true" | "t" | "1" | "yes" => true,
-                "false" | "f" | "0" | "no" => false,
-                _ => return Err(format!("{s:?} is not a boolean")),
-            }),
         })
     }
 
@@ -233,14 +209,8 @@ impl Builder {
         match (self, c) {
             (Builder::Str(b), Cell::Str(s)) => b.append_value(s),
             (Builder::Ts(b), Cell::Ts(v)) => b.append_value(*v),
-            (Builder::Long(b), Cell::Long(v)) => b.append_value(*v),
-            (Builder::Double(b), Cell::Double(v)) => b.append_value(*v),
-            (Builder::Bool(b), Cell::Bool(v)) => b.append_value(*v),
             (Builder::Str(b), _) => b.append_null(),
             (Builder::Ts(b), _) => b.append_null(),
-            (Builder::Long(b), _) => b.append_null(),
-            (Builder::Double(b), _) => b.append_null(),
-            (Builder::Bool(b), _) => b.append_null(),
         }
     }
 
@@ -248,9 +218,6 @@ impl Builder {
         match self {
             Builder::Str(b) => Arc::new(b.finish()),
             Builder::Ts(b) => Arc::new(b.finish()),
-            Builder::Long(b) => Arc::new(b.finish()),
-            Builder::Double(b) => Arc::new(b.finish()),
-            Builder::Bool(b) => Arc::new(b.finish()),
         }
     }
 }

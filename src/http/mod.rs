@@ -337,11 +337,16 @@ impl HttpClient {
     }
 
     /// Add a header sent with every request.
-    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((
+    pub fn with_header(self, name: &'static str, value: &str) -> Self {
+        self.with_header_value(
             HeaderName::from_static(name),
             HeaderValue::from_str(value).expect("valid header value"),
-        ));
+        )
+    }
+
+    /// A header sent with every request (one a user configured).
+    pub fn with_header_value(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 

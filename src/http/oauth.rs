@@ -88,6 +88,54 @@ impl OAuth {
         client_secret: Option<Secret>,
         http: HttpClient,
     ) -> Arc<Self> {
+        let grant = Grant::RefreshToken { in_query: false };
+        Arc::new(Self::build(
+            grant,
+            "Bearer",
+            access,
+            refresh,
+            token_url,
+            client_id,
+            client_secret,
+            http,
+        ))
+    }
+
+    /// A token that starts empty and is obtained with `grant` before the
+    /// first request (`refresh`: the refresh token of a `RefreshToken` grant).
+    pub fn with_grant(
+        grant: Grant,
+        scheme: &str,
+        refresh: Option<Secret>,
+        token_url: Url,
+        client_id: Option<String>,
+        client_secret: Option<Secret>,
+        http: HttpClient,
+    ) -> Arc<Self> {
+        let access = Secret::new("");
+        Arc::new(Self::build(
+            grant,
+            scheme,
+            access,
+            refresh,
+            token_url,
+            client_id,
+            client_secret,
+            http,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        grant: Grant,
+        scheme: &str,
+        access: Secret,
+        refresh: Option<Secret>,
+        token_url: Url,
+        client_id: Option<String>,
+        client_secret: Option<Secret>,
+        http: HttpClient,
+    ) -> Self {
         let throttled: Classifier = Arc::new(|r: &super::Response| {
             (r.status.as_u16() == 409).then(|| Verdict::Retry(super::retry_after(&r.headers)))
         });
@@ -95,9 +143,9 @@ impl OAuth {
         known.extend(refresh.iter());
         known.extend(client_secret.iter());
         let http = http.with_classifier(throttled).with_secrets(&known);
-        Arc::new(OAuth {
-            grant: Grant::RefreshToken { in_query: false },
-            scheme: "Bearer".into(),
+        OAuth {
+            grant,
+            scheme: scheme.trim().to_string(),
             token_url,
             client_id,
             client_secret,
@@ -110,57 +158,7 @@ impl OAuth {
             }),
             refreshing: tokio::sync::Mutex::new(()),
             http,
-        })
-    }
-
-    /// A token that starts empty and is obtained with `grant` before the first request.
-    pub fn with_grant(
-        grant: Grant,
-        scheme: &str,
-        token_url: Url,
-        client_id: Option<String>,
-        client_secret: Option<Secret>,
-        http: HttpClient,
-    ) -> Arc<Self> {
-        let refresh = match grant {
-            Grant::RefreshToken { .. } => None,
-            // Not a refresh token: only marks the token as renewable.
-            _ => Some(Secret::new("")),
-        };
-        let o = Self::new(
-            Secret::new(""),
-            refresh,
-            token_url,
-            client_id,
-            client_secret,
-            http,
-        );
-        let mut o = Arc::into_inner(o).expect("just built");
-        o.grant = grant;
-        o.scheme = scheme.trim().to_string();
-        Arc::new(o)
-    }
-
-    /// Like [`with_grant`](Self::with_grant) for `grant_type=refresh_token`.
-    pub fn refreshing(
-        refresh: Secret,
-        in_query: bool,
-        token_url: Url,
-        client_id: Option<String>,
-        client_secret: Option<Secret>,
-        http: HttpClient,
-    ) -> Arc<Self> {
-        let o = Self::new(
-            Secret::new(""),
-            Some(refresh),
-            token_url,
-            client_id,
-            client_secret,
-            http,
-        );
-        let mut o = Arc::into_inner(o).expect("just built");
-        o.grant = Grant::RefreshToken { in_query };
-        Arc::new(o)
+        }
     }
 
     /// What precedes the token in `Authorization`.
@@ -177,13 +175,18 @@ impl OAuth {
     }
 
     pub fn can_refresh(&self) -> bool {
-        self.tokens.read().unwrap().refresh.is_some()
+        self.renewable(&self.tokens.read().unwrap())
     }
 
-    /// The token is about to expire (and can be refreshed).
+    /// A new token can be had: a refresh token is known, or the grant needs none.
+    fn renewable(&self, t: &Tokens) -> bool {
+        t.refresh.is_some() || !matches!(self.grant, Grant::RefreshToken { .. })
+    }
+
+    /// The token is about to expire, or not obtained yet (and can be renewed).
     pub fn expiring(&self) -> bool {
         let t = self.tokens.read().unwrap();
-        t.refresh.is_some()
+        self.renewable(&t)
             && (t.access.expose().is_empty() || t.refresh_at.is_some_and(|at| Instant::now() >= at))
     }
 
@@ -222,10 +225,10 @@ impl OAuth {
             if t.generation != seen {
                 return Ok(());
             }
-            match &t.refresh {
-                Some(r) => r.clone(),
-                None => return Ok(()),
+            if !self.renewable(&t) {
+                return Ok(());
             }
+            t.refresh.clone().unwrap_or_else(|| Secret::new(""))
         };
         let form_req = |pairs: Vec<(&str, &str)>, in_query: bool| {
             let mut form = url::form_urlencoded::Serializer::new(String::new());

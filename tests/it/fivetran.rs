@@ -232,17 +232,18 @@ async fn rest_sync(
     vars: Value,
     out: &Path,
 ) -> etl::Result<etl::SyncSummary> {
-    let mut c = json!({"spec": spec_path(name), "base_url": fp.url});
+    let mut c = json!({"base_url": fp.url});
     for (k, v) in vars.as_object().unwrap() {
         c[k] = v.clone();
     }
-    etl::sync(
-        "rest",
-        ConfigReader::from_map(c.as_object().unwrap().clone()),
-        out,
-        opts(1_000_000),
-    )
-    .await
+    sync_rest(&spec_path(name), c, out).await
+}
+
+/// Sync the spec file `spec` with the configuration `config` (its variables).
+pub async fn sync_rest(spec: &str, mut config: Value, out: &Path) -> etl::Result<etl::SyncSummary> {
+    config["spec"] = json!(spec);
+    let c = ConfigReader::from_map(config.as_object().unwrap().clone());
+    etl::sync("rest", c, out, opts(1_000_000)).await
 }
 
 /// The saved cursor of `table` in the rest connector's state.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::common::opts;
 use crate::dests::{for_both_destinations_async, grid, reader, Kind};
-use crate::fivetran::{expected_users, spec_path, stored_users};
+use crate::fivetran::{expected_users, spec_path, stored_users, sync_rest};
 
 async fn pg() -> Playground {
     Playground::start(PlaygroundOptions::default())
@@ -20,15 +20,7 @@ async fn pg() -> Playground {
 }
 
 async fn sync_spec(pg: &Playground, spec: &str, out: &Path) -> etl::Result<etl::SyncSummary> {
-    let mut c = pg.rest_config();
-    c["spec"] = json!(spec);
-    etl::sync(
-        "rest",
-        ConfigReader::from_map(c.as_object().unwrap().clone()),
-        out,
-        opts(1_000_000),
-    )
-    .await
+    sync_rest(spec, pg.rest_config(), out).await
 }
 
 async fn sync_shipped(pg: &Playground, name: &str, out: &Path) -> etl::Result<etl::SyncSummary> {

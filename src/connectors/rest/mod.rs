@@ -26,7 +26,7 @@
 
 pub mod spec;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +36,9 @@ use futures::stream::{BoxStream, StreamExt};
 use serde_json::{json, Map, Value};
 use url::Url;
 
-use self::spec::{AuthSpec, Backfill, KeyPlace, Operation, Paginator, Spec, TableSpec, Windows};
+use self::spec::{
+    AuthSpec, Backfill, KeyPlace, Operation, Paginator, Spec, TableSpec, TimeFormat, Windows,
+};
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::batch::values::{format_utc_micros, parse_utc_micros};
 use crate::batch::{range_in, spawn_decode, BatchDecoder, PageContext};
@@ -179,6 +181,7 @@ impl Rest {
                         expires_in_field: expires_in_field.clone(),
                     },
                     prefix,
+                    None,
                     join_url(&spec.base_url, login_path)?,
                     None,
                     None,
@@ -191,9 +194,12 @@ impl Rest {
                 client_secret,
                 refresh_token,
                 in_query,
-            } => Auth::OAuth(OAuth::refreshing(
-                refresh_token.clone(),
-                *in_query,
+            } => Auth::OAuth(OAuth::with_grant(
+                Grant::RefreshToken {
+                    in_query: *in_query,
+                },
+                "Bearer",
+                Some(refresh_token.clone()),
                 token_url.clone(),
                 client_id.clone(),
                 client_secret.clone(),
@@ -209,6 +215,7 @@ impl Rest {
                     scope: scope.clone(),
                 },
                 "Bearer",
+                None,
                 token_url.clone(),
                 Some(client_id.clone()),
                 Some(client_secret.clone()),
@@ -220,8 +227,7 @@ impl Rest {
             .with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
         http = http.with_header("accept", "application/json");
         for (k, v) in &spec.headers {
-            let name: &'static str = Box::leak(k.to_ascii_lowercase().into_boxed_str());
-            http = http.with_header(name, v);
+            http = http.with_header_value(k.clone(), v.clone());
         }
         let tables = spec
             .tables
@@ -301,9 +307,7 @@ fn cursor_minus(v: &str, lookback: std::time::Duration) -> String {
         CursorKey::Time(t) => {
             let t = t - lookback.as_micros() as i64;
             if !v.contains('.') && v.ends_with('Z') {
-                chrono::DateTime::from_timestamp_micros(t)
-                    .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                    .unwrap_or_else(|| v.to_string())
+                TimeFormat::Rfc3339.write(t)
             } else {
                 format_utc_micros(t)
             }
@@ -583,7 +587,12 @@ impl<'a> Run<'a> {
         extra: &[(String, String)],
     ) -> Result<Url> {
         let path = fill(&t.path, parent, &t.name)?;
-        let mut url = join_url(&self.rest.spec.base_url, &path)?;
+        let mut url = join_url(&self.rest.spec.base_url, &path).map_err(|e| {
+            Error::config(
+                Some(&self.rest.spec.path),
+                format!("table {}: path: {e}", t.name),
+            )
+        })?;
         {
             let mut q = url.query_pairs_mut();
             for (k, v) in &t.params {
@@ -749,7 +758,8 @@ impl<'a> Run<'a> {
                 keep.extend(list.iter().cloned());
             }
             if n > 0 {
-                self.emit(t, target, &resp.body, &location, rows).await?;
+                self.emit(t, target, &resp.body, list, &location, rows)
+                    .await?;
             }
             rows += n;
             self.ctx.emit.page_fetched();
@@ -1013,6 +1023,7 @@ impl<'a> Run<'a> {
         t: &TableSpec,
         target: &str,
         page: &bytes::Bytes,
+        records: &[Value],
         location: &str,
         first_row: u64,
     ) -> Result<()> {
@@ -1050,7 +1061,7 @@ impl<'a> Run<'a> {
             }
             Operation::Update => {
                 // Only the fields the records carry (and the key, and the sync time).
-                let fields = present_fields(page, &t.records);
+                let fields = present_fields(records);
                 let keep: Vec<usize> = schema
                     .columns
                     .iter()
@@ -1058,7 +1069,7 @@ impl<'a> Run<'a> {
                     .filter(|(_, c)| {
                         schema.is_primary_key(&c.name)
                             || c.source == ColumnSource::SyncedAt
-                            || matches!(&c.source, ColumnSource::Path(p) if p.len() == 1 && fields.contains_key(&p[0]))
+                            || matches!(&c.source, ColumnSource::Path(p) if p.len() == 1 && fields.contains(p[0].as_str()))
                     })
                     .map(|(i, _)| i)
                     .collect();
@@ -1237,20 +1248,13 @@ fn record_ranges(page: &[u8], path: &[String]) -> std::result::Result<Vec<Range<
     Ok(list.iter().map(|v| range_in(page, v)).collect())
 }
 
-/// The top-level fields of the page's records.
-fn present_fields(page: &[u8], path: &[String]) -> HashMap<String, ()> {
-    let v: Value = serde_json::from_slice(page).unwrap_or(Value::Null);
-    let mut out = HashMap::new();
-    if let Some(Value::Array(list)) = at(&v, path) {
-        for r in list {
-            if let Some(o) = r.as_object() {
-                for k in o.keys() {
-                    out.insert(k.clone(), ());
-                }
-            }
-        }
-    }
-    out
+/// The top-level fields the records carry.
+fn present_fields(records: &[Value]) -> HashSet<&str> {
+    records
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|o| o.keys().map(String::as_str))
+        .collect()
 }
 
 impl Connector for Rest {

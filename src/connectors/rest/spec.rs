@@ -28,7 +28,7 @@ pub struct Spec {
     pub path: PathBuf,
     pub name: String,
     pub base_url: Url,
-    pub headers: Vec<(String, String)>,
+    pub headers: Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>,
     pub auth: AuthSpec,
     pub timeout: Duration,
     pub attempts: u32,
@@ -547,9 +547,15 @@ pub fn parse(
                         return Err(h.err(&k, format!("expected a string, found {}", kind(other))))
                     }
                 };
-                reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
                     .map_err(|_| h.err(&k, "is not a valid header name"))?;
-                out.push((k, v));
+                let value = reqwest::header::HeaderValue::from_str(&v).map_err(|_| {
+                    h.err(
+                        &k,
+                        "holds characters a header value cannot (control characters, line breaks)",
+                    )
+                })?;
+                out.push((name, value));
             }
             out
         }
@@ -586,6 +592,13 @@ pub fn parse(
                     file,
                     &format!("tables[{i}].parent"),
                     format!("{p:?} is not a table declared before this one"),
+                ));
+            }
+            if tables.iter().any(|o| &o.name == p && o.windows.is_some()) {
+                return Err(err(
+                    file,
+                    &format!("tables[{i}].parent"),
+                    format!("{p:?} is read by windows: it cannot have child tables"),
                 ));
             }
         } else if t.path.contains("{parent.") {
@@ -1123,6 +1136,17 @@ windows = { start_param = "from", end_param = "to", window_hours = 24, backfill_
             (
                 WINDOWS.replace("window_hours = 24", "window_hours = 0"),
                 "tables[0].windows.window_hours: must be a whole number in 1..=",
+            ),
+            (
+                GOOD.replace(
+                    "base_url = \"http://127.0.0.1:5001\"",
+                    "base_url = \"http://127.0.0.1:5001\"\nheaders = { X-Client = \"a\\nb\" }",
+                ),
+                "headers.X-Client: holds characters a header value cannot",
+            ),
+            (
+                format!("{WINDOWS}[[tables]]\nname = \"detail\"\nparent = \"event\"\npath = \"/events/{{parent.id}}\"\n"),
+                "tables[1].parent: \"event\" is read by windows",
             ),
             (
                 GOOD.replace("records = \"data\"", "records = \"data\"\nconcurrency = 0"),
