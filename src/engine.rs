@@ -11,6 +11,13 @@
 //! If the connector fails, or the future is dropped, the writer rolls back to
 //! the last commit; a rerun resumes from there and, because merges are
 //! idempotent by key, ends with exactly the source's rows.
+//!
+//! Soft-deleting what a complete scan did not see is guarded: when it would
+//! remove more than `max_delete_fraction` of a table's live rows and the
+//! source reported no total that agrees, the writer commits what was read,
+//! skips the deletion and the sync ends with [`Error::DeletesRefused`]. A
+//! source that suddenly answers with far fewer rows is more often broken
+//! than emptied.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +68,8 @@ pub enum Op {
         table: Arc<TableSchema>,
         column: String,
         before_micros: i64,
+        /// The number of rows the source said the list holds, if it did.
+        source_total: Option<u64>,
     },
     Reject(Vec<Reject>),
     /// A safe point: `state` is the stream's progress covering all ops sent before it.
@@ -90,6 +99,13 @@ pub struct SyncOptions {
     pub format: Option<OutputFormat>,
     /// File sizes, compression and partitioning of Parquet output.
     pub parquet: crate::dest::parquet::ParquetOptions,
+    /// Pages one scan of one table may take (the last resort against a
+    /// pagination that never ends).
+    pub max_pages: u64,
+    /// The largest share (0..=1) of a table's live rows one complete scan
+    /// may soft-delete as unseen, unless the source's total agrees; 1 turns
+    /// the guard off.
+    pub max_delete_fraction: f64,
 }
 
 /// The kind of destination `--out` names.
@@ -125,6 +141,8 @@ impl Default for SyncOptions {
             memory_limit: Some("1GB".into()),
             format: None,
             parquet: Default::default(),
+            max_pages: crate::http::paginate::DEFAULT_MAX_PAGES,
+            max_delete_fraction: 0.5,
         }
     }
 }
@@ -188,16 +206,21 @@ impl Emitter {
         .await
     }
 
+    /// After a complete scan: soft-delete the rows it did not see (their
+    /// `column` is older than `before_micros`). `source_total` is how many
+    /// rows the source said the list holds, when it says.
     pub async fn delete_older_than(
         &self,
         table: &Arc<TableSchema>,
         column: &str,
         before_micros: i64,
+        source_total: Option<u64>,
     ) -> Result<()> {
         self.send(Op::DeleteOlderThan {
             table: table.clone(),
             column: column.into(),
             before_micros,
+            source_total,
         })
         .await
     }
@@ -309,6 +332,37 @@ struct WriterReport {
     commits: u64,
     /// False when the channel closed before `Finish` and the writer rolled back.
     finished: bool,
+    /// Soft-deletions the guard refused.
+    refused: Vec<RefusedDelete>,
+}
+
+/// A soft-deletion of unseen rows the guard refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefusedDelete {
+    pub table: String,
+    /// Live rows before.
+    pub live: u64,
+    /// Rows the scan did not see, which would have been soft-deleted.
+    pub unseen: u64,
+    /// The total the source reported, if any.
+    pub source_total: Option<u64>,
+}
+
+impl std::fmt::Display for RefusedDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "table {}: the scan did not see {} of {} live rows ({:.0}%)",
+            self.table,
+            self.unseen,
+            self.live,
+            100.0 * self.unseen as f64 / self.live.max(1) as f64
+        )?;
+        if let Some(t) = self.source_total {
+            write!(f, " while the source said it holds {t}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Run `connector` into `dest` until the source is exhausted or an error stops it.
@@ -356,6 +410,7 @@ pub async fn run_sync(
         state,
         emit: emitter,
         http_metrics: http_metrics.clone(),
+        max_pages: opts.max_pages,
     };
     let reading = Instant::now();
     let outcome = connector.sync(ctx).await;
@@ -402,6 +457,12 @@ pub async fn run_sync(
         return Err(Error::Internal(
             "the destination writer stopped before the end of the sync".into(),
         ));
+    }
+    if !report.refused.is_empty() {
+        return Err(Error::DeletesRefused {
+            refused: report.refused,
+            max_fraction: opts.max_delete_fraction,
+        });
     }
     Ok(SyncSummary {
         connector: name,
@@ -461,6 +522,7 @@ fn writer_loop(
     let mut rows_since = 0u64;
     let mut last_commit = Instant::now();
     let mut dirty = false;
+    let mut refused = Vec::new();
     let result = (|| -> Result<bool> {
         loop {
             let msg = match rx.blocking_recv() {
@@ -496,7 +558,38 @@ fn writer_loop(
                             table,
                             column,
                             before_micros,
-                        } => dest.delete_older_than(&table, &column, before_micros)?,
+                            source_total,
+                        } => {
+                            if opts.max_delete_fraction < 1.0 {
+                                // Count on committed data: what was read is
+                                // kept whatever the guard decides.
+                                summary.add(&dest.commit(connector, &state)?);
+                                commits += 1;
+                                rows_since = 0;
+                                last_commit = Instant::now();
+                                dirty = false;
+                                let (live, unseen) =
+                                    dest.live_and_stale(&table, &column, before_micros)?;
+                                let r = RefusedDelete {
+                                    table: table.name.clone(),
+                                    live,
+                                    unseen,
+                                    source_total,
+                                };
+                                let share = unseen as f64 / live.max(1) as f64;
+                                if share > opts.max_delete_fraction {
+                                    if source_total == Some(live - unseen) {
+                                        tracing::info!(table = %table.name, unseen, live, "soft-deleting most rows: the source's total agrees");
+                                    } else {
+                                        tracing::warn!(table = %table.name, unseen, live, source_total, "refusing to soft-delete: {r}");
+                                        refused.push(r);
+                                        continue;
+                                    }
+                                }
+                            }
+                            dirty = true;
+                            dest.delete_older_than(&table, &column, before_micros)?
+                        }
                         Op::Reject(r) => dest.reject(&r)?,
                         Op::Checkpoint {
                             stream,
@@ -527,6 +620,7 @@ fn writer_loop(
             summary,
             commits,
             finished: true,
+            refused,
         }),
         Ok(false) => {
             dest.rollback()?;
@@ -538,6 +632,7 @@ fn writer_loop(
                 summary,
                 commits,
                 finished: false,
+                refused,
             })
         }
         Err(e) => {

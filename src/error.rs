@@ -46,6 +46,15 @@ pub enum Error {
     #[error("{source}. Everything read until then is committed; run the sync again after the reset to continue")]
     QuotaExhausted { source: crate::http::HttpError },
 
+    /// A complete scan would have soft-deleted too large a share of a
+    /// table's rows; what was read is committed, nothing was deleted.
+    #[error("{}; nothing was soft-deleted (more than --max-delete-fraction {max_fraction} of the live rows, and the source reported no total that agrees). \
+The rows read were committed. If the source really lost these rows, run the sync again with --max-delete-fraction 1", .refused.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "))]
+    DeletesRefused {
+        refused: Vec<crate::engine::RefusedDelete>,
+        max_fraction: f64,
+    },
+
     /// A bug or an unexpected internal condition.
     #[error("internal error: {0}")]
     Internal(String),

@@ -10,6 +10,26 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+
+/// `println!` that never panics: when stdout is a closed pipe
+/// (`etl schema prefect | head -1`) the rest of the output is dropped and
+/// the command still ends with its own exit code.
+macro_rules! out {
+    () => { out!("") };
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_fmt(format_args!($($t)*)).and_then(|_| o.write_all(b"\n"));
+    }};
+}
+
+/// `eprintln!` that never panics on a closed stderr.
+macro_rules! err_out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
 use etl::config::ConfigReader;
 use etl::playground::{Playground, PlaygroundOptions};
 use etl::{Error, SyncOptions};
@@ -112,6 +132,23 @@ struct SyncArgs {
     /// Memory DuckDB may use for caching and merging (beyond it, it spills to disk).
     #[arg(long, default_value = "1GB", value_name = "SIZE", value_parser = memory_size)]
     memory_limit: String,
+    /// Refuse to soft-delete more than this share (0 to 1) of a table's live rows
+    /// as "no longer in the source" after one scan, unless the source's own total
+    /// agrees: the rows read are committed and the sync exits 1. 1 turns the guard off.
+    #[arg(long, default_value_t = 0.5, value_name = "FRACTION", value_parser = fraction)]
+    max_delete_fraction: f64,
+    /// Stop a table's scan with an error after this many pages (the last resort
+    /// against a source whose pagination never ends).
+    #[arg(long, default_value_t = etl::http::paginate::DEFAULT_MAX_PAGES, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_pages: u64,
+}
+
+/// Clap parser for `--max-delete-fraction`.
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err("expected a number from 0 to 1, such as 0.5".into()),
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -191,14 +228,14 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            err_out!("error: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            err_out!("error: {e}");
             ExitCode::from(e.exit_code())
         }
     }
@@ -208,7 +245,7 @@ async fn run(cmd: Command) -> Result<(), Error> {
     match cmd {
         Command::Connectors => {
             for c in etl::connectors::registry() {
-                println!("{:<12} {}", c.name, c.description);
+                out!("{:<12} {}", c.name, c.description);
             }
             Ok(())
         }
@@ -223,7 +260,7 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
     let tables = (info.tables)();
     if json {
         let v: Vec<_> = tables.iter().map(|t| t.as_ref()).collect();
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&v).expect("schemas serialise")
         );
@@ -233,7 +270,7 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
         let partitioned = t.partition_by.as_ref().map_or(String::new(), |p| {
             format!("; Parquet partitions: {p} → {}=…", p.key())
         });
-        println!(
+        out!(
             "table {} (primary key: {}{partitioned})",
             t.name,
             t.primary_key.join(", ")
@@ -253,7 +290,7 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
                 etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
                 etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
             };
-            println!(
+            out!(
                 "  {:<w$} {:<14} duckdb {:<12} from {}",
                 c.name,
                 c.ty.to_string(),
@@ -261,14 +298,14 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
                 source
             );
         }
-        println!(
+        out!(
             "  {:<w$} {:<14} duckdb {:<12} soft-delete flag",
             etl::schema::DELETED_COLUMN,
             "BOOLEAN",
             "BOOLEAN"
         );
     }
-    println!("\nsample configuration:\n{}", info.sample_config);
+    out!("\nsample configuration:\n{}", info.sample_config);
     Ok(())
 }
 
@@ -298,20 +335,20 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
     let pg = Playground::start(opts)
         .await
         .map_err(|e| Error::Usage(format!("cannot listen on 127.0.0.1:{}: {e}", a.port)))?;
-    println!("playground listening on {}", pg.url());
-    println!("API key (Bearer): {}", pg.api_key());
-    println!(
+    out!("playground listening on {}", pg.url());
+    out!("API key (Bearer): {}", pg.api_key());
+    out!(
         "Userflow: {} users at {}/users",
         pg.userflow().len(),
         pg.url()
     );
-    println!(
+    out!(
         "Prefect: {} flow runs at {}{}",
         pg.prefect().all("flow_runs").len(),
         pg.url(),
         etl::playground::prefect::PREFIX
     );
-    println!(
+    out!(
         "Egnyte: {} users at {}/pubapi/v2/users ({} calls/s per token{})",
         pg.egnyte().users.lock().unwrap().len(),
         pg.url(),
@@ -322,7 +359,7 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
             String::new()
         }
     );
-    println!(
+    out!(
         "Fivetran api playground: {} users at {}/pagination/offset (…/page_number, …/next_page_url, …/keyset, /incremental/…, /cursors/…, /auth/…), CSV at {}/export/csv, SDK example records at {}/sdk/…",
         pg.fivetran().users_snapshot().len(),
         pg.url(),
@@ -331,15 +368,15 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
     );
     for name in ["egnyte", "userflow", "prefect", "csv_export"] {
         let cfg = pg.config_for(name).expect("mocked");
-        println!("configuration for `etl sync {name} --config FILE`:");
-        println!("{}", serde_json::to_string_pretty(&cfg).expect("json"));
+        out!("configuration for `etl sync {name} --config FILE`:");
+        out!("{}", serde_json::to_string_pretty(&cfg).expect("json"));
     }
-    println!("configuration for `etl sync rest --spec data/specs/<spec>.toml --config FILE` (each spec takes the keys it names):");
-    println!(
+    out!("configuration for `etl sync rest --spec data/specs/<spec>.toml --config FILE` (each spec takes the keys it names):");
+    out!(
         "{}",
         serde_json::to_string_pretty(&pg.config_for("rest").expect("mocked")).expect("json")
     );
-    println!("press Ctrl-C to stop");
+    out!("press Ctrl-C to stop");
     let _ = tokio::signal::ctrl_c().await;
     Ok(())
 }
@@ -415,13 +452,15 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
             row_group_bytes: ((a.max_file_mib as usize) << 20).min(64 << 20),
             partition_overrides: a.partition_by.iter().cloned().collect(),
         },
+        max_pages: a.max_pages,
+        max_delete_fraction: a.max_delete_fraction,
         ..Default::default()
     };
     let work = etl::sync(&a.connector, config, &a.out, opts);
     tokio::select! {
         r = work => {
             let summary = r?;
-            println!("{summary}");
+            out!("{summary}");
             Ok(())
         }
         _ = tokio::signal::ctrl_c() => {

@@ -12,6 +12,7 @@
 //! [`decode_on_pool`] runs a whole page there so async fetchers never block.
 
 pub mod pyjson;
+pub mod shape;
 pub mod values;
 
 use std::borrow::Cow;
@@ -345,16 +346,33 @@ impl BatchDecoder {
                     continue;
                 }
             }
+            if let (Some(&c), Some(at)) = (self.raw_columns.first(), shape::lone_surrogate(text)) {
+                // The whole record is written as JSON: it must be Unicode.
+                bad.push(BadValue {
+                    row: r,
+                    column: c,
+                    value: Some(snippet(text, at)),
+                    message: shape::surrogate_message(text, at),
+                });
+                continue;
+            }
             for &c in &self.raw_columns {
                 row_slots[c] = Some(text);
             }
-            if !self.hash_columns.is_empty() {
+            if let Some(&c) = self.hash_columns.first() {
                 hashes.resize(r, None);
-                hashes.push(
-                    serde_json::from_str::<serde_json::Value>(text)
-                        .ok()
-                        .map(|v| pyjson::row_hash(&v)),
-                );
+                match serde_json::from_str::<serde_json::Value>(text) {
+                    Ok(v) => hashes.push(Some(pyjson::row_hash(&v))),
+                    Err(e) => {
+                        bad.push(BadValue {
+                            row: r,
+                            column: c,
+                            value: Some(truncate_for_display(text, 120)),
+                            message: format!("cannot hash the record: {e}"),
+                        });
+                        continue;
+                    }
+                }
             }
             for (c, s) in row_slots.iter().enumerate() {
                 slots[c * n + r] = *s;
@@ -362,13 +380,32 @@ impl BatchDecoder {
         }
         for &c in &self.pk_columns {
             for r in 0..n {
-                if slots[c * n + r].is_none() && !bad.iter().any(|b| b.row == r) {
-                    bad.push(BadValue {
+                if bad.iter().any(|b| b.row == r) {
+                    continue;
+                }
+                match slots[c * n + r] {
+                    None => bad.push(BadValue {
                         row: r,
                         column: c,
                         value: None,
                         message: "primary key is missing or null".into(),
-                    });
+                    }),
+                    // A key is a string or a number: an object stored as its
+                    // text would never match the row it stands for.
+                    Some(raw)
+                        if !matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) =>
+                    {
+                        bad.push(BadValue {
+                            row: r,
+                            column: c,
+                            value: Some(truncate_for_display(raw, 120)),
+                            message: format!(
+                                "a primary key must be a string or a number, got {}",
+                                shape::json_kind(raw)
+                            ),
+                        })
+                    }
+                    Some(_) => {}
                 }
             }
         }
@@ -453,6 +490,21 @@ impl BatchDecoder {
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
         Ok(Decoded { batch, rejects })
     }
+}
+
+/// Up to 60 bytes of `text` around byte `at`, for an error message.
+fn snippet(text: &str, at: usize) -> String {
+    let mut start = at.saturating_sub(30);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (at + 30).min(text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    let pre = if start > 0 { "…" } else { "" };
+    let post = if end < text.len() { "…" } else { "" };
+    format!("{pre}{}{post}", &text[start..end])
 }
 
 fn type_error(ty: ColumnType) -> String {
@@ -571,28 +623,31 @@ fn convert_column(
             }
             Arc::new(b.finish())
         }
-        ColumnType::String | ColumnType::Xml => {
+        ColumnType::String | ColumnType::Xml | ColumnType::Json => {
             let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
             let mut b = StringBuilder::with_capacity(n, bytes);
-            for v in column {
-                match *v {
-                    None => b.append_null(),
-                    // Strings are unquoted; numbers, booleans, objects keep their JSON text.
-                    Some(raw) => match values::json_str(raw) {
-                        Some(s) => b.append_value(s),
-                        None => b.append_value(raw),
-                    },
+            for (r, v) in column.iter().enumerate() {
+                let Some(raw) = *v else {
+                    b.append_null();
+                    continue;
+                };
+                // Nothing that is not Unicode is ever written: a lone
+                // surrogate escape would make the table unreadable.
+                if let Some(at) = shape::lone_surrogate(raw) {
+                    bad.push(BadValue {
+                        row: r,
+                        column: c,
+                        value: Some(snippet(raw, at)),
+                        message: shape::surrogate_message(raw, at),
+                    });
+                    b.append_null();
+                    continue;
                 }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::Json => {
-            let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
-            let mut b = StringBuilder::with_capacity(n, bytes);
-            for v in column {
-                match *v {
-                    None => b.append_null(),
-                    Some(raw) => b.append_value(raw),
+                match (ty, values::json_str(raw)) {
+                    // JSON keeps its text; strings are unquoted; numbers,
+                    // booleans and objects in a string column keep their JSON text.
+                    (ColumnType::Json, _) | (_, None) => b.append_value(raw),
+                    (_, Some(s)) => b.append_value(s),
                 }
             }
             Arc::new(b.finish())

@@ -401,7 +401,8 @@ impl CsvExport {
         let auth = cfg.api_key.clone().map_or(Auth::None, Auth::Bearer);
         let http = HttpClient::new(policy, auth)
             .with_header("accept", "text/csv")
-            .with_metrics(metrics);
+            .with_metrics(metrics)
+            .for_origins([&cfg.url]);
         let table = Arc::new(user_table(cfg.on_bad_row));
         CsvExport { cfg, http, table }
     }
@@ -484,7 +485,7 @@ impl CsvExport {
             .await?;
         // The whole export was read: rows it no longer has were deleted.
         ctx.emit
-            .delete_older_than(&self.table, "_synced_at", began)
+            .delete_older_than(&self.table, "_synced_at", began, None)
             .await?;
         ctx.emit
             .checkpoint(

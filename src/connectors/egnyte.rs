@@ -43,6 +43,7 @@ use url::Url;
 
 use super::ordered::OrderedTasks;
 use super::{Connector, ConnectorInfo, SyncContext};
+use crate::batch::shape::expect_object;
 use crate::batch::values::format_utc_micros;
 use crate::batch::{range_in, spawn_decode, BatchDecoder, Decoded, PageContext};
 use crate::config::ConfigReader;
@@ -372,12 +373,24 @@ fn envelope(body: &[u8], paging: Paging) -> std::result::Result<Envelope, String
     let text = std::str::from_utf8(body).map_err(|e| format!("page is not UTF-8: {e}"))?;
     let (list, total) = match paging {
         Paging::Scim => {
+            expect_object(text, "\"resources\" and \"totalResults\"")?;
             let p: Scim = serde_json::from_str(text)
                 .map_err(|e| format!("expected a SCIM list response: {e}"))?;
-            let list = p.resources.or(p.resources_upper).unwrap_or_default();
+            // SCIM may leave the list out only when it is empty (RFC 7644 §3.4.2).
+            let list = match (p.resources.or(p.resources_upper), p.total) {
+                (Some(l), _) => l,
+                (None, Some(0)) => Vec::new(),
+                (None, _) => {
+                    return Err(
+                        "expected a SCIM list response with \"resources\" and \"totalResults\""
+                            .into(),
+                    )
+                }
+            };
             (list, p.total)
         }
         Paging::Offset { key } => {
+            expect_object(text, &format!("a {key:?} list"))?;
             let p: V1 = serde_json::from_str(text)
                 .map_err(|e| format!("expected an object with a {key:?} list: {e}"))?;
             let list = if key == "notes" { p.notes } else { p.bookmarks };
@@ -403,6 +416,8 @@ struct Scan {
     /// It reached the end and the list's total never changed during it.
     complete_and_stable: bool,
     pages: u64,
+    /// The list's total as the server reported it (SCIM `totalResults`).
+    total: Option<u64>,
 }
 
 fn now_micros() -> i64 {
@@ -440,7 +455,8 @@ impl Egnyte {
             .with_header("accept", "application/json")
             .with_metrics(metrics)
             .with_rate_limit(limiter.clone())
-            .with_classifier(mashery());
+            .with_classifier(mashery())
+            .for_origins([&cfg.base]);
         let page = cfg.max_records_per_page;
         let stream = |t: TableSchema, path, paging, page_size| {
             let table = Arc::new(t);
@@ -544,6 +560,7 @@ impl Egnyte {
         let mut pages = 0u64;
         let mut launching = true;
         let mut saved_token: Option<String> = None;
+        let mut guard = crate::http::paginate::ScanGuard::new(ctx.max_pages);
         loop {
             while launching
                 && inflight.len() < self.cfg.concurrency
@@ -580,10 +597,20 @@ impl Egnyte {
                 bound = Some(bound.map_or(t, |b| b.max(t)));
             }
             let end = match (s.paging, page.total) {
+                // An empty page ends the list only where the total agrees.
+                (_, Some(t)) if page.records == 0 && pos < t => {
+                    return Err(Error::source(
+                        format!("Egnyte {} at position {}", s.name(), pos + 1),
+                        crate::http::paginate::empty_but_more(&format!("the list holds {t}")),
+                    ))
+                }
                 (_, _) if page.records == 0 => true,
                 (Paging::Scim, Some(t)) => pos + page.records >= t,
                 _ => page.records < size,
             };
+            guard
+                .count()
+                .map_err(|m| Error::source(format!("Egnyte {}", s.name()), m))?;
             if self.cfg.debug_logging {
                 tracing::info!(stream = s.name(), position = pos, records = page.records, total = ?page.total, "page");
             } else {
@@ -605,12 +632,14 @@ impl Egnyte {
                 return Ok(Scan {
                     complete_and_stable: stable,
                     pages,
+                    total: first_total,
                 });
             }
         }
         Ok(Scan {
             complete_and_stable: stable,
             pages,
+            total: first_total,
         })
     }
 
@@ -701,7 +730,7 @@ impl Egnyte {
         if scan.complete_and_stable {
             // Whatever a complete scan did not see was deleted in Egnyte.
             ctx.emit
-                .delete_older_than(&s.table, "_synced_at", began)
+                .delete_older_than(&s.table, "_synced_at", began, scan.total)
                 .await?;
         } else {
             tracing::warn!(

@@ -29,6 +29,9 @@ pub struct SyncContext {
     pub emit: Emitter,
     /// Shared by every HTTP client of this sync, for the summary.
     pub http_metrics: Arc<HttpMetrics>,
+    /// Pages one scan of one table may take (`--max-pages`): the last
+    /// resort that makes every pagination terminate.
+    pub max_pages: u64,
 }
 
 /// A source of tables.

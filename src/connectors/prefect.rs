@@ -398,7 +398,8 @@ impl Prefect {
         let http = HttpClient::new(policy, auth)
             .with_header("accept", "application/json")
             .with_header("x-prefect-api-version", "0.8.4")
-            .with_metrics(metrics);
+            .with_metrics(metrics)
+            .for_origins([&cfg.api_url]);
         let endpoint = |objects: &'static str, t: TableSchema| {
             let table = Arc::new(t);
             Endpoint {
@@ -495,6 +496,7 @@ impl Prefect {
         let mut next_offset = point.offset;
         let mut launching = true;
         let mut pages = 0u64;
+        let mut guard = crate::http::paginate::ScanGuard::new(ctx.max_pages);
         loop {
             let must_wait = bound.is_none() && inflight.is_empty() && next_offset > first_offset;
             if counting
@@ -546,6 +548,9 @@ impl Prefect {
             };
             ctx.emit.page_fetched();
             pages += 1;
+            guard
+                .count()
+                .map_err(|m| Error::source(format!("Prefect {url}"), m))?;
             window = window.saturating_mul(2);
             let last = page.records < limit;
             let mut batch = page.decoded.batch;
@@ -716,7 +721,7 @@ impl Prefect {
         if scan.stable {
             // A complete, stable scan: whatever it did not see was deleted.
             ctx.emit
-                .delete_older_than(&ep.table, "_synced_at", started)
+                .delete_older_than(&ep.table, "_synced_at", started, scan.count)
                 .await?;
         } else {
             tracing::warn!(

@@ -132,8 +132,7 @@ pub struct Userflow {
 struct ListPage<'a> {
     #[serde(borrow)]
     data: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
-    has_more: bool,
+    has_more: Option<bool>,
     #[serde(borrow, default)]
     next_page_url: Option<Cow<'a, str>>,
 }
@@ -159,7 +158,8 @@ impl Userflow {
         let http = HttpClient::new(policy, Auth::Bearer(cfg.api_key.clone()))
             .with_header("userflow-version", "2020-01-03")
             .with_header("accept", "application/json")
-            .with_metrics(metrics);
+            .with_metrics(metrics)
+            .for_origins([&cfg.base_url]);
         let table = Arc::new(users_table());
         let decoder = Arc::new(BatchDecoder::new(table.clone()));
         Userflow {
@@ -182,30 +182,30 @@ impl Userflow {
         let ctx = || format!("Userflow users page {url}");
         let text = std::str::from_utf8(page)
             .map_err(|e| Error::source(ctx(), format!("body is not UTF-8: {e}")))?;
+        // Userflow documents a list object; anything else is not an empty page.
+        crate::batch::shape::expect_object(text, "\"data\" and \"has_more\"")
+            .map_err(|m| Error::source(ctx(), m))?;
         let list: ListPage<'_> = serde_json::from_str(text)
             .map_err(|e| Error::source(ctx(), format!("malformed list object: {e}")))?;
         let data = list
             .data
             .ok_or_else(|| Error::source(ctx(), "list object has no \"data\" array"))?;
-        let last_id = match data.last() {
-            None => None,
-            Some(raw) => {
-                let id: IdOnly = serde_json::from_str(raw.get())
-                    .map_err(|e| Error::source(ctx(), format!("last user has no \"id\": {e}")))?;
-                Some(match id.id {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Number(n) => n.to_string(),
-                    other => {
-                        return Err(Error::source(
-                            ctx(),
-                            format!("user id is not a string: {other}"),
-                        ))
-                    }
-                })
-            }
-        };
+        // The end of the list is known only from has_more: false.
+        let has_more = list
+            .has_more
+            .ok_or_else(|| Error::source(ctx(), "list object has no \"has_more\""))?;
+        // A last user without a usable id is the decoder's to report (with
+        // its row, or quarantined); the next page then follows next_page_url.
+        let last_id =
+            data.last().and_then(
+                |raw| match serde_json::from_str::<IdOnly>(raw.get()).ok()?.id {
+                    serde_json::Value::String(s) => Some(s),
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                },
+            );
         let info = PageInfo {
-            has_more: list.has_more,
+            has_more,
             next_page_url: list.next_page_url.map(Cow::into_owned),
             last_id,
             count: data.len(),
@@ -232,7 +232,13 @@ impl Userflow {
             None => tracing::info!(stream = STREAM, "starting full scan"),
         }
         let mut started_us = started_us;
-        let mut pag = StartingAfter::new(self.endpoint(), self.cfg.page_size, resume_after.clone());
+        let max_pages = ctx.max_pages;
+        let mut pag = StartingAfter::new(
+            self.endpoint(),
+            self.cfg.page_size,
+            resume_after.clone(),
+            max_pages,
+        );
         let mut pending: VecDeque<(DecodeFuture, Option<String>)> = VecDeque::new();
         let mut row: u64 = 0;
         let mut restarted = false;
@@ -256,7 +262,12 @@ impl Userflow {
                         restarted = true;
                         // A new start time, so users deleted since the first attempt are soft-deleted.
                         started_us = now_micros();
-                        pag = StartingAfter::new(self.endpoint(), self.cfg.page_size, None);
+                        pag = StartingAfter::new(
+                            self.endpoint(),
+                            self.cfg.page_size,
+                            None,
+                            max_pages,
+                        );
                         continue;
                     }
                     Err(e) => {
@@ -302,7 +313,7 @@ impl Userflow {
         }
         // The scan is complete: whoever it did not see is gone from Userflow.
         ctx.emit
-            .delete_older_than(&self.table, "_synced_at", started_us)
+            .delete_older_than(&self.table, "_synced_at", started_us, None)
             .await?;
         ctx.emit
             .checkpoint(
@@ -378,10 +389,21 @@ mod tests {
             e.contains("no \"data\" array") && e.contains("http://h/users?limit=2"),
             "{e}"
         );
-        let e = Userflow::parse_page(br#"{"data": [{"name": "x"}]}"#, &url)
+        let (_, p) =
+            Userflow::parse_page(br#"{"data": [{"name": "x"}], "has_more": false}"#, &url).unwrap();
+        assert_eq!(p.last_id, None, "left to the decoder to report");
+        let e = Userflow::parse_page(br#"[[]]"#, &url)
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("no \"id\""), "{e}");
+        assert!(
+            e.contains("expected an object with \"data\" and \"has_more\", got an array"),
+            "{e}"
+        );
+        let e = Userflow::parse_page(br#"{"data": []}"#, &url)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no \"has_more\""), "{e}");
     }
 }

@@ -630,6 +630,32 @@ impl Destination for DuckDbDestination {
         Ok(())
     }
 
+    fn live_and_stale(
+        &mut self,
+        table: &TableSchema,
+        column: &str,
+        before_micros: i64,
+    ) -> Result<(u64, u64)> {
+        self.begin()?;
+        self.ensure_table(table)?;
+        self.flush_upserts(&table.name)?;
+        let (live, stale): (i64, i64) = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FILTER (WHERE NOT {del}), \
+                     count(*) FILTER (WHERE NOT {del} AND epoch_us({}) < ?) FROM {}",
+                    ident(column),
+                    ident(&table.name),
+                    del = ident(DELETED_COLUMN)
+                ),
+                [before_micros],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| self.err(format!("counting the live rows of {}", table.name), e))?;
+        Ok((live as u64, stale as u64))
+    }
+
     fn reject(&mut self, rejects: &[Reject]) -> Result<()> {
         if rejects.is_empty() {
             return Ok(());

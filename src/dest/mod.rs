@@ -86,6 +86,18 @@ pub trait Destination: Send {
         before_micros: i64,
     ) -> Result<()>;
 
+    /// How many rows of `table` are live, and how many of those have
+    /// `column` older than `before_micros` (what [`delete_older_than`]
+    /// would soft-delete). Called right after a commit.
+    ///
+    /// [`delete_older_than`]: Destination::delete_older_than
+    fn live_and_stale(
+        &mut self,
+        table: &TableSchema,
+        column: &str,
+        before_micros: i64,
+    ) -> Result<(u64, u64)>;
+
     /// Keep records that did not fit their schema, in the same commit as the data.
     fn reject(&mut self, rejects: &[Reject]) -> Result<()>;
 

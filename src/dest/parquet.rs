@@ -1805,6 +1805,62 @@ impl Destination for ParquetDestination {
         Ok(())
     }
 
+    fn live_and_stale(
+        &mut self,
+        table: &TableSchema,
+        column: &str,
+        before_micros: i64,
+    ) -> Result<(u64, u64)> {
+        let Some(t) = self.tables.get(&table.name) else {
+            return Ok((0, 0));
+        };
+        if !t.ops.is_empty() {
+            return Err(Error::Internal(format!(
+                "table {}: live rows counted with changes not committed",
+                t.name
+            )));
+        }
+        if !t.has_column(column) {
+            return Ok((0, 0));
+        }
+        let ctx = Ctx {
+            root: &self.root,
+            origin: self.origin(),
+            opts: &self.opts,
+            commit: 0,
+        };
+        let cols = [column.to_string(), DELETED_COLUMN.to_string()];
+        let (mut live, mut stale) = (0u64, 0u64);
+        for f in t.files.values() {
+            for b in ctx.read(t, f, Some(&cols))? {
+                let b = b?;
+                let deleted = b
+                    .column_by_name(DELETED_COLUMN)
+                    .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+                    .ok_or_else(|| ctx.err(&t.name, "no soft-delete column"))?;
+                let values = compute::cast(
+                    b.column_by_name(column).expect("projected"),
+                    &DataType::Int64,
+                )
+                .map_err(|e| ctx.err(format!("table {}, column {column}", t.name), e))?;
+                let values = values
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("cast to Int64");
+                for i in 0..b.num_rows() {
+                    if deleted.value(i) {
+                        continue;
+                    }
+                    live += 1;
+                    if values.is_valid(i) && values.value(i) < before_micros {
+                        stale += 1;
+                    }
+                }
+            }
+        }
+        Ok((live, stale))
+    }
+
     fn reject(&mut self, rejects: &[Reject]) -> Result<()> {
         if rejects.is_empty() {
             return Ok(());

@@ -8,11 +8,19 @@
 //! [`rate::RateLimiter`] spaces every attempt of every request of a sync.
 //! After the last attempt the error says "failed after N attempts". Secrets
 //! are wrapped in [`Secret`] (whose `Debug` prints `***`) and every error text
-//! is passed through [`HttpClient::redact`] before it leaves this module.
+//! is passed through [`HttpClient::redact`] (every encoding of every secret,
+//! see [`redact`]) before it leaves this module.
+//!
+//! Credentials go only to the origins the client is allowed ([`HttpClient::for_origins`],
+//! by default the origin of its first request): a next-page URL or a redirect
+//! to another host is requested without `Authorization`, API-key header or
+//! API-key query parameter. Redirects are followed here, not by reqwest, so
+//! that this holds for custom headers too.
 
 pub mod oauth;
 pub mod paginate;
 pub mod rate;
+pub mod redact;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -260,6 +268,8 @@ pub enum Auth {
     OAuth(Arc<oauth::OAuth>),
     /// A header whose whole value is secret (`Authorization: Basic …`, `X-Api-Key: …`).
     Header(HeaderName, Secret),
+    /// A query parameter whose value is secret (`?api_key=…`), added to each request.
+    Query(String, Secret),
 }
 
 /// The HTTP client every connector uses.
@@ -272,8 +282,13 @@ pub struct HttpClient {
     secrets: Arc<Vec<String>>,
     limiter: Option<Arc<rate::RateLimiter>>,
     classify: Option<Classifier>,
+    /// Where credentials may be sent; empty until set or until the first request.
+    origins: Arc<std::sync::OnceLock<Vec<url::Origin>>>,
     pub metrics: Arc<HttpMetrics>,
 }
+
+/// Redirects followed for one request before giving up.
+const MAX_REDIRECTS: usize = 10;
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -292,10 +307,12 @@ impl HttpClient {
             .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
+            // Followed in `send_once`, where credentials stay with their origin.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("TLS backend initialises");
         let secrets = match &auth {
-            Auth::Bearer(s) | Auth::Header(_, s) if !s.expose().is_empty() => {
+            Auth::Bearer(s) | Auth::Header(_, s) | Auth::Query(_, s) if !s.expose().is_empty() => {
                 vec![s.expose().to_string()]
             }
             _ => Vec::new(),
@@ -308,8 +325,32 @@ impl HttpClient {
             secrets: Arc::new(secrets),
             limiter: None,
             classify: None,
+            origins: Arc::new(std::sync::OnceLock::new()),
             metrics: Arc::new(HttpMetrics::default()),
         }
+    }
+
+    /// Send credentials only to these URLs' origins (scheme, host and port).
+    /// Without this call, the origin of the first request is the only one.
+    pub fn for_origins<'u>(mut self, urls: impl IntoIterator<Item = &'u Url>) -> Self {
+        let mut list: Vec<url::Origin> = Vec::new();
+        for u in urls {
+            let o = u.origin();
+            if !list.contains(&o) {
+                list.push(o);
+            }
+        }
+        let lock = std::sync::OnceLock::new();
+        let _ = lock.set(list);
+        self.origins = Arc::new(lock);
+        self
+    }
+
+    /// Whether credentials may be sent to `url`.
+    pub fn may_authenticate(&self, url: &Url) -> bool {
+        self.origins
+            .get_or_init(|| vec![url.origin()])
+            .contains(&url.origin())
     }
 
     /// Space every attempt by this shared budget.
@@ -358,10 +399,13 @@ impl HttpClient {
 
     /// Replace every known secret in `text` with `***` (refreshed tokens included).
     pub fn redact(&self, text: &str) -> String {
-        let out = redact_all(text, &self.secrets);
         match &self.auth {
-            Auth::OAuth(o) => redact_all(&out, &o.secrets()),
-            _ => out,
+            Auth::OAuth(o) => {
+                let mut all = (*self.secrets).clone();
+                all.extend(o.secrets());
+                redact::redact(text, &all)
+            }
+            _ => redact::redact(text, &self.secrets),
         }
     }
 
@@ -474,9 +518,79 @@ impl HttpClient {
         }
     }
 
+    /// One attempt: the request, and the redirects it leads to. Credentials
+    /// are attached to each hop only when its origin is allowed.
     async fn send_once(&self, req: &Request, stream: bool) -> Result<Sent, HttpErrorKind> {
-        let mut b = self.inner.request(req.method.clone(), req.url.clone());
+        let mut method = req.method.clone();
+        let mut url = req.url.clone();
+        let mut body = req.body.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let resp = self
+                .request_builder(&method, &url, req, body.as_ref())?
+                .send()
+                .await
+                .map_err(|e| transport_kind(self, &e))?;
+            let status = resp.status();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_string);
+            if let (true, Some(loc)) = (status.is_redirection(), location) {
+                let next = url.join(&loc).map_err(|e| {
+                    HttpErrorKind::Transport(
+                        self.redact(&format!("redirected to {loc:?}, which is not a URL: {e}")),
+                    )
+                })?;
+                if !self.may_authenticate(&next) {
+                    tracing::debug!(from = %self.redact(url.as_str()), to = %self.redact(next.as_str()),
+                        "redirected to another origin; following without credentials");
+                }
+                // 303, and 301/302 after a POST, continue as a GET without a body.
+                if status == StatusCode::SEE_OTHER
+                    || (method == Method::POST && matches!(status.as_u16(), 301 | 302))
+                {
+                    method = Method::GET;
+                    body = None;
+                }
+                url = next;
+                continue;
+            }
+            if stream && status.is_success() {
+                return Ok(Sent::Streaming(resp));
+            }
+            let headers = resp.headers().clone();
+            let body = resp.bytes().await.map_err(|e| transport_kind(self, &e))?;
+            return Ok(Sent::Buffered(Response {
+                url,
+                status,
+                headers,
+                body,
+            }));
+        }
+        Err(HttpErrorKind::Transport(format!(
+            "more than {MAX_REDIRECTS} redirects (the last to {})",
+            self.redact(url.as_str())
+        )))
+    }
+
+    /// A request to `url` with the client's headers, and its credentials
+    /// when `url` is on an allowed origin.
+    fn request_builder(
+        &self,
+        method: &Method,
+        url: &Url,
+        req: &Request,
+        body: Option<&Bytes>,
+    ) -> Result<reqwest::RequestBuilder, HttpErrorKind> {
+        let authenticate = self.may_authenticate(url);
+        let mut url = url.clone();
+        if let (Auth::Query(name, v), true) = (&self.auth, authenticate) {
+            url.query_pairs_mut().append_pair(name, v.expose());
+        }
+        let mut b = self.inner.request(method.clone(), url);
         let token = match &self.auth {
+            _ if !authenticate => None,
             Auth::Bearer(t) => Some((AUTHORIZATION, format!("Bearer {}", t.expose()))),
             Auth::OAuth(o) if o.scheme().is_empty() => {
                 Some((AUTHORIZATION, o.access().expose().to_string()))
@@ -486,7 +600,7 @@ impl HttpClient {
                 format!("{} {}", o.scheme(), o.access().expose()),
             )),
             Auth::Header(name, v) => Some((name.clone(), v.expose().to_string())),
-            Auth::None => None,
+            Auth::Query(..) | Auth::None => None,
         };
         if let Some((name, token)) = token {
             let mut v = HeaderValue::from_str(&token).map_err(|_| {
@@ -500,23 +614,10 @@ impl HttpClient {
         for (k, v) in self.headers.iter().chain(req.headers.iter()) {
             b = b.header(k.clone(), v.clone());
         }
-        if let Some(body) = &req.body {
+        if let Some(body) = body {
             b = b.body(body.clone());
         }
-        let resp = b.send().await.map_err(|e| transport_kind(self, &e))?;
-        if stream && resp.status().is_success() {
-            return Ok(Sent::Streaming(resp));
-        }
-        let url = resp.url().clone();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| transport_kind(self, &e))?;
-        Ok(Sent::Buffered(Response {
-            url,
-            status,
-            headers,
-            body,
-        }))
+        Ok(b)
     }
 
     fn error(&self, req: &Request, attempts: u32, kind: HttpErrorKind) -> HttpError {
@@ -527,16 +628,6 @@ impl HttpClient {
             kind,
         }
     }
-}
-
-fn redact_all(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_string();
-    for s in secrets {
-        if s.len() >= 4 && out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
 }
 
 fn kind_text(kind: &HttpErrorKind) -> String {
@@ -592,7 +683,12 @@ fn transport_kind(client: &HttpClient, e: &reqwest::Error) -> HttpErrorKind {
 fn status_kind(client: &HttpClient, resp: &Response) -> HttpErrorKind {
     HttpErrorKind::Status {
         status: resp.status.as_u16(),
-        message: client.redact(&error_message(&resp.body)),
+        // Redacted whole, before the message is picked and shortened.
+        message: error_message(
+            client
+                .redact(&String::from_utf8_lossy(&resp.body))
+                .as_bytes(),
+        ),
     }
 }
 

@@ -71,8 +71,11 @@ impl Default for PlaygroundOptions {
     }
 }
 
+/// Rewrites a mock's real answer body (a hostile API: the right page, subtly wrong).
+pub type BodyEdit = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
 /// A scripted fault for the next request to a mock API.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Fault {
     /// Answer with this status, optional `Retry-After`, and body.
     Status {
@@ -84,6 +87,25 @@ pub enum Fault {
     Malformed,
     /// Wait this long before answering normally (to trigger client timeouts).
     Delay(Duration),
+    /// Answer 200 with this body instead of the real one (a wrong shape).
+    Body(String),
+    /// Answer with the real response, its body passed through this function.
+    Edit(BodyEdit),
+    /// Answer 302 with this `Location`.
+    Redirect(String),
+}
+
+impl std::fmt::Debug for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Status { status, .. } => write!(f, "Status({status})"),
+            Fault::Malformed => f.write_str("Malformed"),
+            Fault::Delay(d) => write!(f, "Delay({d:?})"),
+            Fault::Body(b) => write!(f, "Body({} bytes)", b.len()),
+            Fault::Edit(_) => f.write_str("Edit"),
+            Fault::Redirect(l) => write!(f, "Redirect({l})"),
+        }
+    }
 }
 
 /// Shared server state.
@@ -443,6 +465,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     });
     let fault = scripted.or_else(|| random_fault(&s));
     let mut malformed = false;
+    let mut edit: Option<BodyEdit> = None;
     match fault {
         Some(Fault::Status {
             status,
@@ -461,6 +484,14 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
         Some(Fault::Malformed) => malformed = true,
+        Some(Fault::Body(b)) => return json_response(StatusCode::OK, b),
+        Some(Fault::Redirect(location)) => {
+            let mut r = json_response(StatusCode::FOUND, "");
+            r.headers_mut()
+                .insert("location", location.parse().expect("valid header"));
+            return r;
+        }
+        Some(Fault::Edit(f)) => edit = Some(f),
         None => {}
     }
     let resp = match mreq.path.strip_prefix(prefect::PREFIX) {
@@ -484,15 +515,18 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         }
         None => userflow::route(&s, &mreq),
     };
-    if malformed {
+    if malformed || edit.is_some() {
+        let status = resp.status();
         let full = resp
             .into_body()
             .collect()
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let cut = full.slice(..full.len() / 2);
-        return json_response(StatusCode::OK, cut);
+        return match edit {
+            Some(f) => json_response(status, f(&full)),
+            None => json_response(StatusCode::OK, full.slice(..full.len() / 2)),
+        };
     }
     resp
 }

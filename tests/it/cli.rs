@@ -589,3 +589,51 @@ async fn egnyte_playground_sync_refreshes_quietly_and_a_spent_quota_exits_3() {
     assert!(err.contains("quota") && err.contains("resets in"), "{err}");
     assert!(query_i64(&q, "SELECT count(*) FROM users") > 0);
 }
+
+/// `etl schema prefect | head -1` and a sync whose reader went away: a
+/// closed stdout ends the output quietly, with the command's own exit code.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_closed_stdout_is_not_a_crash() {
+    use std::io::Read as _;
+    let pg = playground(50).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pg.userflow_config());
+    let db = dir.path().join("w.duckdb");
+    let runs: [Vec<String>; 3] = [
+        vec!["schema".into(), "prefect".into()],
+        vec!["schema".into(), "userflow".into(), "--json".into()],
+        vec![
+            "sync".into(),
+            "userflow".into(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--out".into(),
+            db.display().to_string(),
+        ],
+    ];
+    for args in runs {
+        let mut cmd = etl();
+        cmd.args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = tokio::task::spawn_blocking(move || {
+            let mut child = cmd.spawn().unwrap();
+            // Close the read end before the child writes: like `| head -0`.
+            drop(child.stdout.take());
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            (child.wait().unwrap(), err)
+        })
+        .await
+        .unwrap();
+        let (status, err) = out;
+        assert_eq!(status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 50);
+}

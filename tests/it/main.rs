@@ -8,6 +8,7 @@ mod destination;
 mod dests;
 mod egnyte;
 mod fivetran;
+mod hostile;
 mod model;
 mod parquet;
 mod prefect;

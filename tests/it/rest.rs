@@ -355,9 +355,9 @@ async fn a_late_write_is_read_within_the_replay_window(kind: Kind) {
     assert_eq!(stored_users(&replay, ""), truth(&pg));
 }
 
-/// `truncate = true` (the SDK's op.truncate): each sync soft-deletes the
-/// table's rows, then reads them all again; a user gone from the source
-/// stays soft-deleted, the others are live, none duplicated.
+/// `truncate = true` (the SDK's op.truncate): each sync reads the table in
+/// full, then soft-deletes the rows it did not see; a user gone from the
+/// source stays soft-deleted, the others are live, none duplicated.
 async fn truncate_soft_deletes_what_a_full_read_no_longer_returns(kind: Kind) {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();

@@ -45,6 +45,7 @@ use crate::batch::{range_in, spawn_decode, BatchDecoder, PageContext};
 use crate::config::ConfigReader;
 use crate::error::{Error, Result};
 use crate::http::oauth::{Grant, OAuth};
+use crate::http::paginate::ScanGuard;
 use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
 use crate::schema::{Column, ColumnSource, ColumnType, TableSchema};
 
@@ -69,8 +70,6 @@ pub fn info() -> ConnectorInfo {
 pub struct Rest {
     spec: Spec,
     http: HttpClient,
-    /// Query parameters every request carries (an API key in the query).
-    auth_params: Vec<(String, Secret)>,
     tables: Vec<Arc<TableSchema>>,
 }
 
@@ -123,7 +122,6 @@ impl Rest {
             ..RetryPolicy::default()
         };
         let plain = HttpClient::new(policy.clone(), Auth::None).with_metrics(metrics.clone());
-        let mut auth_params = Vec::new();
         let auth = match &spec.auth {
             AuthSpec::None => Auth::None,
             AuthSpec::Bearer { token } => Auth::Bearer(token.clone()),
@@ -153,10 +151,7 @@ impl Rest {
                 key,
                 place: KeyPlace::Query(p),
                 prefix,
-            } => {
-                auth_params.push((p.clone(), Secret::new(format!("{prefix}{}", key.expose()))));
-                Auth::None
-            }
+            } => Auth::Query(p.clone(), Secret::new(format!("{prefix}{}", key.expose()))),
             AuthSpec::Session {
                 login_path,
                 body,
@@ -222,9 +217,17 @@ impl Rest {
                 plain.clone(),
             )),
         };
+        // Credentials go to the base URL's origin, and to a table path that
+        // names a whole URL of its own; never to an origin a response names.
+        let absolute: Vec<Url> = spec
+            .tables
+            .iter()
+            .filter_map(|t| Url::parse(&t.path).ok())
+            .collect();
         let mut http = HttpClient::new(policy, auth)
             .with_metrics(metrics)
-            .with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
+            .with_secrets(&spec.secrets.iter().collect::<Vec<_>>())
+            .for_origins(std::iter::once(&spec.base_url).chain(absolute.iter()));
         http = http.with_header("accept", "application/json");
         for (k, v) in &spec.headers {
             http = http.with_header_value(k.clone(), v.clone());
@@ -240,12 +243,7 @@ impl Rest {
                 Ok(Arc::new(s))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Rest {
-            spec,
-            http,
-            auth_params,
-            tables,
-        })
+        Ok(Rest { spec, http, tables })
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {
@@ -407,10 +405,9 @@ impl<'a> Run<'a> {
             .any(|c| c.parent.as_deref() == Some(&t.name));
         let mut state = saved.as_object().cloned().unwrap_or_default();
         let mut rows_for_children = Vec::new();
-        if t.truncate {
-            let schema = self.schema(&target)?;
-            self.ctx.emit.truncate(&schema).await?;
-        }
+        // `truncate`: rows a full read no longer returns are soft-deleted
+        // once it is complete (through the engine's deletion guard).
+        let read_began = chrono::Utc::now().timestamp_micros();
         if let Some(w) = &t.windows {
             return self.windowed(t, w, &target, state).await;
         }
@@ -447,6 +444,14 @@ impl<'a> Run<'a> {
         }
         if keeps_rows {
             self.parent_rows.insert(t.name.clone(), rows_for_children);
+        }
+        if t.truncate {
+            let schema = self.schema(&target)?;
+            self.ctx
+                .emit
+                .delete_older_than(&schema, "_synced_at", read_began, None)
+                .await?;
+            self.save(t, &target, &mut state, true).await?;
         }
         Ok(())
     }
@@ -685,6 +690,7 @@ impl<'a> Run<'a> {
             cursor.as_ref().map(|c| (cursor_key(c), c.clone()));
         let mut rows: u64 = 0;
         let mut pages = 0u64;
+        let mut guard = ScanGuard::new(self.ctx.max_pages);
         // The pages after the first, fetched `t.concurrency` at a time and
         // handled in order, once the first page says how many there are.
         let mut fanout: Option<
@@ -703,43 +709,21 @@ impl<'a> Run<'a> {
                     None => break,
                 },
                 None => {
+                    guard.visit(&scan.url).map_err(|m| {
+                        Error::source(format!("table {}", t.name), self.rest.http.redact(&m))
+                    })?;
                     let resp = self.rest.http.send(self.request(t, &scan.url)).await?;
                     (scan.url.clone(), resp)
                 }
             };
             let location = self.rest.http.redact(url.as_str());
+            let page_error = |m: String| Error::source(format!("table {}: {location}", t.name), m);
+            if fanout.is_some() {
+                guard.count().map_err(page_error)?;
+            }
             pages += 1;
-            let body: Value = serde_json::from_slice(&resp.body).map_err(|e| {
-                Error::source(
-                    format!("table {}: {location}", t.name),
-                    format!("the answer is not JSON: {e}"),
-                )
-            })?;
-            let list = match at(&body, &t.records) {
-                Some(Value::Array(a)) => a,
-                Some(Value::Null) | None if !t.records.is_empty() => {
-                    return Err(Error::source(
-                        format!("table {}: {location}", t.name),
-                        format!(
-                            "the answer has no list at {:?} (records)",
-                            t.records.join(".")
-                        ),
-                    ))
-                }
-                _ => {
-                    return Err(Error::source(
-                        format!("table {}: {location}", t.name),
-                        format!(
-                            "expected a list of records at {:?}",
-                            if t.records.is_empty() {
-                                "$".into()
-                            } else {
-                                t.records.join(".")
-                            }
-                        ),
-                    ))
-                }
-            };
+            let page = split_page(&resp.body, &t.records).map_err(page_error)?;
+            let (body, list) = (&page.envelope, &page.records);
             let n = list.len() as u64;
             // Newly seen fields: infer their types.
             self.learn(t, target, list);
@@ -758,7 +742,7 @@ impl<'a> Run<'a> {
                 keep.extend(list.iter().cloned());
             }
             if n > 0 {
-                self.emit(t, target, &resp.body, list, &location, rows)
+                self.emit(t, target, &resp.body, page.ranges, list, &location, rows)
                     .await?;
             }
             rows += n;
@@ -775,21 +759,31 @@ impl<'a> Run<'a> {
                 }
             }
             if fanout.is_some() {
+                if n == 0 {
+                    return Err(page_error(crate::http::paginate::empty_but_more(
+                        "the total the first page gave",
+                    )));
+                }
                 self.save(t, target, state, false).await?;
                 continue;
             }
-            let next = self.next_page(
-                t,
-                &first,
-                &mut scan,
-                &body,
-                &resp,
-                n,
-                page_best.as_ref().map(|b| b.1.as_str()),
-            )?;
+            let next = self
+                .next_page(
+                    t,
+                    &first,
+                    &mut scan,
+                    body,
+                    &resp,
+                    n,
+                    page_best.as_ref().map(|b| b.1.as_str()),
+                )
+                .map_err(|e| match e {
+                    Error::Source { message, .. } => page_error(message),
+                    other => other,
+                })?;
             self.save(t, target, state, false).await?;
             if next.is_some() && pages == 1 && t.concurrency > 1 {
-                if let Some(urls) = remaining_pages(t, &scan, &body, n) {
+                if let Some(urls) = remaining_pages(t, &scan, body, n) {
                     tracing::debug!(table = %t.name, pages = urls.len(), in_flight = t.concurrency, "fetching the other pages concurrently");
                     let rest = self.rest;
                     let requests: Vec<(Url, Request)> = urls
@@ -814,28 +808,14 @@ impl<'a> Run<'a> {
         Ok(best.map(|b| b.1))
     }
 
-    /// The request for `url` (auth parameters added; a POST carries the body).
+    /// The request for `url` (a POST carries the body).
     fn request(&self, t: &TableSpec, url: &Url) -> Request {
-        let url = self.with_auth_params(url);
+        let url = url.clone();
         if t.method == reqwest::Method::POST {
             Request::post_json(url, &t.body.clone().unwrap_or(json!({})))
         } else {
             Request::get(url)
         }
-    }
-
-    fn with_auth_params(&self, url: &Url) -> Url {
-        if self.rest.auth_params.is_empty() {
-            return url.clone();
-        }
-        let mut u = url.clone();
-        {
-            let mut q = u.query_pairs_mut();
-            for (k, v) in &self.rest.auth_params {
-                q.append_pair(k, v.expose());
-            }
-        }
-        u
     }
 
     /// The next page's URL, or `None` at the end.
@@ -851,6 +831,12 @@ impl<'a> Run<'a> {
         page_max_cursor: Option<&str>,
     ) -> Result<Option<Url>> {
         let set = with_param;
+        let empty = |signal: &str| {
+            Error::source(
+                format!("table {}", t.name),
+                crate::http::paginate::empty_but_more(signal),
+            )
+        };
         let number = |path: &Option<Vec<String>>| {
             path.as_ref()
                 .and_then(|p| at(body, p))
@@ -869,11 +855,17 @@ impl<'a> Run<'a> {
                 total_field,
                 ..
             } => {
-                scan.position += n;
                 let more = match number(total_field) {
-                    Some(total) => n > 0 && scan.position < total,
+                    Some(total) if n == 0 && scan.position < total => {
+                        return Err(empty(&format!(
+                            "a total of {total} at offset {}",
+                            scan.position
+                        )))
+                    }
+                    Some(total) => scan.position + n < total,
                     None => n >= *limit,
                 };
+                scan.position += n;
                 more.then(|| set(&scan.url, offset_param, &scan.position.to_string()))
             }
             Paginator::PageNumber {
@@ -883,7 +875,13 @@ impl<'a> Run<'a> {
                 ..
             } => {
                 let more = match number(total_pages_field) {
-                    Some(total) => n > 0 && scan.position < total,
+                    Some(total) if n == 0 && scan.position < total => {
+                        return Err(empty(&format!(
+                            "{total} pages in all at page {}",
+                            scan.position
+                        )))
+                    }
+                    Some(total) => scan.position < total,
                     None => n > 0 && size.is_none_or(|s| n >= s),
                 };
                 scan.position += 1;
@@ -909,11 +907,14 @@ impl<'a> Run<'a> {
                 param,
                 has_more_field,
             } => {
-                let more = has_more_field
+                let said = has_more_field
                     .as_ref()
                     .and_then(|p| at(body, p))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
+                    .and_then(Value::as_bool);
+                if said == Some(true) && n == 0 {
+                    return Err(empty("has_more: true"));
+                }
+                let more = said.unwrap_or(true);
                 match token(token_field) {
                     Some(tok) if more && n > 0 => Some(set(&scan.url, param, &tok)),
                     _ => None,
@@ -953,8 +954,14 @@ impl<'a> Run<'a> {
                 total_field,
                 ..
             } => {
-                scan.position += n;
                 let total = at(body, total_field).and_then(Value::as_u64);
+                if let Some(tot) = total.filter(|&tot| n == 0 && scan.position <= tot) {
+                    return Err(empty(&format!(
+                        "totalResults {tot} at startIndex {}",
+                        scan.position
+                    )));
+                }
+                scan.position += n;
                 let more = n > 0 && total.map_or(n >= *count, |tot| scan.position <= tot);
                 more.then(|| set(&scan.url, start_param, &scan.position.to_string()))
             }
@@ -1023,13 +1030,12 @@ impl<'a> Run<'a> {
         t: &TableSpec,
         target: &str,
         page: &bytes::Bytes,
+        ranges: Vec<Range<usize>>,
         records: &[Value],
         location: &str,
         first_row: u64,
     ) -> Result<()> {
         let schema = self.schema(target)?;
-        let ranges = record_ranges(page, &t.records)
-            .map_err(|e| Error::source(format!("table {}: {location}", t.name), e))?;
         let mut decode_schema = (*schema).clone();
         decode_schema.on_bad_row = t.on_bad_row;
         let decoder = Arc::new(BatchDecoder::new(Arc::new(decode_schema)));
@@ -1230,22 +1236,74 @@ fn link_next(headers: &reqwest::header::HeaderMap) -> Option<String> {
     None
 }
 
-/// Each record's byte range in the page: the list at `path`.
-fn record_ranges(page: &[u8], path: &[String]) -> std::result::Result<Vec<Range<usize>>, String> {
+/// A page split into what the API says around the records and the records.
+struct SplitPage {
+    /// Every field but the records, as values (`Null` when the body is the list).
+    envelope: Value,
+    /// Each record's byte range in the page.
+    ranges: Vec<Range<usize>>,
+    /// Each record as a value; `Null` for one that is not valid JSON text
+    /// (a lone surrogate escape, say), which the decoder then reports by row.
+    records: Vec<Value>,
+}
+
+/// Split `page` at the records list `path` (empty: the body is the list).
+/// The records are parsed one by one, so one bad record is an error naming
+/// its row (or a quarantined row), not an unreadable page.
+fn split_page(page: &[u8], path: &[String]) -> std::result::Result<SplitPage, String> {
     use serde_json::value::RawValue;
     let text = std::str::from_utf8(page).map_err(|e| format!("the answer is not UTF-8: {e}"))?;
-    let mut cur: &RawValue =
-        serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?;
-    for k in path {
-        let m: BTreeMap<std::borrow::Cow<str>, &RawValue> = serde_json::from_str(cur.get())
-            .map_err(|e| format!("expected an object around {k:?}: {e}"))?;
-        cur = *m
-            .get(k.as_str())
-            .ok_or_else(|| format!("no {k:?} in the answer"))?;
+    fn walk<'p>(
+        text: &'p str,
+        path: &[String],
+        at: &str,
+    ) -> std::result::Result<(Value, Vec<&'p RawValue>), String> {
+        let Some((head, rest)) = path.split_first() else {
+            let list: Vec<&'p RawValue> = serde_json::from_str(text).map_err(|e| {
+                match crate::batch::shape::json_kind(text) {
+                    "an array" => format!("the list of records at {at} is not valid JSON: {e}"),
+                    kind => format!("expected a list of records at {at}, got {kind}"),
+                }
+            })?;
+            return Ok((Value::Null, list));
+        };
+        crate::batch::shape::expect_object(text, &format!("{head:?} (records)")).map_err(|m| {
+            if at == "$" {
+                m
+            } else {
+                format!("{m} at {at}")
+            }
+        })?;
+        let fields: Vec<(String, &'p RawValue)> =
+            serde_json::from_str::<BTreeMap<String, &'p RawValue>>(text)
+                .map_err(|e| format!("the answer is not valid JSON: {e}"))?
+                .into_iter()
+                .collect();
+        let mut env = Map::new();
+        let mut list = None;
+        for (k, v) in fields {
+            if &k == head {
+                let (sub, l) = walk(v.get(), rest, &format!("{at}.{k}"))?;
+                list = Some(l);
+                env.insert(k, sub);
+            } else {
+                let parsed = serde_json::from_str(v.get())
+                    .map_err(|e| format!("field {at}.{k} is not valid JSON: {e}"))?;
+                env.insert(k, parsed);
+            }
+        }
+        let list = list.ok_or_else(|| format!("the answer has no {head:?} list at {at}"))?;
+        Ok((Value::Object(env), list))
     }
-    let list: Vec<&RawValue> =
-        serde_json::from_str(cur.get()).map_err(|e| format!("expected a list of records: {e}"))?;
-    Ok(list.iter().map(|v| range_in(page, v)).collect())
+    let (envelope, list) = walk(text, path, "$")?;
+    Ok(SplitPage {
+        envelope,
+        ranges: list.iter().map(|v| range_in(page, v)).collect(),
+        records: list
+            .iter()
+            .map(|v| serde_json::from_str(v.get()).unwrap_or(Value::Null))
+            .collect(),
+    })
 }
 
 /// The top-level fields the records carry.
@@ -1301,11 +1359,34 @@ mod tests {
 
     #[test]
     fn records_at_a_nested_path() {
-        let page = br#"{"a": {"items": [{"id": 1}, {"id": 2}]}, "n": 2}"#;
-        let r = record_ranges(page, &["a".into(), "items".into()]).unwrap();
-        assert_eq!(&page[r[1].clone()], br#"{"id": 2}"#);
-        assert!(record_ranges(page, &["b".into()])
-            .unwrap_err()
-            .contains("no \"b\""));
+        let page = br#"{"a": {"items": [{"id": 1}, {"id": 2}], "total": 9}, "n": 2}"#;
+        let p = split_page(page, &["a".into(), "items".into()]).unwrap();
+        assert_eq!(&page[p.ranges[1].clone()], br#"{"id": 2}"#);
+        assert_eq!(p.records[0], json!({"id": 1}));
+        assert_eq!(
+            at(&p.envelope, &["a".into(), "total".into()]),
+            Some(&json!(9))
+        );
+        assert_eq!(p.envelope["n"], json!(2));
+        let e = split_page(page, &["b".into()]).err().unwrap();
+        assert!(e.contains("no \"b\" list"), "{e}");
+    }
+
+    #[test]
+    fn a_page_of_the_wrong_shape_says_what_was_expected() {
+        let data = ["data".to_string()];
+        let e = split_page(b"[[]]", &data).err().unwrap();
+        assert_eq!(
+            e,
+            "expected an object with \"data\" (records), got an array"
+        );
+        let e = split_page(br#"{"data": {"x": 1}}"#, &data).err().unwrap();
+        assert_eq!(e, "expected a list of records at $.data, got an object");
+        let e = split_page(br#"{"data": 5}"#, &[]).err().unwrap();
+        assert!(e.contains("got an object"), "{e}");
+        // A record that is not Unicode is left to the decoder, which names its row.
+        let p = split_page(br#"{"data": [{"id": 1}, {"id": 2, "s": "\ud800"}]}"#, &data).unwrap();
+        assert_eq!(p.records[1], Value::Null);
+        assert_eq!(p.ranges.len(), 2);
     }
 }

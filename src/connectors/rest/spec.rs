@@ -115,7 +115,7 @@ pub struct TableSpec {
     pub operation: Operation,
     /// The table `update`/`delete` records apply to (default: this one).
     pub target: Option<String>,
-    /// Soft-delete the table's rows before a full read (`op.truncate`).
+    /// After a full read, soft-delete the rows it did not return (`op.truncate`).
     pub truncate: bool,
     /// Pages in flight once the first page tells how many there are
     /// (`offset` with `total_field`, `page_number` with `total_pages_field`).
