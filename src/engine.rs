@@ -95,6 +95,9 @@ pub struct SyncOptions {
     pub full_refresh: bool,
     /// Memory the destination may use for caching and merging (DuckDB `memory_limit`).
     pub memory_limit: Option<String>,
+    /// The storage format of a new DuckDB file (`v1.4.0`: readable by DuckDB
+    /// 1.4 and later; an existing file keeps its own).
+    pub duckdb_storage_version: String,
     /// DuckDB file or Parquet directory; `None`: from the output path.
     pub format: Option<OutputFormat>,
     /// File sizes, compression and partitioning of Parquet output.
@@ -139,6 +142,7 @@ impl Default for SyncOptions {
             channel_capacity: 128,
             full_refresh: false,
             memory_limit: Some("1GB".into()),
+            duckdb_storage_version: crate::dest::duckdb::DEFAULT_STORAGE_VERSION.into(),
             format: None,
             parquet: Default::default(),
             max_pages: crate::http::paginate::DEFAULT_MAX_PAGES,

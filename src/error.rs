@@ -1,7 +1,8 @@
 //! Typed errors for every layer, classified by whose fault they are.
 //!
-//! The CLI maps [`Error::is_user_error`] to exit code 2 (bad arguments, bad
-//! configuration) and everything else to exit code 1 (the sync failed). Every
+//! The CLI maps each error to an exit code ([`Error::exit_code`]): 2 bad
+//! arguments or configuration, 3 the source's quota ran out, 4 the
+//! destination is busy, 1 any other failure. Every
 //! variant names *where* things went wrong: the file and key, the URL, or the
 //! table, column and row. Secrets are redacted before an error is built (see
 //! [`crate::http::Secret`]), so printing an error is always safe.
@@ -41,6 +42,11 @@ pub enum Error {
     #[error("destination {target}: {message}")]
     Destination { target: String, message: String },
 
+    /// Another process holds the destination (a writer, or a reader holding
+    /// the DuckDB file open); nothing was written.
+    #[error("destination {target} is busy: {message}")]
+    Busy { target: String, message: String },
+
     /// The source's request quota ran out; everything read until then was
     /// committed, and the next run continues from there.
     #[error("{source}. Everything read until then is committed; run the sync again after the reset to continue")]
@@ -54,6 +60,12 @@ The rows read were committed. If the source really lost these rows, run the sync
         refused: Vec<crate::engine::RefusedDelete>,
         max_fraction: f64,
     },
+
+    /// SIGINT or SIGTERM stopped the sync; the destination was rolled back.
+    #[error(
+        "interrupted by {signal}: rolled back to the last commit; run the same command to resume"
+    )]
+    Interrupted { signal: &'static str },
 
     /// A bug or an unexpected internal condition.
     #[error("internal error: {0}")]
@@ -69,12 +81,17 @@ fn source_name(path: &Option<PathBuf>) -> String {
 
 impl Error {
     /// The process exit code for this error: 2 bad arguments or
-    /// configuration, 3 stopped by the source's quota (data committed), 1
-    /// any other failure.
+    /// configuration, 3 stopped by the source's quota (data committed), 4
+    /// the destination is busy (another process has it), 1 any other
+    /// failure.
     pub fn exit_code(&self) -> u8 {
         match self {
             _ if self.is_user_error() => 2,
             Error::QuotaExhausted { .. } => 3,
+            Error::Busy { .. } => 4,
+            // The shell's convention: 128 + the signal's number.
+            Error::Interrupted { signal: "SIGINT" } => 130,
+            Error::Interrupted { .. } => 143,
             _ => 1,
         }
     }

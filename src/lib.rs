@@ -71,12 +71,15 @@ pub async fn sync(
     // Opening a destination is blocking I/O; keep it off the async workers.
     let path = out.to_path_buf();
     let limit = opts.memory_limit.clone();
+    let storage = opts.duckdb_storage_version.clone();
     let parquet = opts.parquet.clone();
     let dest = tokio::task::spawn_blocking(move || -> Result<Box<dyn Destination>> {
         Ok(match format {
-            OutputFormat::DuckDb => {
-                Box::new(DuckDbDestination::open_with(&path, limit.as_deref())?)
-            }
+            OutputFormat::DuckDb => Box::new(DuckDbDestination::open_with(
+                &path,
+                limit.as_deref(),
+                &storage,
+            )?),
             OutputFormat::Parquet => Box::new(ParquetDestination::open_with(&path, parquet)?),
         })
     })

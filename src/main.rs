@@ -1,6 +1,7 @@
 //! The `etl` command line: parse, set up logging, call the library, map the
-//! outcome to an exit code (0 success, 2 user error, 3 stopped by the
-//! source's quota with the data read so far committed, 1 sync failure).
+//! outcome to an exit code (0 success, 1 sync failure, 2 user error, 3
+//! stopped by the source's quota with the data read so far committed, 4
+//! destination busy, 130/143 interrupted by SIGINT/SIGTERM and rolled back).
 
 // See lib.rs: errors are cold-path values carrying their context.
 #![allow(clippy::result_large_err)]
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// `println!` that never panics: when stdout is a closed pipe
 /// (`etl schema prefect | head -1`) the rest of the output is dropped and
@@ -55,6 +56,16 @@ struct Cli {
     /// Only warnings and errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Log lines on stderr as text, or one JSON object per line (for log
+    /// collectors: timestamp, level, message and fields).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,13 +107,9 @@ struct SyncArgs {
     #[arg(long, requires = "playground", value_name = "N")]
     playground_users: Option<usize>,
     /// Prefect flow runs the playground generates (with --playground).
-    #[arg(
-        long,
-        default_value_t = 2_000,
-        requires = "playground",
-        value_name = "N"
-    )]
-    playground_flow_runs: usize,
+    /// (default 2,000)
+    #[arg(long, requires = "playground", value_name = "N")]
+    playground_flow_runs: Option<usize>,
     /// Where to write: a DuckDB file (`warehouse.duckdb`) or a Parquet dataset
     /// directory (`lake/`). Created if missing.
     #[arg(long, short = 'o', value_name = "PATH")]
@@ -114,12 +121,12 @@ struct SyncArgs {
     /// year, or none for the value itself; `TABLE=none` turns partitioning off). Repeatable.
     #[arg(long, value_name = "TABLE=COLUMN[:TRANSFORM]", value_parser = etl::dest::parquet::parse_partition_override)]
     partition_by: Vec<(String, Option<etl::schema::Partitioning>)>,
-    /// Parquet: compression codec (zstd, zstd:LEVEL, snappy, none).
-    #[arg(long, default_value = "zstd", value_name = "CODEC", value_parser = etl::dest::parquet::parse_compression)]
-    compression: parquet::basic::Compression,
-    /// Parquet: start a new file once one reaches this many MiB.
-    #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
-    max_file_mib: u64,
+    /// Parquet: compression codec (zstd, zstd:LEVEL, snappy, none; default zstd).
+    #[arg(long, value_name = "CODEC", value_parser = etl::dest::parquet::parse_compression)]
+    compression: Option<parquet::basic::Compression>,
+    /// Parquet: start a new file once one reaches this many MiB (default 256).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    max_file_mib: Option<u64>,
     /// Ignore saved progress and sync everything again (rows are still merged by key).
     #[arg(long)]
     full_refresh: bool,
@@ -129,9 +136,15 @@ struct SyncArgs {
     /// Commit at the next page boundary once this many seconds passed since the last commit.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     checkpoint_seconds: f64,
-    /// Memory DuckDB may use for caching and merging (beyond it, it spills to disk).
-    #[arg(long, default_value = "1GB", value_name = "SIZE", value_parser = memory_size)]
-    memory_limit: String,
+    /// DuckDB: memory for caching and merging, beyond which it spills to disk (default 1GB).
+    #[arg(long, value_name = "SIZE", value_parser = memory_size)]
+    memory_limit: Option<String>,
+    /// DuckDB: the storage format of a new file (default v1.4.0, which DuckDB 1.4
+    /// and every later client opens; v2.0.0 is the bundled DuckDB's own format,
+    /// which only DuckDB 2.0 and later read). An existing file keeps its format.
+    #[arg(long, value_name = "VERSION",
+          value_parser = clap::builder::PossibleValuesParser::new(etl::dest::duckdb::STORAGE_VERSIONS))]
+    duckdb_storage_version: Option<String>,
     /// Refuse to soft-delete more than this share (0 to 1) of a table's live rows
     /// as "no longer in the source" after one scan, unless the source's own total
     /// agrees: the rows read are committed and the sync exits 1. 1 turns the guard off.
@@ -202,7 +215,13 @@ fn memory_size(s: &str) -> Result<String, String> {
     }
 }
 
-fn init_logging(verbose: u8, quiet: bool) {
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
     let level = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -211,17 +230,38 @@ fn init_logging(verbose: u8, quiet: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,etl={level}")));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Json => fmt.json().with_current_span(false).init(),
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    // `etl --version` also names the DuckDB it writes with.
+    let version: &'static str = Box::leak(
+        format!(
+            "{} (bundled DuckDB {}; new DuckDB files in the {} storage format unless --duckdb-storage-version says otherwise)",
+            env!("CARGO_PKG_VERSION"),
+            etl::dest::duckdb::bundled_version(),
+            etl::dest::duckdb::DEFAULT_STORAGE_VERSION
+        )
+        .into_boxed_str(),
+    );
+    let cli = match Cli::command()
+        .version(version)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.verbose, cli.quiet, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -390,6 +430,8 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
     }
     let info =
         etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
+    check_flags_apply(&a, info.name)?;
+    let max_file_mib = a.max_file_mib.unwrap_or(256);
     let mut _playground = None;
     if a.spec.is_some() != (info.name == "rest") {
         return Err(Error::Usage(if a.spec.is_some() {
@@ -407,7 +449,7 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         (None, true) => {
             let mut opts = PlaygroundOptions {
                 users: a.playground_users.unwrap_or(10_000),
-                flow_runs: a.playground_flow_runs,
+                flow_runs: a.playground_flow_runs.unwrap_or(2_000),
                 ..Default::default()
             };
             if let Some(n) = a.playground_users {
@@ -441,15 +483,21 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         checkpoint_rows: a.checkpoint_rows,
         checkpoint_interval: Duration::from_secs_f64(a.checkpoint_seconds),
         full_refresh: a.full_refresh,
-        memory_limit: Some(a.memory_limit.clone()),
+        memory_limit: Some(a.memory_limit.clone().unwrap_or_else(|| "1GB".into())),
+        duckdb_storage_version: a
+            .duckdb_storage_version
+            .clone()
+            .unwrap_or_else(|| etl::dest::duckdb::DEFAULT_STORAGE_VERSION.into()),
         format: a.format.map(|f| match f {
             FormatArg::Duckdb => etl::OutputFormat::DuckDb,
             FormatArg::Parquet => etl::OutputFormat::Parquet,
         }),
         parquet: etl::dest::parquet::ParquetOptions {
-            compression: a.compression,
-            file_bytes: (a.max_file_mib as usize) << 20,
-            row_group_bytes: ((a.max_file_mib as usize) << 20).min(64 << 20),
+            compression: a.compression.unwrap_or(parquet::basic::Compression::ZSTD(
+                parquet::basic::ZstdLevel::default(),
+            )),
+            file_bytes: (max_file_mib as usize) << 20,
+            row_group_bytes: ((max_file_mib as usize) << 20).min(64 << 20),
             partition_overrides: a.partition_by.iter().cloned().collect(),
         },
         max_pages: a.max_pages,
@@ -463,8 +511,86 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
             out!("{summary}");
             Ok(())
         }
-        _ = tokio::signal::ctrl_c() => {
-            Err(Error::Internal("interrupted; nothing after the last commit was kept — run the same command to resume".into()))
+        signal = interrupted() => {
+            // The sync future is dropped: its writer rolls back to the last
+            // commit in the background. Wait for that before exiting.
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while etl::engine::active_writers() > 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(Error::Interrupted { signal })
         }
     }
+}
+
+/// Flags that would do nothing here are usage errors, not silently ignored.
+fn check_flags_apply(a: &SyncArgs, connector: &str) -> Result<(), Error> {
+    let format = match a.format {
+        Some(FormatArg::Duckdb) => etl::OutputFormat::DuckDb,
+        Some(FormatArg::Parquet) => etl::OutputFormat::Parquet,
+        None => etl::OutputFormat::infer(&a.out),
+    };
+    let out = a.out.display();
+    let (other, flags): (&str, Vec<&str>) = match format {
+        etl::OutputFormat::DuckDb => (
+            "Parquet output",
+            [
+                (!a.partition_by.is_empty(), "--partition-by"),
+                (a.compression.is_some(), "--compression"),
+                (a.max_file_mib.is_some(), "--max-file-mib"),
+            ]
+            .into_iter()
+            .filter_map(|(set, f)| set.then_some(f))
+            .collect(),
+        ),
+        etl::OutputFormat::Parquet => (
+            "DuckDB output",
+            [
+                (a.memory_limit.is_some(), "--memory-limit"),
+                (
+                    a.duckdb_storage_version.is_some(),
+                    "--duckdb-storage-version",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(set, f)| set.then_some(f))
+            .collect(),
+        ),
+    };
+    if let Some(f) = flags.first() {
+        let what = match format {
+            etl::OutputFormat::DuckDb => "a DuckDB file",
+            etl::OutputFormat::Parquet => "a Parquet dataset",
+        };
+        return Err(Error::Usage(format!(
+            "{f} applies to {other}, but --out {out} is {what} (a path ending in .duckdb is a DuckDB file; --format chooses)"
+        )));
+    }
+    if a.playground_users.is_some() && !matches!(connector, "userflow" | "egnyte") {
+        return Err(Error::Usage(format!(
+            "--playground-users applies to the userflow and egnyte playgrounds, not {connector}"
+        )));
+    }
+    if a.playground_flow_runs.is_some() && connector != "prefect" {
+        return Err(Error::Usage(format!(
+            "--playground-flow-runs applies to the prefect playground, not {connector}"
+        )));
+    }
+    Ok(())
+}
+
+/// The first SIGINT (Ctrl-C) or SIGTERM, by name.
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
 }

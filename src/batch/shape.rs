@@ -110,7 +110,7 @@ mod tests {
         assert_eq!(lone_surrogate(r#""\ud83d\ude00 ok""#), None, "a pair");
         assert_eq!(lone_surrogate(r#""\u00e9\n\"""#), None);
         assert_eq!(lone_surrogate(r#""\\ud800""#), None, "an escaped backslash");
-        assert_eq!(lone_surrogate(r#"{"a": "x\ud800"}"#), Some(9));
+        assert_eq!(lone_surrogate(r#"{"a": "x\ud800"}"#), Some(8));
         assert_eq!(lone_surrogate(r#""\udc00""#), Some(1), "a lone low half");
         assert_eq!(
             lone_surrogate(r#""\ud800\u0041""#),

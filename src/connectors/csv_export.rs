@@ -291,7 +291,7 @@ fn parse(
                             format!(
                                 "the header has no column {:?} (it has: {})",
                                 c.name,
-                                names.join(", ")
+                                crate::error::truncate_for_display(&names.join(", "), 300)
                             ),
                         ),
                     )

@@ -670,9 +670,8 @@ impl Egnyte {
                     .map_err(|m| Error::source(format!("Egnyte {location}"), m))?;
                 let records = env.ranges.len() as u64;
                 let (body, ranges) = if groups {
-                    let details = group_details(&http, &base, &resp.body, &env.ranges)
-                        .await
-                        .map_err(|e| this_explain.explain(e))?;
+                    let details =
+                        group_details(&http, &base, &resp.body, &env.ranges, &this_explain).await?;
                     let page = bytes::Bytes::from(details);
                     let ranges = crate::batch::split_array(&page, None)
                         .map_err(|m| Error::source(format!("Egnyte {location}"), m))?;
@@ -871,7 +870,8 @@ async fn group_details(
     base: &Url,
     body: &[u8],
     ranges: &[std::ops::Range<usize>],
-) -> std::result::Result<Vec<u8>, HttpError> {
+    explain: &Explainer,
+) -> std::result::Result<Vec<u8>, Error> {
     #[derive(Deserialize)]
     struct Item {
         id: Value,
@@ -897,17 +897,21 @@ async fn group_details(
             .push(id);
         http.send(Request::get(url))
     }))
-    .await?;
+    .await
+    .map_err(|e| explain.explain(e))?;
     let mut out = Vec::with_capacity(details.iter().map(|d| d.body.len() + 32).sum());
     out.push(b'[');
     for (i, d) in details.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        let n = serde_json::from_slice::<Detail>(&d.body)
-            .ok()
-            .and_then(|d| d.members)
-            .map_or(0, |m| m.len());
+        // Spliced into the page as it is: it must be one JSON object.
+        let detail = std::str::from_utf8(&d.body)
+            .map_err(|e| e.to_string())
+            .and_then(|t| expect_object(t, "the group's \"id\" and \"members\"").map(|()| t))
+            .and_then(|t| serde_json::from_str::<Detail>(t).map_err(|e| e.to_string()))
+            .map_err(|m| Error::source(format!("Egnyte group {}", d.url), m))?;
+        let n = detail.members.map_or(0, |m| m.len());
         out.extend_from_slice(b"{\"group\":");
         out.extend_from_slice(d.body.trim_ascii());
         out.extend_from_slice(format!(",\"member_count\":{n}}}").as_bytes());

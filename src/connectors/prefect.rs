@@ -640,7 +640,8 @@ impl Prefect {
         prev.and_then(|s| s.get("count")).and_then(Value::as_u64)
     }
 
-    async fn sync_flows(&self, ctx: &SyncContext) -> Result<()> {
+    /// False when the endpoint does not exist (404 on its first page).
+    async fn sync_flows(&self, ctx: &SyncContext) -> Result<bool> {
         let ep = &self.flows;
         let prev = ctx.state.stream(ep.objects);
         let cursor = prev
@@ -680,7 +681,9 @@ impl Prefect {
                 })
             })
             .await?;
-        let Some(scan) = scan else { return Ok(()) };
+        let Some(scan) = scan else {
+            return Ok(false);
+        };
         let new_cursor = if scan.stable {
             *newest.lock().unwrap()
         } else {
@@ -691,10 +694,12 @@ impl Prefect {
             state = json!({"cursor": format_utc_micros(c), "cursor_us": c});
         }
         self.finish(ctx, ep, &scan, state, Self::expected_rows(prev))
-            .await
+            .await?;
+        Ok(true)
     }
 
-    async fn sync_deployments(&self, ctx: &SyncContext) -> Result<()> {
+    /// False when the endpoint does not exist (404 on its first page).
+    async fn sync_deployments(&self, ctx: &SyncContext) -> Result<bool> {
         let ep = &self.deployments;
         let started = now_micros();
         let emit = ctx.emit.clone();
@@ -717,7 +722,9 @@ impl Prefect {
                 })
             })
             .await?;
-        let Some(scan) = scan else { return Ok(()) };
+        let Some(scan) = scan else {
+            return Ok(false);
+        };
         if scan.stable {
             // A complete, stable scan: whatever it did not see was deleted.
             ctx.emit
@@ -730,10 +737,12 @@ impl Prefect {
             );
         }
         let state = json!({"last_complete_scan_at": format_utc_micros(started)});
-        self.finish(ctx, ep, &scan, state, None).await
+        self.finish(ctx, ep, &scan, state, None).await?;
+        Ok(true)
     }
 
-    async fn sync_flow_runs(&self, ctx: &SyncContext) -> Result<()> {
+    /// False when the endpoint does not exist (404 on its first page).
+    async fn sync_flow_runs(&self, ctx: &SyncContext) -> Result<bool> {
         let ep = &self.flow_runs;
         let prev = ctx.state.stream(ep.objects).cloned();
         let cursor = prev
@@ -776,7 +785,9 @@ impl Prefect {
                 })
             })
             .await?;
-        let Some(scan) = scan else { return Ok(()) };
+        let Some(scan) = scan else {
+            return Ok(false);
+        };
         // Stable over the whole (possibly resumed) scan: every page boundary held.
         let new_cursor = if scan.stable {
             Some(scan.began_us - LOOKBACK.as_micros() as i64)
@@ -787,17 +798,27 @@ impl Prefect {
             Some(c) => json!({"cursor": format_utc_micros(c), "cursor_us": c}),
             None => json!({}),
         };
-        self.finish(ctx, ep, &scan, state, expected_rows).await
+        self.finish(ctx, ep, &scan, state, expected_rows).await?;
+        Ok(true)
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {
         // The first failure stops the other streams; what they wrote is
         // committed only up to their last checkpoint.
-        tokio::try_join!(
+        let read = tokio::try_join!(
             self.sync_flows(&ctx),
             self.sync_flow_runs(&ctx),
             self.sync_deployments(&ctx)
         )?;
+        // A sync that found none of the tables did nothing it was asked to.
+        if read == (false, false, false) {
+            return Err(Error::source(
+                format!("Prefect {}", self.cfg.api_url),
+                "every endpoint (flows, flow_runs, deployments) answered 404 Not Found: \
+                 check api_url (a self-hosted server's API is http://HOST:4200/api; \
+                 Prefect Cloud's is https://api.prefect.cloud/api/accounts/ID/workspaces/ID)",
+            ));
+        }
         Ok(())
     }
 }

@@ -84,16 +84,45 @@ pub struct DuckDbDestination {
     rejects_ready: bool,
 }
 
+/// The storage format new DuckDB files are written in by default: the one
+/// DuckDB 1.4 and every later client reads. (The bundled DuckDB's own
+/// format, `v2.0.0`, opens only in DuckDB 2.0 and later.)
+pub const DEFAULT_STORAGE_VERSION: &str = "v1.4.0";
+
+/// The storage formats `--duckdb-storage-version` accepts.
+pub const STORAGE_VERSIONS: &[&str] = &[
+    "v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0", "v1.4.0", "v1.5.0", "v2.0.0",
+];
+
+/// The DuckDB library this build bundles (`v2.0.0`, say).
+pub fn bundled_version() -> String {
+    duckdb::Connection::open_in_memory()
+        .and_then(|c| c.query_row("SELECT version()", [], |r| r.get::<_, String>(0)))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 impl DuckDbDestination {
     /// Open (or create) the database file with DuckDB's default memory limit.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::open_with(path, None)
+        Self::open_with(path, None, DEFAULT_STORAGE_VERSION)
     }
 
     /// Open (or create) the database file; `memory_limit` (e.g. `"1GB"`) caps
     /// DuckDB's buffer pool, which otherwise caches up to 80% of RAM as the
-    /// tables grow. Past it DuckDB spills to a temporary directory.
-    pub fn open_with(path: &Path, memory_limit: Option<&str>) -> Result<Self> {
+    /// tables grow. Past it DuckDB spills to a temporary directory. A new
+    /// file is written in `storage_version`'s format (see
+    /// [`DEFAULT_STORAGE_VERSION`]); an existing file keeps its own.
+    pub fn open_with(
+        path: &Path,
+        memory_limit: Option<&str>,
+        storage_version: &str,
+    ) -> Result<Self> {
+        if !STORAGE_VERSIONS.contains(&storage_version) {
+            return Err(Error::Usage(format!(
+                "DuckDB storage version {storage_version:?} is not one of {}",
+                STORAGE_VERSIONS.join(", ")
+            )));
+        }
         if let Some(limit) = memory_limit.filter(|l| !is_memory_size(l)) {
             return Err(Error::Usage(format!(
                 "memory limit {limit:?} is not a size such as 512MB or 2GB"
@@ -107,8 +136,27 @@ impl DuckDbDestination {
                 )));
             }
         }
-        let conn = Connection::open(path)
-            .map_err(|e| Error::destination(path.display().to_string(), e))?;
+        let config = duckdb::Config::default()
+            .with("storage_compatibility_version", storage_version)
+            .map_err(|e| {
+                Error::Usage(format!("DuckDB storage version {storage_version:?}: {e}"))
+            })?;
+        let conn = Connection::open_with_flags(path, config).map_err(|e| {
+            let target = path.display().to_string();
+            let message = e.to_string();
+            // DuckDB allows one process at a time to open a file for writing.
+            if message.contains("Could not set lock") {
+                Error::Busy {
+                    target,
+                    message: format!(
+                        "another process has the file open (an etl sync, or a DuckDB client: \
+                         close it and run again): {message}"
+                    ),
+                }
+            } else {
+                Error::destination(target, message)
+            }
+        })?;
         let d = DuckDbDestination {
             path: path.to_path_buf(),
             conn,

@@ -466,10 +466,10 @@ impl ParquetDestination {
         match lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                return Err(Error::destination(
-                    origin,
-                    "another etl process is writing to this dataset",
-                ))
+                return Err(Error::Busy {
+                    target: origin,
+                    message: "another etl process is writing to this dataset".into(),
+                })
             }
             Err(fs::TryLockError::Error(e)) => return Err(derr("locking the dataset", &e)),
         }

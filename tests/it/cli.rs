@@ -255,6 +255,49 @@ async fn usage_errors_exit_2_and_say_what_to_pass() {
         "{}",
         text(&o)
     );
+
+    // Flags that would do nothing here are refused, naming the flag.
+    let db = dir.path().join("w.duckdb");
+    let cases: [(&[&str], &std::path::Path, &str); 5] = [
+        (
+            &["userflow", "--partition-by", "users=created_at:day"],
+            &db,
+            "--partition-by applies to Parquet output",
+        ),
+        (
+            &["userflow", "--max-file-mib", "64"],
+            &db,
+            "--max-file-mib applies",
+        ),
+        (
+            &["userflow", "--memory-limit", "2GB"],
+            &lake,
+            "--memory-limit applies to DuckDB output",
+        ),
+        (
+            &["userflow", "--duckdb-storage-version", "v2.0.0"],
+            &lake,
+            "--duckdb-storage-version applies to DuckDB output",
+        ),
+        (
+            &["prefect", "--playground-users", "10"],
+            &db,
+            "--playground-users applies to the userflow and egnyte playgrounds, not prefect",
+        ),
+    ];
+    for (args, out, says) in cases {
+        let mut c = etl();
+        c.arg("sync")
+            .args(&args[..1])
+            .arg("--playground")
+            .args(&args[1..])
+            .arg("--out")
+            .arg(out);
+        let o = run(c).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
+    }
+    assert!(!db.exists(), "nothing was created");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -636,4 +679,111 @@ async fn a_closed_stdout_is_not_a_crash() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
     assert_eq!(query_i64(&db, "SELECT count(*) FROM users"), 50);
+}
+
+/// SIGINT and SIGTERM roll back to the last commit, say so in one line and
+/// exit 130 and 143; a rerun ends exact. A destination another process
+/// holds exits 4 before anything is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn signals_roll_back_and_exit_130_or_143_and_a_busy_destination_exits_4() {
+    let pg = playground_with(PlaygroundOptions {
+        users: 3_000,
+        latency: Duration::from_millis(40),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pg.userflow_config());
+    let db = dir.path().join("w.duckdb");
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let mut cmd = etl();
+        cmd.args(["sync", "userflow", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&db)
+            .args(["--checkpoint-rows", "500"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = tokio::task::spawn_blocking(move || {
+            let child = cmd.spawn().unwrap();
+            // Long enough to commit a few checkpoints, far from the end (30 pages at 40 ms).
+            std::thread::sleep(Duration::from_millis(700));
+            let killed = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            child.wait_with_output().unwrap()
+        })
+        .await
+        .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        let last = err.lines().last().unwrap_or("");
+        assert!(
+            last.contains("rolled back to the last commit; run the same command to resume"),
+            "{err}"
+        );
+        assert!(!err.contains("internal error"), "{err}");
+    }
+    let ok = run({
+        let mut c = etl();
+        c.args(["sync", "userflow", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&db);
+        c
+    })
+    .await;
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok));
+    assert_eq!(read_users(&db), expected_users(&pg));
+
+    // A DuckDB client holding the file: exit 4, the message says what to do.
+    let holder = ::duckdb::Connection::open(&db).unwrap();
+    let busy = run({
+        let mut c = etl();
+        c.args(["sync", "userflow", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&db);
+        c
+    })
+    .await;
+    drop(holder);
+    assert_eq!(busy.status.code(), Some(4), "{}", text(&busy));
+    assert!(text(&busy).contains("is busy"), "{}", text(&busy));
+}
+
+/// `--log-format json`: every log line is one JSON object with a level and a message.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run({
+        let mut c = etl();
+        c.args([
+            "--log-format",
+            "json",
+            "sync",
+            "userflow",
+            "--playground",
+            "--playground-users",
+            "50",
+            "-v",
+            "--out",
+        ])
+        .arg(dir.path().join("w.duckdb"));
+        c
+    })
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() >= 3, "{err}");
+    for l in lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{l}"
+        );
+    }
 }

@@ -321,7 +321,9 @@ async fn malformed_pages_never_panic_and_leave_the_destination_as_committed(kind
     .await;
     let dir = tempfile::tempdir().unwrap();
     // Connector, configuration, table checked, the path whose page is replaced.
-    let cases: [(&str, Value, &str, &str); 4] = [
+    let mut rest = pg.rest_config();
+    rest["spec"] = json!(crate::fivetran::spec_path("fivetran_offset"));
+    let cases: [(&str, Value, &str, &str); 5] = [
         ("userflow", pg.userflow_config(), "users", "/users"),
         (
             "prefect",
@@ -336,6 +338,7 @@ async fn malformed_pages_never_panic_and_leave_the_destination_as_committed(kind
             "user",
             "/export/csv",
         ),
+        ("rest", rest, "user", "/pagination/offset"),
     ];
     for (connector, cfg, table, path) in cases {
         let out = kind.path(&dir.path().join(connector));
@@ -430,7 +433,7 @@ async fn credentials_are_sent_only_to_their_own_origin() {
     std::fs::write(
         &spec,
         r#"name = "header_key"
-base_url = "${base_url}"
+base_url = "http://127.0.0.1:1"
 [auth]
 type = "api_key"
 header = "X-Api-Key"
@@ -457,7 +460,7 @@ primary_key = "id"
     assert!(!heads[0].contains("x-api-key"), "{}", heads[0]);
     // A redirect within the origin is followed.
     pg.push_fault(Fault::Redirect(
-        "/pagination/offset?limit=100&offset=0".into(),
+        "/pagination/offset?limit=10&offset=0".into(),
     ));
     crate::fivetran::sync_rest(spec.to_str().unwrap(), pg.rest_config(), &out)
         .await
@@ -519,7 +522,7 @@ async fn secrets_are_redacted_in_every_encoding_before_any_cut() {
     std::fs::write(
         &spec,
         r#"name = "query_key"
-base_url = "${base_url}"
+base_url = "http://127.0.0.1:1"
 retry_attempts = 1
 [auth]
 type = "api_key"

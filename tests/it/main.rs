@@ -14,5 +14,6 @@ mod parquet;
 mod prefect;
 mod prefect_server;
 mod pyenv;
+mod readers;
 mod rest;
 mod userflow;

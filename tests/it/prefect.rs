@@ -409,6 +409,19 @@ async fn errors_name_the_key_the_detail_or_skip_a_missing_endpoint() {
         "{:?}",
         s.tables
     );
+
+    // An api_url with a typo: every endpoint 404s, which is an error, not "0 rows".
+    let (_d3, out3) = tmp();
+    let e = sync_prefect(&pg, &out3, json!({"api_url": format!("{}/apii", pg.url())}))
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("every endpoint (flows, flow_runs, deployments) answered 404")
+            && msg.contains("/apii"),
+        "{msg}"
+    );
+    assert_eq!(e.exit_code(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -822,3 +822,33 @@ async fn a_bad_spec_is_refused_before_any_request() {
     }
     let _: Value = json!(null);
 }
+
+/// A cursor field no record has would leave the table never incremental,
+/// silently: it is a spec error naming the field and the fields there are.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cursor_field_no_record_has_is_an_error() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("typo.toml");
+    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace(
+            "cursor_field = \"updatedAt\"",
+            "cursor_field = \"updated_at\"",
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("w.duckdb");
+    let e = sync_spec(&pg, spec.to_str().unwrap(), &out)
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("table user: incremental.cursor_field \"updated_at\" is in none of the")
+            && msg.contains("updatedAt")
+            && msg.contains("typo.toml"),
+        "{msg}"
+    );
+    assert_eq!(e.exit_code(), 2);
+}

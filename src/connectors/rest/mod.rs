@@ -691,6 +691,9 @@ impl<'a> Run<'a> {
         let mut rows: u64 = 0;
         let mut pages = 0u64;
         let mut guard = ScanGuard::new(self.ctx.max_pages);
+        // Whether any record had the cursor field, and the fields one had.
+        let mut cursor_seen = false;
+        let mut some_fields: Option<Vec<String>> = None;
         // The pages after the first, fetched `t.concurrency` at a time and
         // handled in order, once the first page says how many there are.
         let mut fanout: Option<
@@ -729,7 +732,14 @@ impl<'a> Run<'a> {
             self.learn(t, target, list);
             let mut page_best: Option<(CursorKey, String)> = None;
             if let Some(inc) = &t.incremental {
+                if some_fields.is_none() {
+                    some_fields = list
+                        .iter()
+                        .find_map(Value::as_object)
+                        .map(|o| o.keys().cloned().collect());
+                }
                 for r in list {
+                    cursor_seen |= r.get(&inc.cursor_field).is_some();
                     if let Some(v) = r.get(&inc.cursor_field).and_then(value_text) {
                         let k = cursor_key(&v);
                         if page_best.as_ref().is_none_or(|(b, _)| k > *b) {
@@ -739,7 +749,8 @@ impl<'a> Run<'a> {
                 }
             }
             if let Some(keep) = keep.as_deref_mut() {
-                keep.extend(list.iter().cloned());
+                // A record that is not an object was rejected: no children.
+                keep.extend(list.iter().filter(|r| r.is_object()).cloned());
             }
             if n > 0 {
                 self.emit(t, target, &resp.body, page.ranges, list, &location, rows)
@@ -803,6 +814,19 @@ impl<'a> Run<'a> {
                 Some(u) => scan.url = u,
                 None => break,
             }
+        }
+        if let (Some(inc), Some(fields), false) = (&t.incremental, &some_fields, cursor_seen) {
+            // Never incremental, silently: the spec names a field the API does not send.
+            return Err(Error::config(
+                Some(&self.rest.spec.path),
+                format!(
+                    "table {}: incremental.cursor_field {:?} is in none of the {rows} records read \
+                     (they have: {})",
+                    t.name,
+                    inc.cursor_field,
+                    crate::error::truncate_for_display(&fields.join(", "), 300)
+                ),
+            ));
         }
         tracing::info!(table = %t.name, rows, pages, "table read");
         Ok(best.map(|b| b.1))
@@ -1025,6 +1049,7 @@ impl<'a> Run<'a> {
     }
 
     /// Decode the page's records and hand them to the destination.
+    #[allow(clippy::too_many_arguments)]
     async fn emit(
         &self,
         t: &TableSpec,
