@@ -543,6 +543,7 @@ fn writer_loop(
                     return Ok(true);
                 }
                 WriterMsg::Op(op) => {
+                    let had_changes = dirty;
                     dirty = true;
                     match op {
                         Op::Upsert { table, batch } => {
@@ -564,14 +565,18 @@ fn writer_loop(
                             before_micros,
                             source_total,
                         } => {
+                            dirty = had_changes;
                             if opts.max_delete_fraction < 1.0 {
-                                // Count on committed data: what was read is
-                                // kept whatever the guard decides.
-                                summary.add(&dest.commit(connector, &state)?);
-                                commits += 1;
-                                rows_since = 0;
-                                last_commit = Instant::now();
-                                dirty = false;
+                                // A destination that counts only committed
+                                // rows gets what was read committed first
+                                // (it is kept whatever the guard decides).
+                                if dirty && !dest.counts_uncommitted() {
+                                    summary.add(&dest.commit(connector, &state)?);
+                                    commits += 1;
+                                    rows_since = 0;
+                                    last_commit = Instant::now();
+                                    dirty = false;
+                                }
                                 let (live, unseen) =
                                     dest.live_and_stale(&table, &column, before_micros)?;
                                 let r = RefusedDelete {

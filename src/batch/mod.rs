@@ -390,10 +390,13 @@ impl BatchDecoder {
                         value: None,
                         message: "primary key is missing or null".into(),
                     }),
-                    // A key is a string or a number: an object stored as its
-                    // text would never match the row it stands for.
+                    // A key is a string or a number (or a boolean, in a
+                    // BOOLEAN key column): an object stored as its text
+                    // would never match the row it stands for.
                     Some(raw)
-                        if !matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) =>
+                        if !matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
+                            && !(self.table.columns[c].ty == ColumnType::Boolean
+                                && matches!(raw, "true" | "false")) =>
                     {
                         bad.push(BadValue {
                             row: r,

@@ -678,6 +678,11 @@ impl Destination for DuckDbDestination {
         Ok(())
     }
 
+    fn counts_uncommitted(&self) -> bool {
+        // The count runs inside the open transaction.
+        true
+    }
+
     fn live_and_stale(
         &mut self,
         table: &TableSchema,

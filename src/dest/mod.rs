@@ -88,7 +88,8 @@ pub trait Destination: Send {
 
     /// How many rows of `table` are live, and how many of those have
     /// `column` older than `before_micros` (what [`delete_older_than`]
-    /// would soft-delete). Called right after a commit.
+    /// would soft-delete). Called right after a commit unless
+    /// [`counts_uncommitted`](Destination::counts_uncommitted).
     ///
     /// [`delete_older_than`]: Destination::delete_older_than
     fn live_and_stale(
@@ -97,6 +98,12 @@ pub trait Destination: Send {
         column: &str,
         before_micros: i64,
     ) -> Result<(u64, u64)>;
+
+    /// Whether [`live_and_stale`](Destination::live_and_stale) sees changes
+    /// not committed yet (so no commit is needed before it).
+    fn counts_uncommitted(&self) -> bool {
+        false
+    }
 
     /// Keep records that did not fit their schema, in the same commit as the data.
     fn reject(&mut self, rejects: &[Reject]) -> Result<()>;
