@@ -393,21 +393,15 @@ impl BatchDecoder {
                     // A key is a string or a number (or a boolean, in a
                     // BOOLEAN key column): an object stored as its text
                     // would never match the row it stands for.
-                    Some(raw)
-                        if !matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
-                            && !(self.table.columns[c].ty == ColumnType::Boolean
-                                && matches!(raw, "true" | "false")) =>
-                    {
-                        bad.push(BadValue {
-                            row: r,
-                            column: c,
-                            value: Some(truncate_for_display(raw, 120)),
-                            message: format!(
-                                "a primary key must be a string or a number, got {}",
-                                shape::json_kind(raw)
-                            ),
-                        })
-                    }
+                    Some(raw) if !key_scalar(raw, self.table.columns[c].ty) => bad.push(BadValue {
+                        row: r,
+                        column: c,
+                        value: Some(truncate_for_display(raw, 120)),
+                        message: format!(
+                            "a primary key must be a string or a number, got {}",
+                            shape::json_kind(raw)
+                        ),
+                    }),
                     Some(_) => {}
                 }
             }
@@ -493,6 +487,13 @@ impl BatchDecoder {
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
         Ok(Decoded { batch, rejects })
     }
+}
+
+/// Whether `raw` (JSON text) can be a key: a string or a number, or a
+/// boolean in a BOOLEAN column.
+fn key_scalar(raw: &str, ty: ColumnType) -> bool {
+    let string_or_number = matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'));
+    string_or_number || (ty == ColumnType::Boolean && matches!(raw, "true" | "false"))
 }
 
 /// Up to 60 bytes of `text` around byte `at`, for an error message.
