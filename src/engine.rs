@@ -158,6 +158,45 @@ pub struct StreamStats {
     pub rows: AtomicU64,
 }
 
+/// What the destination has committed so far in this sync.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    pub commits: u64,
+    pub tables: BTreeMap<String, TableCounts>,
+    pub rejected: u64,
+    /// When the last commit happened (UTC microseconds), and the state it saved.
+    pub last_at_micros: Option<i64>,
+    pub last_state: Option<State>,
+}
+
+/// Everything a running sync counts, shared with its caller, which can read
+/// it at any time: after a failure or an interrupt (what was committed) or
+/// while the sync runs (progress).
+#[derive(Debug, Default)]
+pub struct RunStats {
+    pub stream: Arc<StreamStats>,
+    pub http: Arc<HttpMetrics>,
+    pub committed: std::sync::Mutex<Committed>,
+}
+
+impl RunStats {
+    /// A copy of what has been committed so far.
+    pub fn committed(&self) -> Committed {
+        self.committed.lock().expect("not poisoned").clone()
+    }
+
+    fn record_commit(&self, w: &WriteSummary, state: &State) {
+        let mut c = self.committed.lock().expect("not poisoned");
+        c.commits += 1;
+        for (t, n) in &w.tables {
+            c.tables.entry(t.clone()).or_default().add(*n);
+        }
+        c.rejected += w.rejected;
+        c.last_at_micros = Some(chrono::Utc::now().timestamp_micros());
+        c.last_state = Some(state.clone());
+    }
+}
+
 /// The connector's handle to the writer.
 #[derive(Clone)]
 pub struct Emitter {
@@ -272,6 +311,8 @@ pub struct SyncSummary {
     pub pages: u64,
     pub requests: u64,
     pub retries: u64,
+    /// Response bytes received.
+    pub bytes: u64,
     pub commits: u64,
     /// The connector's time: from its first request until the source was
     /// read to the end and every row handed to the writer.
@@ -369,13 +410,16 @@ impl std::fmt::Display for RefusedDelete {
     }
 }
 
-/// Run `connector` into `dest` until the source is exhausted or an error stops it.
+/// Run `connector` into `dest` until the source is exhausted or an error
+/// stops it. `stats` (whose `http` the connector's clients share) counts as
+/// it goes.
 pub async fn run_sync(
     connector: Arc<dyn Connector>,
     dest: Box<dyn Destination>,
     opts: SyncOptions,
-    http_metrics: Arc<HttpMetrics>,
+    stats: Arc<RunStats>,
 ) -> Result<SyncSummary> {
+    let http_metrics = stats.http.clone();
     let started = Instant::now();
     let name = connector.name().to_string();
     let destination = dest.describe();
@@ -387,11 +431,20 @@ pub async fn run_sync(
 
     let writer_opts = opts.clone();
     let writer_name = name.clone();
+    let writer_stats = stats.clone();
     ACTIVE_WRITERS.fetch_add(1, Ordering::SeqCst);
     std::thread::Builder::new()
         .name("etl-writer".into())
         .spawn(move || {
-            let r = writer_loop(dest, &writer_name, &tables, writer_opts, state_tx, msg_rx);
+            let r = writer_loop(
+                dest,
+                &writer_name,
+                &tables,
+                writer_opts,
+                &writer_stats,
+                state_tx,
+                msg_rx,
+            );
             ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
             let _ = done_tx.send(r);
         })
@@ -405,10 +458,9 @@ pub async fn run_sync(
         return Err(writer_failure(done_rx).await);
     };
 
-    let stats = Arc::new(StreamStats::default());
     let emitter = Emitter {
         tx: msg_tx.clone(),
-        stats: stats.clone(),
+        stats: stats.stream.clone(),
     };
     let ctx = SyncContext {
         state,
@@ -473,10 +525,11 @@ pub async fn run_sync(
         destination,
         tables: report.summary.tables,
         rejected: report.summary.rejected,
-        rows: stats.rows.load(Ordering::Relaxed),
-        pages: stats.pages.load(Ordering::Relaxed),
+        rows: stats.stream.rows.load(Ordering::Relaxed),
+        pages: stats.stream.pages.load(Ordering::Relaxed),
         requests: http_metrics.requests.load(Ordering::Relaxed),
         retries: http_metrics.retries.load(Ordering::Relaxed),
+        bytes: http_metrics.bytes.load(Ordering::Relaxed),
         commits: report.commits,
         read_secs,
         elapsed_secs: started.elapsed().as_secs_f64(),
@@ -495,6 +548,7 @@ fn writer_loop(
     connector: &str,
     tables: &[Arc<TableSchema>],
     opts: SyncOptions,
+    stats: &RunStats,
     state_tx: oneshot::Sender<State>,
     mut rx: mpsc::Receiver<WriterMsg>,
 ) -> Result<WriterReport> {
@@ -537,7 +591,9 @@ fn writer_loop(
             match msg {
                 WriterMsg::Finish => {
                     if dirty || commits == 0 {
-                        summary.add(&dest.commit(connector, &state)?);
+                        let w = dest.commit(connector, &state)?;
+                        stats.record_commit(&w, &state);
+                        summary.add(&w);
                         commits += 1;
                     }
                     return Ok(true);
@@ -571,7 +627,9 @@ fn writer_loop(
                                 // rows gets what was read committed first
                                 // (it is kept whatever the guard decides).
                                 if dirty && !dest.counts_uncommitted() {
-                                    summary.add(&dest.commit(connector, &state)?);
+                                    let w = dest.commit(connector, &state)?;
+                                    stats.record_commit(&w, &state);
+                                    summary.add(&w);
                                     commits += 1;
                                     rows_since = 0;
                                     last_commit = Instant::now();
@@ -611,6 +669,7 @@ fn writer_loop(
                                 || last_commit.elapsed() >= opts.checkpoint_interval
                             {
                                 let w = dest.commit(connector, &state)?;
+                                stats.record_commit(&w, &state);
                                 tracing::info!(rows = rows_since, "committed checkpoint");
                                 summary.add(&w);
                                 commits += 1;

@@ -28,14 +28,13 @@ pub mod state;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use crate::engine::{OutputFormat, SyncOptions, SyncSummary};
+pub use crate::engine::{OutputFormat, RunStats, SyncOptions, SyncSummary};
 pub use crate::error::{Error, Result};
 
 use crate::config::ConfigReader;
 use crate::dest::duckdb::DuckDbDestination;
 use crate::dest::parquet::ParquetDestination;
 use crate::dest::Destination;
-use crate::http::HttpMetrics;
 
 /// Run one sync of `connector` with `config` into `out`: a DuckDB file or a
 /// Parquet dataset directory (`opts.format`, or inferred from the path).
@@ -45,9 +44,20 @@ pub async fn sync(
     out: &Path,
     opts: SyncOptions,
 ) -> Result<SyncSummary> {
+    sync_with(connector, config, out, opts, Arc::new(RunStats::default())).await
+}
+
+/// [`sync`], counting into `stats`, which the caller can read whatever the
+/// outcome (what was committed before a failure) or while it runs.
+pub async fn sync_with(
+    connector: &str,
+    config: ConfigReader,
+    out: &Path,
+    opts: SyncOptions,
+    stats: Arc<RunStats>,
+) -> Result<SyncSummary> {
     let info = connectors::find(connector).ok_or_else(|| unknown_connector(connector))?;
-    let metrics = Arc::new(HttpMetrics::default());
-    let conn = (info.build)(config, metrics.clone())?;
+    let conn = (info.build)(config, stats.http.clone())?;
     let format = opts.format.unwrap_or_else(|| OutputFormat::infer(out));
     // Checked before anything is opened or created.
     let tables = conn.tables();
@@ -85,7 +95,7 @@ pub async fn sync(
     })
     .await
     .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
-    engine::run_sync(conn, dest, opts, metrics).await
+    engine::run_sync(conn, dest, opts, stats).await
 }
 
 /// The error for a connector name nobody registered.

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -150,6 +151,12 @@ struct SyncArgs {
     /// agrees: the rows read are committed and the sync exits 1. 1 turns the guard off.
     #[arg(long, default_value_t = 0.5, value_name = "FRACTION", value_parser = fraction)]
     max_delete_fraction: f64,
+    /// The end-of-sync summary on stdout: text, or one JSON object printed for
+    /// every outcome, failures included (status, exit_code, error, per-table
+    /// counts committed, rows read, pages, requests, retries, bytes, commits,
+    /// the last commit's time and state, seconds, when a quota resets).
+    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
+    summary: SummaryFormat,
     /// Stop a table's scan with an error after this many pages (the last resort
     /// against a source whose pagination never ends).
     #[arg(long, default_value_t = etl::http::paginate::DEFAULT_MAX_PAGES, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -213,6 +220,12 @@ fn memory_size(s: &str) -> Result<String, String> {
     } else {
         Err("expected a size such as 512MB or 2GB".into())
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SummaryFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -291,7 +304,14 @@ async fn run(cmd: Command) -> Result<(), Error> {
         }
         Command::Schema { connector, json } => schema(&connector, json),
         Command::Playground(a) => playground(a).await,
-        Command::Sync(a) => sync(a).await,
+        Command::Sync(a) => {
+            let started = std::time::Instant::now();
+            let stats = Arc::new(etl::RunStats::default());
+            let (format, connector, out) = (a.summary, a.connector.clone(), a.out.clone());
+            let outcome = sync(a, stats.clone()).await;
+            report(format, started, &connector, &out, &stats, &outcome);
+            outcome.map(|_| ())
+        }
     }
 }
 
@@ -421,7 +441,94 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
     Ok(())
 }
 
-async fn sync(a: SyncArgs) -> Result<(), Error> {
+/// The end-of-sync report on stdout, for every outcome: the summary as text
+/// (after a failure, only when something was committed), or one JSON object.
+fn report(
+    format: SummaryFormat,
+    started: std::time::Instant,
+    connector: &str,
+    out: &std::path::Path,
+    stats: &etl::RunStats,
+    outcome: &Result<etl::SyncSummary, Error>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let elapsed = started.elapsed().as_secs_f64();
+    let committed = stats.committed();
+    let summary = match outcome {
+        Ok(s) => etl::SyncSummary {
+            // The command's wall time, playground start and all.
+            elapsed_secs: elapsed,
+            ..s.clone()
+        },
+        Err(_) => etl::SyncSummary {
+            connector: connector.to_string(),
+            destination: out.display().to_string(),
+            tables: committed.tables.clone(),
+            rejected: committed.rejected,
+            rows: stats.stream.rows.load(Relaxed),
+            pages: stats.stream.pages.load(Relaxed),
+            requests: stats.http.requests.load(Relaxed),
+            retries: stats.http.retries.load(Relaxed),
+            bytes: stats.http.bytes.load(Relaxed),
+            commits: committed.commits,
+            read_secs: 0.0,
+            elapsed_secs: elapsed,
+        },
+    };
+    match format {
+        SummaryFormat::Text => match outcome {
+            Ok(_) => out!("{summary}"),
+            Err(_) if committed.commits > 0 => {
+                out!("stopped early; committed before that:\n{summary}")
+            }
+            Err(_) => {}
+        },
+        SummaryFormat::Json => {
+            let error = outcome.as_ref().err();
+            let status = match error {
+                None => "ok",
+                Some(Error::QuotaExhausted { .. }) => "quota_exhausted",
+                Some(Error::Interrupted { .. }) => "interrupted",
+                Some(Error::DeletesRefused { .. }) => "deletes_refused",
+                Some(Error::Busy { .. }) => "destination_busy",
+                Some(e) if e.is_user_error() => "usage_error",
+                Some(_) => "failed",
+            };
+            let quota_resets_at = match error {
+                Some(Error::QuotaExhausted { source }) => source
+                    .quota_resets_in()
+                    .flatten()
+                    .map(|s| chrono::Utc::now().timestamp_micros() + s as i64 * 1_000_000),
+                _ => None,
+            };
+            let v = serde_json::json!({
+                "status": status,
+                "exit_code": error.map_or(0, |e| e.exit_code()),
+                "error": error.map(|e| e.to_string()),
+                "connector": summary.connector,
+                "destination": summary.destination,
+                "tables": summary.tables,
+                "rejected": summary.rejected,
+                "rows_read": summary.rows,
+                "pages": summary.pages,
+                "requests": summary.requests,
+                "retries": summary.retries,
+                "bytes_received": summary.bytes,
+                "commits": summary.commits,
+                "last_commit": committed.last_at_micros.map(|at| serde_json::json!({
+                    "at": etl::batch::values::format_utc_micros(at),
+                    "state": committed.last_state,
+                })),
+                "read_secs": summary.read_secs,
+                "elapsed_secs": summary.elapsed_secs,
+                "quota_resets_at": quota_resets_at.map(etl::batch::values::format_utc_micros),
+            });
+            out!("{v}");
+        }
+    }
+}
+
+async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary, Error> {
     if !(a.checkpoint_seconds.is_finite() && a.checkpoint_seconds >= 0.0) {
         return Err(Error::Usage(format!(
             "--checkpoint-seconds must be a non-negative number, got {}",
@@ -504,13 +611,9 @@ async fn sync(a: SyncArgs) -> Result<(), Error> {
         max_delete_fraction: a.max_delete_fraction,
         ..Default::default()
     };
-    let work = etl::sync(&a.connector, config, &a.out, opts);
+    let work = etl::sync_with(&a.connector, config, &a.out, opts, stats);
     tokio::select! {
-        r = work => {
-            let summary = r?;
-            out!("{summary}");
-            Ok(())
-        }
+        r = work => r,
         signal = interrupted() => {
             // The sync future is dropped: its writer rolls back to the last
             // commit in the background. Wait for that before exiting.

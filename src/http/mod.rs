@@ -109,6 +109,8 @@ impl RetryPolicy {
 pub struct HttpMetrics {
     pub requests: AtomicU64,
     pub retries: AtomicU64,
+    /// Response body bytes received (errors and retries included).
+    pub bytes: AtomicU64,
 }
 
 /// What went wrong with a request, for good.
@@ -561,6 +563,9 @@ impl HttpClient {
             }
             let headers = resp.headers().clone();
             let body = resp.bytes().await.map_err(|e| transport_kind(self, &e))?;
+            self.metrics
+                .bytes
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
             return Ok(Sent::Buffered(Response {
                 url,
                 status,

@@ -787,3 +787,78 @@ async fn json_logs_are_one_object_per_line() {
         );
     }
 }
+
+/// `--summary json`: one JSON object on stdout for every outcome, saying
+/// what was committed even when the sync failed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_json_summary_reports_every_outcome() {
+    let pg = playground(500).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pg.userflow_config());
+    let db = dir.path().join("w.duckdb");
+    let sync = |extra: &[&str]| {
+        let mut c = etl();
+        c.args(["sync", "userflow", "--summary", "json", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&db)
+            .args(extra);
+        run(c)
+    };
+    let parse = |o: &Output| -> Value {
+        let lines: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+        assert_eq!(lines.len(), 1, "{}", text(o));
+        serde_json::from_str(lines[0]).unwrap()
+    };
+    let o = sync(&[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = parse(&o);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["tables"]["users"]["inserted"], 500);
+    assert_eq!(v["rows_read"], 500);
+    assert_eq!(v["pages"], 5);
+    assert!(v["bytes_received"].as_u64().unwrap() > 100_000, "{v}");
+    assert!(
+        v["last_commit"]["state"]["streams"]["users"]["last_complete_scan_at"].is_string(),
+        "{v}"
+    );
+    assert!(v["elapsed_secs"].as_f64().unwrap() >= v["read_secs"].as_f64().unwrap());
+
+    // The fourth page fails for good after two commits: what they hold is reported.
+    pg.fault_at(
+        pg.requests() + 4,
+        Fault::Status {
+            status: 400,
+            retry_after: None,
+            body: r#"{"error":{"code":"invalid_params","message":"nope"}}"#.into(),
+        },
+    );
+    let o = sync(&["--checkpoint-rows", "100"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v = parse(&o);
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["exit_code"], 1);
+    assert!(v["error"].as_str().unwrap().contains("HTTP 400"), "{v}");
+    assert_eq!(v["commits"], 3, "{v}");
+    assert_eq!(v["tables"]["users"]["updated"], 300, "{v}");
+    assert!(
+        v["last_commit"]["state"]["streams"]["users"]["scan"]["after"].is_string(),
+        "{v}"
+    );
+
+    // A usage error: still one object, exit 2.
+    let o = sync(&[
+        "--max-delete-fraction",
+        "0.5",
+        "--partition-by",
+        "users=created_at:day",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let v = parse(&o);
+    assert_eq!(
+        (v["status"].as_str(), v["commits"].as_u64()),
+        (Some("usage_error"), Some(0))
+    );
+}
