@@ -84,6 +84,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// The API spec whose tables to show (for `etl schema rest`).
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
     },
     /// Serve the mock APIs on 127.0.0.1 until interrupted.
     Playground(PlaygroundArgs),
@@ -302,7 +305,11 @@ async fn run(cmd: Command) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Schema { connector, json } => schema(&connector, json),
+        Command::Schema {
+            connector,
+            spec,
+            json,
+        } => schema(&connector, spec.as_deref(), json),
         Command::Playground(a) => playground(a).await,
         Command::Sync(a) => {
             let started = std::time::Instant::now();
@@ -315,18 +322,83 @@ async fn run(cmd: Command) -> Result<(), Error> {
     }
 }
 
-fn schema(connector: &str, json: bool) -> Result<(), Error> {
+fn schema(connector: &str, spec: Option<&std::path::Path>, json: bool) -> Result<(), Error> {
     let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
-    let tables = (info.tables)();
+    let (tables, sample) =
+        match (info.name, spec) {
+            ("rest", Some(path)) => {
+                let (spec, vars) = etl::connectors::rest::spec::load_for_schema(path)?;
+                let rest = etl::connectors::rest::Rest::new(spec, Default::default())?;
+                let sample: serde_json::Map<String, serde_json::Value> = vars
+                    .iter()
+                    .filter(|v| !v.starts_with("env:"))
+                    .map(|v| {
+                        (
+                            v.clone(),
+                            serde_json::json!(format!("<{}>", v.to_uppercase())),
+                        )
+                    })
+                    .collect();
+                let sample = serde_json::to_string_pretty(&sample).expect("json");
+                (etl::connectors::Connector::tables(&rest), sample)
+            }
+            ("rest", None) => return Err(Error::Usage(
+                "`etl schema rest` needs --spec FILE: the tables are the spec's (see data/specs/)"
+                    .into(),
+            )),
+            (_, Some(_)) => {
+                return Err(Error::Usage(format!(
+                    "--spec is for `etl schema rest`; {connector} is a built-in connector"
+                )))
+            }
+            _ => ((info.tables)(), info.sample_config.to_string()),
+        };
+    // One description for both outputs: the declared columns, then the
+    // columns every destination adds.
+    let describe = |t: &etl::schema::TableSchema| -> Vec<(String, String, String, String)> {
+        let mut cols: Vec<(String, String, String, String)> = t
+            .columns
+            .iter()
+            .map(|c| {
+                let source = match &c.source {
+                    etl::schema::ColumnSource::Path(p) => p.join("."),
+                    etl::schema::ColumnSource::Raw => "(whole record)".into(),
+                    etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
+                    etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
+                };
+                (c.name.clone(), c.ty.to_string(), c.ty.duckdb_type(), source)
+            })
+            .collect();
+        cols.push((
+            etl::schema::DELETED_COLUMN.to_string(),
+            "BOOLEAN".into(),
+            "BOOLEAN".into(),
+            "(soft-delete flag)".into(),
+        ));
+        cols
+    };
     if json {
-        let v: Vec<_> = tables.iter().map(|t| t.as_ref()).collect();
+        let v: Vec<serde_json::Value> = tables
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "primary_key": t.primary_key,
+                    "partition_by": t.partition_by.as_ref().map(|p| p.to_string()),
+                    "columns_inferred_from_data": info.name == "rest",
+                    "columns": describe(t).into_iter().map(|(name, ty, duck, source)| serde_json::json!({
+                        "name": name, "type": ty, "duckdb_type": duck, "source": source,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
         out!(
             "{}",
             serde_json::to_string_pretty(&v).expect("schemas serialise")
         );
         return Ok(());
     }
-    for t in tables {
+    for t in &tables {
         let partitioned = t.partition_by.as_ref().map_or(String::new(), |p| {
             format!("; Parquet partitions: {p} → {}=…", p.key())
         });
@@ -335,37 +407,26 @@ fn schema(connector: &str, json: bool) -> Result<(), Error> {
             t.name,
             t.primary_key.join(", ")
         );
+        let cols = describe(t);
         // Names padded to the longest of the table (and at least 16).
-        let w = t
-            .columns
+        let w = cols
             .iter()
-            .map(|c| c.name.chars().count())
+            .map(|c| c.0.chars().count())
             .max()
             .unwrap_or(0)
             .max(16);
-        for c in &t.columns {
-            let source = match &c.source {
-                etl::schema::ColumnSource::Path(p) => p.join("."),
-                etl::schema::ColumnSource::Raw => "(whole record)".into(),
-                etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
-                etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
-            };
-            out!(
-                "  {:<w$} {:<14} duckdb {:<12} from {}",
-                c.name,
-                c.ty.to_string(),
-                c.ty.duckdb_type(),
-                source
-            );
+        for (name, ty, duck, source) in cols {
+            out!("  {name:<w$} {ty:<14} duckdb {duck:<12} from {source}");
         }
-        out!(
-            "  {:<w$} {:<14} duckdb {:<12} soft-delete flag",
-            etl::schema::DELETED_COLUMN,
-            "BOOLEAN",
-            "BOOLEAN"
-        );
+        if info.name == "rest" {
+            out!("  (plus a column for each other field the records have, typed from the data)");
+        }
     }
-    out!("\nsample configuration:\n{}", info.sample_config);
+    if info.name == "rest" {
+        out!("\nvariables the spec takes (give them in --config FILE):\n{sample}");
+    } else {
+        out!("\nsample configuration:\n{sample}");
+    }
     Ok(())
 }
 

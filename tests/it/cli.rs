@@ -324,6 +324,47 @@ async fn connectors_and_schema_commands() {
             && out.contains("TIMESTAMPTZ"),
         "{out}"
     );
+    // JSON: the same type names, and the column every destination adds.
+    let o = run({
+        let mut c = etl();
+        c.args(["schema", "userflow", "--json"]);
+        c
+    })
+    .await;
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cols = v[0]["columns"].as_array().unwrap();
+    let col = |n: &str| cols.iter().find(|c| c["name"] == n).cloned().unwrap();
+    assert_eq!(col("created_at")["type"], "UTC_DATETIME");
+    assert_eq!(col("created_at")["duckdb_type"], "TIMESTAMPTZ");
+    assert_eq!(col("email")["source"], "attributes.email");
+    assert_eq!(col("_etl_deleted")["type"], "BOOLEAN");
+    // A REST spec's tables, without its credentials, and the variables it takes.
+    let spec = format!(
+        "{}/data/specs/fivetran_auth_basic.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let o = run({
+        let mut c = etl();
+        c.args(["schema", "rest", "--spec", &spec]);
+        c
+    })
+    .await;
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("table user (primary key: id)")
+            && out.contains("updatedAt        UTC_DATETIME")
+            && out.contains("\"username\": \"<USERNAME>\""),
+        "{out}"
+    );
+    let o = run({
+        let mut c = etl();
+        c.args(["schema", "rest"]);
+        c
+    })
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("needs --spec FILE"), "{}", text(&o));
 }
 
 async fn kill_9_midway_then_rerun_is_exact(kind: Kind) {

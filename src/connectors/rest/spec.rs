@@ -490,10 +490,50 @@ fn substitute(
 
 /// Read the spec at `file`, with `vars` for `${name}`, `base_url` overriding its own.
 pub fn load(file: &Path, vars: &Map<String, Value>, base_url: Option<&Url>) -> Result<Spec> {
+    let mut value = read(file)?;
+    parse(file, &mut value, vars, base_url)
+}
+
+/// The spec at `file` for describing its tables (`etl schema rest --spec`):
+/// checked like any spec but without its `[auth]`, its `${name}` variables
+/// need not be set. Also returns the names of those variables.
+pub fn load_for_schema(file: &Path) -> Result<(Spec, Vec<String>)> {
+    let mut value = read(file)?;
+    let mut names = Vec::new();
+    blank_vars(&mut value, &mut names);
+    if let Some(o) = value.as_object_mut() {
+        o.remove("auth");
+    }
+    let base = Url::parse("http://spec.invalid/").expect("valid URL");
+    let spec = parse(file, &mut value, &Map::new(), Some(&base))?;
+    Ok((spec, names))
+}
+
+/// Replace every `${name}` in `v`'s strings with a placeholder, collecting the names.
+fn blank_vars(v: &mut Value, names: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            while let Some(i) = s.find("${") {
+                let Some(end) = s[i..].find('}') else { break };
+                let name = s[i + 2..i + end].to_string();
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+                s.replace_range(i..i + end + 1, "x");
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| blank_vars(x, names)),
+        Value::Object(o) => o.values_mut().for_each(|x| blank_vars(x, names)),
+        _ => {}
+    }
+}
+
+/// The spec file as a JSON value (TOML converted).
+fn read(file: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Error::config(Some(file), format!("cannot read the spec: {e}")))?;
     let is_json = file.extension().is_some_and(|e| e == "json");
-    let mut value: Value = if is_json {
+    let value: Value = if is_json {
         serde_json::from_str(&text)
             .map_err(|e| Error::config(Some(file), format!("not valid JSON: {e}")))?
     } else {
@@ -502,7 +542,7 @@ pub fn load(file: &Path, vars: &Map<String, Value>, base_url: Option<&Url>) -> R
         serde_json::to_value(t)
             .map_err(|e| Error::config(Some(file), format!("cannot read the TOML: {e}")))?
     };
-    parse(file, &mut value, vars, base_url)
+    Ok(value)
 }
 
 /// Check a spec already parsed into `value`.
