@@ -98,6 +98,30 @@ pub async fn sync_with(
     engine::run_sync(conn, dest, opts, stats).await
 }
 
+/// Open the destination that `out` already holds (for `etl state` and `etl
+/// reset`); an error when it holds none, so nothing is created by mistake.
+pub fn open_existing(out: &Path, format: Option<OutputFormat>) -> Result<Box<dyn Destination>> {
+    let format = format.unwrap_or_else(|| OutputFormat::infer(out));
+    Ok(match format {
+        OutputFormat::DuckDb if out.is_file() => Box::new(DuckDbDestination::open(out)?),
+        OutputFormat::DuckDb => {
+            return Err(Error::Usage(format!(
+                "there is no DuckDB file at {}",
+                out.display()
+            )))
+        }
+        OutputFormat::Parquet if out.join("_etl").is_dir() => {
+            Box::new(ParquetDestination::open(out)?)
+        }
+        OutputFormat::Parquet => {
+            return Err(Error::Usage(format!(
+                "there is no etl Parquet dataset at {} (a DuckDB file's path ends in .duckdb)",
+                out.display()
+            )))
+        }
+    })
+}
+
 /// The error for a connector name nobody registered.
 pub fn unknown_connector(name: &str) -> Error {
     let names: Vec<&str> = connectors::registry().iter().map(|c| c.name).collect();

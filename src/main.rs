@@ -88,6 +88,36 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         spec: Option<PathBuf>,
     },
+    /// Show the progress a connector committed to a destination, per table.
+    State {
+        /// Connector name (see `etl connectors`).
+        connector: String,
+        /// The DuckDB file or Parquet dataset.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        out: PathBuf,
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<FormatArg>,
+        /// Print the saved state as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a connector's progress (one table's with --table) so the next
+    /// sync reads it again from the start, in one commit; rows stay unless --drop.
+    Reset {
+        /// Connector name (see `etl connectors`).
+        connector: String,
+        /// The DuckDB file or Parquet dataset.
+        #[arg(long, short = 'o', value_name = "PATH")]
+        out: PathBuf,
+        #[arg(long, value_enum, value_name = "FORMAT")]
+        format: Option<FormatArg>,
+        /// Only this table (default: every table of the connector).
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
+        /// Also drop the table(s) and their rows.
+        #[arg(long)]
+        drop: bool,
+    },
     /// Serve the mock APIs on 127.0.0.1 until interrupted.
     Playground(PlaygroundArgs),
 }
@@ -311,6 +341,19 @@ async fn run(cmd: Command) -> Result<(), Error> {
             json,
         } => schema(&connector, spec.as_deref(), json),
         Command::Playground(a) => playground(a).await,
+        Command::State {
+            connector,
+            out,
+            format,
+            json,
+        } => show_state(&connector, &out, format, json),
+        Command::Reset {
+            connector,
+            out,
+            format,
+            table,
+            drop,
+        } => reset(&connector, &out, format, table.as_deref(), drop),
         Command::Sync(a) => {
             let started = std::time::Instant::now();
             let stats = Arc::new(etl::RunStats::default());
@@ -426,6 +469,101 @@ fn schema(connector: &str, spec: Option<&std::path::Path>, json: bool) -> Result
         out!("\nvariables the spec takes (give them in --config FILE):\n{sample}");
     } else {
         out!("\nsample configuration:\n{sample}");
+    }
+    Ok(())
+}
+
+fn output_format(f: Option<FormatArg>) -> Option<etl::OutputFormat> {
+    f.map(|f| match f {
+        FormatArg::Duckdb => etl::OutputFormat::DuckDb,
+        FormatArg::Parquet => etl::OutputFormat::Parquet,
+    })
+}
+
+/// The state `connector` committed to `dest`, or an error saying there is none.
+fn committed_state(
+    dest: &mut dyn etl::dest::Destination,
+    connector: &str,
+    out: &std::path::Path,
+) -> Result<etl::state::State, Error> {
+    let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
+    dest.load_state(info.name)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "connector {connector} has never committed to {}",
+            out.display()
+        ))
+    })
+}
+
+fn show_state(
+    connector: &str,
+    out: &std::path::Path,
+    format: Option<FormatArg>,
+    json: bool,
+) -> Result<(), Error> {
+    let mut dest = etl::open_existing(out, output_format(format))?;
+    let state = committed_state(dest.as_mut(), connector, out)?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&state).expect("json"));
+        return Ok(());
+    }
+    out!("{connector} in {}:", out.display());
+    for (stream, s) in &state.streams {
+        if stream.starts_with('_') {
+            // Private entries (a sealed OAuth token): never shown.
+            out!("  {stream:<20} (kept for the connector; not shown)");
+        } else {
+            out!("  {stream:<20} {s}");
+        }
+    }
+    Ok(())
+}
+
+fn reset(
+    connector: &str,
+    out: &std::path::Path,
+    format: Option<FormatArg>,
+    table: Option<&str>,
+    drop: bool,
+) -> Result<(), Error> {
+    let mut dest = etl::open_existing(out, output_format(format))?;
+    let mut state = committed_state(dest.as_mut(), connector, out)?;
+    let tables: Vec<String> = match table {
+        Some(t) => vec![t.to_string()],
+        None => state
+            .streams
+            .keys()
+            .filter(|k| !k.starts_with('_'))
+            .cloned()
+            .collect(),
+    };
+    for t in &tables {
+        let had = state.streams.remove(t).is_some();
+        let dropped = drop && dest.drop_table(t)?;
+        if !had && !dropped {
+            let known: Vec<&String> = state
+                .streams
+                .keys()
+                .filter(|k| !k.starts_with('_'))
+                .collect();
+            return Err(Error::Usage(format!(
+                "{connector} has no table {t:?} in {} (tables with saved progress: {})",
+                out.display(),
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    // One commit: the state without them (and the drops).
+    dest.commit(connector, &state)?;
+    for t in &tables {
+        out!(
+            "reset {connector} {t}: the next sync reads it from the start{}",
+            if drop { "; the table was dropped" } else { "" }
+        );
     }
     Ok(())
 }

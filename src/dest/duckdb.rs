@@ -678,6 +678,21 @@ impl Destination for DuckDbDestination {
         Ok(())
     }
 
+    fn drop_table(&mut self, table: &str) -> Result<bool> {
+        self.begin()?;
+        let exists = self.count(&format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{}'",
+            table.replace('\'', "''")
+        ))? > 0;
+        if exists {
+            self.exec(&format!("DROP TABLE {}", ident(table)))?;
+        }
+        self.schemas.remove(table);
+        self.columns.remove(table);
+        self.staged.remove(table);
+        Ok(exists)
+    }
+
     fn counts_uncommitted(&self) -> bool {
         // The count runs inside the open transaction.
         true

@@ -108,6 +108,9 @@ pub trait Destination: Send {
     /// Keep records that did not fit their schema, in the same commit as the data.
     fn reject(&mut self, rejects: &[Reject]) -> Result<()>;
 
+    /// Drop `table` and its rows at the next commit; false if there is no such table.
+    fn drop_table(&mut self, table: &str) -> Result<bool>;
+
     /// Make everything applied since the last commit durable, with `state`, atomically.
     fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary>;
 

@@ -418,6 +418,8 @@ pub struct ParquetDestination {
     _lock: File,
     /// A commit failed after its commit point; only reopening recovers.
     poisoned: bool,
+    /// Tables to drop at the next commit.
+    dropping: Vec<String>,
     fail_at: Option<CommitStep>,
 }
 
@@ -481,6 +483,7 @@ impl ParquetDestination {
             pending: WriteSummary::default(),
             _lock: lock,
             poisoned: false,
+            dropping: Vec::new(),
             fail_at: None,
         };
         d.recover()?;
@@ -1905,9 +1908,16 @@ impl Destination for ParquetDestination {
             seq: 0,
         };
         let mut written = std::mem::take(&mut self.pending);
+        for name in &self.dropping {
+            if let Some(t) = self.tables.get(name) {
+                plan.removes
+                    .extend(t.files.values().map(|f| format!("{}/{}", t.name, f.path)));
+            }
+        }
         let names: Vec<String> = self
             .tables
             .iter()
+            .filter(|(n, _)| !self.dropping.contains(n))
             .filter(|(_, t)| t.has_pending())
             .map(|(n, _)| n.clone())
             .collect();
@@ -1933,7 +1943,14 @@ impl Destination for ParquetDestination {
         let state_json: serde_json::Value =
             serde_json::from_str(&state.to_json()).expect("state is JSON");
         manifest.connectors.insert(connector.into(), state_json);
-        for (name, t) in &self.tables {
+        for name in &self.dropping {
+            manifest.tables.remove(name);
+        }
+        for (name, t) in self
+            .tables
+            .iter()
+            .filter(|(n, _)| !self.dropping.contains(n))
+        {
             let mut files = t.files.clone();
             for id in plan.dropped.get(name).into_iter().flatten() {
                 files.remove(id);
@@ -1979,6 +1996,9 @@ impl Destination for ParquetDestination {
             return Err(e);
         }
         // Published: the in-memory view follows.
+        for name in std::mem::take(&mut self.dropping) {
+            self.tables.remove(&name);
+        }
         for (name, t) in self.tables.iter_mut() {
             t.declared = false;
             for id in plan.dropped.get(name).into_iter().flatten() {
@@ -1994,7 +2014,16 @@ impl Destination for ParquetDestination {
         Ok(written)
     }
 
+    fn drop_table(&mut self, table: &str) -> Result<bool> {
+        let exists = self.tables.contains_key(table);
+        if exists && !self.dropping.iter().any(|t| t == table) {
+            self.dropping.push(table.to_string());
+        }
+        Ok(exists)
+    }
+
     fn rollback(&mut self) -> Result<()> {
+        self.dropping.clear();
         self.pending = WriteSummary::default();
         for t in self.tables.values_mut() {
             t.ops.clear();

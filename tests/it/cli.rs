@@ -13,6 +13,7 @@ use crate::dests::{for_both_destinations_async, Kind};
 for_both_destinations_async!(
     kill_9_midway_then_rerun_is_exact,
     the_api_key_never_reaches_logs_errors_state_or_the_file,
+    state_shows_progress_and_reset_forgets_it,
 );
 
 fn etl() -> Command {
@@ -902,4 +903,68 @@ async fn the_json_summary_reports_every_outcome() {
         (v["status"].as_str(), v["commits"].as_u64()),
         (Some("usage_error"), Some(0))
     );
+}
+
+/// `etl state` shows what a connector committed; `etl reset --table T`
+/// forgets T's progress in one commit (rows kept), `--drop` drops it too,
+/// and the next sync reads it from the start.
+async fn state_shows_progress_and_reset_forgets_it(kind: Kind) {
+    let pg = playground(120).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pg.userflow_config());
+    let out = kind.path(dir.path());
+    let cmd = |args: &[&str]| {
+        let mut c = etl();
+        c.args(args).arg("--out").arg(&out);
+        run(c)
+    };
+    let sync = || {
+        let mut c = etl();
+        c.args(["sync", "userflow", "--summary", "json", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(&out);
+        run(c)
+    };
+    assert!(sync().await.status.success());
+    let o = cmd(&["state", "userflow", "--json"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["streams"]["users"]["last_complete_scan_at"].is_string(),
+        "{v}"
+    );
+    let o = cmd(&["state", "userflow"]).await;
+    assert!(text(&o).contains("users") && text(&o).contains("last_complete_scan_at"));
+
+    let o = cmd(&["reset", "userflow", "--table", "nosuch"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("tables with saved progress: users"),
+        "{}",
+        text(&o)
+    );
+    let o = cmd(&["reset", "userflow", "--table", "users"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("the next sync reads it from the start"));
+    let v: Value =
+        serde_json::from_slice(&cmd(&["state", "userflow", "--json"]).await.stdout).unwrap();
+    assert!(v["streams"].get("users").is_none(), "{v}");
+    assert_eq!(
+        query_i64(&out, "SELECT count(*) FROM users"),
+        120,
+        "rows are kept"
+    );
+
+    assert!(sync().await.status.success());
+    let o = cmd(&["reset", "userflow", "--drop"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = sync().await;
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["tables"]["users"]["inserted"], 120, "{v}");
+    assert_eq!(query_i64(&out, "SELECT count(*) FROM users"), 120);
+
+    let o = cmd(&["state", "prefect"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("has never committed"), "{}", text(&o));
 }
