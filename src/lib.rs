@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod playground;
+pub mod runs;
 pub mod schema;
 pub mod state;
 
@@ -79,23 +80,48 @@ pub async fn sync_with(
         )));
     }
     // Opening a destination is blocking I/O; keep it off the async workers.
-    let path = out.to_path_buf();
-    let limit = opts.memory_limit.clone();
-    let storage = opts.duckdb_storage_version.clone();
-    let parquet = opts.parquet.clone();
-    let dest = tokio::task::spawn_blocking(move || -> Result<Box<dyn Destination>> {
-        Ok(match format {
-            OutputFormat::DuckDb => Box::new(DuckDbDestination::open_with(
-                &path,
-                limit.as_deref(),
-                &storage,
-            )?),
-            OutputFormat::Parquet => Box::new(ParquetDestination::open_with(&path, parquet)?),
-        })
+    let dest = {
+        let (path, opts) = (out.to_path_buf(), opts.clone());
+        tokio::task::spawn_blocking(move || open_destination(&path, format, &opts))
+            .await
+            .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??
+    };
+    let started = chrono::Utc::now().timestamp_micros();
+    let outcome = engine::run_sync(conn, dest, opts.clone(), stats.clone()).await;
+    // The writer has closed the destination: reopen it for the run's row.
+    let status = runs::status_of(&outcome.as_ref().map(|_| ()));
+    let error = outcome.as_ref().err().map(|e| e.to_string());
+    let (name, path) = (info.name.to_string(), out.to_path_buf());
+    let recorded = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut dest = open_destination(&path, format, &opts)?;
+        runs::record(dest.as_mut(), &name, started, &stats, status, error)
     })
-    .await
-    .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??;
-    engine::run_sync(conn, dest, opts, stats).await
+    .await;
+    match recorded {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not record the run in {}", runs::RUNS_TABLE)
+        }
+        Err(e) => tracing::warn!(error = %e, "recording the run panicked"),
+    }
+    outcome
+}
+
+fn open_destination(
+    path: &Path,
+    format: OutputFormat,
+    opts: &SyncOptions,
+) -> Result<Box<dyn Destination>> {
+    Ok(match format {
+        OutputFormat::DuckDb => Box::new(DuckDbDestination::open_with(
+            path,
+            opts.memory_limit.as_deref(),
+            &opts.duckdb_storage_version,
+        )?),
+        OutputFormat::Parquet => {
+            Box::new(ParquetDestination::open_with(path, opts.parquet.clone())?)
+        }
+    })
 }
 
 /// Open the destination that `out` already holds (for `etl state` and `etl

@@ -684,15 +684,7 @@ fn report(
         },
         SummaryFormat::Json => {
             let error = outcome.as_ref().err();
-            let status = match error {
-                None => "ok",
-                Some(Error::QuotaExhausted { .. }) => "quota_exhausted",
-                Some(Error::Interrupted { .. }) => "interrupted",
-                Some(Error::DeletesRefused { .. }) => "deletes_refused",
-                Some(Error::Busy { .. }) => "destination_busy",
-                Some(e) if e.is_user_error() => "usage_error",
-                Some(_) => "failed",
-            };
+            let status = etl::runs::status_of(&outcome.as_ref().map(|_| ()));
             let quota_resets_at = match error {
                 Some(Error::QuotaExhausted { source }) => source
                     .quota_resets_in()

@@ -111,6 +111,19 @@ pub struct HttpMetrics {
     pub retries: AtomicU64,
     /// Response body bytes received (errors and retries included).
     pub bytes: AtomicU64,
+    /// Responses by HTTP status (every attempt).
+    pub statuses: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
+}
+
+impl HttpMetrics {
+    fn count_status(&self, s: StatusCode) {
+        *self
+            .statuses
+            .lock()
+            .expect("not poisoned")
+            .entry(s.as_u16())
+            .or_default() += 1;
+    }
 }
 
 /// What went wrong with a request, for good.
@@ -452,6 +465,11 @@ impl HttpClient {
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
             let generation = oauth.map_or(0, |o| o.generation());
             let outcome = self.send_once(&req, stream).await;
+            match &outcome {
+                Ok(Sent::Streaming(r)) => self.metrics.count_status(r.status()),
+                Ok(Sent::Buffered(r)) => self.metrics.count_status(r.status),
+                Err(_) => {}
+            }
             let (retry_after, kind) = match outcome {
                 Ok(Sent::Streaming(r)) => return Ok(Sent::Streaming(r)),
                 Ok(Sent::Buffered(resp)) => {

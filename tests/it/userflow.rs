@@ -10,6 +10,7 @@ use crate::common::*;
 use crate::dests::{for_both_destinations_async, Kind};
 
 for_both_destinations_async!(
+    every_run_is_recorded_in_etl_runs,
     full_sync_equals_ground_truth_and_raw_is_the_api_object,
     rerun_leaves_counts_unchanged,
     changes_between_syncs_are_merged_and_deletions_soft_deleted,
@@ -339,4 +340,41 @@ async fn time_based_checkpoints_commit_at_page_boundaries() {
         "row threshold never reached: one commit at the end"
     );
     assert_eq!(read_users(&db), expected_users(&pg));
+}
+
+/// `_etl_runs` holds one row per sync, failed ones included, queryable with SQL.
+async fn every_run_is_recorded_in_etl_runs(kind: Kind) {
+    let pg = playground(250).await;
+    let (_d, db) = tmp_for(kind);
+    sync(&pg, &db, json!({}), 1_000_000).await.unwrap();
+    pg.fault_at(
+        pg.requests() + 2,
+        Fault::Status {
+            status: 400,
+            retry_after: None,
+            body: r#"{"error":{"code":"invalid_params","message":"nope"}}"#.into(),
+        },
+    );
+    sync(&pg, &db, json!({}), 100).await.unwrap_err();
+    let rows = crate::dests::grid(
+        &crate::dests::reader(&db),
+        "SELECT status, connector, rows_read, requests, commits, \
+         CAST(tables->'$.users.inserted' AS BIGINT), CAST(tables->'$.users.updated' AS BIGINT), \
+         CAST(http_statuses->'$.\"200\"' AS BIGINT), CAST(http_statuses->'$.\"400\"' AS BIGINT), \
+         error IS NULL, ended_at >= started_at FROM _etl_runs ORDER BY started_at",
+    );
+    // (Rows come back sorted as text: "failed" before "ok".)
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    // A Parquet dataset commits what a complete scan read before it counts
+    // the rows the scan did not see (the deletion guard): one commit more.
+    let commits = if kind == Kind::Parquet { 2 } else { 1 };
+    assert_eq!(
+        rows[1],
+        format!("Text(\"ok\")|Text(\"userflow\")|BigInt(250)|BigInt(3)|BigInt({commits})|BigInt(250)|BigInt(0)|BigInt(3)|Null|Boolean(true)|Boolean(true)")
+    );
+    assert!(
+        rows[0].starts_with("Text(\"failed\")|Text(\"userflow\")|BigInt(100)|BigInt(2)|BigInt(1)|BigInt(0)|BigInt(100)|BigInt(1)|BigInt(1)|Boolean(false)"),
+        "{}",
+        rows[0]
+    );
 }
