@@ -816,9 +816,26 @@ fn table(mut t: Obj) -> Result<TableSpec> {
             if k.starts_with("_etl") || k == "_synced_at" {
                 return Err(c.err(&k, "names starting with _etl and _synced_at are reserved"));
             }
-            columns.push(Column::new(&k, ty));
+            // `user.login`: the field `login` of the record's `user` object,
+            // as the column `user_login` (as built-in connectors read nested fields).
+            if k.contains('.') {
+                if k.split('.').any(str::is_empty) {
+                    return Err(c.err(&k, "a dotted name needs a field on each side of every dot"));
+                }
+                columns.push(Column::at(&k.replace('.', "_"), ty, &k));
+            } else {
+                columns.push(Column::new(&k, ty));
+            }
         }
     }
+    // A key may name a nested field by its path too (kept as text unless declared).
+    for k in primary_key.iter().filter(|k| k.contains('.')) {
+        let name = k.replace('.', "_");
+        if !columns.iter().any(|c| c.name == name) {
+            columns.push(Column::at(&name, ColumnType::String, k));
+        }
+    }
+    let primary_key: Vec<String> = primary_key.into_iter().map(|k| k.replace('.', "_")).collect();
     for k in &primary_key {
         if k.starts_with("_etl") {
             return Err(t.err(
@@ -1078,6 +1095,33 @@ name = "event"
 path = "/events"
 windows = { start_param = "from", end_param = "to", window_hours = 24, backfill_days = 5 }
 "#;
+
+    #[test]
+    fn dotted_column_names_are_paths_into_nested_objects() {
+        let s = check(&WINDOWS.replace(
+            "windows = {",
+            "primary_key = \"user.id\"\ncolumns = { \"user.login\" = \"STRING\", \"a.b.c\" = \"LONG\" }\nwindows = {",
+        ))
+        .unwrap();
+        let t = &s.tables[0];
+        assert_eq!(t.primary_key, vec!["user_id".to_string()]);
+        let col = |n: &str| t.columns.iter().find(|c| c.name == n).cloned().unwrap();
+        let path = |n: &str| match col(n).source {
+            crate::schema::ColumnSource::Path(p) => p.join("/"),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(path("user_login"), "user/login");
+        assert_eq!(path("a_b_c"), "a/b/c");
+        assert_eq!(path("user_id"), "user/id");
+        assert_eq!(col("a_b_c").ty, ColumnType::Long);
+        let e = check(&WINDOWS.replace(
+            "windows = {",
+            "columns = { \"user.\" = \"STRING\" }\nwindows = {",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("a dotted name needs a field on each side"), "{e}");
+    }
 
     #[test]
     fn windows_read_with_their_defaults() {
