@@ -131,6 +131,52 @@ impl ColumnType {
         }
     }
 
+    /// The type DuckDB reports for a column (`information_schema.columns.data_type`).
+    pub fn from_duckdb(t: &str) -> Option<ColumnType> {
+        let t = t.trim().to_ascii_uppercase();
+        Some(match t.as_str() {
+            "BOOLEAN" => ColumnType::Boolean,
+            "SMALLINT" => ColumnType::Short,
+            "INTEGER" => ColumnType::Int,
+            "BIGINT" => ColumnType::Long,
+            "FLOAT" | "REAL" => ColumnType::Float,
+            "DOUBLE" => ColumnType::Double,
+            "DATE" => ColumnType::NaiveDate,
+            "TIMESTAMP" => ColumnType::NaiveDatetime,
+            "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" => ColumnType::UtcDatetime,
+            "BLOB" => ColumnType::Binary,
+            "VARCHAR" => ColumnType::String,
+            "JSON" => ColumnType::Json,
+            d if d.starts_with("DECIMAL(") => {
+                let (p, s) = d[8..].trim_end_matches(')').split_once(',')?;
+                ColumnType::decimal(p.trim().parse().ok()?, s.trim().parse().ok()?).ok()?
+            }
+            _ => return None,
+        })
+    }
+
+    /// Whether every value of this type fits `wider` without loss.
+    pub fn fits_in(&self, wider: &ColumnType) -> bool {
+        use ColumnType::*;
+        let rank = |t: &ColumnType| match t {
+            Short => Some(1),
+            Int => Some(2),
+            Long => Some(3),
+            _ => None,
+        };
+        self == wider
+            || matches!(wider, String) && !matches!(self, Binary)
+            || matches!(
+                (self, wider),
+                (Xml, String) | (String, Xml) | (NaiveDate, NaiveDatetime)
+            )
+            || matches!(
+                (self, wider),
+                (Short | Int | Long | Float, Double) | (Short, Float)
+            )
+            || matches!((rank(self), rank(wider)), (Some(a), Some(b)) if a <= b)
+    }
+
     /// The Parquet physical/logical type this column is written as.
     pub fn parquet_type(&self) -> String {
         match self {
@@ -564,6 +610,72 @@ mod tests {
                 .get("etl.primary_key")
                 .map(String::as_str),
             Some("true")
+        );
+    }
+}
+
+/// What a destination does when a column exists as `existing` and is now
+/// declared `declared`: keep it (the same type), widen it (every old value
+/// fits the new type), or refuse (the old values may not fit, so the
+/// declared type cannot be honoured without losing or inventing data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeChange {
+    Keep,
+    Widen,
+    Refuse,
+}
+
+impl TypeChange {
+    pub fn of(existing: ColumnType, declared: ColumnType) -> TypeChange {
+        if existing == declared || existing.duckdb_type() == declared.duckdb_type() {
+            TypeChange::Keep
+        } else if existing.fits_in(&declared) {
+            TypeChange::Widen
+        } else {
+            TypeChange::Refuse
+        }
+    }
+
+    /// The error for a refused change, `why` it is refused.
+    pub fn refused(
+        table: &str,
+        column: &str,
+        existing: ColumnType,
+        declared: ColumnType,
+        why: &str,
+    ) -> String {
+        format!(
+            "table {table}, column {column}: it holds {existing} values and is now declared \
+             {declared}, {why}; declare it {existing} again, or drop the table to start over \
+             (etl reset CONNECTOR --out PATH --table {table} --drop)"
+        )
+    }
+}
+
+#[cfg(test)]
+mod type_change_tests {
+    use super::*;
+
+    #[test]
+    fn widening_is_safe_and_anything_else_is_refused() {
+        use ColumnType::*;
+        assert_eq!(TypeChange::of(Int, Long), TypeChange::Widen);
+        assert_eq!(TypeChange::of(Long, Double), TypeChange::Widen);
+        assert_eq!(TypeChange::of(NaiveDate, NaiveDatetime), TypeChange::Widen);
+        assert_eq!(TypeChange::of(UtcDatetime, String), TypeChange::Widen);
+        assert_eq!(TypeChange::of(Long, Long), TypeChange::Keep);
+        assert_eq!(TypeChange::of(Xml, String), TypeChange::Keep);
+        assert_eq!(TypeChange::of(Long, Int), TypeChange::Refuse);
+        assert_eq!(TypeChange::of(String, Json), TypeChange::Refuse);
+        assert_eq!(TypeChange::of(String, Long), TypeChange::Refuse);
+        assert_eq!(TypeChange::of(Boolean, UtcDatetime), TypeChange::Refuse);
+        assert_eq!(
+            ColumnType::from_duckdb("TIMESTAMP WITH TIME ZONE"),
+            Some(UtcDatetime)
+        );
+        assert_eq!(
+            ColumnType::from_duckdb("DECIMAL(15,2)"),
+            Some(ColumnType::decimal(15, 2).unwrap())
         );
     }
 }

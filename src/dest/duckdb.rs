@@ -21,7 +21,7 @@ use duckdb::Connection;
 use super::{Destination, WriteSummary};
 use crate::batch::Reject;
 use crate::error::{Error, Result};
-use crate::schema::{TableSchema, DELETED_COLUMN};
+use crate::schema::{ColumnType, TableSchema, TypeChange, DELETED_COLUMN};
 use crate::state::State;
 
 const STATE_TABLE: &str = "_etl_state";
@@ -246,7 +246,7 @@ impl DuckDbDestination {
             tracing::info!(table = %t.name, columns = t.columns.len(), "created table");
         } else {
             for c in &t.columns {
-                if !existing.contains(&c.name) {
+                let Some(old) = existing.get(&c.name) else {
                     self.exec(&format!(
                         "ALTER TABLE {} ADD COLUMN {} {}",
                         ident(&t.name),
@@ -254,9 +254,35 @@ impl DuckDbDestination {
                         c.ty.duckdb_type()
                     ))?;
                     tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
+                    continue;
+                };
+                // A column declared with another type than it has: never ignored.
+                let Some(old) = ColumnType::from_duckdb(old) else {
+                    continue;
+                };
+                match TypeChange::of(old, c.ty) {
+                    TypeChange::Keep => {}
+                    TypeChange::Widen => {
+                        self.exec(&format!(
+                            "ALTER TABLE {} ALTER COLUMN {} TYPE {}",
+                            ident(&t.name),
+                            ident(&c.name),
+                            c.ty.duckdb_type()
+                        ))?;
+                        tracing::info!(table = %t.name, column = %c.name, from = %old, to = %c.ty, "widened column");
+                    }
+                    TypeChange::Refuse => {
+                        return Err(Error::Usage(TypeChange::refused(
+                            &t.name,
+                            &c.name,
+                            old,
+                            c.ty,
+                            "which cannot hold them all",
+                        )))
+                    }
                 }
             }
-            if !existing.contains(DELETED_COLUMN) {
+            if !existing.contains_key(DELETED_COLUMN) {
                 self.exec(&format!(
                     "ALTER TABLE {} ADD COLUMN {} BOOLEAN NOT NULL DEFAULT false",
                     ident(&t.name),
@@ -265,21 +291,24 @@ impl DuckDbDestination {
             }
         }
         let mut known: HashSet<String> = t.columns.iter().map(|c| c.name.clone()).collect();
-        known.extend(existing);
+        known.extend(existing.into_keys());
         known.insert(DELETED_COLUMN.into());
         self.columns.insert(t.name.clone(), known);
         Ok(())
     }
 
-    fn existing_columns(&self, table: &str) -> Result<HashSet<String>> {
+    /// The table's columns and their DuckDB types (none: no such table).
+    fn existing_columns(&self, table: &str) -> Result<HashMap<String, String>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?")
+            .prepare("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?")
             .map_err(|e| self.err("reading columns", e))?;
         let rows = stmt
-            .query_map([table], |r| r.get::<_, String>(0))
+            .query_map([table], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
             .map_err(|e| self.err("reading columns", e))?;
-        rows.collect::<std::result::Result<HashSet<_>, _>>()
+        rows.collect::<std::result::Result<HashMap<_, _>, _>>()
             .map_err(|e| self.err("reading columns", e))
     }
 

@@ -51,7 +51,8 @@ use super::{Destination, TableCounts, WriteSummary};
 use crate::batch::Reject;
 use crate::error::{Error, Result};
 use crate::schema::{
-    Column, ColumnType, PartitionTransform, Partitioning, TableSchema, DELETED_COLUMN, UTC,
+    Column, ColumnType, PartitionTransform, Partitioning, TableSchema, TypeChange, DELETED_COLUMN,
+    UTC,
 };
 use crate::state::State;
 
@@ -730,6 +731,24 @@ impl ParquetDestination {
         }
         let existed = !table.columns.is_empty();
         for c in &t.columns {
+            // A column declared with another type than its files have: its
+            // files are not rewritten, so only a type that holds the new
+            // values is kept; anything else is refused, never ignored.
+            if let Some((_, old)) = table.columns.iter().find(|(n, _)| n == &c.name) {
+                let why = match TypeChange::of(*old, c.ty) {
+                    TypeChange::Keep => None,
+                    TypeChange::Widen => {
+                        Some("and a Parquet dataset's files are not rewritten to widen a column")
+                    }
+                    TypeChange::Refuse => Some("which cannot hold them all"),
+                };
+                if let (Some(why), false) = (why, table.files.is_empty()) {
+                    return Err(Error::Usage(TypeChange::refused(
+                        &t.name, &c.name, *old, c.ty, why,
+                    )));
+                }
+                continue;
+            }
             if !table.has_column(&c.name) {
                 if existed {
                     tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");

@@ -50,6 +50,7 @@ for_both_destinations_async!(
     a_late_write_is_read_within_the_replay_window,
     truncate_soft_deletes_what_a_full_read_no_longer_returns,
     a_list_without_a_key_follows_the_next_url,
+    a_changed_declared_type_is_widened_or_refused,
 );
 
 /// Items 48..=52 (sorted) share one updatedAt: the scroll token after the
@@ -851,4 +852,63 @@ async fn a_cursor_field_no_record_has_is_an_error() {
         "{msg}"
     );
     assert_eq!(e.exit_code(), 2);
+}
+
+/// A declared type that differs from the column's: widened where every old
+/// value fits (DuckDB alters the column; a Parquet dataset, whose files are
+/// not rewritten, refuses), refused where they would not fit — never ignored.
+async fn a_changed_declared_type_is_widened_or_refused(kind: Kind) {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = kind.path(dir.path());
+    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
+    let declared = |ty: &str| {
+        let p = dir.path().join(format!("{ty}.toml"));
+        std::fs::write(
+            &p,
+            text.replace(
+                "updatedAt = \"UTC_DATETIME\"",
+                &format!("updatedAt = \"{ty}\""),
+            ),
+        )
+        .unwrap();
+        p.display().to_string()
+    };
+    sync_spec(&pg, &declared("UTC_DATETIME"), &out)
+        .await
+        .unwrap();
+    let widened = sync_spec(&pg, &declared("STRING"), &out).await;
+    match kind {
+        Kind::DuckDb => {
+            widened.unwrap();
+            assert_eq!(
+                grid(&reader(&out), "SELECT data_type FROM information_schema.columns WHERE table_name = 'user' AND column_name = 'updatedAt'"),
+                vec!["Text(\"VARCHAR\")"]
+            );
+            let e = sync_spec(&pg, &declared("UTC_DATETIME"), &out)
+                .await
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("table user, column updatedAt: it holds STRING values and is now declared UTC_DATETIME, which cannot hold them all"),
+                "{e}"
+            );
+            assert_eq!(e.exit_code(), 2);
+            assert_eq!(
+                grid(
+                    &reader(&out),
+                    "SELECT count(*), count(DISTINCT id) FROM \"user\""
+                ),
+                vec!["BigInt(200)|BigInt(200)"]
+            );
+        }
+        Kind::Parquet => {
+            let e = widened.unwrap_err();
+            assert!(
+                e.to_string().contains("column updatedAt: it holds UTC_DATETIME values and is now declared STRING, and a Parquet dataset's files are not rewritten"),
+                "{e}"
+            );
+            assert_eq!(e.exit_code(), 2);
+            assert_eq!(stored_users(&out, ""), truth(&pg));
+        }
+    }
 }

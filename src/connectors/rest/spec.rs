@@ -835,7 +835,10 @@ fn table(mut t: Obj) -> Result<TableSpec> {
             columns.push(Column::at(&name, ColumnType::String, k));
         }
     }
-    let primary_key: Vec<String> = primary_key.into_iter().map(|k| k.replace('.', "_")).collect();
+    let primary_key: Vec<String> = primary_key
+        .into_iter()
+        .map(|k| k.replace('.', "_"))
+        .collect();
     for k in &primary_key {
         if k.starts_with("_etl") {
             return Err(t.err(
@@ -1120,7 +1123,10 @@ windows = { start_param = "from", end_param = "to", window_hours = 24, backfill_
         ))
         .unwrap_err()
         .to_string();
-        assert!(e.contains("a dotted name needs a field on each side"), "{e}");
+        assert!(
+            e.contains("a dotted name needs a field on each side"),
+            "{e}"
+        );
     }
 
     #[test]
