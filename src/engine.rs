@@ -156,6 +156,26 @@ impl Default for SyncOptions {
 pub struct StreamStats {
     pub pages: AtomicU64,
     pub rows: AtomicU64,
+    /// Rows handed to the writer, per table.
+    pub tables: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl StreamStats {
+    fn add_rows(&self, table: &str, n: u64) {
+        self.rows.fetch_add(n, Ordering::Relaxed);
+        let mut t = self.tables.lock().expect("not poisoned");
+        match t.get_mut(table) {
+            Some(c) => *c += n,
+            None => {
+                t.insert(table.to_string(), n);
+            }
+        }
+    }
+
+    /// Rows per table so far.
+    pub fn table_rows(&self) -> BTreeMap<String, u64> {
+        self.tables.lock().expect("not poisoned").clone()
+    }
 }
 
 /// What the destination has committed so far in this sync.
@@ -213,9 +233,7 @@ impl Emitter {
     }
 
     pub async fn upsert(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
-        self.stats
-            .rows
-            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.stats.add_rows(&table.name, batch.num_rows() as u64);
         self.send(Op::Upsert {
             table: table.clone(),
             batch,
@@ -224,9 +242,7 @@ impl Emitter {
     }
 
     pub async fn update(&self, table: &Arc<TableSchema>, batch: RecordBatch) -> Result<()> {
-        self.stats
-            .rows
-            .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        self.stats.add_rows(&table.name, batch.num_rows() as u64);
         self.send(Op::Update {
             table: table.clone(),
             batch,

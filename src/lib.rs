@@ -22,6 +22,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod playground;
+pub mod progress;
 pub mod runs;
 pub mod schema;
 pub mod state;

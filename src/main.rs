@@ -190,6 +190,10 @@ struct SyncArgs {
     /// the last commit's time and state, seconds, when a quota resets).
     #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
     summary: SummaryFormat,
+    /// Off a terminal, log a progress line (rows per table, pages, requests,
+    /// retries, rate) every this many seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    progress_seconds: f64,
     /// Stop a table's scan with an error after this many pages (the last resort
     /// against a source whose pagination never ends).
     #[arg(long, default_value_t = etl::http::paginate::DEFAULT_MAX_PAGES, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -278,7 +282,7 @@ fn init_logging(verbose: u8, quiet: bool, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,etl={level}")));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(etl::progress::LogWriter)
         .with_target(false);
     match format {
         LogFormat::Json => fmt.json().with_current_span(false).init(),
@@ -318,7 +322,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.log_format, cli.quiet)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             err_out!("error: {e}");
@@ -327,7 +331,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cmd: Command) -> Result<(), Error> {
+async fn run(cmd: Command, log_format: LogFormat, quiet: bool) -> Result<(), Error> {
     match cmd {
         Command::Connectors => {
             for c in etl::connectors::registry() {
@@ -358,7 +362,18 @@ async fn run(cmd: Command) -> Result<(), Error> {
             let started = std::time::Instant::now();
             let stats = Arc::new(etl::RunStats::default());
             let (format, connector, out) = (a.summary, a.connector.clone(), a.out.clone());
+            // A live line on a terminal; otherwise a log line every few seconds.
+            let live = std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && log_format == LogFormat::Text
+                && !quiet;
+            let progress = etl::progress::start(
+                stats.clone(),
+                started,
+                live,
+                Duration::from_secs_f64(a.progress_seconds.max(0.1)),
+            );
             let outcome = sync(a, stats.clone()).await;
+            drop(progress);
             report(format, started, &connector, &out, &stats, &outcome);
             outcome.map(|_| ())
         }

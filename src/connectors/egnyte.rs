@@ -614,7 +614,7 @@ impl Egnyte {
             if self.cfg.debug_logging {
                 tracing::info!(stream = s.name(), position = pos, records = page.records, total = ?page.total, "page");
             } else {
-                tracing::debug!(
+                tracing::trace!(
                     stream = s.name(),
                     position = pos,
                     records = page.records,

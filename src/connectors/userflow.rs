@@ -288,7 +288,7 @@ impl Userflow {
                     failure = Some(Error::source(format!("Userflow users page {url}"), m));
                     break;
                 }
-                tracing::debug!(stream = STREAM, url = %url, rows = n, "page fetched");
+                tracing::trace!(stream = STREAM, url = %url, rows = n, "page fetched");
                 let pctx = PageContext {
                     first_row: row,
                     location: url.to_string(),

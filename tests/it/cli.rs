@@ -968,3 +968,47 @@ async fn state_shows_progress_and_reset_forgets_it(kind: Kind) {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("has never committed"), "{}", text(&o));
 }
+
+/// Off a terminal a long sync is never silent: a progress line at the
+/// chosen interval, with rows per table; per-page lines only at trace level.
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_lines_off_a_terminal() {
+    let pg = playground_with(PlaygroundOptions {
+        users: 1_000,
+        latency: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &pg.userflow_config());
+    let o = run({
+        let mut c = etl();
+        c.args([
+            "sync",
+            "userflow",
+            "-v",
+            "--progress-seconds",
+            "0.3",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(dir.path().join("w.duckdb"));
+        c
+    })
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let progress: Vec<&str> = err.lines().filter(|l| l.contains("progress: ")).collect();
+    assert!(progress.len() >= 2, "{err}");
+    assert!(
+        progress
+            .iter()
+            .any(|l| l.contains("rows (users ") && l.contains("requests")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("page fetched"),
+        "per-page lines are trace: {err}"
+    );
+}
