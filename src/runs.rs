@@ -105,7 +105,8 @@ pub fn record(
         location: RUNS_TABLE.into(),
         synced_at_micros: ended,
     };
-    let decoded = BatchDecoder::new(table.clone()).decode(&page, &[0..page.len()], &ctx)?;
+    let whole = std::iter::once(0..page.len()).collect::<Vec<_>>();
+    let decoded = BatchDecoder::new(table.clone()).decode(&page, &whole, &ctx)?;
     dest.upsert(&table, decoded.batch)?;
     dest.commit(connector, &state)?;
     Ok(())

@@ -1,0 +1,211 @@
+//! `etl schema`, `etl state` and `etl reset`: describing connectors and
+//! looking after a destination's saved progress.
+
+use std::path::Path;
+
+use etl::Error;
+
+use crate::FormatArg;
+
+pub fn schema(connector: &str, spec: Option<&Path>, json: bool) -> Result<(), Error> {
+    let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
+    let (tables, sample) =
+        match (info.name, spec) {
+            ("rest", Some(path)) => {
+                let (spec, vars) = etl::connectors::rest::spec::load_for_schema(path)?;
+                let rest = etl::connectors::rest::Rest::new(spec, Default::default())?;
+                let sample: serde_json::Map<String, serde_json::Value> = vars
+                    .iter()
+                    .filter(|v| !v.starts_with("env:"))
+                    .map(|v| {
+                        (
+                            v.clone(),
+                            serde_json::json!(format!("<{}>", v.to_uppercase())),
+                        )
+                    })
+                    .collect();
+                let sample = serde_json::to_string_pretty(&sample).expect("json");
+                (etl::connectors::Connector::tables(&rest), sample)
+            }
+            ("rest", None) => return Err(Error::Usage(
+                "`etl schema rest` needs --spec FILE: the tables are the spec's (see data/specs/)"
+                    .into(),
+            )),
+            (_, Some(_)) => {
+                return Err(Error::Usage(format!(
+                    "--spec is for `etl schema rest`; {connector} is a built-in connector"
+                )))
+            }
+            _ => ((info.tables)(), info.sample_config.to_string()),
+        };
+    // One description for both outputs: the declared columns, then the
+    // columns every destination adds.
+    let describe = |t: &etl::schema::TableSchema| -> Vec<(String, String, String, String)> {
+        let mut cols: Vec<(String, String, String, String)> = t
+            .columns
+            .iter()
+            .map(|c| {
+                let source = match &c.source {
+                    etl::schema::ColumnSource::Path(p) => p.join("."),
+                    etl::schema::ColumnSource::Raw => "(whole record)".into(),
+                    etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
+                    etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
+                };
+                (c.name.clone(), c.ty.to_string(), c.ty.duckdb_type(), source)
+            })
+            .collect();
+        cols.push((
+            etl::schema::DELETED_COLUMN.to_string(),
+            "BOOLEAN".into(),
+            "BOOLEAN".into(),
+            "(soft-delete flag)".into(),
+        ));
+        cols
+    };
+    if json {
+        let v: Vec<serde_json::Value> = tables
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "name": t.name,
+                    "primary_key": t.primary_key,
+                    "partition_by": t.partition_by.as_ref().map(|p| p.to_string()),
+                    "columns_inferred_from_data": info.name == "rest",
+                    "columns": describe(t).into_iter().map(|(name, ty, duck, source)| serde_json::json!({
+                        "name": name, "type": ty, "duckdb_type": duck, "source": source,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("schemas serialise")
+        );
+        return Ok(());
+    }
+    for t in &tables {
+        let partitioned = t.partition_by.as_ref().map_or(String::new(), |p| {
+            format!("; Parquet partitions: {p} → {}=…", p.key())
+        });
+        out!(
+            "table {} (primary key: {}{partitioned})",
+            t.name,
+            t.primary_key.join(", ")
+        );
+        let cols = describe(t);
+        // Names padded to the longest of the table (and at least 16).
+        let w = cols
+            .iter()
+            .map(|c| c.0.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(16);
+        for (name, ty, duck, source) in cols {
+            out!("  {name:<w$} {ty:<14} duckdb {duck:<12} from {source}");
+        }
+        if info.name == "rest" {
+            out!("  (plus a column for each other field the records have, typed from the data)");
+        }
+    }
+    if info.name == "rest" {
+        out!("\nvariables the spec takes (give them in --config FILE):\n{sample}");
+    } else {
+        out!("\nsample configuration:\n{sample}");
+    }
+    Ok(())
+}
+
+fn output_format(f: Option<FormatArg>) -> Option<etl::OutputFormat> {
+    f.map(|f| match f {
+        FormatArg::Duckdb => etl::OutputFormat::DuckDb,
+        FormatArg::Parquet => etl::OutputFormat::Parquet,
+    })
+}
+
+/// The state `connector` committed to `dest`, or an error saying there is none.
+fn committed_state(
+    dest: &mut dyn etl::dest::Destination,
+    connector: &str,
+    out: &Path,
+) -> Result<etl::state::State, Error> {
+    let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
+    dest.load_state(info.name)?.ok_or_else(|| {
+        Error::Usage(format!(
+            "connector {connector} has never committed to {}",
+            out.display()
+        ))
+    })
+}
+
+pub fn show_state(
+    connector: &str,
+    out: &Path,
+    format: Option<FormatArg>,
+    json: bool,
+) -> Result<(), Error> {
+    let mut dest = etl::open_existing(out, output_format(format))?;
+    let state = committed_state(dest.as_mut(), connector, out)?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&state).expect("json"));
+        return Ok(());
+    }
+    out!("{connector} in {}:", out.display());
+    for (stream, s) in &state.streams {
+        if stream.starts_with('_') {
+            // Private entries (a sealed OAuth token): never shown.
+            out!("  {stream:<20} (kept for the connector; not shown)");
+        } else {
+            out!("  {stream:<20} {s}");
+        }
+    }
+    Ok(())
+}
+
+pub fn reset(
+    connector: &str,
+    out: &Path,
+    format: Option<FormatArg>,
+    table: Option<&str>,
+    drop: bool,
+) -> Result<(), Error> {
+    let mut dest = etl::open_existing(out, output_format(format))?;
+    let mut state = committed_state(dest.as_mut(), connector, out)?;
+    let tables: Vec<String> = match table {
+        Some(t) => vec![t.to_string()],
+        None => state
+            .streams
+            .keys()
+            .filter(|k| !k.starts_with('_'))
+            .cloned()
+            .collect(),
+    };
+    for t in &tables {
+        let had = state.streams.remove(t).is_some();
+        let dropped = drop && dest.drop_table(t)?;
+        if !had && !dropped {
+            let known: Vec<&String> = state
+                .streams
+                .keys()
+                .filter(|k| !k.starts_with('_'))
+                .collect();
+            return Err(Error::Usage(format!(
+                "{connector} has no table {t:?} in {} (tables with saved progress: {})",
+                out.display(),
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    // One commit: the state without them (and the drops).
+    dest.commit(connector, &state)?;
+    for t in &tables {
+        out!(
+            "reset {connector} {t}: the next sync reads it from the start{}",
+            if drop { "; the table was dropped" } else { "" }
+        );
+    }
+    Ok(())
+}
