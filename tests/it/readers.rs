@@ -68,3 +68,134 @@ async fn duckdb_1_4_1_5_and_2_0_clients_open_the_file() {
         }
     }
 }
+
+const SPARK_AND_POLARS: &str = "pyspark-4.0.5-polars-2.1.0";
+
+/// Spark (`mergeSchema`, as the README says) and polars (the README's
+/// pyarrow dataset of the files' unified schema) read a synced dataset whose
+/// schema evolved (a column inferred in a later sync) exactly as DuckDB
+/// does; polars reads a JSON column's text with the README's one-liner.
+#[tokio::test(flavor = "multi_thread")]
+async fn spark_and_polars_read_the_parquet_dataset_as_duckdb_does() {
+    use etl::playground::{Playground, PlaygroundOptions};
+    let venv = match pyenv::venv(
+        SPARK_AND_POLARS,
+        &["pyspark==4.0.5", "polars==2.1.0", "pyarrow"],
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("skipping the Spark and polars readers: no Python environment ({e})");
+            return;
+        }
+    };
+    let pg = Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let spec = crate::fivetran::spec_path("fivetran_offset");
+    crate::fivetran::sync_rest(&spec, pg.rest_config(), &lake)
+        .await
+        .unwrap();
+    // Ten users gain a field: the next sync infers a column only its files have.
+    {
+        let mut users = pg.fivetran().users.lock().unwrap();
+        for u in users.iter_mut().take(10) {
+            u["plan"] = serde_json::json!("pro");
+            u["updatedAt"] = serde_json::json!(etl::playground::fivetran::ts(
+                chrono::Utc::now().timestamp()
+            ));
+        }
+    }
+    crate::fivetran::sync_rest(&spec, pg.rest_config(), &lake)
+        .await
+        .unwrap();
+    // And a dataset with a JSON column.
+    let users = playground(50).await;
+    let lake2 = dir.path().join("lake2");
+    etl::sync(
+        "userflow",
+        config(&users, serde_json::json!({})),
+        &lake2,
+        opts(1_000_000),
+    )
+    .await
+    .unwrap();
+
+    let duck = crate::dests::grid(
+        &crate::dests::reader(&lake),
+        "SELECT id || '|' || coalesce(plan, '-') || '|' || CAST(epoch_us(updatedAt) AS VARCHAR) FROM \"user\" WHERE NOT _etl_deleted",
+    );
+    assert_eq!(duck.len(), 200);
+    let script = r#"
+import glob, json, sys
+import pyarrow as pa, pyarrow.dataset as ds, pyarrow.parquet as pq
+import polars as pl
+from pyspark.sql import SparkSession
+
+lake, lake2 = sys.argv[1], sys.argv[2]
+spark = (SparkSession.builder.master("local[1]").appName("etl-test")
+         .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+         .config("spark.driver.host", "127.0.0.1").config("spark.sql.session.timeZone", "UTC")
+         .getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+users = spark.read.option("mergeSchema", "true").parquet(f"{lake}/user").where("NOT _etl_deleted")
+spark_rows = sorted(f"{r.id}|{r.plan or '-'}|{r.us}" for r in
+    users.selectExpr("id", "plan", "CAST(unix_micros(updatedAt) AS STRING) AS us").collect())
+
+def etl_dataset(path):
+    files = glob.glob(f"{path}/**/*.parquet", recursive=True)
+    first = ds.dataset(path, format="parquet", partitioning="hive")
+    schema = pa.unify_schemas([pq.read_schema(f) for f in files] + [first.schema])
+    return ds.dataset(path, format="parquet", partitioning="hive", schema=schema)
+
+live = pl.scan_pyarrow_dataset(etl_dataset(f"{lake}/user")).filter(~pl.col("_etl_deleted")).collect()
+polars_rows = sorted(f"{i}|{p or '-'}|{int(u.timestamp() * 1_000_000)}" for i, p, u in
+    live.select("id", "plan", "updatedAt").iter_rows())
+
+raw = pl.read_parquet(glob.glob(f"{lake2}/users/**/*.parquet", recursive=True))
+ids = raw.select(pl.col("raw").to_physical().str.json_path_match("$.id").alias("j"), "id")
+print(json.dumps({"spark": spark_rows, "polars": polars_rows,
+                  "json_ids_match": ids.filter(pl.col("j") == pl.col("id")).height,
+                  "json_rows": ids.height}))
+"#;
+    let out = pyenv::run(
+        Command::new(venv.join("bin").join("python"))
+            // Spark binds to loopback only.
+            .env("SPARK_LOCAL_IP", "127.0.0.1")
+            .arg("-c")
+            .arg(script)
+            .arg(&lake)
+            .arg(&lake2),
+        Duration::from_secs(600),
+    )
+    .unwrap_or_else(|e| panic!("Spark/polars failed: {e}"));
+    let json_line = out
+        .rfind("{\"spark\"")
+        .map(|i| out[i..].lines().next().unwrap_or(""))
+        .unwrap_or_else(|| panic!("no result: {out}"));
+    let v: serde_json::Value = serde_json::from_str(json_line).unwrap();
+    let mut duck: Vec<String> = duck
+        .iter()
+        .map(|t| {
+            t.trim_start_matches("Text(\"")
+                .trim_end_matches("\")")
+                .to_string()
+        })
+        .collect();
+    duck.sort();
+    let list = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list("spark"), duck, "Spark differs from DuckDB");
+    assert_eq!(list("polars"), duck, "polars differs from DuckDB");
+    assert_eq!(duck.iter().filter(|r| r.contains("|pro|")).count(), 10);
+    assert_eq!(
+        (v["json_ids_match"].as_u64(), v["json_rows"].as_u64()),
+        (Some(50), Some(50))
+    );
+}
