@@ -71,10 +71,10 @@ async fn duckdb_1_4_1_5_and_2_0_clients_open_the_file() {
 
 const SPARK_AND_POLARS: &str = "pyspark-4.0.5-polars-2.1.0";
 
-/// Spark (`mergeSchema`, as the README says) and polars (the README's
+/// Spark (`mergeSchema`, as docs/destinations.md says) and polars (its
 /// pyarrow dataset of the files' unified schema) read a synced dataset whose
 /// schema evolved (a column inferred in a later sync) exactly as DuckDB
-/// does; polars reads a JSON column's text with the README's one-liner.
+/// does; polars reads a JSON column's text with its one-liner.
 #[tokio::test(flavor = "multi_thread")]
 async fn spark_and_polars_read_the_parquet_dataset_as_duckdb_does() {
     use etl::playground::{Playground, PlaygroundOptions};
