@@ -651,8 +651,12 @@ fn writer_loop(
                                     last_commit = Instant::now();
                                     dirty = false;
                                 }
+                                let counting = Instant::now();
                                 let (live, unseen) =
                                     dest.live_and_stale(&table, &column, before_micros)?;
+                                tracing::debug!(table = %table.name, live, unseen,
+                                    ms = counting.elapsed().as_millis() as u64,
+                                    "counted the rows the scan did not see");
                                 let r = RefusedDelete {
                                     table: table.name.clone(),
                                     live,
