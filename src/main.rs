@@ -96,6 +96,22 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         spec: Option<PathBuf>,
     },
+    /// Check a configuration: validate it, then make one authenticated request
+    /// per table and read it like a first page; nothing is written. Exit 0 when
+    /// every table answered, 1 when one did not, 2 for a bad configuration.
+    Check {
+        /// Connector name (see `etl connectors`).
+        connector: String,
+        /// The connector's configuration file.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The API spec of the `rest` connector.
+        #[arg(long, value_name = "FILE")]
+        spec: Option<PathBuf>,
+        /// Check against the built-in playground instead.
+        #[arg(long, conflicts_with = "config")]
+        playground: bool,
+    },
     /// Show the progress a connector committed to a destination, per table.
     State {
         /// Connector name (see `etl connectors`).
@@ -359,6 +375,12 @@ async fn run(cmd: Command, log_format: LogFormat, quiet: bool) -> Result<(), Err
             format,
             json,
         } => show_state(&connector, &out, format, json),
+        Command::Check {
+            connector,
+            config,
+            spec,
+            playground,
+        } => check(&connector, config.as_ref(), spec.as_ref(), playground).await,
         Command::Reset {
             connector,
             out,
@@ -460,6 +482,113 @@ async fn playground(a: PlaygroundArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// The connector's configuration: the --config file, or a playground
+/// started here (alive while the returned handle is); --spec for rest.
+#[allow(clippy::too_many_arguments)]
+async fn source_config(
+    info_name: &str,
+    command: &str,
+    config: Option<&PathBuf>,
+    playground_flag: bool,
+    spec: Option<&PathBuf>,
+    users: Option<usize>,
+    flow_runs: Option<usize>,
+) -> Result<(ConfigReader, Option<Playground>), Error> {
+    let sample = etl::connectors::find(info_name).map_or("", |i| i.sample_config);
+    let mut playground = None;
+    if spec.is_some() != (info_name == "rest") {
+        return Err(Error::Usage(if spec.is_some() {
+            format!(
+                "--spec is for `etl {command} rest`; {} is a built-in connector",
+                info_name
+            )
+        } else {
+            format!("`etl {command} rest` needs --spec FILE (an API spec; see data/specs/)")
+        }));
+    }
+    let mut config = match (config, playground_flag) {
+        (None, false) if spec.is_some() => ConfigReader::from_map(Default::default()),
+        (Some(path), false) => ConfigReader::from_file(path)?,
+        (None, true) => {
+            let mut opts = PlaygroundOptions {
+                users: users.unwrap_or(10_000),
+                flow_runs: flow_runs.unwrap_or(2_000),
+                ..Default::default()
+            };
+            if let Some(n) = users {
+                opts.egnyte.users = n;
+            }
+            let pg = Playground::start(opts)
+                .await
+                .map_err(|e| Error::Internal(format!("cannot start the playground: {e}")))?;
+            tracing::info!(url = %pg.url(), "started the playground");
+            let cfg = pg.config_for(info_name).ok_or_else(|| {
+                Error::Usage(format!("connector {} has no playground yet", info_name))
+            })?;
+            playground = Some(pg);
+            ConfigReader::from_map(cfg.as_object().expect("object").clone())
+        }
+        (None, false) => {
+            return Err(Error::Usage(format!(
+                "say where to {command} from: --config FILE (a JSON configuration such as\n{}\n) or --playground to try the built-in mock",
+                sample
+            )))
+        }
+        (Some(_), true) => unreachable!("clap rejects --config with --playground"),
+    };
+    if let Some(spec) = &spec {
+        config.insert(
+            "spec",
+            serde_json::Value::String(spec.display().to_string()),
+        );
+    }
+    Ok((config, playground))
+}
+
+async fn check(
+    connector: &str,
+    config: Option<&PathBuf>,
+    spec: Option<&PathBuf>,
+    playground: bool,
+) -> Result<(), Error> {
+    let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
+    let (config, _playground) = source_config(
+        info.name,
+        "check",
+        config,
+        playground,
+        spec,
+        Some(50),
+        Some(50),
+    )
+    .await?;
+    let conn = (info.build)(config, Default::default())?;
+    let checks = conn.check().await;
+    let mut failed = Vec::new();
+    for c in &checks {
+        match &c.outcome {
+            Ok(what) => out!("ok      {:<20} {what} ({})", c.table, c.request),
+            Err(e) => {
+                out!("FAILED  {:<20} {e}", c.table);
+                failed.push(c.table.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::source(
+            format!("etl check {connector}"),
+            format!(
+                "{} of {} tables failed: {}",
+                failed.len(),
+                checks.len(),
+                failed.join(", ")
+            ),
+        ))
+    }
+}
+
 async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary, Error> {
     if !(a.checkpoint_seconds.is_finite() && a.checkpoint_seconds >= 0.0) {
         return Err(Error::Usage(format!(
@@ -471,53 +600,16 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
         etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
     check_flags_apply(&a, info.name)?;
     let max_file_mib = a.max_file_mib.unwrap_or(256);
-    let mut _playground = None;
-    if a.spec.is_some() != (info.name == "rest") {
-        return Err(Error::Usage(if a.spec.is_some() {
-            format!(
-                "--spec is for `etl sync rest`; {} is a built-in connector",
-                info.name
-            )
-        } else {
-            "`etl sync rest` needs --spec FILE (an API spec; see data/specs/)".to_string()
-        }));
-    }
-    let mut config = match (&a.config, a.playground) {
-        (None, false) if a.spec.is_some() => ConfigReader::from_map(Default::default()),
-        (Some(path), false) => ConfigReader::from_file(path)?,
-        (None, true) => {
-            let mut opts = PlaygroundOptions {
-                users: a.playground_users.unwrap_or(10_000),
-                flow_runs: a.playground_flow_runs.unwrap_or(2_000),
-                ..Default::default()
-            };
-            if let Some(n) = a.playground_users {
-                opts.egnyte.users = n;
-            }
-            let pg = Playground::start(opts)
-                .await
-                .map_err(|e| Error::Internal(format!("cannot start the playground: {e}")))?;
-            tracing::info!(url = %pg.url(), "started the playground");
-            let cfg = pg.config_for(info.name).ok_or_else(|| {
-                Error::Usage(format!("connector {} has no playground yet", info.name))
-            })?;
-            _playground = Some(pg);
-            ConfigReader::from_map(cfg.as_object().expect("object").clone())
-        }
-        (None, false) => {
-            return Err(Error::Usage(format!(
-                "say where to sync from: --config FILE (a JSON configuration such as\n{}\n) or --playground to try the built-in mock",
-                info.sample_config
-            )))
-        }
-        (Some(_), true) => unreachable!("clap rejects --config with --playground"),
-    };
-    if let Some(spec) = &a.spec {
-        config.insert(
-            "spec",
-            serde_json::Value::String(spec.display().to_string()),
-        );
-    }
+    let (config, _playground) = source_config(
+        info.name,
+        "sync",
+        a.config.as_ref(),
+        a.playground,
+        a.spec.as_ref(),
+        a.playground_users,
+        a.playground_flow_runs,
+    )
+    .await?;
     let opts = SyncOptions {
         checkpoint_rows: a.checkpoint_rows,
         checkpoint_interval: Duration::from_secs_f64(a.checkpoint_seconds),

@@ -519,6 +519,63 @@ impl Connector for CsvExport {
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.run(ctx))
     }
+
+    fn check(&self) -> BoxFuture<'_, Vec<super::TableCheck>> {
+        Box::pin(async move {
+            let location = self.http.redact(self.cfg.url.as_str());
+            let outcome = async {
+                let mut resp = self
+                    .http
+                    .send_streaming(Request::get(self.cfg.url.clone()))
+                    .await?;
+                // The header line is enough: the export itself is not read.
+                let mut head = Vec::new();
+                while !head.contains(&b'\n') && head.len() < 1 << 16 {
+                    match resp.chunk().await {
+                        Ok(Some(b)) => head.extend_from_slice(&b),
+                        Ok(None) => break,
+                        Err(e) => {
+                            return Err(Error::source(
+                                format!("CSV {location}"),
+                                format!("the download broke off: {e}"),
+                            ))
+                        }
+                    }
+                }
+                let line = String::from_utf8_lossy(&head);
+                let header = line
+                    .trim_start_matches('\u{feff}')
+                    .lines()
+                    .next()
+                    .unwrap_or("");
+                let names: Vec<&str> = header
+                    .split(',')
+                    .map(|h| h.trim().trim_matches('"'))
+                    .collect();
+                for c in &self.table.columns {
+                    if matches!(c.source, ColumnSource::Path(_))
+                        && !names.contains(&c.name.as_str())
+                    {
+                        return Err(Error::source(
+                            format!("CSV {location} line 1"),
+                            format!(
+                                "the header has no column {:?} (it has: {})",
+                                c.name,
+                                crate::error::truncate_for_display(header, 300)
+                            ),
+                        ));
+                    }
+                }
+                Ok(format!("a header with {} columns", names.len()))
+            }
+            .await;
+            vec![super::TableCheck::new(
+                &self.table.name,
+                format!("GET {location}"),
+                outcome,
+            )]
+        })
+    }
 }
 
 #[cfg(test)]

@@ -929,6 +929,39 @@ impl Connector for Egnyte {
         self.streams.iter().map(|s| s.table.clone()).collect()
     }
 
+    fn check(&self) -> BoxFuture<'_, Vec<super::TableCheck>> {
+        Box::pin(async move {
+            let explain = Explainer {
+                oauth: self.oauth.is_some(),
+            };
+            let mut out = Vec::new();
+            for s in &self.streams {
+                let first = match s.paging {
+                    Paging::Scim => ("startIndex", "1"),
+                    Paging::Offset { .. } => ("offset", "0"),
+                };
+                let url = self.url(s.path, &[(first.0, first.1.into()), ("count", "1".into())]);
+                let outcome = async {
+                    let resp = self
+                        .http
+                        .send(Request::get(url.clone()))
+                        .await
+                        .map_err(|e| explain.explain(e))?;
+                    let env = envelope(&resp.body, s.paging)
+                        .map_err(|m| Error::source(format!("Egnyte {url}"), m))?;
+                    Ok(super::records(env.ranges.len()))
+                }
+                .await;
+                out.push(super::TableCheck::new(
+                    s.name(),
+                    format!("GET {url}"),
+                    outcome,
+                ));
+            }
+            out
+        })
+    }
+
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.run(ctx))
     }

@@ -41,6 +41,37 @@ pub trait Connector: Send + Sync {
     fn tables(&self) -> Vec<Arc<TableSchema>>;
     /// Fetch everything new since `ctx.state`, emitting ops and checkpoints.
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>>;
+    /// One authenticated request per table, read and checked like a first
+    /// page, nothing written (`etl check`).
+    fn check(&self) -> BoxFuture<'_, Vec<TableCheck>>;
+}
+
+/// What `etl check` found for one table.
+#[derive(Debug)]
+pub struct TableCheck {
+    pub table: String,
+    /// The request made (method and URL, credentials never in it).
+    pub request: String,
+    /// What its answer held, or why it failed.
+    pub outcome: Result<String>,
+}
+
+impl TableCheck {
+    pub fn new(table: &str, request: String, outcome: Result<String>) -> Self {
+        TableCheck {
+            table: table.to_string(),
+            request,
+            outcome,
+        }
+    }
+}
+
+/// "1 record" / "0 records" on a first page.
+pub fn records(n: usize) -> String {
+    format!(
+        "{n} record{} on a first page",
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// A registry entry: how to list, describe and build a connector.

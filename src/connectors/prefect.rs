@@ -839,6 +839,30 @@ impl Connector for Prefect {
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.run(ctx))
     }
+
+    fn check(&self) -> BoxFuture<'_, Vec<super::TableCheck>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for ep in [&self.flows, &self.flow_runs, &self.deployments] {
+                let url = self.url(ep.objects, "filter");
+                let outcome = async {
+                    let req = Request::post_json(url.clone(), &json!({"limit": 1, "offset": 0}));
+                    let resp = self.http.send(req).await.map_err(|e| self.explain(e))?;
+                    let n = split_array(&resp.body, None)
+                        .map_err(|m| Error::source(format!("Prefect {url}"), m))?
+                        .len();
+                    Ok(super::records(n))
+                }
+                .await;
+                out.push(super::TableCheck::new(
+                    &ep.table.name,
+                    format!("POST {url}"),
+                    outcome,
+                ));
+            }
+            out
+        })
+    }
 }
 
 #[cfg(test)]

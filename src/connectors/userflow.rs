@@ -343,6 +343,26 @@ impl Connector for Userflow {
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.run(ctx))
     }
+
+    fn check(&self) -> BoxFuture<'_, Vec<super::TableCheck>> {
+        Box::pin(async move {
+            let url = StartingAfter::new(self.endpoint(), 1, None, 1)
+                .next_url()
+                .cloned()
+                .expect("a first page");
+            let outcome = async {
+                let resp = self.http.get(url.clone()).await?;
+                let (ranges, _) = Self::parse_page(&resp.body, &url)?;
+                Ok(super::records(ranges.len()))
+            }
+            .await;
+            vec![super::TableCheck::new(
+                STREAM,
+                format!("GET {url}"),
+                outcome,
+            )]
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1012,3 +1012,73 @@ async fn progress_lines_off_a_terminal() {
         "per-page lines are trace: {err}"
     );
 }
+
+/// `etl check`: the configuration is validated (exit 2), then one request per
+/// table is made and read like a first page (exit 0, or 1 naming the table);
+/// nothing is written, no credential printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_makes_one_request_per_table_and_writes_nothing() {
+    let pg = playground(30).await;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |cfg: &Value| {
+        let path = write_config(dir.path(), cfg);
+        let mut c = etl();
+        c.current_dir(dir.path())
+            .args(["check", "userflow", "--config"])
+            .arg(path);
+        run(c)
+    };
+    let before = pg.requests();
+    let o = check(&pg.userflow_config()).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("ok      users"), "{}", text(&o));
+    assert_eq!(pg.requests() - before, 1);
+
+    let mut wrong = pg.userflow_config();
+    wrong["userflow_api_key"] = json!("ak_wrong_but_long_enough_0000");
+    let o = check(&wrong).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("FAILED  users") && text(&o).contains("HTTP 401"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !text(&o).contains("ak_wrong_but_long_enough_0000"),
+        "{}",
+        text(&o)
+    );
+
+    let o = check(&json!({"userflow_api_key": SECRET_KEY, "page_size": 0})).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("page_size"), "{}", text(&o));
+
+    // A REST spec: one request per top-level table.
+    let spec = format!(
+        "{}/data/specs/fivetran_auth_basic.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fp = etl::playground::Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let cfg = write_config(dir.path(), &fp.rest_config());
+    let o = run({
+        let mut c = etl();
+        c.args(["check", "rest", "--spec", &spec, "--config"])
+            .arg(cfg);
+        c
+    })
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("ok      user "), "{}", text(&o));
+    assert!(!text(&o).contains(fp.rest_config()["password"].as_str().unwrap()));
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        vec!["userflow.json"],
+        "nothing but the config was written"
+    );
+}

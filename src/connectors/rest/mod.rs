@@ -246,6 +246,96 @@ impl Rest {
         Ok(Rest { spec, http, tables })
     }
 
+    /// The first request of a scan.
+    fn first_url(
+        &self,
+        t: &TableSpec,
+        parent: Option<&Value>,
+        cursor: Option<&str>,
+        extra: &[(String, String)],
+    ) -> Result<Url> {
+        let path = fill(&t.path, parent, &t.name)?;
+        let mut url = join_url(&self.spec.base_url, &path).map_err(|e| {
+            Error::config(
+                Some(&self.spec.path),
+                format!("table {}: path: {e}", t.name),
+            )
+        })?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &t.params {
+                q.append_pair(k, &fill(v, parent, &t.name)?);
+            }
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+            if let Some(inc) = &t.incremental {
+                let sent = cursor
+                    .map(|c| cursor_minus(c, inc.lookback))
+                    .or_else(|| inc.initial.clone());
+                if let Some(v) = sent {
+                    q.append_pair(&inc.param, &v);
+                }
+            }
+            match &t.paginator {
+                Paginator::Offset {
+                    offset_param,
+                    limit_param,
+                    limit,
+                    ..
+                } => {
+                    q.append_pair(limit_param, &limit.to_string());
+                    q.append_pair(offset_param, "0");
+                }
+                Paginator::PageNumber {
+                    page_param,
+                    size_param,
+                    size,
+                    start,
+                    ..
+                } => {
+                    if let (Some(p), Some(s)) = (size_param, size) {
+                        q.append_pair(p, &s.to_string());
+                    }
+                    q.append_pair(page_param, &start.to_string());
+                }
+                Paginator::Scim {
+                    start_param,
+                    count_param,
+                    count,
+                    ..
+                } => {
+                    q.append_pair(start_param, "1");
+                    q.append_pair(count_param, &count.to_string());
+                }
+                Paginator::Step {
+                    start_param,
+                    end_param,
+                    step,
+                    start,
+                } => {
+                    q.append_pair(start_param, &start.to_string());
+                    q.append_pair(end_param, &(start + step - 1).to_string());
+                }
+                _ => {}
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(url)
+    }
+
+    /// The request for `url` (a POST carries the body).
+    fn request(t: &TableSpec, url: &Url) -> Request {
+        let url = url.clone();
+        if t.method == reqwest::Method::POST {
+            Request::post_json(url, &t.body.clone().unwrap_or(json!({})))
+        } else {
+            Request::get(url)
+        }
+    }
+
     async fn run(&self, ctx: SyncContext) -> Result<()> {
         let mut run = Run {
             rest: self,
@@ -583,7 +673,6 @@ impl<'a> Run<'a> {
             .await
     }
 
-    /// The first request of a scan.
     fn first_url(
         &self,
         t: &TableSpec,
@@ -591,76 +680,7 @@ impl<'a> Run<'a> {
         cursor: Option<&str>,
         extra: &[(String, String)],
     ) -> Result<Url> {
-        let path = fill(&t.path, parent, &t.name)?;
-        let mut url = join_url(&self.rest.spec.base_url, &path).map_err(|e| {
-            Error::config(
-                Some(&self.rest.spec.path),
-                format!("table {}: path: {e}", t.name),
-            )
-        })?;
-        {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in &t.params {
-                q.append_pair(k, &fill(v, parent, &t.name)?);
-            }
-            for (k, v) in extra {
-                q.append_pair(k, v);
-            }
-            if let Some(inc) = &t.incremental {
-                let sent = cursor
-                    .map(|c| cursor_minus(c, inc.lookback))
-                    .or_else(|| inc.initial.clone());
-                if let Some(v) = sent {
-                    q.append_pair(&inc.param, &v);
-                }
-            }
-            match &t.paginator {
-                Paginator::Offset {
-                    offset_param,
-                    limit_param,
-                    limit,
-                    ..
-                } => {
-                    q.append_pair(limit_param, &limit.to_string());
-                    q.append_pair(offset_param, "0");
-                }
-                Paginator::PageNumber {
-                    page_param,
-                    size_param,
-                    size,
-                    start,
-                    ..
-                } => {
-                    if let (Some(p), Some(s)) = (size_param, size) {
-                        q.append_pair(p, &s.to_string());
-                    }
-                    q.append_pair(page_param, &start.to_string());
-                }
-                Paginator::Scim {
-                    start_param,
-                    count_param,
-                    count,
-                    ..
-                } => {
-                    q.append_pair(start_param, "1");
-                    q.append_pair(count_param, &count.to_string());
-                }
-                Paginator::Step {
-                    start_param,
-                    end_param,
-                    step,
-                    start,
-                } => {
-                    q.append_pair(start_param, &start.to_string());
-                    q.append_pair(end_param, &(start + step - 1).to_string());
-                }
-                _ => {}
-            }
-        }
-        if url.query() == Some("") {
-            url.set_query(None);
-        }
-        Ok(url)
+        self.rest.first_url(t, parent, cursor, extra)
     }
 
     /// Read every page of one scan; the table's new cursor if it advanced.
@@ -832,14 +852,8 @@ impl<'a> Run<'a> {
         Ok(best.map(|b| b.1))
     }
 
-    /// The request for `url` (a POST carries the body).
     fn request(&self, t: &TableSpec, url: &Url) -> Request {
-        let url = url.clone();
-        if t.method == reqwest::Method::POST {
-            Request::post_json(url, &t.body.clone().unwrap_or(json!({})))
-        } else {
-            Request::get(url)
-        }
+        Rest::request(t, url)
     }
 
     /// The next page's URL, or `None` at the end.
@@ -1351,6 +1365,47 @@ impl Connector for Rest {
 
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.run(ctx))
+    }
+
+    fn check(&self) -> BoxFuture<'_, Vec<super::TableCheck>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            // Children need their parents' records: checking the parents covers their API.
+            for t in self.spec.tables.iter().filter(|t| t.parent.is_none()) {
+                let now = chrono::Utc::now().timestamp_micros();
+                let window: Vec<(String, String)> = match &t.windows {
+                    Some(w) => vec![
+                        (
+                            w.start_param.clone(),
+                            w.format.write(now - w.size.as_micros() as i64),
+                        ),
+                        (w.end_param.clone(), w.format.write(now)),
+                    ],
+                    None => Vec::new(),
+                };
+                let url = match self.first_url(t, None, None, &window) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        out.push(super::TableCheck::new(&t.name, t.path.clone(), Err(e)));
+                        continue;
+                    }
+                };
+                let shown = format!("{} {}", t.method, self.http.redact(url.as_str()));
+                let outcome = async {
+                    let resp = self.http.send(Rest::request(t, &url)).await?;
+                    let page = split_page(&resp.body, &t.records).map_err(|m| {
+                        Error::source(
+                            format!("table {}: {}", t.name, self.http.redact(url.as_str())),
+                            m,
+                        )
+                    })?;
+                    Ok(super::records(page.ranges.len()))
+                }
+                .await;
+                out.push(super::TableCheck::new(&t.name, shown, outcome));
+            }
+            out
+        })
     }
 }
 
