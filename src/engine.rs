@@ -440,6 +440,8 @@ pub async fn run_sync(
     let name = connector.name().to_string();
     let destination = dest.describe();
     let tables = connector.tables();
+    // Every table appears in the summary, unchanged ones with zero counts.
+    let table_names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
 
     let (msg_tx, msg_rx) = mpsc::channel::<WriterMsg>(opts.channel_capacity);
     let (state_tx, state_rx) = oneshot::channel::<State>();
@@ -539,7 +541,13 @@ pub async fn run_sync(
     Ok(SyncSummary {
         connector: name,
         destination,
-        tables: report.summary.tables,
+        tables: {
+            let mut t = report.summary.tables;
+            for name in table_names {
+                t.entry(name).or_default();
+            }
+            t
+        },
         rejected: report.summary.rejected,
         rows: stats.stream.rows.load(Ordering::Relaxed),
         pages: stats.stream.pages.load(Ordering::Relaxed),

@@ -408,6 +408,10 @@ async fn errors_name_the_key_the_detail_or_skip_a_missing_endpoint() {
         .await
         .unwrap();
     let inserted = |t: &str| s.tables.get(t).map_or(0, |c| c.inserted);
+    assert!(
+        s.tables.contains_key("deployments"),
+        "a table with no changes is listed too"
+    );
     assert_eq!(
         (
             inserted("flows"),
