@@ -675,16 +675,6 @@ impl<'a> Run<'a> {
             .await
     }
 
-    fn first_url(
-        &self,
-        t: &TableSpec,
-        parent: Option<&Value>,
-        cursor: Option<&str>,
-        extra: &[(String, String)],
-    ) -> Result<Url> {
-        self.rest.first_url(t, parent, cursor, extra)
-    }
-
     /// Read every page of one scan; the table's new cursor if it advanced.
     #[allow(clippy::too_many_arguments)]
     async fn scan(
@@ -698,7 +688,7 @@ impl<'a> Run<'a> {
         parent_key: Option<&str>,
         mut keep: Option<&mut Vec<Value>>,
     ) -> Result<Option<String>> {
-        let first = self.first_url(t, parent, cursor.as_deref(), extra)?;
+        let first = self.rest.first_url(t, parent, cursor.as_deref(), extra)?;
         let mut scan = Scan {
             url: first.clone(),
             position: match &t.paginator {
@@ -737,7 +727,7 @@ impl<'a> Run<'a> {
                     guard.visit(&scan.url).map_err(|m| {
                         Error::source(format!("table {}", t.name), self.rest.http.redact(&m))
                     })?;
-                    let resp = self.rest.http.send(self.request(t, &scan.url)).await?;
+                    let resp = self.rest.http.send(Rest::request(t, &scan.url)).await?;
                     (scan.url.clone(), resp)
                 }
             };
@@ -821,7 +811,7 @@ impl<'a> Run<'a> {
                     let rest = self.rest;
                     let requests: Vec<(Url, Request)> = urls
                         .into_iter()
-                        .map(|u| (u.clone(), self.request(t, &u)))
+                        .map(|u| (u.clone(), Rest::request(t, &u)))
                         .collect();
                     fanout = Some(
                         futures::stream::iter(requests)
@@ -852,10 +842,6 @@ impl<'a> Run<'a> {
         }
         tracing::info!(table = %t.name, rows, pages, "table read");
         Ok(best.map(|b| b.1))
-    }
-
-    fn request(&self, t: &TableSpec, url: &Url) -> Request {
-        Rest::request(t, url)
     }
 
     /// The next page's URL, or `None` at the end.
