@@ -109,6 +109,9 @@ pub struct SyncOptions {
     /// may soft-delete as unseen, unless the source's total agrees; 1 turns
     /// the guard off.
     pub max_delete_fraction: f64,
+    /// The schema the connector's tables land in (`--schema`); `None`: the
+    /// connector's own (its name, a REST spec's name).
+    pub schema: Option<String>,
 }
 
 /// The kind of destination `--out` names.
@@ -147,6 +150,7 @@ impl Default for SyncOptions {
             parquet: Default::default(),
             max_pages: crate::http::paginate::DEFAULT_MAX_PAGES,
             max_delete_fraction: 0.5,
+            schema: None,
         }
     }
 }
@@ -449,6 +453,7 @@ pub async fn run_sync(
 
     let writer_opts = opts.clone();
     let writer_name = name.clone();
+    let owner = connector.owner();
     let writer_stats = stats.clone();
     ACTIVE_WRITERS.fetch_add(1, Ordering::SeqCst);
     std::thread::Builder::new()
@@ -456,7 +461,7 @@ pub async fn run_sync(
         .spawn(move || {
             let r = writer_loop(
                 dest,
-                &writer_name,
+                (&writer_name, &owner),
                 &tables,
                 writer_opts,
                 &writer_stats,
@@ -569,7 +574,8 @@ async fn writer_failure(done_rx: oneshot::Receiver<Result<WriterReport>>) -> Err
 
 fn writer_loop(
     mut dest: Box<dyn Destination>,
-    connector: &str,
+    // The connector's name (its state's key) and the owner of its tables.
+    (connector, owner): (&str, &str),
     tables: &[Arc<TableSchema>],
     opts: SyncOptions,
     stats: &RunStats,
@@ -577,6 +583,7 @@ fn writer_loop(
     mut rx: mpsc::Receiver<WriterMsg>,
 ) -> Result<WriterReport> {
     let setup = (|| -> Result<State> {
+        dest.claim(owner, connector, tables)?;
         dest.prepare(tables)?;
         Ok(dest.load_state(connector)?.unwrap_or_default())
     })();

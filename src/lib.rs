@@ -35,6 +35,7 @@ pub use crate::error::{Error, Result};
 
 use crate::config::ConfigReader;
 use crate::dest::duckdb::DuckDbDestination;
+use crate::dest::namespace::Namespace;
 use crate::dest::parquet::ParquetDestination;
 use crate::dest::Destination;
 
@@ -80,10 +81,11 @@ pub async fn sync_with(
             out.display()
         )));
     }
+    let ns = Namespace::new(opts.schema.as_deref(), &conn.default_schema(), conn.name())?;
     // Opening a destination is blocking I/O; keep it off the async workers.
     let dest = {
-        let (path, opts) = (out.to_path_buf(), opts.clone());
-        tokio::task::spawn_blocking(move || open_destination(&path, format, &opts))
+        let (path, opts, ns) = (out.to_path_buf(), opts.clone(), ns.clone());
+        tokio::task::spawn_blocking(move || open_destination(&path, format, &opts, &ns))
             .await
             .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??
     };
@@ -94,7 +96,7 @@ pub async fn sync_with(
     let error = outcome.as_ref().err().map(|e| e.to_string());
     let (name, path) = (info.name.to_string(), out.to_path_buf());
     let recorded = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut dest = open_destination(&path, format, &opts)?;
+        let mut dest = open_destination(&path, format, &opts, &ns)?;
         runs::record(dest.as_mut(), &name, started, &stats, status, error)
     })
     .await;
@@ -112,34 +114,54 @@ fn open_destination(
     path: &Path,
     format: OutputFormat,
     opts: &SyncOptions,
+    ns: &Namespace,
 ) -> Result<Box<dyn Destination>> {
     Ok(match format {
-        OutputFormat::DuckDb => Box::new(DuckDbDestination::open_with(
+        OutputFormat::DuckDb => Box::new(DuckDbDestination::open_in(
             path,
             opts.memory_limit.as_deref(),
             &opts.duckdb_storage_version,
+            ns,
+            true,
         )?),
-        OutputFormat::Parquet => {
-            Box::new(ParquetDestination::open_with(path, opts.parquet.clone())?)
-        }
+        OutputFormat::Parquet => Box::new(ParquetDestination::open_in(
+            path,
+            opts.parquet.clone(),
+            ns,
+            true,
+        )?),
     })
 }
 
-/// Open the destination that `out` already holds (for `etl state` and `etl
-/// reset`); an error when it holds none, so nothing is created by mistake.
-pub fn open_existing(out: &Path, format: Option<OutputFormat>) -> Result<Box<dyn Destination>> {
+/// Open the namespace `ns` of the destination that `out` already holds
+/// (for `etl state` and `etl reset`); an error when it holds none, so
+/// nothing is created by mistake.
+pub fn open_existing(
+    out: &Path,
+    format: Option<OutputFormat>,
+    ns: &Namespace,
+) -> Result<Box<dyn Destination>> {
     let format = format.unwrap_or_else(|| OutputFormat::infer(out));
     Ok(match format {
-        OutputFormat::DuckDb if out.is_file() => Box::new(DuckDbDestination::open(out)?),
+        OutputFormat::DuckDb if out.is_file() => Box::new(DuckDbDestination::open_in(
+            out,
+            None,
+            crate::dest::duckdb::DEFAULT_STORAGE_VERSION,
+            ns,
+            false,
+        )?),
         OutputFormat::DuckDb => {
             return Err(Error::Usage(format!(
                 "there is no DuckDB file at {}",
                 out.display()
             )))
         }
-        OutputFormat::Parquet if out.join("_etl").is_dir() => {
-            Box::new(ParquetDestination::open(out)?)
-        }
+        OutputFormat::Parquet if out.is_dir() => Box::new(ParquetDestination::open_in(
+            out,
+            Default::default(),
+            ns,
+            false,
+        )?),
         OutputFormat::Parquet => {
             return Err(Error::Usage(format!(
                 "there is no etl Parquet dataset at {} (a DuckDB file's path ends in .duckdb)",

@@ -124,6 +124,10 @@ enum Command {
         /// Print the saved state as JSON.
         #[arg(long)]
         json: bool,
+        /// The schema the connector's tables are in (default: the connector's
+        /// name; for `rest`, the spec's name, so give it here).
+        #[arg(long, value_name = "NAME")]
+        schema: Option<String>,
     },
     /// Forget a connector's progress (one table's with --table) so the next
     /// sync reads it again from the start, in one commit; rows stay unless --drop.
@@ -141,6 +145,10 @@ enum Command {
         /// Also drop the table(s) and their rows.
         #[arg(long)]
         drop: bool,
+        /// The schema the connector's tables are in (default: the connector's
+        /// name; for `rest`, the spec's name, so give it here).
+        #[arg(long, value_name = "NAME")]
+        schema: Option<String>,
     },
     /// Serve the mock APIs on 127.0.0.1 until interrupted.
     Playground(PlaygroundArgs),
@@ -175,6 +183,12 @@ struct SyncArgs {
     /// Output format; by default a path ending in .duckdb (or .db) is DuckDB, anything else Parquet.
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<FormatArg>,
+    /// The schema the connector's tables, state and _etl_* tables land in: a DuckDB
+    /// schema, or the directory <out>/NAME/ of a Parquet lake (default: the connector's
+    /// name; for `rest`, the spec's name). Connectors may share one as long as their
+    /// tables differ.
+    #[arg(long, value_name = "NAME")]
+    schema: Option<String>,
     /// Parquet: partition TABLE by COLUMN (`users=created_at:day`; transforms day, month,
     /// year, or none for the value itself; `TABLE=none` turns partitioning off). Repeatable.
     #[arg(long, value_name = "TABLE=COLUMN[:TRANSFORM]", value_parser = etl::dest::parquet::parse_partition_override)]
@@ -374,7 +388,8 @@ async fn run(cmd: Command, log_format: LogFormat, quiet: bool) -> Result<(), Err
             out,
             format,
             json,
-        } => show_state(&connector, &out, format, json),
+            schema,
+        } => show_state(&connector, &out, format, schema.as_deref(), json),
         Command::Check {
             connector,
             config,
@@ -387,7 +402,15 @@ async fn run(cmd: Command, log_format: LogFormat, quiet: bool) -> Result<(), Err
             format,
             table,
             drop,
-        } => reset(&connector, &out, format, table.as_deref(), drop),
+            schema,
+        } => reset(
+            &connector,
+            &out,
+            format,
+            schema.as_deref(),
+            table.as_deref(),
+            drop,
+        ),
         Command::Sync(a) => {
             let started = std::time::Instant::now();
             let stats = Arc::new(etl::RunStats::default());
@@ -633,6 +656,7 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
         },
         max_pages: a.max_pages,
         max_delete_fraction: a.max_delete_fraction,
+        schema: a.schema.clone(),
         ..Default::default()
     };
     let work = etl::sync_with(&a.connector, config, &a.out, opts, stats);

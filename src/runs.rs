@@ -60,8 +60,8 @@ pub fn status_of(outcome: &std::result::Result<(), &Error>) -> &'static str {
     }
 }
 
-/// Append this run's row to `dest` in one commit that keeps `connector`'s
-/// committed state as it is.
+/// Append this run's row to `dest` in one commit that keeps every
+/// connector's committed state as it is.
 pub fn record(
     dest: &mut dyn Destination,
     connector: &str,
@@ -72,7 +72,6 @@ pub fn record(
 ) -> Result<()> {
     let table = Arc::new(runs_table());
     dest.prepare(std::slice::from_ref(&table))?;
-    let state = dest.load_state(connector)?.unwrap_or_default();
     let committed = stats.committed();
     let ended = chrono::Utc::now().timestamp_micros();
     let statuses: serde_json::Map<String, serde_json::Value> = stats
@@ -108,6 +107,6 @@ pub fn record(
     let whole = std::iter::once(0..page.len()).collect::<Vec<_>>();
     let decoded = BatchDecoder::new(table.clone()).decode(&page, &whole, &ctx)?;
     dest.upsert(&table, decoded.batch)?;
-    dest.commit(connector, &state)?;
+    dest.commit_data()?;
     Ok(())
 }

@@ -122,6 +122,22 @@ fn output_format(f: Option<FormatArg>) -> Option<etl::OutputFormat> {
     })
 }
 
+/// The namespace `etl state` and `etl reset` look in.
+fn namespace(
+    connector: &str,
+    schema: Option<&str>,
+) -> Result<etl::dest::namespace::Namespace, Error> {
+    let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
+    if schema.is_none() && info.name == "rest" {
+        return Err(Error::Usage(
+            "a rest connector's tables are in the schema named after its spec (the spec's `name`, \
+             or its file name, as the sync's summary shows): give it with --schema NAME"
+                .into(),
+        ));
+    }
+    etl::dest::namespace::Namespace::new(schema, info.name, info.name)
+}
+
 /// The state `connector` committed to `dest`, or an error saying there is none.
 fn committed_state(
     dest: &mut dyn etl::dest::Destination,
@@ -141,15 +157,17 @@ pub fn show_state(
     connector: &str,
     out: &Path,
     format: Option<FormatArg>,
+    schema: Option<&str>,
     json: bool,
 ) -> Result<(), Error> {
-    let mut dest = etl::open_existing(out, output_format(format))?;
+    let ns = namespace(connector, schema)?;
+    let mut dest = etl::open_existing(out, output_format(format), &ns)?;
     let state = committed_state(dest.as_mut(), connector, out)?;
     if json {
         out!("{}", serde_json::to_string_pretty(&state).expect("json"));
         return Ok(());
     }
-    out!("{connector} in {}:", out.display());
+    out!("{connector} in {}:", dest.describe());
     for (stream, s) in &state.streams {
         if stream.starts_with('_') {
             // Private entries (a sealed OAuth token): never shown.
@@ -165,10 +183,12 @@ pub fn reset(
     connector: &str,
     out: &Path,
     format: Option<FormatArg>,
+    schema: Option<&str>,
     table: Option<&str>,
     drop: bool,
 ) -> Result<(), Error> {
-    let mut dest = etl::open_existing(out, output_format(format))?;
+    let ns = namespace(connector, schema)?;
+    let mut dest = etl::open_existing(out, output_format(format), &ns)?;
     let mut state = committed_state(dest.as_mut(), connector, out)?;
     let tables: Vec<String> = match table {
         Some(t) => vec![t.to_string()],

@@ -37,6 +37,15 @@ pub struct SyncContext {
 /// A source of tables.
 pub trait Connector: Send + Sync {
     fn name(&self) -> &str;
+    /// The schema its tables land in unless `--schema` says otherwise.
+    fn default_schema(&self) -> String {
+        self.name().to_string()
+    }
+    /// The owner recorded on the tables it creates: tables of another owner
+    /// in the same schema are refused.
+    fn owner(&self) -> String {
+        self.name().to_string()
+    }
     /// The tables this connector writes.
     fn tables(&self) -> Vec<Arc<TableSchema>>;
     /// Fetch everything new since `ctx.state`, emitting ops and checkpoints.

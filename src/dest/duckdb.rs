@@ -18,6 +18,7 @@ use arrow::datatypes::{DataType, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 
+use super::namespace::Namespace;
 use super::{Destination, WriteSummary};
 use crate::batch::Reject;
 use crate::error::{Error, Result};
@@ -26,6 +27,8 @@ use crate::state::State;
 
 const STATE_TABLE: &str = "_etl_state";
 const REJECTS_TABLE: &str = "_etl_rejects";
+/// Which connector created each table of the schema.
+const OWNERS_TABLE: &str = "_etl_tables";
 
 /// Quote an identifier for SQL.
 pub fn ident(name: &str) -> String {
@@ -74,6 +77,8 @@ impl Staged {
 pub struct DuckDbDestination {
     path: PathBuf,
     conn: Connection,
+    /// The schema every table, the state and the `_etl_*` tables live in.
+    schema: String,
     in_tx: bool,
     /// Columns known to exist per table (valid within the current transaction).
     columns: HashMap<String, HashSet<String>>,
@@ -102,9 +107,47 @@ pub fn bundled_version() -> String {
 }
 
 impl DuckDbDestination {
-    /// Open (or create) the database file with DuckDB's default memory limit.
+    /// Open (or create) the database file with DuckDB's default memory
+    /// limit, writing into its `main` schema.
     pub fn open(path: &Path) -> Result<Self> {
         Self::open_with(path, None, DEFAULT_STORAGE_VERSION)
+    }
+
+    /// [`open_with`](Self::open_with) writing into the schema `ns` resolves
+    /// to: `--schema`, else `main` when the file predates namespaces and holds
+    /// the connector's state there, else the connector's own. With `create`
+    /// false, a schema that does not exist yet is an error.
+    pub fn open_in(
+        path: &Path,
+        memory_limit: Option<&str>,
+        storage_version: &str,
+        ns: &Namespace,
+        create: bool,
+    ) -> Result<Self> {
+        let mut d = Self::connect(path, memory_limit, storage_version)?;
+        let schema = match &ns.explicit {
+            Some(s) => s.clone(),
+            None if d.holds_state("main", &ns.connector)? => {
+                tracing::info!(
+                    file = %path.display(),
+                    connector = %ns.connector,
+                    "this file was written before connectors had schemas of their own: \
+                     {} stays in the main schema (--schema NAME moves its next syncs elsewhere)",
+                    ns.connector
+                );
+                "main".into()
+            }
+            None => ns.default.clone(),
+        };
+        if !create && !d.schema_exists(&schema)? {
+            return Err(Error::Usage(format!(
+                "connector {} has never committed to {} (it has no schema {schema})",
+                ns.connector,
+                path.display()
+            )));
+        }
+        d.use_schema(&schema)?;
+        Ok(d)
     }
 
     /// Open (or create) the database file; `memory_limit` (e.g. `"1GB"`) caps
@@ -117,6 +160,12 @@ impl DuckDbDestination {
         memory_limit: Option<&str>,
         storage_version: &str,
     ) -> Result<Self> {
+        let mut d = Self::connect(path, memory_limit, storage_version)?;
+        d.use_schema("main")?;
+        Ok(d)
+    }
+
+    fn connect(path: &Path, memory_limit: Option<&str>, storage_version: &str) -> Result<Self> {
         if !STORAGE_VERSIONS.contains(&storage_version) {
             return Err(Error::Usage(format!(
                 "DuckDB storage version {storage_version:?} is not one of {}",
@@ -160,6 +209,7 @@ impl DuckDbDestination {
         let d = DuckDbDestination {
             path: path.to_path_buf(),
             conn,
+            schema: "main".into(),
             in_tx: false,
             columns: HashMap::new(),
             staged: HashMap::new(),
@@ -170,11 +220,64 @@ impl DuckDbDestination {
         if let Some(limit) = memory_limit {
             d.exec(&format!("SET memory_limit = '{limit}'"))?;
         }
-        d.exec(&format!(
-            "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (connector VARCHAR PRIMARY KEY, state JSON NOT NULL, \
-             updated_at TIMESTAMPTZ NOT NULL)"
-        ))?;
         Ok(d)
+    }
+
+    /// Create `schema` and its state table if missing, and write there from now on.
+    fn use_schema(&mut self, schema: &str) -> Result<()> {
+        self.schema = schema.to_string();
+        self.exec(&format!("CREATE SCHEMA IF NOT EXISTS {}", ident(schema)))?;
+        self.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {} (connector VARCHAR PRIMARY KEY, state JSON NOT NULL, \
+             updated_at TIMESTAMPTZ NOT NULL)",
+            self.qualified(STATE_TABLE)
+        ))?;
+        Ok(())
+    }
+
+    fn schema_exists(&self, schema: &str) -> Result<bool> {
+        self.timed("schema exists", |c| {
+            c.query_row(
+                "SELECT count(*) FROM information_schema.schemata WHERE catalog_name = current_database() AND schema_name = ?",
+                [schema],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n > 0)
+    }
+
+    /// Whether `schema` has a state table with a row for `connector`.
+    fn holds_state(&self, schema: &str, connector: &str) -> Result<bool> {
+        let has_table = self.timed("state table exists", |c| {
+            c.query_row(
+                "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() \
+                 AND table_schema = ? AND table_name = ?",
+                [schema, STATE_TABLE],
+                |r| r.get::<_, i64>(0),
+            )
+        })? > 0;
+        if !has_table {
+            return Ok(false);
+        }
+        let sql = format!(
+            "SELECT count(*) FROM {}.{} WHERE connector = ?",
+            ident(schema),
+            ident(STATE_TABLE)
+        );
+        self.timed(&sql, |c| {
+            c.query_row(&sql, [connector], |r| r.get::<_, i64>(0))
+        })
+        .map(|n| n > 0)
+    }
+
+    /// The schema this destination writes into.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// `"schema"."name"`.
+    fn qualified(&self, name: &str) -> String {
+        format!("{}.{}", ident(&self.schema), ident(name))
     }
 
     /// The underlying connection (tests and benches read through it).
@@ -240,7 +343,7 @@ impl DuckDbDestination {
             ));
             self.exec(&format!(
                 "CREATE TABLE {} ({})",
-                ident(&t.name),
+                self.qualified(&t.name),
                 cols.join(", ")
             ))?;
             tracing::info!(table = %t.name, columns = t.columns.len(), "created table");
@@ -249,7 +352,7 @@ impl DuckDbDestination {
                 let Some(old) = existing.get(&c.name) else {
                     self.exec(&format!(
                         "ALTER TABLE {} ADD COLUMN {} {}",
-                        ident(&t.name),
+                        self.qualified(&t.name),
                         ident(&c.name),
                         c.ty.duckdb_type()
                     ))?;
@@ -265,7 +368,7 @@ impl DuckDbDestination {
                     TypeChange::Widen => {
                         self.exec(&format!(
                             "ALTER TABLE {} ALTER COLUMN {} TYPE {}",
-                            ident(&t.name),
+                            self.qualified(&t.name),
                             ident(&c.name),
                             c.ty.duckdb_type()
                         ))?;
@@ -285,7 +388,7 @@ impl DuckDbDestination {
             if !existing.contains_key(DELETED_COLUMN) {
                 self.exec(&format!(
                     "ALTER TABLE {} ADD COLUMN {} BOOLEAN NOT NULL DEFAULT false",
-                    ident(&t.name),
+                    self.qualified(&t.name),
                     ident(DELETED_COLUMN)
                 ))?;
             }
@@ -301,10 +404,11 @@ impl DuckDbDestination {
     fn existing_columns(&self, table: &str) -> Result<HashMap<String, String>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?")
+            .prepare("SELECT column_name, data_type FROM information_schema.columns \
+                      WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?")
             .map_err(|e| self.err("reading columns", e))?;
         let rows = stmt
-            .query_map([table], |r| {
+            .query_map([&self.schema, table], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(|e| self.err("reading columns", e))?;
@@ -335,7 +439,7 @@ impl DuckDbDestination {
                 })?;
             self.exec(&format!(
                 "ALTER TABLE {} ADD COLUMN {} {ty}",
-                ident(&t.name),
+                self.qualified(&t.name),
                 ident(f.name())
             ))?;
             tracing::info!(table = %t.name, column = %f.name(), r#type = %ty, "added column");
@@ -417,7 +521,7 @@ impl DuckDbDestination {
             .iter()
             .map(|f| ident(f.name()))
             .collect();
-        let target = ident(table);
+        let target = self.qualified(table);
         let stage = ident(&staged.stage);
         if t.primary_key.is_empty() {
             let n = self.exec(&format!(
@@ -488,12 +592,25 @@ impl DuckDbDestination {
     fn ensure_rejects_table(&mut self) -> Result<()> {
         if !self.rejects_ready {
             self.exec(&format!(
-                "CREATE TABLE IF NOT EXISTS {REJECTS_TABLE} (table_name VARCHAR NOT NULL, raw VARCHAR, \
-                 error VARCHAR NOT NULL, rejected_at TIMESTAMPTZ NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS {} (table_name VARCHAR NOT NULL, raw VARCHAR, \
+                 error VARCHAR NOT NULL, rejected_at TIMESTAMPTZ NOT NULL)",
+                self.qualified(REJECTS_TABLE)
             ))?;
             self.rejects_ready = true;
         }
         Ok(())
+    }
+
+    fn table_exists(&self, table: &str) -> Result<bool> {
+        self.timed("table exists", |c| {
+            c.query_row(
+                "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() \
+                 AND table_schema = ? AND table_name = ?",
+                [&self.schema, table],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n > 0)
     }
 
     fn key_condition(t: &TableSchema) -> String {
@@ -530,7 +647,55 @@ fn first_line(sql: &str) -> String {
 
 impl Destination for DuckDbDestination {
     fn describe(&self) -> String {
-        format!("duckdb:{}", self.path.display())
+        if self.schema == "main" {
+            format!("duckdb:{}", self.path.display())
+        } else {
+            format!("duckdb:{} schema {}", self.path.display(), self.schema)
+        }
+    }
+
+    fn claim(&mut self, owner: &str, connector: &str, tables: &[Arc<TableSchema>]) -> Result<()> {
+        self.begin()?;
+        let owners_table = self.qualified(OWNERS_TABLE);
+        self.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {owners_table} (table_name VARCHAR PRIMARY KEY, connector VARCHAR NOT NULL)"
+        ))?;
+        let sql = format!("SELECT table_name, connector FROM {owners_table}");
+        let owners: HashMap<String, String> = self.timed(&sql, |c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })?;
+        let mut adopt = None;
+        for t in tables {
+            match owners.get(&t.name) {
+                Some(o) if o == owner => continue,
+                Some(o) => {
+                    return Err(super::namespace::owned_by_other(
+                        &self.schema,
+                        &t.name,
+                        o,
+                        owner,
+                    ))
+                }
+                None if self.table_exists(&t.name)? => {
+                    // A table made before tables had owners: the connector
+                    // whose state is here made it.
+                    let ours = *adopt.get_or_insert(self.holds_state(&self.schema, connector)?);
+                    if !ours {
+                        return Err(super::namespace::unowned(&self.schema, &t.name, owner));
+                    }
+                }
+                None => {}
+            }
+            self.timed("recording the table's owner", |c| {
+                c.execute(
+                    &format!("INSERT INTO {owners_table} VALUES (?, ?)"),
+                    [&t.name, owner],
+                )
+            })?;
+        }
+        Ok(())
     }
 
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
@@ -542,7 +707,10 @@ impl Destination for DuckDbDestination {
 
     fn load_state(&mut self, connector: &str) -> Result<Option<State>> {
         let text: Option<String> = match self.conn.query_row(
-            &format!("SELECT CAST(state AS VARCHAR) FROM {STATE_TABLE} WHERE connector = ?"),
+            &format!(
+                "SELECT CAST(state AS VARCHAR) FROM {} WHERE connector = ?",
+                self.qualified(STATE_TABLE)
+            ),
             [connector],
             |r| r.get(0),
         ) {
@@ -623,7 +791,7 @@ impl Destination for DuckDbDestination {
             let n = self.exec(&format!(
                 "MERGE INTO {} t USING (SELECT * FROM {} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY rowid DESC) = 1) s \
                  ON ({}) WHEN MATCHED THEN UPDATE SET {}",
-                ident(&table.name),
+                self.qualified(&table.name),
                 ident(&stage),
                 pk.join(", "),
                 Self::key_condition(table),
@@ -656,7 +824,7 @@ impl Destination for DuckDbDestination {
         let n = self.exec(&format!(
             "MERGE INTO {} t USING (SELECT DISTINCT {} FROM {}) s ON ({}) \
              WHEN MATCHED AND NOT t.{del} THEN UPDATE SET {del} = true",
-            ident(&table.name),
+            self.qualified(&table.name),
             pk.join(", "),
             ident(&stage),
             Self::key_condition(table),
@@ -674,7 +842,7 @@ impl Destination for DuckDbDestination {
         self.flush_upserts(&table.name)?;
         let n = self.exec(&format!(
             "UPDATE {} SET {del} = true WHERE NOT {del}",
-            ident(&table.name),
+            self.qualified(&table.name),
             del = ident(DELETED_COLUMN)
         ))?;
         self.pending.table(&table.name).deleted += n as u64;
@@ -696,7 +864,7 @@ impl Destination for DuckDbDestination {
             .execute(
                 &format!(
                     "UPDATE {} SET {del} = true WHERE NOT {del} AND epoch_us({}) < ?",
-                    ident(&table.name),
+                    self.qualified(&table.name),
                     ident(column),
                     del = ident(DELETED_COLUMN)
                 ),
@@ -709,12 +877,20 @@ impl Destination for DuckDbDestination {
 
     fn drop_table(&mut self, table: &str) -> Result<bool> {
         self.begin()?;
-        let exists = self.count(&format!(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{}'",
-            table.replace('\'', "''")
-        ))? > 0;
+        let exists = self.table_exists(table)?;
         if exists {
-            self.exec(&format!("DROP TABLE {}", ident(table)))?;
+            self.exec(&format!("DROP TABLE {}", self.qualified(table)))?;
+        }
+        if self.table_exists(OWNERS_TABLE)? {
+            self.timed("forgetting the table's owner", |c| {
+                c.execute(
+                    &format!(
+                        "DELETE FROM {} WHERE table_name = ?",
+                        self.qualified(OWNERS_TABLE)
+                    ),
+                    [table],
+                )
+            })?;
         }
         self.schemas.remove(table);
         self.columns.remove(table);
@@ -743,7 +919,7 @@ impl Destination for DuckDbDestination {
                     "SELECT count(*) FILTER (WHERE NOT {del}), \
                      count(*) FILTER (WHERE NOT {del} AND epoch_us({}) < ?) FROM {}",
                     ident(column),
-                    ident(&table.name),
+                    self.qualified(&table.name),
                     del = ident(DELETED_COLUMN)
                 ),
                 [before_micros],
@@ -762,7 +938,8 @@ impl Destination for DuckDbDestination {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "INSERT INTO {REJECTS_TABLE} VALUES (?, ?, ?, now())"
+                "INSERT INTO {} VALUES (?, ?, ?, now())",
+                self.qualified(REJECTS_TABLE)
             ))
             .map_err(|e| self.err("recording rejects", e))?;
         for r in rejects {
@@ -773,7 +950,7 @@ impl Destination for DuckDbDestination {
         Ok(())
     }
 
-    fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary> {
+    fn commit_with(&mut self, state: Option<(&str, &State)>) -> Result<WriteSummary> {
         self.begin()?;
         // A rollback also undid table creation; every declared table exists after a commit.
         let declared: Vec<TableSchema> = self.schemas.values().cloned().collect();
@@ -781,12 +958,17 @@ impl Destination for DuckDbDestination {
             self.ensure_table(t)?;
         }
         self.flush_all()?;
-        self.conn
-            .execute(
-                &format!("INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, now())"),
-                duckdb::params![connector, state.to_json()],
-            )
-            .map_err(|e| self.err("saving state", e))?;
+        if let Some((connector, state)) = state {
+            self.conn
+                .execute(
+                    &format!(
+                        "INSERT OR REPLACE INTO {} VALUES (?, ?, now())",
+                        self.qualified(STATE_TABLE)
+                    ),
+                    duckdb::params![connector, state.to_json()],
+                )
+                .map_err(|e| self.err("saving state", e))?;
+        }
         self.exec("COMMIT")?;
         self.in_tx = false;
         let written = std::mem::take(&mut self.pending);

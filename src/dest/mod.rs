@@ -6,6 +6,7 @@
 //! and [`Destination::rollback`] returns it to the last commit.
 
 pub mod duckdb;
+pub mod namespace;
 pub mod parquet;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,12 @@ impl WriteSummary {
 pub trait Destination: Send {
     /// Human name for logs and errors (the file or directory).
     fn describe(&self) -> String;
+
+    /// Record `owner` (a connector) as the owner of `tables`, refusing any
+    /// that exists and belongs to another connector, or that exists with no
+    /// owner unless `connector` committed state here (a warehouse written
+    /// before tables had owners). Committed with the next commit.
+    fn claim(&mut self, owner: &str, connector: &str, tables: &[Arc<TableSchema>]) -> Result<()>;
 
     /// Create missing tables, add missing columns.
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()>;
@@ -112,7 +119,18 @@ pub trait Destination: Send {
     fn drop_table(&mut self, table: &str) -> Result<bool>;
 
     /// Make everything applied since the last commit durable, with `state`, atomically.
-    fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary>;
+    fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary> {
+        self.commit_with(Some((connector, state)))
+    }
+
+    /// Make everything applied since the last commit durable, leaving every
+    /// connector's state as it is (the run history's own commit).
+    fn commit_data(&mut self) -> Result<WriteSummary> {
+        self.commit_with(None)
+    }
+
+    /// [`commit`](Destination::commit), saving the state when one is given.
+    fn commit_with(&mut self, state: Option<(&str, &State)>) -> Result<WriteSummary>;
 
     /// Forget everything applied since the last commit.
     fn rollback(&mut self) -> Result<()>;

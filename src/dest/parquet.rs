@@ -47,6 +47,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
 
+use super::namespace::Namespace;
 use super::{Destination, TableCounts, WriteSummary};
 use crate::batch::Reject;
 use crate::error::{Error, Result};
@@ -167,6 +168,9 @@ impl Default for Manifest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TableManifest {
+    /// The connector that created the table (none: before tables had owners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
     #[serde(default)]
     primary_key: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -256,6 +260,7 @@ enum Sweep {
 
 struct Table {
     name: String,
+    owner: Option<String>,
     primary_key: Vec<String>,
     partition: Option<Partitioning>,
     /// Columns in file order, `_etl_deleted` included.
@@ -273,6 +278,7 @@ impl Table {
     fn new(name: &str) -> Self {
         Table {
             name: name.into(),
+            owner: None,
             primary_key: Vec::new(),
             partition: None,
             columns: Vec::new(),
@@ -286,6 +292,7 @@ impl Table {
 
     fn from_manifest(name: &str, m: &TableManifest, origin: &str) -> Result<Self> {
         let mut t = Table::new(name);
+        t.owner = m.owner.clone();
         t.primary_key = m.primary_key.clone();
         t.partition = m
             .partition_by
@@ -314,6 +321,7 @@ impl Table {
 
     fn manifest(&self) -> TableManifest {
         TableManifest {
+            owner: self.owner.clone(),
             primary_key: self.primary_key.clone(),
             partition_by: self.partition.as_ref().map(|p| p.to_string()),
             columns: self
@@ -411,6 +419,8 @@ pub enum CommitStep {
 
 pub struct ParquetDestination {
     root: PathBuf,
+    /// The connector that claimed the tables; new tables are its.
+    owner: Option<String>,
     opts: ParquetOptions,
     manifest: Manifest,
     tables: BTreeMap<String, Table>,
@@ -427,6 +437,96 @@ pub struct ParquetDestination {
 impl ParquetDestination {
     pub fn open(root: &Path) -> Result<Self> {
         Self::open_with(root, ParquetOptions::default())
+    }
+
+    /// Open (or, with `create`, create) the dataset of the namespace `ns`
+    /// in the lake `out`: `<out>/<schema>/`, or `<out>` itself when it is a
+    /// dataset written before namespaces that holds the connector's state.
+    pub fn open_in(out: &Path, opts: ParquetOptions, ns: &Namespace, create: bool) -> Result<Self> {
+        let origin = out.display().to_string();
+        if out.is_file() {
+            return Err(Error::Usage(format!(
+                "--out {origin} is a file; a Parquet dataset is a directory"
+            )));
+        }
+        if out.join(META_DIR).is_dir() {
+            let connectors = Self::connectors_in(out)?;
+            if ns.explicit.is_none() && connectors.contains(&ns.connector) {
+                tracing::info!(
+                    dataset = %origin,
+                    connector = %ns.connector,
+                    "this dataset was written before connectors had schemas of their own: \
+                     {} stays at its top level",
+                    ns.connector
+                );
+                return Self::open_with(out, opts);
+            }
+            return Err(Error::Usage(format!(
+                "{origin} is an etl dataset written before connectors had schemas of their own \
+                 (it holds {}); write {} to another --out, or move the dataset's contents into \
+                 {origin}/<schema>/ to make {origin} a lake of several schemas",
+                if connectors.is_empty() {
+                    "no connector's state".to_string()
+                } else {
+                    connectors.join(", ")
+                },
+                ns.connector
+            )));
+        }
+        let schema = ns.schema();
+        let dir = out.join(schema);
+        if !create && !dir.join(META_DIR).is_dir() {
+            return Err(Error::Usage(format!(
+                "connector {} has never committed to {origin} (it has no {schema}/ dataset)",
+                ns.connector
+            )));
+        }
+        if out.exists() {
+            let entries = fs::read_dir(out).map_err(|e| {
+                Error::destination(origin.clone(), format!("listing the directory: {e}"))
+            })?;
+            let foreign = entries.flatten().find(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                !(name.starts_with('.') || e.path().join(META_DIR).is_dir() || e.path() == dir)
+            });
+            if let Some(e) = foreign {
+                return Err(Error::Usage(format!(
+                    "{origin} is not empty and is not an etl lake ({} is not a schema's dataset); \
+                     give a new or empty directory",
+                    e.file_name().to_string_lossy()
+                )));
+            }
+        } else {
+            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !parent.exists() {
+                    return Err(Error::Usage(format!(
+                        "output directory {} does not exist",
+                        parent.display()
+                    )));
+                }
+            }
+            fs::create_dir(out).or_else(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Ok(()),
+                _ => Err(Error::destination(
+                    origin.clone(),
+                    format!("creating the directory: {e}"),
+                )),
+            })?;
+        }
+        Self::open_with(&dir, opts)
+    }
+
+    /// The connectors whose state the dataset at `root` holds (without
+    /// locking it: only to tell the user).
+    fn connectors_in(root: &Path) -> Result<Vec<String>> {
+        let path = root.join(META_DIR).join(STATE_FILE);
+        let Ok(text) = fs::read_to_string(&path) else {
+            return Ok(Vec::new());
+        };
+        let m: Manifest = serde_json::from_str(&text).map_err(|e| {
+            Error::destination(path.display().to_string(), format!("not valid: {e}"))
+        })?;
+        Ok(m.connectors.into_keys().collect())
     }
 
     /// Open (or create) the dataset at `root`, finishing or cleaning up after
@@ -478,6 +578,7 @@ impl ParquetDestination {
         }
         let mut d = ParquetDestination {
             root: root.to_path_buf(),
+            owner: None,
             opts,
             manifest: Manifest::default(),
             tables: BTreeMap::new(),
@@ -699,11 +800,13 @@ impl ParquetDestination {
             })?;
         }
         let origin = self.origin();
+        let owner = self.owner.clone().filter(|_| !t.name.starts_with("_etl"));
         let table = self
             .tables
             .entry(t.name.clone())
             .or_insert_with(|| Table::new(&t.name));
         if table.columns.is_empty() {
+            table.owner = owner;
             table.primary_key = t.primary_key.clone();
             table.partition = partition;
         } else if table.partition != partition && !table.files.is_empty() {
@@ -1740,6 +1843,32 @@ impl Destination for ParquetDestination {
         format!("parquet:{}", self.root.display())
     }
 
+    fn claim(&mut self, owner: &str, connector: &str, tables: &[Arc<TableSchema>]) -> Result<()> {
+        let holds_state = self.manifest.connectors.contains_key(connector);
+        let schema = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for t in tables {
+            let Some(existing) = self.tables.get_mut(&t.name) else {
+                continue;
+            };
+            match existing.owner.as_deref() {
+                Some(o) if o == owner => {}
+                Some(o) => {
+                    return Err(super::namespace::owned_by_other(&schema, &t.name, o, owner))
+                }
+                // A table made before tables had owners: the connector whose state is here made it.
+                None if holds_state => existing.owner = Some(owner.to_string()),
+                None => return Err(super::namespace::unowned(&schema, &t.name, owner)),
+            }
+        }
+        // Tables created from here on are the owner's.
+        self.owner = Some(owner.to_string());
+        Ok(())
+    }
+
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
         for t in tables {
             self.ensure_table(t)?.declared = true;
@@ -1911,7 +2040,7 @@ impl Destination for ParquetDestination {
         Ok(())
     }
 
-    fn commit(&mut self, connector: &str, state: &State) -> Result<WriteSummary> {
+    fn commit_with(&mut self, state: Option<(&str, &State)>) -> Result<WriteSummary> {
         if self.poisoned {
             return Err(self.err(
                 "commit",
@@ -1959,9 +2088,11 @@ impl Destination for ParquetDestination {
         // The manifest as it will be once the commit is published.
         let mut manifest = self.manifest.clone();
         manifest.commit = plan.commit;
-        let state_json: serde_json::Value =
-            serde_json::from_str(&state.to_json()).expect("state is JSON");
-        manifest.connectors.insert(connector.into(), state_json);
+        if let Some((connector, state)) = state {
+            let state_json: serde_json::Value =
+                serde_json::from_str(&state.to_json()).expect("state is JSON");
+            manifest.connectors.insert(connector.into(), state_json);
+        }
         for name in &self.dropping {
             manifest.tables.remove(name);
         }

@@ -206,7 +206,7 @@ async fn usage_errors_exit_2_and_say_what_to_pass() {
     std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
     let cases: [(&[&str], &str); 5] = [
         (&["--format", "duckdb"], "is a directory"),
-        (&[], "not an etl Parquet dataset"),
+        (&[], "is not empty and is not an etl lake"),
         (
             &["--partition-by", "nosuch=created_at:day"],
             "which connector userflow does not have",
@@ -967,6 +967,31 @@ async fn state_shows_progress_and_reset_forgets_it(kind: Kind) {
     let o = cmd(&["state", "prefect"]).await;
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("has never committed"), "{}", text(&o));
+
+    // Another schema: state and reset take --schema; asking created nothing.
+    let mut c = etl();
+    c.args(["sync", "userflow", "-q", "--schema", "crm", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out);
+    assert!(run(c).await.status.success());
+    let o = cmd(&["state", "userflow", "--schema", "crm"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("crm"), "{}", text(&o));
+    let o = cmd(&["reset", "userflow", "--schema", "crm", "--table", "users"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cmd(&["state", "rest"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--schema NAME"), "{}", text(&o));
+    let mut schemas = crate::dests::etl_schemas(&crate::dests::reader(&out));
+    if kind == Kind::Parquet {
+        schemas = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        schemas.sort();
+    }
+    assert_eq!(schemas, ["crm", "userflow"]);
 }
 
 /// Off a terminal a long sync is never silent: a progress line at the

@@ -129,16 +129,42 @@ pub fn saved_state(db: &Path) -> Option<Value> {
     saved_state_of(db, "userflow")
 }
 
-/// The state `connector` committed to `db` (a DuckDB file or a dataset).
+/// The state `connector` committed to `db` (a DuckDB file or a lake), in
+/// the schema named after it, or else the only schema there (a REST spec's).
 pub fn saved_state_of(db: &Path, connector: &str) -> Option<Value> {
+    let schemas = if db.is_dir() {
+        std::fs::read_dir(db)
+            .ok()?
+            .flatten()
+            .filter(|e| e.path().join("_etl").is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    } else {
+        crate::dests::etl_schemas(&duckdb::Connection::open(db).unwrap())
+    };
+    let schema = match schemas.as_slice() {
+        [only] if !schemas.iter().any(|s| s == connector) => only.clone(),
+        _ => connector.to_string(),
+    };
+    saved_state_in(db, &schema, connector)
+}
+
+/// The state `connector` committed to schema `schema` of `db` (`main`: a
+/// DuckDB file's main schema, or a dataset at `db` itself).
+pub fn saved_state_in(db: &Path, schema: &str, connector: &str) -> Option<Value> {
     if db.is_dir() {
-        let text = std::fs::read_to_string(db.join("_etl/state.json")).ok()?;
+        let dir = if schema == "main" && db.join("_etl").is_dir() {
+            db.to_path_buf()
+        } else {
+            db.join(schema)
+        };
+        let text = std::fs::read_to_string(dir.join("_etl/state.json")).ok()?;
         let v: Value = serde_json::from_str(&text).unwrap();
         return v["connectors"].get(connector).cloned();
     }
     let conn = duckdb::Connection::open(db).unwrap();
     conn.query_row(
-        "SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = ?",
+        &format!("SELECT CAST(state AS VARCHAR) FROM \"{schema}\"._etl_state WHERE connector = ?"),
         [connector],
         |r| r.get::<_, String>(0),
     )

@@ -83,31 +83,71 @@ impl DerefMut for AnyDest {
     }
 }
 
-/// A reader of `out` as it is on disk: the DuckDB file, or views over a dataset.
+/// A reader of `out` as it is on disk: the DuckDB file, or views over a
+/// lake (a schema per `<out>/<schema>/` dataset, or `main` for a dataset at
+/// `out` itself). When etl wrote one schema, unqualified names resolve in it.
 pub fn reader(out: &Path) -> duckdb::Connection {
     if out.is_dir() {
-        parquet_views(out)
-    } else {
-        duckdb::Connection::open(out).unwrap()
+        return parquet_views(out);
     }
+    let conn = duckdb::Connection::open(out).unwrap();
+    let schemas = etl_schemas(&conn);
+    if let [only] = schemas.as_slice() {
+        conn.execute_batch(&format!("USE \"{only}\"")).unwrap();
+    }
+    conn
 }
 
-/// An in-memory DuckDB with one view per table directory of the dataset.
+/// The schemas of `conn`'s database that hold an etl state table.
+pub fn etl_schemas(conn: &duckdb::Connection) -> Vec<String> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT DISTINCT table_schema FROM information_schema.tables \
+             WHERE table_catalog = current_database() AND table_name = '_etl_state' ORDER BY 1",
+        )
+        .unwrap();
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+/// An in-memory DuckDB with one view per table directory of the lake at
+/// `root`: schema `main` for a dataset at `root` itself, one schema per
+/// `root/<schema>/` dataset (the current one when there is only one).
 pub fn parquet_views(root: &Path) -> duckdb::Connection {
     let conn = duckdb::Connection::open_in_memory().unwrap();
+    if root.join("_etl").is_dir() {
+        dataset_views(&conn, "main", root);
+        return conn;
+    }
+    let mut schemas = Vec::new();
     for e in std::fs::read_dir(root).unwrap().flatten() {
+        if e.path().join("_etl").is_dir() {
+            let schema = e.file_name().to_string_lossy().into_owned();
+            conn.execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
+                .unwrap();
+            dataset_views(&conn, &schema, &e.path());
+            schemas.push(schema);
+        }
+    }
+    if let [only] = schemas.as_slice() {
+        conn.execute_batch(&format!("USE \"{only}\"")).unwrap();
+    }
+    conn
+}
+
+fn dataset_views(conn: &duckdb::Connection, schema: &str, dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if name == "_etl" || !e.path().is_dir() {
             continue;
         }
         let glob = e.path().join("**").join("*.parquet");
         conn.execute_batch(&format!(
-            "CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{}', hive_partitioning = true, union_by_name = true)",
+            "CREATE VIEW \"{schema}\".\"{name}\" AS SELECT * FROM read_parquet('{}', hive_partitioning = true, union_by_name = true)",
             glob.display()
         ))
         .unwrap();
     }
-    conn
 }
 
 /// A query's rows as sorted `Debug` text, cells joined by `|`.

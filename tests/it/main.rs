@@ -10,6 +10,7 @@ mod egnyte;
 mod fivetran;
 mod hostile;
 mod model;
+mod namespace;
 mod parquet;
 mod prefect;
 mod prefect_server;

@@ -267,7 +267,7 @@ fn saved_prefect_state(db: &Path) -> Value {
     let conn = ::duckdb::Connection::open(db).unwrap();
     let s: String = conn
         .query_row(
-            "SELECT CAST(state AS VARCHAR) FROM _etl_state WHERE connector = 'prefect'",
+            "SELECT CAST(state AS VARCHAR) FROM prefect._etl_state WHERE connector = 'prefect'",
             [],
             |r| r.get(0),
         )

@@ -27,7 +27,7 @@ fn read_with(version: &str, db: &Path) -> Option<Result<String, String>> {
     };
     let script = "import duckdb, sys\n\
                   c = duckdb.connect(sys.argv[1], read_only=True)\n\
-                  print(duckdb.__version__, c.execute(\"SELECT count(*), count(DISTINCT raw->>'id') FROM users WHERE NOT _etl_deleted\").fetchone())\n";
+                  print(duckdb.__version__, c.execute(\"SELECT count(*), count(DISTINCT raw->>'id') FROM userflow.users WHERE NOT _etl_deleted\").fetchone())\n";
     Some(pyenv::run(
         Command::new(venv.join("bin").join("python"))
             .arg("-c")
@@ -165,8 +165,9 @@ print(json.dumps({"spark": spark_rows, "polars": polars_rows,
             .env("SPARK_LOCAL_IP", "127.0.0.1")
             .arg("-c")
             .arg(script)
-            .arg(&lake)
-            .arg(&lake2),
+            // Each connector's tables are in a dataset of their own.
+            .arg(lake.join("fivetran_offset"))
+            .arg(lake2.join("userflow")),
         Duration::from_secs(600),
     )
     .unwrap_or_else(|e| panic!("Spark/polars failed: {e}"));

@@ -655,7 +655,7 @@ async fn rows_without_a_key_get_the_sdk_hash() {
     sync_shipped(&pg, "sdk_hashes", &out).await.unwrap();
     sync_shipped(&pg, "sdk_hashes", &out).await.unwrap();
     assert_eq!(
-        grid(&reader(&out), "SELECT _etl_id FROM \"user\""),
+        grid(&reader(&out), "SELECT _etl_id FROM sdk_hashes.\"user\""),
         [
             "9507eb591ddb60eb68452d06cf70696d8d5e8140",
             "7d09ec9c2cfa02549a329a36fcd0221b1ea020ab",
@@ -669,13 +669,14 @@ async fn rows_without_a_key_get_the_sdk_hash() {
         .into_iter()
         .collect::<Vec<_>>()
     );
-    // hello: one row, the same key every sync.
+    // hello: one row, the same key every sync; in a schema of its own
+    // (each spec's tables land in the schema named after it).
     sync_shipped(&pg, "sdk_hello", &out).await.unwrap();
     sync_shipped(&pg, "sdk_hello", &out).await.unwrap();
     assert_eq!(
         grid(
             &reader(&out),
-            "SELECT count(*), any_value(message) FROM hello"
+            "SELECT count(*), any_value(message) FROM sdk_hello.hello"
         ),
         vec!["BigInt(1)|Text(\"hello, world!\")"]
     );

@@ -1227,6 +1227,15 @@ impl Connector for Rest {
         NAME
     }
 
+    /// Each API gets its own schema: the spec's `name`, or its file name.
+    fn default_schema(&self) -> String {
+        crate::dest::namespace::schema_name_of(&self.spec.name)
+    }
+
+    fn owner(&self) -> String {
+        format!("{NAME}:{}", self.spec.name)
+    }
+
     fn tables(&self) -> Vec<Arc<TableSchema>> {
         self.tables.clone()
     }
