@@ -146,7 +146,8 @@ fn main() {
                 );
             }
             if format == OutputFormat::Parquet {
-                let root = out.clone();
+                // The sync wrote the lake's `userflow` schema.
+                let root = out.join("userflow");
                 let originals = Arc::clone(&originals);
                 tokio::task::spawn_blocking(move || {
                     let change = |u: &User| {
