@@ -55,7 +55,7 @@ fn main() {
             let started = Instant::now();
             let mut bytes = 0usize;
             let n = conn
-                .read_export(0, |b, _| {
+                .read_export(0, None, |b, _| {
                     bytes += b.get_array_memory_size();
                     async { Ok(()) }
                 })

@@ -162,6 +162,20 @@ pub struct StreamStats {
     pub rows: AtomicU64,
     /// Rows handed to the writer, per table.
     pub tables: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// What the source said a table's scan holds, where it did.
+    pub extents: std::sync::Mutex<BTreeMap<String, Extent>>,
+}
+
+/// How much of a table's scan is done, against the total the source gave
+/// (Prefect's count, SCIM `totalResults`, an offset `total`: rows; a
+/// download's `Content-Length`: bytes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extent {
+    /// Rows (or bytes) read so far of `total`.
+    pub done: u64,
+    pub total: u64,
+    /// Counts bytes, not rows.
+    pub bytes: bool,
 }
 
 impl StreamStats {
@@ -179,6 +193,43 @@ impl StreamStats {
     /// Rows per table so far.
     pub fn table_rows(&self) -> BTreeMap<String, u64> {
         self.tables.lock().expect("not poisoned").clone()
+    }
+
+    /// The scan of `table` has read `done` of the `total` rows the source
+    /// says it holds (Prefect's count, SCIM `totalResults`, an offset `total`).
+    pub fn scanned(&self, table: &str, done: u64, total: u64) {
+        self.extents.lock().expect("not poisoned").insert(
+            table.to_string(),
+            Extent {
+                done: done.min(total),
+                total,
+                bytes: false,
+            },
+        );
+    }
+
+    /// The download feeding `table` is `total` bytes long (`Content-Length`).
+    pub fn expect_bytes(&self, table: &str, total: u64) {
+        self.extents.lock().expect("not poisoned").insert(
+            table.to_string(),
+            Extent {
+                done: 0,
+                total,
+                bytes: true,
+            },
+        );
+    }
+
+    /// `n` more bytes of `table`'s download were read.
+    pub fn add_bytes(&self, table: &str, n: u64) {
+        if let Some(x) = self.extents.lock().expect("not poisoned").get_mut(table) {
+            x.done = (x.done + n).min(x.total);
+        }
+    }
+
+    /// How far each table with a known total is.
+    pub fn extents(&self) -> BTreeMap<String, Extent> {
+        self.extents.lock().expect("not poisoned").clone()
     }
 }
 
@@ -333,6 +384,10 @@ pub struct SyncSummary {
     pub retries: u64,
     /// Response bytes received.
     pub bytes: u64,
+    /// Time spent waiting before retries (rate limits, server errors).
+    pub waited_secs: f64,
+    /// OAuth access tokens refreshed.
+    pub token_refreshes: u64,
     pub commits: u64,
     /// The connector's time: from its first request until the source was
     /// read to the end and every row handed to the writer.
@@ -379,7 +434,15 @@ impl std::fmt::Display for SyncSummary {
             self.elapsed_secs,
             self.rows_per_sec(),
             self.read_secs
-        )
+        )?;
+        if self.waited_secs > 0.0 || self.token_refreshes > 0 {
+            write!(
+                f,
+                "\n  waited {:.1}s before retries; {} access token refreshes",
+                self.waited_secs, self.token_refreshes
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -559,6 +622,8 @@ pub async fn run_sync(
         requests: http_metrics.requests.load(Ordering::Relaxed),
         retries: http_metrics.retries.load(Ordering::Relaxed),
         bytes: http_metrics.bytes.load(Ordering::Relaxed),
+        waited_secs: http_metrics.waited_ms.load(Ordering::Relaxed) as f64 / 1e3,
+        token_refreshes: http_metrics.token_refreshes.load(Ordering::Relaxed),
         commits: report.commits,
         read_secs,
         elapsed_secs: started.elapsed().as_secs_f64(),

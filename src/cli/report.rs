@@ -33,6 +33,8 @@ pub fn report(
             requests: stats.http.requests.load(Relaxed),
             retries: stats.http.retries.load(Relaxed),
             bytes: stats.http.bytes.load(Relaxed),
+            waited_secs: stats.http.waited_ms.load(Relaxed) as f64 / 1e3,
+            token_refreshes: stats.http.token_refreshes.load(Relaxed),
             commits: committed.commits,
             read_secs: 0.0,
             elapsed_secs: elapsed,
@@ -69,6 +71,8 @@ pub fn report(
                 "requests": summary.requests,
                 "retries": summary.retries,
                 "bytes_received": summary.bytes,
+                "waited_secs": summary.waited_secs,
+                "token_refreshes": summary.token_refreshes,
                 "commits": summary.commits,
                 "last_commit": committed.last_at_micros.map(|at| serde_json::json!({
                     "at": etl::batch::values::format_utc_micros(at),

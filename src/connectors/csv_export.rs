@@ -410,7 +410,12 @@ impl CsvExport {
     /// Download and parse the export, handing each batch (and the rows set
     /// aside with it) to `each` in order; the rows read. `synced_at` stamps
     /// `_synced_at`. Memory stays bounded whatever the export's size.
-    pub async fn read_export<F, Fut>(&self, synced_at: i64, mut each: F) -> Result<u64>
+    pub async fn read_export<F, Fut>(
+        &self,
+        synced_at: i64,
+        progress: Option<Arc<crate::engine::StreamStats>>,
+        mut each: F,
+    ) -> Result<u64>
     where
         F: FnMut(RecordBatch, Vec<Reject>) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
@@ -420,6 +425,10 @@ impl CsvExport {
             .send_streaming(Request::get(self.cfg.url.clone()))
             .await?;
         let location = self.http.redact(self.cfg.url.as_str());
+        let table_name = self.table.name.clone();
+        if let (Some(p), Some(len)) = (&progress, resp.content_length()) {
+            p.expect_bytes(&table_name, len);
+        }
         // Network → parser: a few chunks at most in between.
         let (chunk_tx, chunk_rx) = tokio::sync::mpsc::channel(16);
         let feeder = tokio::spawn({
@@ -428,6 +437,9 @@ impl CsvExport {
                 loop {
                     match resp.chunk().await {
                         Ok(Some(b)) => {
+                            if let Some(p) = &progress {
+                                p.add_bytes(&table_name, b.len() as u64);
+                            }
                             if chunk_tx.send(Ok(b)).await.is_err() {
                                 return;
                             }
@@ -470,7 +482,7 @@ impl CsvExport {
         let began = chrono::Utc::now().timestamp_micros();
         let mut read = 0u64;
         let total = self
-            .read_export(began, |batch, rejects| {
+            .read_export(began, Some(ctx.emit.stats.clone()), |batch, rejects| {
                 read += batch.num_rows() as u64;
                 let state = json!({"export_began": format_utc_micros(began), "rows": read});
                 let ctx = &ctx;

@@ -611,6 +611,9 @@ impl Egnyte {
             guard
                 .count()
                 .map_err(|m| Error::source(format!("Egnyte {}", s.name()), m))?;
+            if let Some(t) = page.total {
+                ctx.emit.stats.scanned(s.name(), pos + page.records, t);
+            }
             if self.cfg.debug_logging {
                 tracing::info!(stream = s.name(), position = pos, records = page.records, total = ?page.total, "page");
             } else {

@@ -486,6 +486,8 @@ impl Prefect {
         // Pages launched ahead of the one being read; grows from 1 when the
         // handler is expected to stop early.
         let mut window = if plan.stops_early { 1 } else { ahead };
+        // A scan that reads the whole endpoint shows how far it is against the count.
+        let whole = !plan.stops_early;
         // How far pages are launched ahead: the last scan's count until this
         // scan's own arrives. With neither, the first page goes alone with
         // the count (a first sync of a small table wastes no requests).
@@ -570,6 +572,11 @@ impl Prefect {
                 }
             }
             point.offset = offset + step;
+            if let Some(n) = count.filter(|_| whole) {
+                ctx.emit
+                    .stats
+                    .scanned(&ep.table.name, point.offset.min(n), n);
+            }
             point.boundary = page.last_id;
             point.began_us = Some(
                 point

@@ -115,9 +115,36 @@ pub struct HttpMetrics {
     pub bytes: AtomicU64,
     /// Responses by HTTP status (every attempt).
     pub statuses: std::sync::Mutex<std::collections::BTreeMap<u16, u64>>,
+    /// Waits before a retry (rate limits, server errors), and their total.
+    pub waits: AtomicU64,
+    pub waited_ms: AtomicU64,
+    /// OAuth access tokens obtained or refreshed (expiring, or refused with a 401).
+    pub token_refreshes: AtomicU64,
+    /// The retry wait in progress: until when, and why (`HTTP 429 (Retry-After)`).
+    pub waiting: std::sync::Mutex<Option<(std::time::Instant, String)>>,
 }
 
 impl HttpMetrics {
+    /// A wait of `d` before a retry starts.
+    fn begin_wait(&self, d: Duration, why: String) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waited_ms
+            .fetch_add(d.as_millis() as u64, Ordering::Relaxed);
+        let until = std::time::Instant::now() + d;
+        let mut w = self.waiting.lock().expect("not poisoned");
+        if w.as_ref().is_none_or(|(u, _)| *u < until) {
+            *w = Some((until, why));
+        }
+    }
+
+    /// The retry wait in progress, if any: time left and why.
+    pub fn current_wait(&self) -> Option<(Duration, String)> {
+        let w = self.waiting.lock().expect("not poisoned");
+        let (until, why) = w.as_ref()?;
+        let left = until.checked_duration_since(std::time::Instant::now())?;
+        Some((left, why.clone()))
+    }
+
     fn count_status(&self, s: StatusCode) {
         *self
             .statuses
@@ -388,6 +415,10 @@ impl HttpClient {
             };
             if let Some(o) = oauth.filter(|o| o.expiring()) {
                 o.refresh(o.generation()).await?;
+                // Each refresh makes a new generation (concurrent askers share one).
+                self.metrics
+                    .token_refreshes
+                    .fetch_max(o.generation(), Ordering::Relaxed);
             }
             self.metrics.requests.fetch_add(1, Ordering::Relaxed);
             let generation = oauth.map_or(0, |o| o.generation());
@@ -418,6 +449,9 @@ impl HttpClient {
                                 attempt -= 1;
                                 tracing::info!(url = %self.redact(req.url.as_str()), "access token refused; refreshing it");
                                 o.refresh(generation).await?;
+                                self.metrics
+                                    .token_refreshes
+                                    .fetch_max(o.generation(), Ordering::Relaxed);
                                 continue;
                             }
                             _ => return Err(self.error(&req, attempt, kind)),
@@ -453,6 +487,15 @@ impl HttpClient {
                 None => self.policy.backoff(attempt),
             };
             self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            let why = match &kind {
+                HttpErrorKind::Status { status, .. } if retry_after.is_some() => {
+                    format!("HTTP {status}, as the server's Retry-After asks")
+                }
+                HttpErrorKind::Status { status, .. } => format!("HTTP {status}"),
+                HttpErrorKind::Timeout => "a timeout".into(),
+                _ => "a connection error".into(),
+            };
+            self.metrics.begin_wait(wait, why);
             tracing::warn!(
                 method = %req.method,
                 url = %self.redact(req.url.as_str()),

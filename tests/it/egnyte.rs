@@ -343,7 +343,7 @@ async fn an_expired_token_is_refreshed_and_the_rotated_refresh_token_is_used_nex
             pg.egnyte().expire_tokens();
         })
     };
-    sync_egnyte(
+    let s = sync_egnyte(
         &pg,
         &out,
         with(
@@ -354,6 +354,7 @@ async fn an_expired_token_is_refreshed_and_the_rotated_refresh_token_is_used_nex
     .await
     .unwrap();
     expirer.await.unwrap();
+    assert_eq!(s.token_refreshes, 1, "the summary counts the refresh");
     assert_eq!(
         pg.egnyte().refreshes(),
         1,

@@ -132,6 +132,9 @@ async fn retries_429_with_retry_after_and_5xx_then_succeeds() {
     );
     assert_eq!(s.retries, 3);
     assert_eq!(s.requests, 3 + 3);
+    // The summary says how long the retries waited: Retry-After's second at least.
+    assert!(s.waited_secs >= 1.0, "{s:?}");
+    assert_eq!(s.token_refreshes, 0);
     assert_eq!(read_users(&db), expected_users(&pg));
 }
 

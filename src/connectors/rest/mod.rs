@@ -702,6 +702,8 @@ impl<'a> Run<'a> {
             cursor.as_ref().map(|c| (cursor_key(c), c.clone()));
         let mut rows: u64 = 0;
         let mut pages = 0u64;
+        // Records read, against the total the first page gave (progress).
+        let (mut read, mut total) = (0u64, None);
         let mut guard = ScanGuard::new(self.ctx.max_pages);
         // Whether any record had the cursor field, and the fields one had.
         let mut cursor_seen = false;
@@ -740,6 +742,14 @@ impl<'a> Run<'a> {
             let page = split_page(&resp.body, &t.records).map_err(page_error)?;
             let (body, list) = (&page.envelope, &page.records);
             let n = list.len() as u64;
+            // A top-level table whose pages say how many records there are shows how far it is.
+            if parent.is_none() {
+                read += n;
+                total = total.or_else(|| total_records(t, body));
+                if let Some(total) = total {
+                    self.ctx.emit.stats.scanned(target, read, total);
+                }
+            }
             // Newly seen fields: infer their types.
             self.learn(t, target, list);
             let mut page_best: Option<(CursorKey, String)> = None;
@@ -1170,6 +1180,20 @@ fn fill(text: &str, parent: Option<&Value>, table: &str) -> Result<String> {
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The records the whole scan holds, when a page says (`offset` with
+/// `total_field`, `scim`'s `totalResults`).
+fn total_records(t: &TableSpec, body: &Value) -> Option<u64> {
+    let path = match &t.paginator {
+        Paginator::Offset {
+            total_field: Some(p),
+            ..
+        } => p,
+        Paginator::Scim { total_field, .. } => total_field,
+        _ => return None,
+    };
+    at(body, path).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
 }
 
 /// Every page after the first (`first_n` records), when the first page
