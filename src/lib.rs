@@ -21,6 +21,7 @@ pub mod dest;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod naming;
 pub mod playground;
 pub mod progress;
 pub mod runs;
