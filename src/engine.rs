@@ -112,6 +112,9 @@ pub struct SyncOptions {
     /// The schema the connector's tables land in (`--schema`); `None`: the
     /// connector's own (its name, a REST spec's name).
     pub schema: Option<String>,
+    /// Table and column naming (`--naming`); `None`: the one the schema was
+    /// written with, else Fivetran's.
+    pub naming: Option<crate::naming::Naming>,
 }
 
 /// The kind of destination `--out` names.
@@ -151,6 +154,7 @@ impl Default for SyncOptions {
             max_pages: crate::http::paginate::DEFAULT_MAX_PAGES,
             max_delete_fraction: 0.5,
             schema: None,
+            naming: None,
         }
     }
 }
@@ -507,8 +511,9 @@ pub async fn run_sync(
     let name = connector.name().to_string();
     let destination = dest.describe();
     let tables = connector.tables();
+    let naming = opts.naming.unwrap_or_default();
     // Every table appears in the summary, unchanged ones with zero counts.
-    let table_names: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+    let table_names: Vec<String> = tables.iter().map(|t| naming.table(&t.name)).collect();
 
     let (msg_tx, msg_rx) = mpsc::channel::<WriterMsg>(opts.channel_capacity);
     let (state_tx, state_rx) = oneshot::channel::<State>();
@@ -553,6 +558,7 @@ pub async fn run_sync(
         emit: emitter,
         http_metrics: http_metrics.clone(),
         max_pages: opts.max_pages,
+        naming,
     };
     let reading = Instant::now();
     let outcome = connector.sync(ctx).await;
@@ -647,9 +653,11 @@ fn writer_loop(
     state_tx: oneshot::Sender<State>,
     mut rx: mpsc::Receiver<WriterMsg>,
 ) -> Result<WriterReport> {
+    let mut renamer = crate::naming::Renamer::new(opts.naming.unwrap_or_default());
     let setup = (|| -> Result<State> {
-        dest.claim(owner, connector, tables)?;
-        dest.prepare(tables)?;
+        let tables: Vec<Arc<TableSchema>> = tables.iter().map(|t| renamer.table(t)).collect();
+        dest.claim(owner, connector, &tables)?;
+        dest.prepare(&tables)?;
         Ok(dest.load_state(connector)?.unwrap_or_default())
     })();
     let mut state = match setup {
@@ -700,23 +708,28 @@ fn writer_loop(
                     match op {
                         Op::Upsert { table, batch } => {
                             rows_since += batch.num_rows() as u64;
-                            dest.upsert(&table, batch)?
+                            let batch = renamer.batch(&table, batch)?;
+                            dest.upsert(&renamer.table(&table), batch)?
                         }
                         Op::Update { table, batch } => {
                             rows_since += batch.num_rows() as u64;
-                            dest.update(&table, batch)?
+                            let batch = renamer.batch(&table, batch)?;
+                            dest.update(&renamer.table(&table), batch)?
                         }
                         Op::Delete { table, batch } => {
                             rows_since += batch.num_rows() as u64;
-                            dest.delete(&table, batch)?
+                            let batch = renamer.batch(&table, batch)?;
+                            dest.delete(&renamer.table(&table), batch)?
                         }
-                        Op::Truncate { table } => dest.truncate(&table)?,
+                        Op::Truncate { table } => dest.truncate(&renamer.table(&table))?,
                         Op::DeleteOlderThan {
                             table,
                             column,
                             before_micros,
                             source_total,
                         } => {
+                            let column = renamer.column(&table, &column).unwrap_or(column);
+                            let table = renamer.table(&table);
                             dirty = had_changes;
                             if opts.max_delete_fraction < 1.0 {
                                 // A destination that counts only committed
@@ -757,7 +770,12 @@ fn writer_loop(
                             dirty = true;
                             dest.delete_older_than(&table, &column, before_micros)?
                         }
-                        Op::Reject(r) => dest.reject(&r)?,
+                        Op::Reject(mut r) => {
+                            for r in &mut r {
+                                r.table = renamer.naming().table(&r.table);
+                            }
+                            dest.reject(&r)?
+                        }
                         Op::Checkpoint {
                             stream,
                             state: s,

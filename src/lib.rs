@@ -37,6 +37,7 @@ pub use crate::error::{Error, Result};
 use crate::config::ConfigReader;
 use crate::dest::duckdb::DuckDbDestination;
 use crate::dest::namespace::Namespace;
+use crate::naming::Naming;
 use crate::dest::parquet::ParquetDestination;
 use crate::dest::Destination;
 
@@ -84,21 +85,25 @@ pub async fn sync_with(
     }
     let ns = Namespace::new(opts.schema.as_deref(), &conn.default_schema(), conn.name())?;
     // Opening a destination is blocking I/O; keep it off the async workers.
-    let dest = {
+    let (dest, naming) = {
         let (path, opts, ns) = (out.to_path_buf(), opts.clone(), ns.clone());
         tokio::task::spawn_blocking(move || open_destination(&path, format, &opts, &ns))
             .await
             .map_err(|e| Error::Internal(format!("opening the destination panicked: {e}")))??
     };
     let started = chrono::Utc::now().timestamp_micros();
-    let outcome = engine::run_sync(conn, dest, opts.clone(), stats.clone()).await;
+    let run_opts = SyncOptions {
+        naming: Some(naming),
+        ..opts.clone()
+    };
+    let outcome = engine::run_sync(conn, dest, run_opts, stats.clone()).await;
     // The writer has closed the destination: reopen it for the run's row.
     let status = runs::status_of(&outcome.as_ref().map(|_| ()));
     let error = outcome.as_ref().err().map(|e| e.to_string());
     let (name, path) = (info.name.to_string(), out.to_path_buf());
     let recorded = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut dest = open_destination(&path, format, &opts, &ns)?;
-        runs::record(dest.as_mut(), &name, started, &stats, status, error)
+        let (mut dest, naming) = open_destination(&path, format, &opts, &ns)?;
+        runs::record(dest.as_mut(), naming, &name, started, &stats, status, error)
     })
     .await;
     match recorded {
@@ -111,7 +116,34 @@ pub async fn sync_with(
     outcome
 }
 
+/// Open the destination of a sync, with the naming its tables are written
+/// with: `--naming`, else the one the schema was written with, else
+/// Fivetran's. A `--naming` other than the schema's is refused.
 fn open_destination(
+    path: &Path,
+    format: OutputFormat,
+    opts: &SyncOptions,
+    ns: &Namespace,
+) -> Result<(Box<dyn Destination>, Naming)> {
+    let mut dest = open_format(path, format, opts, ns)?;
+    let recorded = dest.recorded_naming()?;
+    let naming = match (opts.naming, recorded) {
+        (Some(asked), Some(was)) if asked != was => {
+            return Err(Error::Usage(format!(
+                "{} was written with --naming {was}; a sync with --naming {asked} would mix both \
+                 in one schema: pass --naming {was}, or write into another schema (--schema NAME)",
+                dest.describe()
+            )))
+        }
+        (asked, was) => asked.or(was).unwrap_or_default(),
+    };
+    if recorded != Some(naming) {
+        dest.record_naming(naming)?;
+    }
+    Ok((dest, naming))
+}
+
+fn open_format(
     path: &Path,
     format: OutputFormat,
     opts: &SyncOptions,

@@ -95,6 +95,9 @@ enum Command {
         /// The API spec whose tables to show (for `etl schema rest`).
         #[arg(long, value_name = "FILE")]
         spec: Option<PathBuf>,
+        /// The names to show: as they land with `--naming fivetran` (the default) or `source`.
+        #[arg(long, value_enum, value_name = "NAMING", default_value = "fivetran")]
+        naming: NamingArg,
     },
     /// Check a configuration: validate it, then make one authenticated request
     /// per table and read it like a first page; nothing is written. Exit 0 when
@@ -189,6 +192,12 @@ struct SyncArgs {
     /// tables differ.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
+    /// How tables and columns are named: `fivetran` (Fivetran's rules, as the Connector
+    /// SDK's tester names them: createdAt → created_at, system columns _fivetran_synced,
+    /// _fivetran_deleted, _fivetran_id) or `source` (the source's names, _synced_at,
+    /// _etl_deleted, _etl_id). Default: the naming the schema was written with, else fivetran.
+    #[arg(long, value_enum, value_name = "NAMING")]
+    naming: Option<NamingArg>,
     /// Parquet: partition TABLE by COLUMN (`users=created_at:day`; transforms day, month,
     /// year, or none for the value itself; `TABLE=none` turns partitioning off). Repeatable.
     #[arg(long, value_name = "TABLE=COLUMN[:TRANSFORM]", value_parser = etl::dest::parquet::parse_partition_override)]
@@ -243,6 +252,23 @@ fn fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
         _ => Err("expected a number from 0 to 1, such as 0.5".into()),
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NamingArg {
+    /// Fivetran's naming rules and _fivetran_* system columns.
+    Fivetran,
+    /// The source's names and etl's _etl_* system columns.
+    Source,
+}
+
+impl From<NamingArg> for etl::naming::Naming {
+    fn from(n: NamingArg) -> Self {
+        match n {
+            NamingArg::Fivetran => etl::naming::Naming::Fivetran,
+            NamingArg::Source => etl::naming::Naming::Source,
+        }
     }
 }
 
@@ -381,7 +407,8 @@ async fn run(cmd: Command, log_format: LogFormat, quiet: bool) -> Result<(), Err
             connector,
             spec,
             json,
-        } => schema(&connector, spec.as_deref(), json),
+            naming,
+        } => schema(&connector, spec.as_deref(), naming.into(), json),
         Command::Playground(a) => playground(a).await,
         Command::State {
             connector,
@@ -657,6 +684,7 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
         max_pages: a.max_pages,
         max_delete_fraction: a.max_delete_fraction,
         schema: a.schema.clone(),
+        naming: a.naming.map(Into::into),
         ..Default::default()
     };
     let work = etl::sync_with(&a.connector, config, &a.out, opts, stats);

@@ -12,9 +12,17 @@
 //! tester's: each name is renamed on its own, and two source names that
 //! become one are not told apart (the first one wins, with a warning).
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::Schema;
+use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
+
+use crate::error::{Error, Result};
+use crate::schema::{ColumnSource, TableSchema};
 
 /// The naming a dataset is written with; recorded in the dataset, so every
 /// later sync into it uses the same one.
@@ -156,6 +164,141 @@ fn single_underscore_case(name: &str) -> String {
         }
     }
     collapsed
+}
+
+/// Renames a connector's tables and batches for the destination: the
+/// boundary between the source's names (which connectors and their state
+/// keep) and the destination's.
+pub struct Renamer {
+    naming: Naming,
+    /// Per source table: the schema it was renamed from, the renamed one,
+    /// and each source column's destination name (`None`: dropped, another
+    /// column took its name first).
+    tables: HashMap<String, Renamed>,
+}
+
+struct Renamed {
+    source: Arc<TableSchema>,
+    dest: Arc<TableSchema>,
+    columns: HashMap<String, Option<String>>,
+}
+
+impl Renamer {
+    pub fn new(naming: Naming) -> Self {
+        Renamer {
+            naming,
+            tables: HashMap::new(),
+        }
+    }
+
+    pub fn naming(&self) -> Naming {
+        self.naming
+    }
+
+    /// The destination's schema of `t`.
+    pub fn table(&mut self, t: &Arc<TableSchema>) -> Arc<TableSchema> {
+        self.renamed(t).dest.clone()
+    }
+
+    fn renamed(&mut self, t: &Arc<TableSchema>) -> &Renamed {
+        let stale = self
+            .tables
+            .get(&t.name)
+            .is_none_or(|r| !Arc::ptr_eq(&r.source, t));
+        if stale {
+            let r = rename_table(self.naming, t);
+            self.tables.insert(t.name.clone(), r);
+        }
+        &self.tables[&t.name]
+    }
+
+    /// The destination's name of column `name` of `t`; `None`: dropped.
+    pub fn column(&mut self, t: &Arc<TableSchema>, name: &str) -> Option<String> {
+        let naming = self.naming;
+        match self.renamed(t).columns.get(name) {
+            Some(c) => c.clone(),
+            None => Some(naming.column(name)),
+        }
+    }
+
+    /// `batch` (columns of `t`) with the destination's column names.
+    pub fn batch(&mut self, t: &Arc<TableSchema>, batch: RecordBatch) -> Result<RecordBatch> {
+        if self.naming == Naming::Source {
+            return Ok(batch);
+        }
+        let schema = batch.schema();
+        let mut fields = Vec::with_capacity(schema.fields().len());
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        let mut taken: Vec<String> = Vec::new();
+        for (f, col) in schema.fields().iter().zip(batch.columns()) {
+            let Some(name) = self.column(t, f.name()) else {
+                continue;
+            };
+            if taken.contains(&name) {
+                continue;
+            }
+            fields.push(f.as_ref().clone().with_name(name.clone()));
+            columns.push(col.clone());
+            taken.push(name);
+        }
+        let renamed = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+        RecordBatch::try_new(renamed, columns)
+            .map_err(|e| Error::Internal(format!("renaming a batch of table {}: {e}", t.name)))
+    }
+}
+
+fn rename_table(naming: Naming, t: &Arc<TableSchema>) -> Renamed {
+    if naming == Naming::Source {
+        return Renamed {
+            source: t.clone(),
+            dest: t.clone(),
+            columns: t.columns.iter().map(|c| (c.name.clone(), Some(c.name.clone()))).collect(),
+        };
+    }
+    let mut dest: TableSchema = (**t).clone();
+    dest.name = naming.table(&t.name);
+    dest.deleted_column = naming.deleted();
+    let mut map: HashMap<String, Option<String>> = HashMap::new();
+    let mut kept = Vec::with_capacity(t.columns.len());
+    let mut first: HashMap<String, String> = HashMap::new();
+    for c in &t.columns {
+        let name = match c.source {
+            ColumnSource::SyncedAt => naming.synced().map(String::from),
+            ColumnSource::RowHash | ColumnSource::FivetranId => naming.row_id().map(String::from),
+            _ => None,
+        }
+        .unwrap_or_else(|| naming.column(&c.name));
+        if let Some(earlier) = first.get(&name) {
+            tracing::warn!(
+                table = %dest.name,
+                "columns {earlier:?} and {:?} both become {name:?}: a row keeps only the value of the first",
+                c.name
+            );
+            map.insert(c.name.clone(), None);
+            continue;
+        }
+        first.insert(name.clone(), c.name.clone());
+        map.insert(c.name.clone(), Some(name.clone()));
+        let mut c = c.clone();
+        c.name = name;
+        kept.push(c);
+    }
+    dest.columns = kept;
+    dest.primary_key = t
+        .primary_key
+        .iter()
+        .filter_map(|k| map.get(k).cloned().flatten())
+        .collect();
+    if let Some(p) = &mut dest.partition_by {
+        if let Some(Some(c)) = map.get(&p.column) {
+            p.column = c.clone();
+        }
+    }
+    Renamed {
+        source: t.clone(),
+        dest: Arc::new(dest),
+        columns: map,
+    }
 }
 
 #[cfg(test)]

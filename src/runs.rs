@@ -64,13 +64,17 @@ pub fn status_of(outcome: &std::result::Result<(), &Error>) -> &'static str {
 /// connector's committed state as it is.
 pub fn record(
     dest: &mut dyn Destination,
+    naming: crate::naming::Naming,
     connector: &str,
     started_micros: i64,
     stats: &RunStats,
     status: &str,
     error: Option<String>,
 ) -> Result<()> {
-    let table = Arc::new(runs_table());
+    let table = Arc::new(TableSchema {
+        deleted_column: naming.deleted(),
+        ..runs_table()
+    });
     dest.prepare(std::slice::from_ref(&table))?;
     let committed = stats.committed();
     let ended = chrono::Utc::now().timestamp_micros();

@@ -245,6 +245,10 @@ pub enum ColumnSource {
     /// SHA-1 of the whole record as the Connector SDK hashes rows without a
     /// primary key (`json.dumps(row, sort_keys=True)`): the surrogate key `_etl_id`.
     RowHash,
+    /// The `_fivetran_id` the SDK's tester gives a row of a table without a
+    /// primary key (see [`crate::batch::pyjson::fivetran_id`]): what
+    /// `RowHash` becomes under Fivetran naming.
+    FivetranId,
 }
 
 /// One declared column.
@@ -321,6 +325,9 @@ pub struct TableSchema {
     pub on_bad_row: OnBadRow,
     /// How a partitioned destination (Parquet) lays the table out; `None`: one directory.
     pub partition_by: Option<Partitioning>,
+    /// The soft-delete flag the destination adds ([`DELETED_COLUMN`], or
+    /// `_fivetran_deleted` under Fivetran naming).
+    pub deleted_column: &'static str,
 }
 
 /// How a partition value is derived from its column.
@@ -438,6 +445,7 @@ impl TableSchema {
             columns,
             on_bad_row: OnBadRow::Fail,
             partition_by: None,
+            deleted_column: DELETED_COLUMN,
         }
     }
 
@@ -454,10 +462,10 @@ impl TableSchema {
                     self.name, c.name
                 ));
             }
-            if c.name == DELETED_COLUMN {
+            if c.name == DELETED_COLUMN || c.name == "_fivetran_deleted" {
                 return Err(format!(
-                    "table {}: column name {DELETED_COLUMN} is reserved",
-                    self.name
+                    "table {}: column name {} is reserved",
+                    self.name, c.name
                 ));
             }
         }

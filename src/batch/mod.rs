@@ -216,6 +216,8 @@ pub struct BatchDecoder {
     synced_columns: Vec<usize>,
     /// Columns holding the SDK row hash of the record.
     hash_columns: Vec<usize>,
+    /// The hash is the tester's `_fivetran_id` (else the legacy `_etl_id`).
+    fivetran_id: bool,
     pk_columns: Vec<usize>,
 }
 
@@ -234,12 +236,17 @@ impl BatchDecoder {
         let mut raw_columns = Vec::new();
         let mut synced_columns = Vec::new();
         let mut hash_columns = Vec::new();
+        let mut fivetran_id = false;
         for (i, c) in table.columns.iter().enumerate() {
             match &c.source {
                 ColumnSource::Path(p) => paths.insert(p, i),
                 ColumnSource::Raw => raw_columns.push(i),
                 ColumnSource::SyncedAt => synced_columns.push(i),
                 ColumnSource::RowHash => hash_columns.push(i),
+                ColumnSource::FivetranId => {
+                    hash_columns.push(i);
+                    fivetran_id = true;
+                }
             }
         }
         let pk_columns = table
@@ -255,6 +262,7 @@ impl BatchDecoder {
             raw_columns,
             synced_columns,
             hash_columns,
+            fivetran_id,
             pk_columns,
         }
     }
@@ -361,8 +369,15 @@ impl BatchDecoder {
             }
             if let Some(&c) = self.hash_columns.first() {
                 hashes.resize(r, None);
-                match serde_json::from_str::<serde_json::Value>(text) {
-                    Ok(v) => hashes.push(Some(pyjson::row_hash(&v))),
+                let hash = if self.fivetran_id {
+                    pyjson::fivetran_id(text)
+                } else {
+                    serde_json::from_str::<serde_json::Value>(text)
+                        .map(|v| pyjson::row_hash(&v))
+                        .map_err(|e| e.to_string())
+                };
+                match hash {
+                    Ok(h) => hashes.push(Some(h)),
                     Err(e) => {
                         bad.push(BadValue {
                             row: r,

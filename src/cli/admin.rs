@@ -7,7 +7,12 @@ use etl::Error;
 
 use crate::FormatArg;
 
-pub fn schema(connector: &str, spec: Option<&Path>, json: bool) -> Result<(), Error> {
+pub fn schema(
+    connector: &str,
+    spec: Option<&Path>,
+    naming: etl::naming::Naming,
+    json: bool,
+) -> Result<(), Error> {
     let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
     let (tables, sample) =
         match (info.name, spec) {
@@ -38,6 +43,10 @@ pub fn schema(connector: &str, spec: Option<&Path>, json: bool) -> Result<(), Er
             }
             _ => ((info.tables)(), info.sample_config.to_string()),
         };
+    // The names the tables land with.
+    let mut renamer = etl::naming::Renamer::new(naming);
+    let tables: Vec<std::sync::Arc<etl::schema::TableSchema>> =
+        tables.iter().map(|t| renamer.table(t)).collect();
     // One description for both outputs: the declared columns, then the
     // columns every destination adds.
     let describe = |t: &etl::schema::TableSchema| -> Vec<(String, String, String, String)> {
@@ -50,12 +59,13 @@ pub fn schema(connector: &str, spec: Option<&Path>, json: bool) -> Result<(), Er
                     etl::schema::ColumnSource::Raw => "(whole record)".into(),
                     etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
                     etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
+                    etl::schema::ColumnSource::FivetranId => "(the tester's hash of the record)".into(),
                 };
                 (c.name.clone(), c.ty.to_string(), c.ty.duckdb_type(), source)
             })
             .collect();
         cols.push((
-            etl::schema::DELETED_COLUMN.to_string(),
+            t.deleted_column.to_string(),
             "BOOLEAN".into(),
             "BOOLEAN".into(),
             "(soft-delete flag)".into(),

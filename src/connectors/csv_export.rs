@@ -275,7 +275,7 @@ fn parse(
         };
         let index = match c.source {
             ColumnSource::SyncedAt => None,
-            ColumnSource::RowHash => {
+            ColumnSource::RowHash | ColumnSource::FivetranId => {
                 return fail(
                     &out,
                     Error::Internal(format!("CSV column {} cannot be a row hash", c.name)),

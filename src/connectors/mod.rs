@@ -32,6 +32,10 @@ pub struct SyncContext {
     /// Pages one scan of one table may take (`--max-pages`): the last
     /// resort that makes every pagination terminate.
     pub max_pages: u64,
+    /// How the destination names tables and columns (the engine renames;
+    /// a connector needs it only for values that depend on it, such as the
+    /// surrogate key of a table without a primary key).
+    pub naming: crate::naming::Naming,
 }
 
 /// A source of tables.

@@ -22,13 +22,15 @@ use super::namespace::Namespace;
 use super::{Destination, WriteSummary};
 use crate::batch::Reject;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnType, TableSchema, TypeChange, DELETED_COLUMN};
+use crate::schema::{ColumnType, TableSchema, TypeChange};
 use crate::state::State;
 
 const STATE_TABLE: &str = "_etl_state";
 const REJECTS_TABLE: &str = "_etl_rejects";
 /// Which connector created each table of the schema.
 const OWNERS_TABLE: &str = "_etl_tables";
+/// Settings of the schema (`naming`).
+const SETTINGS_TABLE: &str = "_etl_settings";
 
 /// Quote an identifier for SQL.
 pub fn ident(name: &str) -> String {
@@ -339,7 +341,7 @@ impl DuckDbDestination {
                 .collect();
             cols.push(format!(
                 "{} BOOLEAN NOT NULL DEFAULT false",
-                ident(DELETED_COLUMN)
+                ident(t.deleted_column)
             ));
             self.exec(&format!(
                 "CREATE TABLE {} ({})",
@@ -385,17 +387,17 @@ impl DuckDbDestination {
                     }
                 }
             }
-            if !existing.contains_key(DELETED_COLUMN) {
+            if !existing.contains_key(t.deleted_column) {
                 self.exec(&format!(
                     "ALTER TABLE {} ADD COLUMN {} BOOLEAN NOT NULL DEFAULT false",
                     self.qualified(&t.name),
-                    ident(DELETED_COLUMN)
+                    ident(t.deleted_column)
                 ))?;
             }
         }
         let mut known: HashSet<String> = t.columns.iter().map(|c| c.name.clone()).collect();
         known.extend(existing.into_keys());
-        known.insert(DELETED_COLUMN.into());
+        known.insert(t.deleted_column.into());
         self.columns.insert(t.name.clone(), known);
         Ok(())
     }
@@ -563,7 +565,7 @@ impl DuckDbDestination {
         self.exec(&format!(
             "INSERT INTO {target} ({}, {}) SELECT {}, false FROM {source}",
             cols.join(", "),
-            ident(DELETED_COLUMN),
+            ident(t.deleted_column),
             cols.join(", ")
         ))
         .map_err(|e| self.err(format!("merging into table {table}"), e))?;
@@ -652,6 +654,43 @@ impl Destination for DuckDbDestination {
         } else {
             format!("duckdb:{} schema {}", self.path.display(), self.schema)
         }
+    }
+
+    fn recorded_naming(&mut self) -> Result<Option<crate::naming::Naming>> {
+        if self.table_exists(SETTINGS_TABLE)? {
+            let sql = format!(
+                "SELECT value FROM {} WHERE key = 'naming'",
+                self.qualified(SETTINGS_TABLE)
+            );
+            let found: Option<String> = match self.conn.query_row(&sql, [], |r| r.get(0)) {
+                Ok(v) => Some(v),
+                Err(duckdb::Error::QueryReturnedNoRows) => None,
+                Err(e) => return Err(self.err("reading the schema's naming", e)),
+            };
+            if let Some(v) = found {
+                return crate::naming::Naming::parse(&v)
+                    .map(Some)
+                    .map_err(|e| self.err(SETTINGS_TABLE, e));
+            }
+        }
+        // Written before namings were recorded: etl's own names.
+        let sql = format!("SELECT count(*) FROM {}", self.qualified(STATE_TABLE));
+        Ok((self.count(&sql)? > 0).then_some(crate::naming::Naming::Source))
+    }
+
+    fn record_naming(&mut self, naming: crate::naming::Naming) -> Result<()> {
+        self.begin()?;
+        let settings = self.qualified(SETTINGS_TABLE);
+        self.exec(&format!(
+            "CREATE TABLE IF NOT EXISTS {settings} (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)"
+        ))?;
+        self.timed("recording the naming", |c| {
+            c.execute(
+                &format!("INSERT OR REPLACE INTO {settings} VALUES ('naming', ?)"),
+                [naming.as_str()],
+            )
+        })?;
+        Ok(())
     }
 
     fn claim(&mut self, owner: &str, connector: &str, tables: &[Arc<TableSchema>]) -> Result<()> {
@@ -828,7 +867,7 @@ impl Destination for DuckDbDestination {
             pk.join(", "),
             ident(&stage),
             Self::key_condition(table),
-            del = ident(DELETED_COLUMN)
+            del = ident(table.deleted_column)
         ))?;
         self.pending.table(&table.name).deleted += n as u64;
         self.exec(&format!("DROP TABLE {}", ident(&stage)))?;
@@ -843,7 +882,7 @@ impl Destination for DuckDbDestination {
         let n = self.exec(&format!(
             "UPDATE {} SET {del} = true WHERE NOT {del}",
             self.qualified(&table.name),
-            del = ident(DELETED_COLUMN)
+            del = ident(table.deleted_column)
         ))?;
         self.pending.table(&table.name).deleted += n as u64;
         Ok(())
@@ -866,7 +905,7 @@ impl Destination for DuckDbDestination {
                     "UPDATE {} SET {del} = true WHERE NOT {del} AND epoch_us({}) < ?",
                     self.qualified(&table.name),
                     ident(column),
-                    del = ident(DELETED_COLUMN)
+                    del = ident(table.deleted_column)
                 ),
                 [before_micros],
             )
@@ -920,7 +959,7 @@ impl Destination for DuckDbDestination {
                      count(*) FILTER (WHERE NOT {del} AND epoch_us({}) < ?) FROM {}",
                     ident(column),
                     self.qualified(&table.name),
-                    del = ident(DELETED_COLUMN)
+                    del = ident(table.deleted_column)
                 ),
                 [before_micros],
                 |r| Ok((r.get(0)?, r.get(1)?)),

@@ -66,6 +66,14 @@ pub trait Destination: Send {
     /// before tables had owners). Committed with the next commit.
     fn claim(&mut self, owner: &str, connector: &str, tables: &[Arc<TableSchema>]) -> Result<()>;
 
+    /// The naming this schema's tables were written with: the one recorded,
+    /// [`Naming::Source`](crate::naming::Naming::Source) for a schema written
+    /// before namings were recorded, `None` for a new one.
+    fn recorded_naming(&mut self) -> Result<Option<crate::naming::Naming>>;
+
+    /// Record `naming` as the schema's (with the next commit).
+    fn record_naming(&mut self, naming: crate::naming::Naming) -> Result<()>;
+
     /// Create missing tables, add missing columns.
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()>;
 

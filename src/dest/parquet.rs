@@ -151,6 +151,9 @@ struct Manifest {
     connectors: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     tables: BTreeMap<String, TableManifest>,
+    /// How the tables are named (none: written before namings were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    naming: Option<crate::naming::Naming>,
 }
 
 impl Default for Manifest {
@@ -161,6 +164,7 @@ impl Default for Manifest {
             commit: 0,
             connectors: BTreeMap::new(),
             tables: BTreeMap::new(),
+            naming: None,
         }
     }
 }
@@ -261,6 +265,8 @@ enum Sweep {
 struct Table {
     name: String,
     owner: Option<String>,
+    /// The soft-delete flag among `columns`.
+    deleted: &'static str,
     primary_key: Vec<String>,
     partition: Option<Partitioning>,
     /// Columns in file order, `_etl_deleted` included.
@@ -279,6 +285,7 @@ impl Table {
         Table {
             name: name.into(),
             owner: None,
+            deleted: DELETED_COLUMN,
             primary_key: Vec::new(),
             partition: None,
             columns: Vec::new(),
@@ -305,6 +312,9 @@ impl Table {
                 Error::destination(origin, format!("table {name}, column {}: {e}", c.name))
             })?;
             t.columns.push((c.name.clone(), ty));
+            if c.name == crate::naming::Naming::Fivetran.deleted() {
+                t.deleted = crate::naming::Naming::Fivetran.deleted();
+            }
         }
         for f in &m.files {
             t.files.insert(
@@ -354,7 +364,7 @@ impl Table {
             .columns
             .iter()
             .map(|(name, ty)| {
-                let required = name == DELETED_COLUMN || self.primary_key.contains(name);
+                let required = name == self.deleted || self.primary_key.contains(name);
                 let f = Field::new(name, ty.arrow_type(), !required);
                 let mut md = HashMap::new();
                 md.insert("etl.type".to_string(), ty.fivetran_name());
@@ -421,6 +431,8 @@ pub struct ParquetDestination {
     root: PathBuf,
     /// The connector that claimed the tables; new tables are its.
     owner: Option<String>,
+    /// The naming to record with the next commit.
+    naming: Option<crate::naming::Naming>,
     opts: ParquetOptions,
     manifest: Manifest,
     tables: BTreeMap<String, Table>,
@@ -579,6 +591,7 @@ impl ParquetDestination {
         let mut d = ParquetDestination {
             root: root.to_path_buf(),
             owner: None,
+            naming: None,
             opts,
             manifest: Manifest::default(),
             tables: BTreeMap::new(),
@@ -807,6 +820,7 @@ impl ParquetDestination {
             .or_insert_with(|| Table::new(&t.name));
         if table.columns.is_empty() {
             table.owner = owner;
+            table.deleted = t.deleted_column;
             table.primary_key = t.primary_key.clone();
             table.partition = partition;
         } else if table.partition != partition && !table.files.is_empty() {
@@ -859,10 +873,10 @@ impl ParquetDestination {
                 table.columns.push((c.name.clone(), c.ty));
             }
         }
-        if !table.has_column(DELETED_COLUMN) {
+        if !table.has_column(table.deleted) {
             table
                 .columns
-                .push((DELETED_COLUMN.into(), ColumnType::Boolean));
+                .push((table.deleted.into(), ColumnType::Boolean));
         }
         Ok(table)
     }
@@ -995,7 +1009,7 @@ impl Ctx<'_> {
                         format!("cannot store {} as {}: {e}", c.data_type(), f.data_type()),
                     )
                 })?,
-                None if f.name() == DELETED_COLUMN => {
+                None if f.name() == t.deleted => {
                     Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef
                 }
                 None => new_null_array(f.data_type(), n),
@@ -1129,7 +1143,7 @@ impl Ctx<'_> {
                 .iter()
                 .position(|c| c.path().parts() == [name.to_string()])
         };
-        let del = column_index(DELETED_COLUMN);
+        let del = column_index(t.deleted);
         sweeps.iter().any(|s| {
             md.row_groups().iter().any(|rg| {
                 // Rows already all deleted cannot change.
@@ -1156,7 +1170,7 @@ impl Ctx<'_> {
     /// Apply a sweep to aligned rows: returns the new batch and how many rows it deleted.
     fn sweep(&self, t: &Table, batch: RecordBatch, s: &Sweep) -> Result<(RecordBatch, u64)> {
         let schema = batch.schema();
-        let di = schema.index_of(DELETED_COLUMN).expect("aligned");
+        let di = schema.index_of(t.deleted).expect("aligned");
         let deleted = batch
             .column(di)
             .as_any()
@@ -1616,7 +1630,7 @@ impl Ctx<'_> {
         let old =
             compute::interleave_record_batch(&refs, &picks).map_err(|e| self.err(&t.name, e))?;
         let mut cols = old.columns().to_vec();
-        let di = schema.index_of(DELETED_COLUMN).expect("aligned");
+        let di = schema.index_of(t.deleted).expect("aligned");
         if delete {
             let was = cols[di]
                 .as_any()
@@ -1843,6 +1857,18 @@ impl Destination for ParquetDestination {
         format!("parquet:{}", self.root.display())
     }
 
+    fn recorded_naming(&mut self) -> Result<Option<crate::naming::Naming>> {
+        Ok(self.manifest.naming.or_else(|| {
+            // Written before namings were recorded: etl's own names.
+            (!self.manifest.connectors.is_empty()).then_some(crate::naming::Naming::Source)
+        }))
+    }
+
+    fn record_naming(&mut self, naming: crate::naming::Naming) -> Result<()> {
+        self.naming = Some(naming);
+        Ok(())
+    }
+
     fn claim(&mut self, owner: &str, connector: &str, tables: &[Arc<TableSchema>]) -> Result<()> {
         let holds_state = self.manifest.connectors.contains_key(connector);
         let schema = self
@@ -1980,13 +2006,13 @@ impl Destination for ParquetDestination {
             opts: &self.opts,
             commit: 0,
         };
-        let cols = [column.to_string(), DELETED_COLUMN.to_string()];
+        let cols = [column.to_string(), t.deleted.to_string()];
         let (mut live, mut stale) = (0u64, 0u64);
         for f in t.files.values() {
             for b in ctx.read(t, f, Some(&cols))? {
                 let b = b?;
                 let deleted = b
-                    .column_by_name(DELETED_COLUMN)
+                    .column_by_name(t.deleted)
                     .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
                     .ok_or_else(|| ctx.err(&t.name, "no soft-delete column"))?;
                 let values = compute::cast(
@@ -2088,6 +2114,7 @@ impl Destination for ParquetDestination {
         // The manifest as it will be once the commit is published.
         let mut manifest = self.manifest.clone();
         manifest.commit = plan.commit;
+        manifest.naming = self.naming.or(manifest.naming);
         if let Some((connector, state)) = state {
             let state_json: serde_json::Value =
                 serde_json::from_str(&state.to_json()).expect("state is JSON");

@@ -338,7 +338,9 @@ async fn connectors_and_schema_commands() {
     assert_eq!(col("created_at")["type"], "UTC_DATETIME");
     assert_eq!(col("created_at")["duckdb_type"], "TIMESTAMPTZ");
     assert_eq!(col("email")["source"], "attributes.email");
-    assert_eq!(col("_etl_deleted")["type"], "BOOLEAN");
+    // Fivetran naming by default: its system columns.
+    assert_eq!(col("_fivetran_deleted")["type"], "BOOLEAN");
+    assert_eq!(col("_fivetran_synced")["source"], "(sync time)");
     // A REST spec's tables, without its credentials, and the variables it takes.
     let spec = format!(
         "{}/data/specs/fivetran_auth_basic.toml",
@@ -354,7 +356,7 @@ async fn connectors_and_schema_commands() {
     assert!(o.status.success(), "{out}");
     assert!(
         out.contains("table user (primary key: id)")
-            && out.contains("updatedAt        UTC_DATETIME")
+            && out.contains("updated_at        UTC_DATETIME   duckdb TIMESTAMPTZ  from updatedAt")
             && out.contains("\"username\": \"<USERNAME>\""),
         "{out}"
     );
@@ -557,7 +559,8 @@ async fn playground_flag_runs_the_main_job() {
     for want in [
         "Text(\"created_at\")|Text(\"TIMESTAMP WITH TIME ZONE\")",
         "Text(\"raw\")|Text(\"JSON\")",
-        "Text(\"_etl_deleted\")|Text(\"BOOLEAN\")",
+        "Text(\"_fivetran_deleted\")|Text(\"BOOLEAN\")",
+        "Text(\"_fivetran_synced\")|Text(\"TIMESTAMP WITH TIME ZONE\")",
         "Text(\"created_at_month\")|Text(\"VARCHAR\")",
     ] {
         assert!(types.iter().any(|t| t == want), "{want} in {types:?}");

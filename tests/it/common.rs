@@ -34,11 +34,14 @@ pub fn config(pg: &Playground, extra: Value) -> ConfigReader {
     ConfigReader::from_map(c.as_object().unwrap().clone())
 }
 
-/// Fast test options: commit every `rows` rows.
+/// Fast test options: commit every `rows` rows; etl's own names
+/// (`--naming source`: `_etl_deleted`, `_synced_at`, `_etl_id`), which
+/// most tests query. Fivetran naming has tests of its own.
 pub fn opts(rows: u64) -> SyncOptions {
     SyncOptions {
         checkpoint_rows: rows,
         checkpoint_interval: Duration::from_secs(3600),
+        naming: Some(etl::naming::Naming::Source),
         ..Default::default()
     }
 }
@@ -68,12 +71,26 @@ pub type Row = (
     bool,
 );
 
+/// The users table's rows, whichever naming wrote it.
 pub fn read_users(db: &Path) -> Vec<Row> {
     let conn = crate::dests::reader(db);
-    let mut stmt = conn
-        .prepare(
-            "SELECT id, email, name, epoch_us(created_at), epoch_us(signed_up_at), _etl_deleted FROM users ORDER BY id",
+    let fivetran: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' \
+             AND column_name = '_fivetran_deleted' AND table_schema = current_schema()",
+            [],
+            |r| r.get(0),
         )
+        .unwrap();
+    let deleted = if fivetran > 0 {
+        "_fivetran_deleted"
+    } else {
+        "_etl_deleted"
+    };
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT id, email, name, epoch_us(created_at), epoch_us(signed_up_at), {deleted} FROM users ORDER BY id",
+        ))
         .unwrap();
     stmt.query_map([], |r| {
         Ok((

@@ -1075,6 +1075,14 @@ impl<'a> Run<'a> {
         let schema = self.schema(target)?;
         let mut decode_schema = (*schema).clone();
         decode_schema.on_bad_row = t.on_bad_row;
+        if self.ctx.naming == crate::naming::Naming::Fivetran {
+            // A table without a key is keyed by the tester's own hash.
+            for c in &mut decode_schema.columns {
+                if c.source == ColumnSource::RowHash {
+                    c.source = ColumnSource::FivetranId;
+                }
+            }
+        }
         let decoder = Arc::new(BatchDecoder::new(Arc::new(decode_schema)));
         let ctx = PageContext {
             first_row,
