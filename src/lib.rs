@@ -37,9 +37,9 @@ pub use crate::error::{Error, Result};
 use crate::config::ConfigReader;
 use crate::dest::duckdb::DuckDbDestination;
 use crate::dest::namespace::Namespace;
-use crate::naming::Naming;
 use crate::dest::parquet::ParquetDestination;
 use crate::dest::Destination;
+use crate::naming::Naming;
 
 /// Run one sync of `connector` with `config` into `out`: a DuckDB file or a
 /// Parquet dataset directory (`opts.format`, or inferred from the path).

@@ -41,9 +41,7 @@ impl Naming {
         match s {
             "fivetran" => Ok(Naming::Fivetran),
             "source" => Ok(Naming::Source),
-            other => Err(format!(
-                "naming {other:?} is not one of fivetran, source"
-            )),
+            other => Err(format!("naming {other:?} is not one of fivetran, source")),
         }
     }
 
@@ -140,7 +138,10 @@ fn transliterate(name: &str) -> String {
     {
         return name.to_string();
     }
-    name.nfd().filter(|c| !is_combining_mark(*c)).nfc().collect()
+    name.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .nfc()
+        .collect()
 }
 
 /// Lower case, with `_` before each new word: a capital after a lower-case
@@ -252,7 +253,11 @@ fn rename_table(naming: Naming, t: &Arc<TableSchema>) -> Renamed {
         return Renamed {
             source: t.clone(),
             dest: t.clone(),
-            columns: t.columns.iter().map(|c| (c.name.clone(), Some(c.name.clone()))).collect(),
+            columns: t
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), Some(c.name.clone())))
+                .collect(),
         };
     }
     let mut dest: TableSchema = (**t).clone();

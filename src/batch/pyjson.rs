@@ -437,7 +437,8 @@ mod tests {
     #[test]
     fn fivetran_ids_as_the_tester_computes_them() {
         assert_eq!(
-            fivetran_id(r#"{"Name": "x", "n": 5, "f": 2.25, "none": null, "j": [1, "ü"]}"#).unwrap(),
+            fivetran_id(r#"{"Name": "x", "n": 5, "f": 2.25, "none": null, "j": [1, "ü"]}"#)
+                .unwrap(),
             "eCLeCLA8MeHpErrPu4u8HRAjKRE="
         );
     }
@@ -447,7 +448,10 @@ mod tests {
         assert_eq!(repr_str("x"), "'x'");
         assert_eq!(repr_str("it's"), "\"it's\"");
         assert_eq!(repr_str("'\""), "'\\'\"'");
-        assert_eq!(repr_str("a\tb\\c\u{7}é\u{a0}😀"), "'a\\tb\\\\c\\x07é\\xa0😀'");
+        assert_eq!(
+            repr_str("a\tb\\c\u{7}é\u{a0}😀"),
+            "'a\\tb\\\\c\\x07é\\xa0😀'"
+        );
         assert_eq!(repr_str("\u{200b}\u{e000}"), "'\\u200b\\ue000'");
         assert_eq!(repr_float(f64::NAN), "nan");
         assert_eq!(repr_float(1e16), "1e+16");

@@ -59,7 +59,9 @@ pub fn schema(
                     etl::schema::ColumnSource::Raw => "(whole record)".into(),
                     etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
                     etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
-                    etl::schema::ColumnSource::FivetranId => "(the tester's hash of the record)".into(),
+                    etl::schema::ColumnSource::FivetranId => {
+                        "(the tester's hash of the record)".into()
+                    }
                 };
                 (c.name.clone(), c.ty.to_string(), c.ty.duckdb_type(), source)
             })

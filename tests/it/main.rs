@@ -11,6 +11,7 @@ mod fivetran;
 mod hostile;
 mod model;
 mod namespace;
+mod naming;
 mod parquet;
 mod prefect;
 mod prefect_server;
