@@ -94,7 +94,7 @@ async fn spark_and_polars_read_the_parquet_dataset_as_duckdb_does() {
     let dir = tempfile::tempdir().unwrap();
     let lake = dir.path().join("lake");
     let spec = crate::fivetran::spec_path("fivetran_offset");
-    crate::fivetran::sync_rest(&spec, pg.rest_config(), &lake)
+    fivetran_named(&spec, pg.rest_config(), &lake)
         .await
         .unwrap();
     // Ten users gain a field: the next sync infers a column only its files have.
@@ -107,7 +107,7 @@ async fn spark_and_polars_read_the_parquet_dataset_as_duckdb_does() {
             ));
         }
     }
-    crate::fivetran::sync_rest(&spec, pg.rest_config(), &lake)
+    fivetran_named(&spec, pg.rest_config(), &lake)
         .await
         .unwrap();
     // And a dataset with a JSON column.
@@ -124,7 +124,7 @@ async fn spark_and_polars_read_the_parquet_dataset_as_duckdb_does() {
 
     let duck = crate::dests::grid(
         &crate::dests::reader(&lake),
-        "SELECT id || '|' || coalesce(plan, '-') || '|' || CAST(epoch_us(updatedAt) AS VARCHAR) FROM \"user\" WHERE NOT _etl_deleted",
+        "SELECT id || '|' || coalesce(plan, '-') || '|' || CAST(epoch_us(updated_at) AS VARCHAR) FROM \"user\" WHERE NOT _fivetran_deleted",
     );
     assert_eq!(duck.len(), 200);
     let script = r#"
@@ -139,9 +139,9 @@ spark = (SparkSession.builder.master("local[1]").appName("etl-test")
          .config("spark.driver.host", "127.0.0.1").config("spark.sql.session.timeZone", "UTC")
          .getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
-users = spark.read.option("mergeSchema", "true").parquet(f"{lake}/user").where("NOT _etl_deleted")
+users = spark.read.option("mergeSchema", "true").parquet(f"{lake}/user").where("NOT _fivetran_deleted")
 spark_rows = sorted(f"{r.id}|{r.plan or '-'}|{r.us}" for r in
-    users.selectExpr("id", "plan", "CAST(unix_micros(updatedAt) AS STRING) AS us").collect())
+    users.selectExpr("id", "plan", "CAST(unix_micros(updated_at) AS STRING) AS us").collect())
 
 def etl_dataset(path):
     files = glob.glob(f"{path}/**/*.parquet", recursive=True)
@@ -149,9 +149,9 @@ def etl_dataset(path):
     schema = pa.unify_schemas([pq.read_schema(f) for f in files] + [first.schema])
     return ds.dataset(path, format="parquet", partitioning="hive", schema=schema)
 
-live = pl.scan_pyarrow_dataset(etl_dataset(f"{lake}/user")).filter(~pl.col("_etl_deleted")).collect()
+live = pl.scan_pyarrow_dataset(etl_dataset(f"{lake}/user")).filter(~pl.col("_fivetran_deleted")).collect()
 polars_rows = sorted(f"{i}|{p or '-'}|{int(u.timestamp() * 1_000_000)}" for i, p, u in
-    live.select("id", "plan", "updatedAt").iter_rows())
+    live.select("id", "plan", "updated_at").iter_rows())
 
 raw = pl.read_parquet(glob.glob(f"{lake2}/users/**/*.parquet", recursive=True))
 ids = raw.select(pl.col("raw").to_physical().str.json_path_match("$.id").alias("j"), "id")
@@ -199,4 +199,19 @@ print(json.dumps({"spark": spark_rows, "polars": polars_rows,
         (v["json_ids_match"].as_u64(), v["json_rows"].as_u64()),
         (Some(50), Some(50))
     );
+}
+
+/// A REST spec synced with the default (Fivetran) naming, as the docs read it.
+async fn fivetran_named(
+    spec: &str,
+    mut config: serde_json::Value,
+    out: &std::path::Path,
+) -> etl::Result<etl::SyncSummary> {
+    config["spec"] = serde_json::json!(spec);
+    let c = etl::config::ConfigReader::from_map(config.as_object().unwrap().clone());
+    let o = etl::SyncOptions {
+        naming: None,
+        ..opts(1_000_000)
+    };
+    etl::sync("rest", c, out, o).await
 }
