@@ -449,6 +449,16 @@ impl TableSchema {
         }
     }
 
+    /// Where the soft-delete flag goes when the table is created: before a
+    /// trailing sync-time column (`…, _fivetran_deleted, _fivetran_synced`,
+    /// as the Connector SDK's tester orders them), else last.
+    pub fn deleted_position(&self) -> usize {
+        match self.columns.last() {
+            Some(c) if c.source == ColumnSource::SyncedAt => self.columns.len() - 1,
+            _ => self.columns.len(),
+        }
+    }
+
     /// Check the declaration itself: unique column names, primary key columns exist.
     pub fn validate(&self) -> Result<(), String> {
         let mut seen = HashMap::new();

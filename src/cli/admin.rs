@@ -66,12 +66,15 @@ pub fn schema(
                 (c.name.clone(), c.ty.to_string(), c.ty.duckdb_type(), source)
             })
             .collect();
-        cols.push((
-            t.deleted_column.to_string(),
-            "BOOLEAN".into(),
-            "BOOLEAN".into(),
-            "(soft-delete flag)".into(),
-        ));
+        cols.insert(
+            t.deleted_position(),
+            (
+                t.deleted_column.to_string(),
+                "BOOLEAN".into(),
+                "BOOLEAN".into(),
+                "(soft-delete flag)".into(),
+            ),
+        );
         cols
     };
     if json {

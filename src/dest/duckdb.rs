@@ -339,10 +339,10 @@ impl DuckDbDestination {
                     format!("{} {}{nn}", ident(&c.name), c.ty.duckdb_type())
                 })
                 .collect();
-            cols.push(format!(
-                "{} BOOLEAN NOT NULL DEFAULT false",
-                ident(t.deleted_column)
-            ));
+            cols.insert(
+                t.deleted_position(),
+                format!("{} BOOLEAN NOT NULL DEFAULT false", ident(t.deleted_column)),
+            );
             self.exec(&format!(
                 "CREATE TABLE {} ({})",
                 self.qualified(&t.name),

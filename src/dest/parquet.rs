@@ -874,9 +874,15 @@ impl ParquetDestination {
             }
         }
         if !table.has_column(table.deleted) {
+            // A new table: before its sync-time column, as the tester orders them.
+            let at = if existed {
+                table.columns.len()
+            } else {
+                t.deleted_position()
+            };
             table
                 .columns
-                .push((table.deleted.into(), ColumnType::Boolean));
+                .insert(at, (table.deleted.into(), ColumnType::Boolean));
         }
         Ok(table)
     }

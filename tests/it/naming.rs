@@ -70,6 +70,15 @@ async fn camel_case_fields_land_snake_cased(kind: Kind) {
     for c in ["createdAt", "updatedAt", "_synced_at", "_etl_deleted"] {
         assert!(!cols.contains(&format!("Text(\"{c}\")")), "{c} in {cols:?}");
     }
+    // In the spec's order, the system columns last, as the tester has them.
+    assert_eq!(
+        grid(
+            &reader(&out),
+            "SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+             WHERE table_name = 'user' AND table_schema = current_schema()"
+        ),
+        vec!["Text(\"id,name,email,address,company,job,created_at,updated_at,_fivetran_deleted,_fivetran_synced\")"]
+    );
     let r = reader(&out);
     assert_eq!(
         grid(&r, "SELECT count(*), count(DISTINCT id) FROM \"user\" WHERE NOT _fivetran_deleted AND updated_at IS NOT NULL"),

@@ -77,7 +77,10 @@ pub struct Rest {
 
 /// The destination table of a spec table (declared columns, key, `_synced_at`).
 fn table_schema(t: &TableSpec) -> TableSchema {
-    let mut columns = Vec::new();
+    // In the tester's order: the declared columns as the spec lists them,
+    // the row hash of a table without a key, the rest as they come, the
+    // sync time last.
+    let mut columns: Vec<Column> = t.columns.to_vec();
     if t.primary_key.is_empty() {
         columns.push(Column::row_hash(ROW_HASH_COLUMN));
     }
@@ -87,7 +90,6 @@ fn table_schema(t: &TableSpec) -> TableSchema {
             columns.push(Column::new(k, ColumnType::String));
         }
     }
-    columns.extend(t.columns.iter().cloned());
     columns.push(Column::synced_at("_synced_at"));
     let pk: Vec<&str> = if t.primary_key.is_empty() {
         vec![ROW_HASH_COLUMN]
