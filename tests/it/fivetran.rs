@@ -322,8 +322,9 @@ async fn timestamp_spec(kind: Kind) {
     pagination_spec("fivetran_timestamp", kind).await
 }
 
-/// replay_sync: the next sync asks from an hour before the highest
-/// updatedAt and reads exactly the rows updated in that hour, merged by id.
+/// replay_sync: the next sync asks from two hours before the highest
+/// updatedAt (the example's buffer_hours) and reads exactly the rows
+/// updated in those two hours, merged by id.
 async fn replay_spec(kind: Kind) {
     let Some(fp) = FivetranPlayground::start().await else {
         return;
@@ -345,7 +346,7 @@ async fn replay_spec(kind: Kind) {
     let t = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp();
     let in_last_hour = users
         .iter()
-        .filter(|u| t(u["updatedAt"].as_str().unwrap()) >= t(&max) - 3600)
+        .filter(|u| t(u["updatedAt"].as_str().unwrap()) >= t(&max) - 7200)
         .count() as u64;
     let again = rest_sync(&fp, "fivetran_replay", json!({}), &out)
         .await
@@ -482,4 +483,13 @@ async fn step_windows_read_every_position(kind: Kind) {
         .collect();
     names.sort();
     assert_eq!(grid(&r, "SELECT email FROM \"user\""), names);
+    // The next sync goes on from the first empty window, as the SDK
+    // pattern's saved current_id does: nothing is read again.
+    let state = crate::common::saved_state_of(&out, "rest").unwrap();
+    assert_eq!(state["streams"]["user"]["step_position"], 1001, "{state}");
+    let again = rest_sync(&fp, "fivetran_step", json!({}), &out)
+        .await
+        .unwrap();
+    assert_eq!((again.rows, again.requests), (0, 1), "{again:?}");
+    assert_eq!(again.tables["user"].updated, 0);
 }

@@ -75,6 +75,9 @@ pub struct Rest {
     tables: Vec<Arc<TableSchema>>,
 }
 
+/// State key of a step-size table: where its next scan starts.
+const STEP_POSITION: &str = "step_position";
+
 /// The destination table of a spec table (declared columns, key, `_synced_at`).
 fn table_schema(t: &TableSpec) -> TableSchema {
     // In the tester's order: the declared columns as the spec lists them,
@@ -700,6 +703,23 @@ impl<'a> Run<'a> {
                 _ => 0,
             },
         };
+        // A step-size scan goes on from the window after the last one that
+        // had rows (the SDK pattern's saved `current_id`).
+        if let Paginator::Step {
+            start_param,
+            end_param,
+            step,
+            ..
+        } = &t.paginator
+        {
+            let saved = state.get(STEP_POSITION).and_then(Value::as_u64);
+            if let Some(pos) = saved.filter(|_| parent.is_none()) {
+                tracing::info!(table = %t.name, from = pos, "resuming the step-size scan");
+                scan.position = pos;
+                let u = with_param(&scan.url, start_param, &pos.to_string());
+                scan.url = with_param(&u, end_param, &(pos + step - 1).to_string());
+            }
+        }
         let mut best: Option<(CursorKey, String)> =
             cursor.as_ref().map(|c| (cursor_key(c), c.clone()));
         let mut rows: u64 = 0;
@@ -816,6 +836,9 @@ impl<'a> Run<'a> {
                     Error::Source { message, .. } => page_error(message),
                     other => other,
                 })?;
+            if matches!(t.paginator, Paginator::Step { .. }) && parent.is_none() {
+                state.insert(STEP_POSITION.into(), json!(scan.position));
+            }
             self.save(t, target, state, false).await?;
             if next.is_some() && pages == 1 && t.concurrency > 1 {
                 if let Some(urls) = remaining_pages(t, &scan, body, n) {
