@@ -174,6 +174,13 @@ impl ColumnType {
                 (self, wider),
                 (Short | Int | Long | Float, Double) | (Short, Float)
             )
+            // The SDK tester's widenings of inferred columns.
+            || matches!(
+                (self, wider),
+                (Boolean, Short | Int | Long | Float | Double)
+                    | (Int | Long, Float)
+                    | (NaiveDate | NaiveDatetime, UtcDatetime)
+            )
             || matches!((rank(self), rank(wider)), (Some(a), Some(b)) if a <= b)
     }
 

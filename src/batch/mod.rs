@@ -11,6 +11,7 @@
 //! Large pages are split into chunks decoded in parallel on the rayon pool;
 //! [`decode_on_pool`] runs a whole page there so async fetchers never block.
 
+pub mod infer;
 pub mod pyjson;
 pub mod shape;
 pub mod values;
@@ -552,7 +553,8 @@ fn convert_column(
             let mut b = <$builder>::with_capacity(n);
             for (r, v) in column.iter().enumerate() {
                 match *v {
-                    None => b.append_null(),
+                    // An empty string is no value, except in a text column.
+                    None | Some("\"\"") => b.append_null(),
                     Some(raw) => match $parse(raw) {
                         Some(x) => b.append_value(x),
                         None => {
@@ -606,7 +608,7 @@ fn convert_column(
             let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
             for (r, v) in column.iter().enumerate() {
                 match *v {
-                    None => b.append_null(),
+                    None | Some("\"\"") => b.append_null(),
                     Some(raw) => {
                         match values::json_str(raw).and_then(|s| values::parse_utc_micros(&s)) {
                             Some(x) => b.append_value(x),

@@ -30,20 +30,28 @@ pub fn scalar_text(raw: &str) -> Cow<'_, str> {
     }
 }
 
+/// A boolean: `true`, or a string such as `"true"`, `"T"`, `"1"`, `"yes"`
+/// (the Connector SDK's tester reads `t` and `f` as booleans too).
 pub fn parse_bool(raw: &str) -> Option<bool> {
     match raw {
         "true" => Some(true),
         "false" => Some(false),
         _ => match json_str(raw)?.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" => Some(true),
-            "false" | "0" | "no" => Some(false),
+            "true" | "t" | "1" | "yes" => Some(true),
+            "false" | "f" | "0" | "no" => Some(false),
             _ => None,
         },
     }
 }
 
-/// Parse an integer; accepts `12`, `"12"`, and `12.0` (an integral float).
+/// Parse an integer; accepts `12`, `"12"`, `12.0` (an integral float) and a
+/// boolean (1 or 0, as the SDK's tester writes one into a number column).
 pub fn parse_i64(raw: &str) -> Option<i64> {
+    match raw {
+        "true" => return Some(1),
+        "false" => return Some(0),
+        _ => {}
+    }
     let t = scalar_text(raw);
     let t = t.trim();
     if let Ok(v) = t.parse::<i64>() {
@@ -58,6 +66,11 @@ pub fn parse_i64(raw: &str) -> Option<i64> {
 }
 
 pub fn parse_f64(raw: &str) -> Option<f64> {
+    match raw {
+        "true" => return Some(1.0),
+        "false" => return Some(0.0),
+        _ => {}
+    }
     let t = scalar_text(raw);
     let t = t.trim();
     match t {

@@ -318,6 +318,17 @@ impl DuckDbDestination {
 
     /// Create the table or add the columns it lacks.
     fn ensure_table(&mut self, t: &TableSchema) -> Result<()> {
+        // A declaration that changed (an inferred column widened) is checked
+        // against the table again, after what is staged under the old one.
+        if self
+            .schemas
+            .get(&t.name)
+            .is_some_and(|old| old.columns != t.columns)
+        {
+            self.flush_upserts(&t.name)?;
+            self.columns.remove(&t.name);
+            self.schemas.insert(t.name.clone(), t.clone());
+        }
         self.schemas
             .entry(t.name.clone())
             .or_insert_with(|| t.clone());

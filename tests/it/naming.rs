@@ -185,7 +185,78 @@ async fn a_schema_keeps_its_naming(kind: Kind) {
     );
 }
 
+/// Undeclared fields are typed as the tester types them, and widen as it
+/// widens them: a field first sent as booleans, then as integers, becomes
+/// a LONG column (true → 1); text in a date's shape is a date. Parquet files
+/// are not rewritten, so there the widening is refused with a message.
+async fn inferred_columns_type_and_widen_as_the_tester_does(kind: Kind) {
+    let pg = Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let (_d, out) = tmp_for(kind);
+    let stamp = |secs: i64| json!(etl::playground::fivetran::ts(secs));
+    {
+        let mut users = pg.fivetran().users.lock().unwrap();
+        for (i, u) in users.iter_mut().enumerate() {
+            u["vip"] = json!(i % 2 == 0);
+            u["since"] = json!("2024-02-29");
+        }
+    }
+    rest(&pg, "fivetran_offset", &out, fivetran())
+        .await
+        .unwrap();
+    let types = |out: &Path| {
+        grid(
+            &reader(out),
+            "SELECT column_name || ' ' || data_type FROM information_schema.columns \
+             WHERE table_name = 'user' AND column_name IN ('vip', 'since') AND table_schema = current_schema()",
+        )
+    };
+    assert_eq!(
+        types(&out),
+        ["Text(\"since DATE\")", "Text(\"vip BOOLEAN\")"]
+    );
+    // Ten users come back with a number: the column widens to LONG.
+    {
+        let now = chrono::Utc::now().timestamp();
+        let mut users = pg.fivetran().users.lock().unwrap();
+        for u in users.iter_mut().take(10) {
+            u["vip"] = json!(7);
+            u["updatedAt"] = stamp(now);
+        }
+    }
+    let second = rest(&pg, "fivetran_offset", &out, fivetran()).await;
+    match kind {
+        Kind::DuckDb => {
+            second.unwrap();
+            assert_eq!(
+                types(&out),
+                ["Text(\"since DATE\")", "Text(\"vip BIGINT\")"]
+            );
+            assert_eq!(
+                grid(
+                    &reader(&out),
+                    "SELECT vip, count(*) FROM \"user\" GROUP BY 1"
+                ),
+                [
+                    "BigInt(0)|BigInt(95)",
+                    "BigInt(1)|BigInt(95)",
+                    "BigInt(7)|BigInt(10)"
+                ]
+            );
+        }
+        Kind::Parquet => {
+            let e = second.unwrap_err().to_string();
+            assert!(
+                e.contains("column vip: it holds BOOLEAN values and is now declared LONG"),
+                "{e}"
+            );
+        }
+    }
+}
+
 for_both_destinations_async!(
+    inferred_columns_type_and_widen_as_the_tester_does,
     camel_case_fields_land_snake_cased,
     rows_without_a_key_get_the_testers_fivetran_id,
     unseen_rows_are_flagged_in_fivetran_deleted,

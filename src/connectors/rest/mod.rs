@@ -426,22 +426,6 @@ fn at<'v>(v: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(v, |cur, k| cur.get(k))
 }
 
-/// The type a JSON value infers (the SDK's unspecified types).
-fn infer(v: &Value) -> Option<ColumnType> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Bool(_) => ColumnType::Boolean,
-        Value::Number(n)
-            if n.is_i64() || n.is_u64() && n.as_u64().is_some_and(|u| u <= i64::MAX as u64) =>
-        {
-            ColumnType::Long
-        }
-        Value::Number(_) => ColumnType::Double,
-        Value::String(_) => ColumnType::String,
-        Value::Array(_) | Value::Object(_) => ColumnType::Json,
-    })
-}
-
 /// One sync of a spec.
 struct Run<'a> {
     rest: &'a Rest,
@@ -1050,23 +1034,35 @@ impl<'a> Run<'a> {
         };
         let list = self.inferred.entry(target.to_string()).or_default();
         let before = list.len();
+        let mut widened = false;
         for r in records {
             let Some(obj) = r.as_object() else { continue };
             for (k, v) in obj {
-                if schema.column(k).is_some()
-                    || list.iter().any(|(n, _)| n == k)
-                    || k.starts_with("_etl")
-                    || k == "_synced_at"
-                {
+                let Some(ty) = crate::batch::infer::value_type(v) else {
+                    continue;
+                };
+                if let Some((_, old)) = list.iter_mut().find(|(n, _)| n == k) {
+                    // Values of another type widen the column, as in the SDK's tester.
+                    let mut wider = crate::batch::infer::merge(*old, ty);
+                    if wider == ColumnType::Json && *old != ColumnType::Json {
+                        // Text cannot be re-read as JSON: objects join the text instead.
+                        wider = ColumnType::String;
+                    }
+                    if wider != *old {
+                        tracing::info!(table = %t.name, column = %k, from = %old, to = %wider, "inferred column widened");
+                        *old = wider;
+                        widened = true;
+                    }
                     continue;
                 }
-                if let Some(ty) = infer(v) {
-                    tracing::debug!(table = %t.name, column = %k, r#type = %ty.fivetran_name(), "column inferred");
-                    list.push((k.clone(), ty));
+                if schema.column(k).is_some() || k.starts_with("_etl") || k == "_synced_at" {
+                    continue;
                 }
+                tracing::debug!(table = %t.name, column = %k, r#type = %ty.fivetran_name(), "column inferred");
+                list.push((k.clone(), ty));
             }
         }
-        if list.len() != before || list.iter().any(|(k, _)| schema.column(k).is_none()) {
+        if widened || list.len() != before || list.iter().any(|(k, _)| schema.column(k).is_none()) {
             // Rebuild the table with the inferred columns added after the declared ones.
             let spec_table = self
                 .rest
