@@ -818,8 +818,14 @@ impl ParquetDestination {
             .tables
             .entry(t.name.clone())
             .or_insert_with(|| Table::new(&t.name));
+        // A table nothing was written to yet is laid out again from the
+        // declaration (columns inferred from the first rows go before the
+        // system columns, as in the tester).
+        if table.files.is_empty() && table.ops.is_empty() {
+            table.columns.clear();
+        }
         if table.columns.is_empty() {
-            table.owner = owner;
+            table.owner = table.owner.clone().or(owner);
             table.deleted = t.deleted_column;
             table.primary_key = t.primary_key.clone();
             table.partition = partition;

@@ -18,4 +18,5 @@ mod prefect_server;
 mod pyenv;
 mod readers;
 mod rest;
+mod tester;
 mod userflow;
