@@ -120,7 +120,9 @@ fn moment_type(s: &str) -> Option<ColumnType> {
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
         return None;
     }
-    let valid_date = (1..=12).contains(&month) && day >= 1 && day <= days_in(year, month);
+    let valid_date = (1..=12).contains(&month)
+        && day >= 1
+        && day <= super::values::days_in_month(year as i64, month);
     if b.len() == 10 {
         return Some(if valid_date {
             ColumnType::NaiveDate
@@ -172,24 +174,6 @@ fn moment_type(s: &str) -> Option<ColumnType> {
     } else {
         ColumnType::NaiveDatetime
     })
-}
-
-fn days_in(year: u32, month: u32) -> u32 {
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ][month as usize - 1]
 }
 
 /// The type that holds values of both (the tester's least common supertype).
