@@ -387,6 +387,144 @@ async fn updates_deletes_and_specified_types_land_as_the_tester_lands_them() {
     );
 }
 
+/// The SDK's CSV export example: the export read with the csv module, each
+/// row upserted into the declared `user` table.
+const CSV_EXPORT: &str = r#"
+import csv, io, urllib.request
+from fivetran_connector_sdk import Connector, Operations as op
+
+def schema(configuration):
+    return [{"table": "user", "primary_key": ["id"], "columns": {
+        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
+        "company": "STRING", "job": "STRING", "updatedAt": "UTC_DATETIME", "createdAt": "UTC_DATETIME"}}]
+
+def update(configuration, state):
+    with urllib.request.urlopen(configuration["url"]) as r:
+        text = r.read().decode("utf-8-sig")
+    for row in csv.DictReader(io.StringIO(text)):
+        op.upsert("user", row)
+    op.checkpoint(state)
+
+connector = Connector(update=update, schema=schema)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_export_lands_as_the_tester_lands_it() {
+    let Some(venv) = tester() else { return };
+    let pg = Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({"url": format!("{}/export/csv", pg.url())});
+    let wh = fivetran_debug(&venv, &dir.path().join("project"), CSV_EXPORT, &config);
+    let out = dir.path().join("etl.duckdb");
+    let o = etl::SyncOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    etl::sync(
+        "csv_export",
+        ConfigReader::from_map(config.as_object().unwrap().clone()),
+        &out,
+        o,
+    )
+    .await
+    .unwrap();
+    assert_same(&wh, &out, "csv_export", "user", "CSV export");
+}
+
+/// A full read that truncates first (`op.truncate`): rows the source no
+/// longer has stay, flagged `_fivetran_deleted`.
+const TRUNCATE: &str = r#"
+import json, urllib.parse, urllib.request
+from fivetran_connector_sdk import Connector, Operations as op
+
+def schema(configuration):
+    return [{"table": "user", "primary_key": ["id"], "columns": {
+        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
+        "company": "STRING", "job": "STRING", "createdAt": "UTC_DATETIME", "updatedAt": "UTC_DATETIME"}}]
+
+def update(configuration, state):
+    op.truncate("user")
+    offset = 0
+    while True:
+        q = urllib.parse.urlencode({"order_by": "updatedAt", "order_type": "asc", "limit": 50, "offset": offset})
+        with urllib.request.urlopen(configuration["base_url"] + "/pagination/offset?" + q) as r:
+            page = json.load(r)
+        for user in page["data"]:
+            op.upsert("user", user)
+        offset += len(page["data"])
+        if not page["data"] or offset >= page["total"]:
+            break
+    op.checkpoint(state)
+
+connector = Connector(update=update, schema=schema)
+"#;
+
+const TRUNCATE_SPEC: &str = r#"
+name = "fivetran_truncate"
+base_url = "http://127.0.0.1:5001"
+
+[[tables]]
+name = "user"
+path = "/pagination/offset"
+params = { order_by = "updatedAt", order_type = "asc" }
+records = "data"
+primary_key = "id"
+columns = { id = "STRING", name = "STRING", email = "STRING", address = "STRING", company = "STRING", job = "STRING", createdAt = "UTC_DATETIME", updatedAt = "UTC_DATETIME" }
+paginator = { type = "offset", offset_param = "offset", limit_param = "limit", limit = 50, total_field = "total" }
+truncate = true
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncating_full_read_lands_as_the_tester_lands_it() {
+    let Some(venv) = tester() else { return };
+    let pg = Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let config = json!({"base_url": pg.url()});
+    let spec = dir.path().join("fivetran_truncate.toml");
+    std::fs::write(&spec, TRUNCATE_SPEC).unwrap();
+    let out = dir.path().join("etl.duckdb");
+    let sync = || {
+        let mut c = pg.rest_config();
+        c["spec"] = json!(spec.display().to_string());
+        etl::sync(
+            "rest",
+            ConfigReader::from_map(c.as_object().unwrap().clone()),
+            &out,
+            etl::SyncOptions {
+                checkpoint_interval: Duration::from_secs(3600),
+                ..Default::default()
+            },
+        )
+    };
+    fivetran_debug(&venv, &project, TRUNCATE, &config);
+    sync().await.unwrap();
+    // Three users leave the source.
+    pg.fivetran().users.lock().unwrap().drain(0..3);
+    let wh = fivetran_debug(&venv, &project, TRUNCATE, &config);
+    sync().await.unwrap();
+    assert_same(
+        &wh,
+        &out,
+        "fivetran_truncate",
+        "user",
+        "truncate, second sync",
+    );
+    let conn = ::duckdb::Connection::open(&out).unwrap();
+    let deleted: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM fivetran_truncate.\"user\" WHERE _fivetran_deleted",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(deleted, 3);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn offset_pagination_lands_as_the_tester_lands_it() {
     let Some(venv) = tester() else { return };
