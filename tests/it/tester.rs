@@ -525,6 +525,54 @@ async fn a_truncating_full_read_lands_as_the_tester_lands_it() {
     assert_eq!(deleted, 3);
 }
 
+/// The SDK's step_size_sync example: windows of 1,000 ids from the saved
+/// `current_id` until an empty one.
+const STEP: &str = r#"
+import json, urllib.parse, urllib.request
+from fivetran_connector_sdk import Connector, Operations as op
+
+def schema(configuration):
+    return [{"table": "user", "primary_key": ["id"], "columns": {
+        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
+        "company": "STRING", "job": "STRING", "createdAt": "UTC_DATETIME", "updatedAt": "UTC_DATETIME"}}]
+
+def update(configuration, state):
+    current_id = state.get("current_id", 1)
+    while current_id <= 100000:
+        q = urllib.parse.urlencode({"start_id": current_id, "end_id": current_id + 999})
+        with urllib.request.urlopen(configuration["base_url"] + "/incremental/step?" + q) as r:
+            data = json.load(r).get("data", [])
+        if not data:
+            break
+        for user in data:
+            op.upsert("user", user)
+        current_id += 1000
+        state["current_id"] = current_id
+        op.checkpoint(state)
+
+connector = Connector(update=update, schema=schema)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn step_size_windows_land_as_the_tester_lands_them() {
+    let Some(venv) = tester() else { return };
+    let pg = Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    let out = dir.path().join("etl.duckdb");
+    let config = json!({"base_url": pg.url()});
+    for sync in [
+        "first sync",
+        "second sync (goes on from the saved position)",
+    ] {
+        let wh = fivetran_debug(&venv, &project, STEP, &config);
+        etl_sync(&pg, "fivetran_step", &out).await;
+        assert_same(&wh, &out, "fivetran_step", "user", &format!("step, {sync}"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn offset_pagination_lands_as_the_tester_lands_it() {
     let Some(venv) = tester() else { return };
