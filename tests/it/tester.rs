@@ -573,6 +573,64 @@ async fn step_size_windows_land_as_the_tester_lands_them() {
     }
 }
 
+/// Every paginator against the real fivetran-api-playground (PyPI), twice
+/// each: the second sync reads from the saved cursor or position.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_paginator_against_the_real_api_playground_lands_as_the_tester_lands_it() {
+    let Some(venv) = tester() else { return };
+    let Some(fp) = crate::fivetran::FivetranPlayground::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = json!({"base_url": fp.url});
+    let patterns = [
+        ("offset", OFFSET.to_string(), "fivetran_offset"),
+        (
+            "page_number",
+            PAGINATED.replace("PAGER", PAGE_NUMBER),
+            "fivetran_page_number",
+        ),
+        (
+            "next_page_url",
+            PAGINATED.replace("PAGER", NEXT_PAGE_URL),
+            "fivetran_next_page_url",
+        ),
+        (
+            "keyset",
+            PAGINATED.replace("PAGER", KEYSET),
+            "fivetran_keyset",
+        ),
+        ("step", STEP.to_string(), "fivetran_step"),
+    ];
+    for (pattern, connector, spec) in patterns {
+        let project = dir.path().join(pattern);
+        let out = dir.path().join(format!("{pattern}.duckdb"));
+        for sync in ["first sync", "second sync"] {
+            let wh = fivetran_debug(&venv, &project, &connector, &config);
+            let mut c = json!({"base_url": fp.url, "spec": spec_path(spec)});
+            c["spec"] = json!(spec_path(spec));
+            etl::sync(
+                "rest",
+                ConfigReader::from_map(c.as_object().unwrap().clone()),
+                &out,
+                etl::SyncOptions {
+                    checkpoint_interval: Duration::from_secs(3600),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert_same(
+                &wh,
+                &out,
+                spec,
+                "user",
+                &format!("{pattern} (real playground), {sync}"),
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn offset_pagination_lands_as_the_tester_lands_it() {
     let Some(venv) = tester() else { return };
