@@ -26,6 +26,7 @@ pub mod playground;
 pub mod progress;
 pub mod runs;
 pub mod schema;
+pub mod source;
 pub mod state;
 
 use std::path::Path;

@@ -413,7 +413,7 @@ impl CsvExport {
     pub async fn read_export<F, Fut>(
         &self,
         synced_at: i64,
-        progress: Option<Arc<crate::engine::StreamStats>>,
+        progress: Option<Arc<crate::source::emit::StreamStats>>,
         mut each: F,
     ) -> Result<u64>
     where

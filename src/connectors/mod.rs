@@ -16,10 +16,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::config::ConfigReader;
-use crate::engine::Emitter;
 use crate::error::Result;
 use crate::http::HttpMetrics;
 use crate::schema::TableSchema;
+use crate::source::emit::Emitter;
 use crate::state::State;
 
 /// What a running sync hands the connector.
