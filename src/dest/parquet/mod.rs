@@ -11,7 +11,8 @@
 //! the files holding old versions of the keys it changes (an in-memory key
 //! index, built on first use by reading the key columns), rewrites only those
 //! files (plus the rows of new keys, added as new files in their partitions),
-//! and leaves every other file alone. Deletes are soft (`_etl_deleted`).
+//! and leaves every other file alone. Deletes are soft (`_fivetran_deleted`,
+//! or `_etl_deleted` under source naming).
 //!
 //! Publishing, so that a crash at any instant ends in the old or the new
 //! commit and never in between:
@@ -31,7 +32,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -42,11 +42,15 @@ use arrow::record_batch::RecordBatch;
 use chrono::{DateTime, Datelike};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
 
+mod files;
+mod options;
+
+use self::files::{escape_partition, sync_dir, write_atomic};
+pub use self::options::{parse_compression, parse_partition_override, ParquetOptions};
 use super::namespace::Namespace;
 use super::{Destination, TableCounts, WriteSummary};
 use crate::batch::Reject;
@@ -72,70 +76,6 @@ pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 const READ_BATCH_ROWS: usize = 8192;
 /// A partition with this many small files gets them merged when it is written.
 const COMPACT_FILES: usize = 16;
-
-/// File sizes and compression of written Parquet files.
-#[derive(Debug, Clone)]
-pub struct ParquetOptions {
-    pub compression: Compression,
-    /// A row group is flushed once its encoded size reaches this (memory stays flat).
-    pub row_group_bytes: usize,
-    /// A file is closed and the next one started once it reaches this size.
-    pub file_bytes: usize,
-    /// Per-table partitioning replacing the connector's declaration
-    /// (`None` in the map: no partitioning).
-    pub partition_overrides: BTreeMap<String, Option<Partitioning>>,
-}
-
-impl Default for ParquetOptions {
-    fn default() -> Self {
-        ParquetOptions {
-            compression: Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")),
-            row_group_bytes: 64 << 20,
-            file_bytes: 256 << 20,
-            partition_overrides: BTreeMap::new(),
-        }
-    }
-}
-
-/// Parse `zstd`, `zstd:9`, `snappy` or `none`.
-pub fn parse_compression(s: &str) -> std::result::Result<Compression, String> {
-    let s = s.trim().to_ascii_lowercase();
-    let (name, level) = match s.split_once(':') {
-        Some((n, l)) => (n, Some(l)),
-        None => (s.as_str(), None),
-    };
-    match (name, level) {
-        ("zstd", None) => Ok(ParquetOptions::default().compression),
-        ("zstd", Some(l)) => l
-            .parse::<i32>()
-            .ok()
-            .and_then(|l| ZstdLevel::try_new(l).ok())
-            .map(Compression::ZSTD)
-            .ok_or_else(|| format!("zstd level {l:?} is not a number from 1 to 22")),
-        ("snappy", None) => Ok(Compression::SNAPPY),
-        ("none" | "uncompressed", None) => Ok(Compression::UNCOMPRESSED),
-        _ => Err(format!(
-            "compression {s:?} is not one of zstd, zstd:LEVEL, snappy, none"
-        )),
-    }
-}
-
-/// Parse `--partition-by TABLE=COLUMN[:TRANSFORM]` (or `TABLE=none`).
-pub fn parse_partition_override(
-    s: &str,
-) -> std::result::Result<(String, Option<Partitioning>), String> {
-    let (table, spec) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not TABLE=COLUMN[:day|month|year] or TABLE=none"))?;
-    let table = table.trim();
-    if table.is_empty() {
-        return Err(format!("{s:?} names no table"));
-    }
-    if spec.trim().eq_ignore_ascii_case("none") {
-        return Ok((table.into(), None));
-    }
-    Ok((table.into(), Some(Partitioning::parse(spec)?)))
-}
 
 // ---------------------------------------------------------------------------
 // The state file
@@ -1808,62 +1748,6 @@ impl<'c, 'p> PartWriter<'c, 'p> {
     }
 }
 
-/// Percent-encode what cannot appear in a directory name (Hive's rules).
-fn escape_partition(v: &str) -> String {
-    if v.is_empty() {
-        return NULL_PARTITION.into();
-    }
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        if c.is_control()
-            || matches!(
-                c,
-                '"' | '#'
-                    | '%'
-                    | '\''
-                    | '*'
-                    | '/'
-                    | ':'
-                    | '='
-                    | '?'
-                    | '\\'
-                    | '\x7f'
-                    | '{'
-                    | '['
-                    | ']'
-                    | '^'
-            )
-        {
-            let mut buf = [0u8; 4];
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Write `path` so a reader sees the old or the new content, never a mix.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(d) = path.parent() {
-        sync_dir(d)?;
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 impl Destination for ParquetDestination {
     fn describe(&self) -> String {
         format!("parquet:{}", self.root.display())
@@ -2225,58 +2109,6 @@ impl Destination for ParquetDestination {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compression_names() {
-        assert_eq!(parse_compression("snappy"), Ok(Compression::SNAPPY));
-        assert_eq!(parse_compression(" NONE "), Ok(Compression::UNCOMPRESSED));
-        assert_eq!(
-            parse_compression("zstd:9"),
-            Ok(Compression::ZSTD(ZstdLevel::try_new(9).unwrap()))
-        );
-        assert!(parse_compression("zstd:99")
-            .unwrap_err()
-            .contains("1 to 22"));
-        assert!(parse_compression("lzma")
-            .unwrap_err()
-            .contains("not one of"));
-    }
-
-    #[test]
-    fn partition_overrides() {
-        let (t, p) = parse_partition_override("users=created_at:day").unwrap();
-        assert_eq!(t, "users");
-        let p = p.unwrap();
-        assert_eq!(
-            (p.column.as_str(), p.transform),
-            ("created_at", PartitionTransform::Day)
-        );
-        assert_eq!(p.key(), "created_at_day");
-        assert_eq!(
-            parse_partition_override("users=none").unwrap(),
-            ("users".into(), None)
-        );
-        let (_, p) = parse_partition_override("users=plan").unwrap();
-        assert_eq!(p.unwrap().key(), "plan_value");
-        assert!(parse_partition_override("users").is_err());
-        assert!(parse_partition_override("=x").is_err());
-        assert!(parse_partition_override("users=created_at:week")
-            .unwrap_err()
-            .contains("week"));
-    }
-
-    #[test]
-    fn partition_values_are_escaped_like_hive() {
-        assert_eq!(escape_partition("us/east"), "us%2Feast");
-        assert_eq!(escape_partition("a=b:c%"), "a%3Db%3Ac%25");
-        assert_eq!(escape_partition("é ok"), "é ok");
-        assert_eq!(escape_partition(""), NULL_PARTITION);
-        assert_eq!(
-            escape_partition(".."),
-            "..",
-            "no separator, stays inside its directory"
-        );
-    }
 
     #[test]
     fn arrow_types_map_back_to_fivetran_types() {

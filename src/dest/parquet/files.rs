@@ -1,0 +1,82 @@
+//! File-system helpers of the Parquet destination: Hive's escaping of
+//! partition values, atomic replacement of a small file, directory fsync.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+
+use super::NULL_PARTITION;
+
+/// Percent-encode what cannot appear in a directory name (Hive's rules).
+pub(super) fn escape_partition(v: &str) -> String {
+    if v.is_empty() {
+        return NULL_PARTITION.into();
+    }
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        if c.is_control()
+            || matches!(
+                c,
+                '"' | '#'
+                    | '%'
+                    | '\''
+                    | '*'
+                    | '/'
+                    | ':'
+                    | '='
+                    | '?'
+                    | '\\'
+                    | '\x7f'
+                    | '{'
+                    | '['
+                    | ']'
+                    | '^'
+            )
+        {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Write `path` so a reader sees the old or the new content, never a mix.
+pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(d) = path.parent() {
+        sync_dir(d)?;
+    }
+    Ok(())
+}
+
+pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_values_are_escaped_like_hive() {
+        assert_eq!(escape_partition("us/east"), "us%2Feast");
+        assert_eq!(escape_partition("a=b:c%"), "a%3Db%3Ac%25");
+        assert_eq!(escape_partition("é ok"), "é ok");
+        assert_eq!(escape_partition(""), NULL_PARTITION);
+        assert_eq!(
+            escape_partition(".."),
+            "..",
+            "no separator, stays inside its directory"
+        );
+    }
+}
