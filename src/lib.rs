@@ -65,8 +65,11 @@ pub async fn sync_with(
     let info = connectors::find(connector).ok_or_else(|| unknown_connector(connector))?;
     let conn = (info.build)(config, stats.http.clone())?;
     let format = opts.format.unwrap_or_else(|| OutputFormat::infer(out));
-    // Checked before anything is opened or created.
-    let tables = conn.tables();
+    // Checked before anything is opened or created, against the names the
+    // tables land with (`etl schema` shows them).
+    let mut renamer = naming::Renamer::new(opts.naming.unwrap_or_default());
+    let tables: Vec<Arc<schema::TableSchema>> =
+        conn.tables().iter().map(|t| renamer.table(t)).collect();
     for (table, spec) in &opts.parquet.partition_overrides {
         let Some(t) = tables.iter().find(|t| &t.name == table) else {
             return Err(Error::Usage(format!(

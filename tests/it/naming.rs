@@ -255,6 +255,30 @@ async fn inferred_columns_type_and_widen_as_the_tester_does(kind: Kind) {
     }
 }
 
+/// `--partition-by` names a column as it lands (`created_at`, from the
+/// source's `createdAt`).
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_are_named_by_the_landed_column() {
+    let pg = Playground::start(PlaygroundOptions::default())
+        .await
+        .unwrap();
+    let (_d, out) = tmp_for(Kind::Parquet);
+    let mut o = fivetran();
+    o.parquet.partition_overrides.insert(
+        "user".into(),
+        Some(etl::schema::Partitioning::parse("created_at:year").unwrap()),
+    );
+    rest(&pg, "fivetran_offset", &out, o).await.unwrap();
+    let dirs: Vec<String> = std::fs::read_dir(out.join("fivetran_offset").join("user"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !dirs.is_empty() && dirs.iter().all(|d| d.starts_with("created_at_year=")),
+        "{dirs:?}"
+    );
+}
+
 for_both_destinations_async!(
     inferred_columns_type_and_widen_as_the_tester_does,
     camel_case_fields_land_snake_cased,
