@@ -36,7 +36,7 @@ fn tester() -> Option<PathBuf> {
 /// `project` with `config`; the warehouse it wrote.
 fn fivetran_debug(venv: &Path, project: &Path, connector: &str, config: &Value) -> PathBuf {
     std::fs::create_dir_all(project.join("home")).unwrap();
-    std::fs::write(project.join("connector.py"), connector).unwrap();
+    std::fs::write(project.join("connector.py"), sdk(connector)).unwrap();
     std::fs::write(project.join("configuration.json"), config.to_string()).unwrap();
     let path = format!(
         "{}:{}",
@@ -115,21 +115,35 @@ fn dump(db: &Path, schema: &str, table: &str) -> (Vec<String>, Vec<String>) {
     )
 }
 
-async fn etl_sync(pg: &Playground, spec: &str, out: &Path) {
-    let mut c = pg.rest_config();
-    c["spec"] = json!(spec_path(spec));
+/// The declared `user` table of the api playground's examples (the SDK
+/// connectors' `schema()`, put where `USER_SCHEMA` stands).
+const USER_SCHEMA: &str = r#"def schema(configuration):
+    return [{"table": "user", "primary_key": ["id"], "columns": {
+        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
+        "company": "STRING", "job": "STRING", "createdAt": "UTC_DATETIME", "updatedAt": "UTC_DATETIME"}}]
+"#;
+
+/// A connector's text with its `USER_SCHEMA` filled in.
+fn sdk(connector: &str) -> String {
+    connector.replace("USER_SCHEMA\n", USER_SCHEMA)
+}
+
+/// etl's sync of `connector` with `config` and default (Fivetran) naming.
+async fn etl_sync_config(connector: &str, config: &Value, out: &Path) {
     let o = etl::SyncOptions {
         checkpoint_interval: Duration::from_secs(3600),
         ..Default::default()
     };
-    etl::sync(
-        "rest",
-        ConfigReader::from_map(c.as_object().unwrap().clone()),
-        out,
-        o,
-    )
-    .await
-    .unwrap_or_else(|e| panic!("etl sync {spec}: {e}"));
+    let c = ConfigReader::from_map(config.as_object().unwrap().clone());
+    etl::sync(connector, c, out, o)
+        .await
+        .unwrap_or_else(|e| panic!("etl sync {connector} {config}: {e}"));
+}
+
+async fn etl_sync(pg: &Playground, spec: &str, out: &Path) {
+    let mut c = pg.rest_config();
+    c["spec"] = json!(spec_path(spec));
+    etl_sync_config("rest", &c, out).await;
 }
 
 fn assert_same(tester: &Path, etl: &Path, schema: &str, table: &str, pattern: &str) {
@@ -151,10 +165,7 @@ const OFFSET: &str = r#"
 import json, urllib.parse, urllib.request
 from fivetran_connector_sdk import Connector, Operations as op
 
-def schema(configuration):
-    return [{"table": "user", "primary_key": ["id"], "columns": {
-        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
-        "company": "STRING", "job": "STRING", "createdAt": "UTC_DATETIME", "updatedAt": "UTC_DATETIME"}}]
+USER_SCHEMA
 
 def update(configuration, state):
     cursor = state.get("last_updated_at", "0001-01-01T00:00:00Z")
@@ -207,10 +218,7 @@ const PAGINATED: &str = r#"
 import base64, json, urllib.parse, urllib.request
 from fivetran_connector_sdk import Connector, Operations as op
 
-def schema(configuration):
-    return [{"table": "user", "primary_key": ["id"], "columns": {
-        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
-        "company": "STRING", "job": "STRING", "createdAt": "UTC_DATETIME", "updatedAt": "UTC_DATETIME"}}]
+USER_SCHEMA
 
 PAGER
 
@@ -418,18 +426,7 @@ async fn a_csv_export_lands_as_the_tester_lands_it() {
     let config = json!({"url": format!("{}/export/csv", pg.url())});
     let wh = fivetran_debug(&venv, &dir.path().join("project"), CSV_EXPORT, &config);
     let out = dir.path().join("etl.duckdb");
-    let o = etl::SyncOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        ..Default::default()
-    };
-    etl::sync(
-        "csv_export",
-        ConfigReader::from_map(config.as_object().unwrap().clone()),
-        &out,
-        o,
-    )
-    .await
-    .unwrap();
+    etl_sync_config("csv_export", &config, &out).await;
     assert_same(&wh, &out, "csv_export", "user", "CSV export");
 }
 
@@ -439,10 +436,7 @@ const TRUNCATE: &str = r#"
 import json, urllib.parse, urllib.request
 from fivetran_connector_sdk import Connector, Operations as op
 
-def schema(configuration):
-    return [{"table": "user", "primary_key": ["id"], "columns": {
-        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
-        "company": "STRING", "job": "STRING", "createdAt": "UTC_DATETIME", "updatedAt": "UTC_DATETIME"}}]
+USER_SCHEMA
 
 def update(configuration, state):
     op.truncate("user")
@@ -488,25 +482,14 @@ async fn a_truncating_full_read_lands_as_the_tester_lands_it() {
     let spec = dir.path().join("fivetran_truncate.toml");
     std::fs::write(&spec, TRUNCATE_SPEC).unwrap();
     let out = dir.path().join("etl.duckdb");
-    let sync = || {
-        let mut c = pg.rest_config();
-        c["spec"] = json!(spec.display().to_string());
-        etl::sync(
-            "rest",
-            ConfigReader::from_map(c.as_object().unwrap().clone()),
-            &out,
-            etl::SyncOptions {
-                checkpoint_interval: Duration::from_secs(3600),
-                ..Default::default()
-            },
-        )
-    };
+    let mut c = pg.rest_config();
+    c["spec"] = json!(spec.display().to_string());
     fivetran_debug(&venv, &project, TRUNCATE, &config);
-    sync().await.unwrap();
+    etl_sync_config("rest", &c, &out).await;
     // Three users leave the source.
     pg.fivetran().users.lock().unwrap().drain(0..3);
     let wh = fivetran_debug(&venv, &project, TRUNCATE, &config);
-    sync().await.unwrap();
+    etl_sync_config("rest", &c, &out).await;
     assert_same(
         &wh,
         &out,
@@ -531,10 +514,7 @@ const STEP: &str = r#"
 import json, urllib.parse, urllib.request
 from fivetran_connector_sdk import Connector, Operations as op
 
-def schema(configuration):
-    return [{"table": "user", "primary_key": ["id"], "columns": {
-        "id": "STRING", "name": "STRING", "email": "STRING", "address": "STRING",
-        "company": "STRING", "job": "STRING", "createdAt": "UTC_DATETIME", "updatedAt": "UTC_DATETIME"}}]
+USER_SCHEMA
 
 def update(configuration, state):
     current_id = state.get("current_id", 1)
@@ -607,19 +587,8 @@ async fn every_paginator_against_the_real_api_playground_lands_as_the_tester_lan
         let out = dir.path().join(format!("{pattern}.duckdb"));
         for sync in ["first sync", "second sync"] {
             let wh = fivetran_debug(&venv, &project, &connector, &config);
-            let mut c = json!({"base_url": fp.url, "spec": spec_path(spec)});
-            c["spec"] = json!(spec_path(spec));
-            etl::sync(
-                "rest",
-                ConfigReader::from_map(c.as_object().unwrap().clone()),
-                &out,
-                etl::SyncOptions {
-                    checkpoint_interval: Duration::from_secs(3600),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            let c = json!({"base_url": fp.url, "spec": spec_path(spec)});
+            etl_sync_config("rest", &c, &out).await;
             assert_same(
                 &wh,
                 &out,
