@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use etl::batch::{split_array, BatchDecoder, PageContext};
 use etl::connectors::userflow::users_table;
+use etl::decode::{split_array, BatchDecoder, PageContext};
 use etl::dest::duckdb::DuckDbDestination;
 use etl::dest::Destination;
 use etl::state::State;

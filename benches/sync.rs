@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etl::batch::{split_array, BatchDecoder, PageContext};
 use etl::config::ConfigReader;
+use etl::decode::{split_array, BatchDecoder, PageContext};
 use etl::dest::parquet::ParquetDestination;
 use etl::dest::Destination;
 use etl::playground::userflow::User;

@@ -117,7 +117,7 @@ impl Default for SyncOptions {
             duckdb_storage_version: crate::dest::duckdb::DEFAULT_STORAGE_VERSION.into(),
             format: None,
             parquet: Default::default(),
-            max_pages: crate::http::paginate::DEFAULT_MAX_PAGES,
+            max_pages: crate::source::paginate::DEFAULT_MAX_PAGES,
             max_delete_fraction: 0.5,
             schema: None,
             naming: None,

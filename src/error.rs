@@ -32,7 +32,7 @@ pub enum Error {
 
     /// A page or value from the source does not fit the declared schema.
     #[error(transparent)]
-    Decode(#[from] crate::batch::DecodeError),
+    Decode(#[from] crate::decode::DecodeError),
 
     /// The source answered with something we cannot interpret (malformed page, missing field).
     #[error("{context}: {message}")]

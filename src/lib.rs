@@ -2,8 +2,9 @@
 //! incrementally, with data and state committed together.
 //!
 //! The library is split by role: [`config`] (checked once, no I/O),
-//! [`schema`] (tables as data), [`http`] (retries, auth, paginators),
-//! [`batch`] (JSON → Arrow), [`connectors`] (sources), [`dest`]
+//! [`schema`] (tables as data), [`http`] (retries, auth, rate budgets),
+//! [`source`] (the connector framework: emitting, paginators, ordered
+//! fetching), [`decode`] (pages → Arrow), [`connectors`] (sources), [`dest`]
 //! (destinations), [`state`], [`engine`] (streams → writer → commits) and
 //! [`playground`] (local mocks of every API). The `etl` binary is a thin CLI
 //! over [`sync`].
@@ -14,9 +15,9 @@
 // serde_json::json! of the mocks' full Prefect objects nests deeper than the default.
 #![recursion_limit = "256"]
 
-pub mod batch;
 pub mod config;
 pub mod connectors;
+pub mod decode;
 pub mod dest;
 pub mod engine;
 pub mod error;

@@ -243,7 +243,7 @@ struct SyncArgs {
     progress_seconds: f64,
     /// Stop a table's scan with an error after this many pages (the last resort
     /// against a source whose pagination never ends).
-    #[arg(long, default_value_t = etl::http::paginate::DEFAULT_MAX_PAGES, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = etl::source::paginate::DEFAULT_MAX_PAGES, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     max_pages: u64,
 }
 

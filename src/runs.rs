@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::batch::values::format_utc_micros;
-use crate::batch::{BatchDecoder, PageContext};
+use crate::decode::values::format_utc_micros;
+use crate::decode::{BatchDecoder, PageContext};
 use crate::dest::Destination;
 use crate::engine::RunStats;
 use crate::error::{Error, Result};

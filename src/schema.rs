@@ -253,7 +253,7 @@ pub enum ColumnSource {
     /// primary key (`json.dumps(row, sort_keys=True)`): the surrogate key `_etl_id`.
     RowHash,
     /// The `_fivetran_id` the SDK's tester gives a row of a table without a
-    /// primary key (see [`crate::batch::pyjson::fivetran_id`]): what
+    /// primary key (see [`crate::decode::pyjson::fivetran_id`]): what
     /// `RowHash` becomes under Fivetran naming.
     FivetranId,
 }

@@ -75,12 +75,12 @@ pub fn report(
                 "token_refreshes": summary.token_refreshes,
                 "commits": summary.commits,
                 "last_commit": committed.last_at_micros.map(|at| serde_json::json!({
-                    "at": etl::batch::values::format_utc_micros(at),
+                    "at": etl::decode::values::format_utc_micros(at),
                     "state": committed.last_state,
                 })),
                 "read_secs": summary.read_secs,
                 "elapsed_secs": summary.elapsed_secs,
-                "quota_resets_at": quota_resets_at.map(etl::batch::values::format_utc_micros),
+                "quota_resets_at": quota_resets_at.map(etl::decode::values::format_utc_micros),
             });
             out!("{v}");
         }

@@ -26,9 +26,9 @@ use serde_json::json;
 use url::Url;
 
 use super::{Connector, ConnectorInfo, SyncContext};
-use crate::batch::values::{format_utc_micros, parse_utc_micros};
-use crate::batch::Reject;
 use crate::config::ConfigReader;
+use crate::decode::values::{format_utc_micros, parse_utc_micros};
+use crate::decode::Reject;
 use crate::error::{Error, Result};
 use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
 use crate::schema::{Column, ColumnSource, ColumnType, OnBadRow, TableSchema};

@@ -41,12 +41,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::ordered::OrderedTasks;
 use super::{Connector, ConnectorInfo, SyncContext};
-use crate::batch::shape::expect_object;
-use crate::batch::values::format_utc_micros;
-use crate::batch::{range_in, spawn_decode, BatchDecoder, Decoded, PageContext};
 use crate::config::ConfigReader;
+use crate::decode::shape::expect_object;
+use crate::decode::values::format_utc_micros;
+use crate::decode::{range_in, spawn_decode, BatchDecoder, Decoded, PageContext};
 use crate::error::{Error, Result};
 use crate::http::oauth::OAuth;
 use crate::http::rate::RateLimiter;
@@ -55,6 +54,7 @@ use crate::http::{
     RetryPolicy, Secret, Verdict,
 };
 use crate::schema::{Column, ColumnType, TableSchema};
+use crate::source::fetch::OrderedTasks;
 
 pub const NAME: &str = "egnyte";
 /// Where a rotated refresh token is kept (kept across `--full-refresh`).
@@ -560,7 +560,7 @@ impl Egnyte {
         let mut pages = 0u64;
         let mut launching = true;
         let mut saved_token: Option<String> = None;
-        let mut guard = crate::http::paginate::ScanGuard::new(ctx.max_pages);
+        let mut guard = crate::source::paginate::ScanGuard::new(ctx.max_pages);
         loop {
             while launching
                 && inflight.len() < self.cfg.concurrency
@@ -601,7 +601,7 @@ impl Egnyte {
                 (_, Some(t)) if page.records == 0 && pos < t => {
                     return Err(Error::source(
                         format!("Egnyte {} at position {}", s.name(), pos + 1),
-                        crate::http::paginate::empty_but_more(&format!("the list holds {t}")),
+                        crate::source::paginate::empty_but_more(&format!("the list holds {t}")),
                     ))
                 }
                 (_, _) if page.records == 0 => true,
@@ -676,7 +676,7 @@ impl Egnyte {
                     let details =
                         group_details(&http, &base, &resp.body, &env.ranges, &this_explain).await?;
                     let page = bytes::Bytes::from(details);
-                    let ranges = crate::batch::split_array(&page, None)
+                    let ranges = crate::decode::split_array(&page, None)
                         .map_err(|m| Error::source(format!("Egnyte {location}"), m))?;
                     (page, ranges)
                 } else {

@@ -6,7 +6,6 @@
 
 pub mod csv_export;
 pub mod egnyte;
-pub mod ordered;
 pub mod prefect;
 pub mod rest;
 pub mod userflow;

@@ -41,16 +41,16 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 use url::Url;
 
-use super::ordered::{AbortOnDrop, OrderedTasks};
 use super::{Connector, ConnectorInfo, SyncContext};
-use crate::batch::values::format_utc_micros;
-use crate::batch::{spawn_decode, split_array, BatchDecoder, Decoded, PageContext};
 use crate::config::ConfigReader;
+use crate::decode::values::format_utc_micros;
+use crate::decode::{spawn_decode, split_array, BatchDecoder, Decoded, PageContext};
 use crate::error::{Error, Result};
 use crate::http::{
     Auth, HttpClient, HttpError, HttpMetrics, Request, Response, RetryPolicy, Secret,
 };
 use crate::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema};
+use crate::source::fetch::{AbortOnDrop, OrderedTasks};
 
 pub const NAME: &str = "prefect";
 
@@ -498,7 +498,7 @@ impl Prefect {
         let mut next_offset = point.offset;
         let mut launching = true;
         let mut pages = 0u64;
-        let mut guard = crate::http::paginate::ScanGuard::new(ctx.max_pages);
+        let mut guard = crate::source::paginate::ScanGuard::new(ctx.max_pages);
         loop {
             let must_wait = bound.is_none() && inflight.is_empty() && next_offset > first_offset;
             if counting

@@ -15,27 +15,26 @@
 //! the meantime (Userflow answers 400 `invalid_params`), the scan restarts
 //! from the beginning, keeping its start time, which is still correct.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Deserialize;
-use serde_json::{json, value::RawValue};
+use serde_json::json;
 use url::Url;
 
 use super::{Connector, ConnectorInfo, SyncContext};
-use crate::batch::{
-    range_in, spawn_decode, values::format_utc_micros, BatchDecoder, DecodeError, Decoded,
-    PageContext,
-};
 use crate::config::ConfigReader;
+use crate::decode::envelope::{self, Envelope};
+use crate::decode::{
+    spawn_decode, values::format_utc_micros, BatchDecoder, DecodeError, Decoded, PageContext,
+};
 use crate::error::{Error, Result};
-use crate::http::paginate::{PageInfo, StartingAfter};
 use crate::http::{Auth, HttpClient, HttpMetrics, RetryPolicy, Secret};
 use crate::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema};
+use crate::source::fetch::{FetchError, PageFetcher, Sender};
+use crate::source::paginate::{PageView, Paginator, StartingAfter};
 
 pub const NAME: &str = "userflow";
 const STREAM: &str = "users";
@@ -127,21 +126,6 @@ pub struct Userflow {
     decoder: Arc<BatchDecoder>,
 }
 
-/// The list object every Userflow list endpoint returns.
-#[derive(Deserialize)]
-struct ListPage<'a> {
-    #[serde(borrow)]
-    data: Option<Vec<&'a RawValue>>,
-    has_more: Option<bool>,
-    #[serde(borrow, default)]
-    next_page_url: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct IdOnly {
-    id: serde_json::Value,
-}
-
 type DecodeFuture = Pin<Box<dyn std::future::Future<Output = Result<Decoded, DecodeError>> + Send>>;
 
 fn now_micros() -> i64 {
@@ -177,40 +161,30 @@ impl Userflow {
         u
     }
 
-    /// Split a list page into its record ranges and what it says about the next page.
-    fn parse_page(page: &[u8], url: &Url) -> Result<(Vec<std::ops::Range<usize>>, PageInfo)> {
+    /// Split a list page into its envelope and its records' byte ranges.
+    fn parse_page(page: &[u8], url: &Url) -> Result<Envelope> {
         let ctx = || format!("Userflow users page {url}");
         let text = std::str::from_utf8(page)
             .map_err(|e| Error::source(ctx(), format!("body is not UTF-8: {e}")))?;
         // Userflow documents a list object; anything else is not an empty page.
-        crate::batch::shape::expect_object(text, "\"data\" and \"has_more\"")
+        crate::decode::shape::expect_object(text, "\"data\" and \"has_more\"")
             .map_err(|m| Error::source(ctx(), m))?;
-        let list: ListPage<'_> = serde_json::from_str(text)
-            .map_err(|e| Error::source(ctx(), format!("malformed list object: {e}")))?;
-        let data = list
-            .data
-            .ok_or_else(|| Error::source(ctx(), "list object has no \"data\" array"))?;
-        // The end of the list is known only from has_more: false.
-        let has_more = list
-            .has_more
-            .ok_or_else(|| Error::source(ctx(), "list object has no \"has_more\""))?;
-        // A last user without a usable id is the decoder's to report (with
-        // its row, or quarantined); the next page then follows next_page_url.
-        let last_id =
-            data.last().and_then(
-                |raw| match serde_json::from_str::<IdOnly>(raw.get()).ok()?.id {
-                    serde_json::Value::String(s) => Some(s),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                },
-            );
-        let info = PageInfo {
-            has_more,
-            next_page_url: list.next_page_url.map(Cow::into_owned),
-            last_id,
-            count: data.len(),
-        };
-        Ok((data.iter().map(|r| range_in(page, r)).collect(), info))
+        envelope::split(page, &["data".to_string()]).map_err(|m| {
+            let m = m.replace("the answer is not valid JSON", "malformed list object");
+            Error::source(ctx(), m)
+        })
+    }
+
+    /// A scan of the users list from the start, or after `resume_after`.
+    fn pages(&self, resume_after: Option<String>, max_pages: u64) -> PageFetcher {
+        let http = self.http.clone();
+        let send: Sender = Arc::new(move |url: Url| {
+            let http = http.clone();
+            Box::pin(async move { http.get(url).await })
+        });
+        let paginator = StartingAfter::new(self.cfg.page_size, resume_after);
+        // Each request needs the previous page's last id: one at a time.
+        PageFetcher::new(Box::new(paginator), self.endpoint(), send, max_pages, 1)
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {
@@ -233,12 +207,7 @@ impl Userflow {
         }
         let mut started_us = started_us;
         let max_pages = ctx.max_pages;
-        let mut pag = StartingAfter::new(
-            self.endpoint(),
-            self.cfg.page_size,
-            resume_after.clone(),
-            max_pages,
-        );
+        let mut pages = self.pages(resume_after.clone(), max_pages);
         let mut pending: VecDeque<(DecodeFuture, Option<String>)> = VecDeque::new();
         let mut row: u64 = 0;
         let mut restarted = false;
@@ -247,14 +216,14 @@ impl Userflow {
         let mut failure: Option<Error> = None;
         loop {
             while failure.is_none() && pending.len() < DECODE_AHEAD {
-                let Some(url) = pag.next_url().cloned() else {
+                let Some(fetched) = pages.next().await else {
                     break;
                 };
-                let resp = match self.http.get(url.clone()).await {
-                    Ok(r) => r,
-                    Err(e)
+                let (url, resp) = match fetched {
+                    Ok(f) => f,
+                    Err(FetchError::Http(e))
                         if e.status() == Some(400)
-                            && pag.pages() == 0
+                            && pages.pages() == 1
                             && resume_after.is_some()
                             && !restarted =>
                     {
@@ -262,29 +231,41 @@ impl Userflow {
                         restarted = true;
                         // A new start time, so users deleted since the first attempt are soft-deleted.
                         started_us = now_micros();
-                        pag = StartingAfter::new(
-                            self.endpoint(),
-                            self.cfg.page_size,
-                            None,
-                            max_pages,
-                        );
+                        pages = self.pages(None, max_pages);
                         continue;
                     }
-                    Err(e) => {
+                    Err(FetchError::Http(e)) => {
                         failure = Some(e.into());
+                        break;
+                    }
+                    Err(FetchError::Pagination(m)) => {
+                        failure = Some(Error::source(
+                            format!("Userflow users {}", self.endpoint()),
+                            m,
+                        ));
                         break;
                     }
                 };
                 ctx.emit.page_fetched();
-                let (ranges, info) = match Self::parse_page(&resp.body, &url) {
+                let page = match Self::parse_page(&resp.body, &url) {
                     Ok(p) => p,
                     Err(e) => {
                         failure = Some(e);
                         break;
                     }
                 };
-                let n = ranges.len() as u64;
-                if let Err(m) = pag.advance(info) {
+                let n = page.ranges.len() as u64;
+                let last = page.ranges.last().map(|r| &resp.body[r.clone()]);
+                let view = PageView {
+                    url: &url,
+                    response_url: &resp.url,
+                    headers: &resp.headers,
+                    envelope: &page.fields,
+                    records: n,
+                    last_record: last.and_then(|b| std::str::from_utf8(b).ok()),
+                    max_cursor: None,
+                };
+                if let Err(m) = pages.advance(&view) {
                     failure = Some(Error::source(format!("Userflow users page {url}"), m));
                     break;
                 }
@@ -295,8 +276,8 @@ impl Userflow {
                     synced_at_micros: now_micros(),
                 };
                 row += n;
-                let fut = spawn_decode(self.decoder.clone(), resp.body, ranges, pctx);
-                pending.push_back((Box::pin(fut), pag.cursor().map(String::from)));
+                let fut = spawn_decode(self.decoder.clone(), resp.body, page.ranges, pctx);
+                pending.push_back((Box::pin(fut), pages.cursor().map(String::from)));
             }
             let Some((fut, cursor)) = pending.pop_front() else {
                 break;
@@ -323,7 +304,7 @@ impl Userflow {
             .await?;
         tracing::info!(
             stream = STREAM,
-            pages = pag.pages(),
+            pages = pages.pages(),
             rows = row,
             "scan complete"
         );
@@ -346,14 +327,11 @@ impl Connector for Userflow {
 
     fn check(&self) -> BoxFuture<'_, Vec<super::TableCheck>> {
         Box::pin(async move {
-            let url = StartingAfter::new(self.endpoint(), 1, None, 1)
-                .next_url()
-                .cloned()
-                .expect("a first page");
+            let url = StartingAfter::new(1, None).start(self.endpoint());
             let outcome = async {
                 let resp = self.http.get(url.clone()).await?;
-                let (ranges, _) = Self::parse_page(&resp.body, &url)?;
-                Ok(super::records(ranges.len()))
+                let page = Self::parse_page(&resp.body, &url)?;
+                Ok(super::records(page.ranges.len()))
             }
             .await;
             vec![super::TableCheck::new(
@@ -394,24 +372,21 @@ mod tests {
     #[test]
     fn page_parsing_reports_what_is_missing() {
         let url = Url::parse("http://h/users?limit=2").unwrap();
-        let (_, p) = Userflow::parse_page(
+        let p = Userflow::parse_page(
             br#"{"data": [{"id": "a"}, {"id": 7}], "has_more": true}"#,
             &url,
         )
         .unwrap();
-        assert_eq!(p.last_id.as_deref(), Some("7"));
-        assert!(p.has_more && p.next_page_url.is_none());
+        assert_eq!(p.ranges.len(), 2);
+        assert_eq!(p.fields["has_more"], json!(true));
         let e = Userflow::parse_page(br#"{"object": "list"}"#, &url)
             .err()
             .unwrap()
             .to_string();
         assert!(
-            e.contains("no \"data\" array") && e.contains("http://h/users?limit=2"),
+            e.contains("no \"data\" list") && e.contains("http://h/users?limit=2"),
             "{e}"
         );
-        let (_, p) =
-            Userflow::parse_page(br#"{"data": [{"name": "x"}], "has_more": false}"#, &url).unwrap();
-        assert_eq!(p.last_id, None, "left to the decoder to report");
         let e = Userflow::parse_page(br#"[[]]"#, &url)
             .err()
             .unwrap()
@@ -420,10 +395,5 @@ mod tests {
             e.contains("expected an object with \"data\" and \"has_more\", got an array"),
             "{e}"
         );
-        let e = Userflow::parse_page(br#"{"data": []}"#, &url)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("no \"has_more\""), "{e}");
     }
 }

@@ -20,7 +20,7 @@ use duckdb::Connection;
 
 use super::namespace::Namespace;
 use super::{Destination, WriteSummary};
-use crate::batch::Reject;
+use crate::decode::Reject;
 use crate::error::{Error, Result};
 use crate::schema::{ColumnType, TableSchema, TypeChange};
 use crate::state::State;

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
-use crate::batch::Reject;
+use crate::decode::Reject;
 use crate::error::Result;
 use crate::schema::TableSchema;
 use crate::state::State;

@@ -19,7 +19,6 @@
 
 mod error;
 pub mod oauth;
-pub mod paginate;
 pub mod rate;
 pub mod redact;
 

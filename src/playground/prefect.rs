@@ -48,7 +48,7 @@ impl Record {
         let t = |k: &str| {
             json.get(k)
                 .and_then(Value::as_str)
-                .and_then(crate::batch::values::parse_utc_micros)
+                .and_then(crate::decode::values::parse_utc_micros)
         };
         Record {
             id: json["id"].as_str().unwrap_or_default().to_string(),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc;
 
-use crate::batch::Reject;
+use crate::decode::Reject;
 use crate::error::{Error, Result};
 use crate::schema::TableSchema;
 

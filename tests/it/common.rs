@@ -109,7 +109,7 @@ pub fn read_users(db: &Path) -> Vec<Row> {
 
 /// The playground's users in the same shape (none deleted).
 pub fn expected_users(pg: &Playground) -> Vec<Row> {
-    let ts = |s: &str| etl::batch::values::parse_utc_micros(s).unwrap();
+    let ts = |s: &str| etl::decode::values::parse_utc_micros(s).unwrap();
     pg.userflow()
         .users()
         .into_iter()

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use etl::batch::Reject;
+use etl::decode::Reject;
 use etl::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema, UTC};
 use etl::state::State;
 
@@ -175,10 +175,10 @@ fn a_new_declared_column_evolves_the_table(kind: Kind) {
     let t2 = Arc::new(t2);
     let mut d = kind.open(&path);
     d.prepare(std::slice::from_ref(&t2)).unwrap();
-    let decoder = etl::batch::BatchDecoder::new(t2.clone());
+    let decoder = etl::decode::BatchDecoder::new(t2.clone());
     let page = br#"[{"id": "b", "val1": "y", "val2": 2, "score": "12.5"}]"#;
-    let ranges = etl::batch::split_array(page, None).unwrap();
-    let ctx = etl::batch::PageContext {
+    let ranges = etl::decode::split_array(page, None).unwrap();
+    let ctx = etl::decode::PageContext {
         first_row: 0,
         location: "t".into(),
         synced_at_micros: 0,
@@ -428,9 +428,9 @@ fn every_fivetran_type_reads_back_with_its_type(kind: Kind) {
         {"id": 2}
     ]"#
     .as_bytes();
-    let decoder = etl::batch::BatchDecoder::new(t.clone());
-    let ranges = etl::batch::split_array(page, None).unwrap();
-    let ctx = etl::batch::PageContext {
+    let decoder = etl::decode::BatchDecoder::new(t.clone());
+    let ranges = etl::decode::split_array(page, None).unwrap();
+    let ctx = etl::decode::PageContext {
         first_row: 0,
         location: "t".into(),
         synced_at_micros: 0,

@@ -12,8 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use etl::batch::values::parse_utc_micros;
 use etl::config::ConfigReader;
+use etl::decode::values::parse_utc_micros;
 use serde_json::{json, Value};
 
 use crate::common::*;

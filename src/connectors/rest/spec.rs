@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::batch::values::parse_utc_micros;
+use crate::decode::values::parse_utc_micros;
 use crate::error::{Error, Result};
 use crate::http::Secret;
 use crate::schema::{Column, ColumnType, OnBadRow};

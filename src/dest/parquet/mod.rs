@@ -53,7 +53,7 @@ use self::files::{escape_partition, sync_dir, write_atomic};
 pub use self::options::{parse_compression, parse_partition_override, ParquetOptions};
 use super::namespace::Namespace;
 use super::{Destination, TableCounts, WriteSummary};
-use crate::batch::Reject;
+use crate::decode::Reject;
 use crate::error::{Error, Result};
 use crate::schema::{
     Column, ColumnType, PartitionTransform, Partitioning, TableSchema, TypeChange, DELETED_COLUMN,

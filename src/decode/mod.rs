@@ -11,7 +11,9 @@
 //! Large pages are split into chunks decoded in parallel on the rayon pool;
 //! [`decode_on_pool`] runs a whole page there so async fetchers never block.
 
+pub mod envelope;
 pub mod infer;
+pub mod observe;
 pub mod pyjson;
 pub mod shape;
 pub mod values;
@@ -94,8 +96,11 @@ pub struct Reject {
 /// The result of decoding one page.
 #[derive(Debug)]
 pub struct Decoded {
+    /// Empty when the page is stale (see [`observe`]).
     pub batch: RecordBatch,
     pub rejects: Vec<Reject>,
+    /// What the decoder's [`observe::Watch`] noticed.
+    pub observed: observe::Observed,
 }
 
 /// Byte range of a borrowed JSON value inside the page it was parsed from.
@@ -220,6 +225,7 @@ pub struct BatchDecoder {
     /// The hash is the tester's `_fivetran_id` (else the legacy `_etl_id`).
     fivetran_id: bool,
     pk_columns: Vec<usize>,
+    watch: Option<observe::Watch>,
 }
 
 /// A bad value found while converting a column.
@@ -265,7 +271,14 @@ impl BatchDecoder {
             hash_columns,
             fivetran_id,
             pk_columns,
+            watch: None,
         }
+    }
+
+    /// Also notice what [`observe`] describes while decoding.
+    pub fn with_watch(mut self, watch: observe::Watch) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     pub fn schema(&self) -> SchemaRef {
@@ -296,14 +309,34 @@ impl BatchDecoder {
             .collect();
         let mut batches = Vec::with_capacity(parts.len());
         let mut rejects = Vec::new();
+        let mut observed = observe::Observed::default();
         for p in parts {
             let d = p?;
             batches.push(d.batch);
             rejects.extend(d.rejects);
+            if let Some(w) = &self.watch {
+                observed.merge(d.observed, w);
+            }
+        }
+        if observed.stale() {
+            return Ok(self.stale(observed));
         }
         let batch = arrow::compute::concat_batches(&self.schema, &batches)
             .map_err(|e| self.page_error(ctx, format!("cannot concatenate chunks: {e}")))?;
-        Ok(Decoded { batch, rejects })
+        Ok(Decoded {
+            batch,
+            rejects,
+            observed,
+        })
+    }
+
+    /// A page the table must change for: nothing converted.
+    fn stale(&self, observed: observe::Observed) -> Decoded {
+        Decoded {
+            batch: RecordBatch::new_empty(self.schema.clone()),
+            rejects: Vec::new(),
+            observed,
+        }
     }
 
     fn page_error(&self, ctx: &PageContext, message: String) -> DecodeError {
@@ -332,6 +365,7 @@ impl BatchDecoder {
         let mut bad: Vec<BadValue> = Vec::new();
         // The SDK hash of each record, when a column wants it.
         let mut hashes: Vec<Option<String>> = Vec::new();
+        let mut observed = observe::Observed::default();
         for (r, range) in records.iter().enumerate() {
             let text = page.get(range.clone()).ok_or_else(|| {
                 self.page_error(
@@ -344,7 +378,12 @@ impl BatchDecoder {
             })?;
             row_slots.iter_mut().for_each(|s| *s = None);
             match serde_json::from_str::<RawObject>(text) {
-                Ok(obj) => self.paths.extract(&obj, &mut row_slots),
+                Ok(obj) => {
+                    self.paths.extract(&obj, &mut row_slots);
+                    if let Some(w) = &self.watch {
+                        observed.record(&obj, w);
+                    }
+                }
                 Err(e) => {
                     bad.push(BadValue {
                         row: r,
@@ -393,6 +432,9 @@ impl BatchDecoder {
             for (c, s) in row_slots.iter().enumerate() {
                 slots[c * n + r] = *s;
             }
+        }
+        if observed.stale() {
+            return Ok(self.stale(observed));
         }
         for &c in &self.pk_columns {
             for r in 0..n {
@@ -461,6 +503,7 @@ impl BatchDecoder {
             return Ok(Decoded {
                 batch,
                 rejects: Vec::new(),
+                observed,
             });
         }
         // Rejected rows may lack their key: build nullable, filter, then restore the schema.
@@ -501,7 +544,11 @@ impl BatchDecoder {
             filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
         let batch = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
-        Ok(Decoded { batch, rejects })
+        Ok(Decoded {
+            batch,
+            rejects,
+            observed,
+        })
     }
 }
 

@@ -176,6 +176,16 @@ fn moment_type(s: &str) -> Option<ColumnType> {
     })
 }
 
+/// The type of a column of type `old` that gets a value of type `new`: as
+/// [`merge`], except that a text column never becomes JSON (text cannot be
+/// re-read as JSON, so objects join the text instead).
+pub fn widen(old: ColumnType, new: ColumnType) -> ColumnType {
+    match merge(old, new) {
+        ColumnType::Json if old != ColumnType::Json => ColumnType::String,
+        wider => wider,
+    }
+}
+
 /// The type that holds values of both (the tester's least common supertype).
 pub fn merge(a: ColumnType, b: ColumnType) -> ColumnType {
     use ColumnType::*;
