@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use etl::config::ConfigReader;
-use etl::playground::{Playground, PlaygroundOptions};
+use etl::playground::{Fault, Playground, PlaygroundOptions};
 use serde_json::{json, Value};
 
 use crate::common::opts;
@@ -49,6 +49,7 @@ for_both_destinations_async!(
     priority_first_reads_the_newest_window_first_then_backfills_across_syncs,
     a_late_write_is_read_within_the_replay_window,
     truncate_soft_deletes_what_a_full_read_no_longer_returns,
+    truncate_deletes_with_the_last_page_and_never_after_a_partial_read,
     a_list_without_a_key_follows_the_next_url,
     a_changed_declared_type_is_widened_or_refused,
 );
@@ -384,6 +385,52 @@ async fn truncate_soft_deletes_what_a_full_read_no_longer_returns(kind: Kind) {
     assert_eq!(
         grid(&reader(&out), "SELECT count(*) FROM \"user\""),
         vec!["BigInt(200)"]
+    );
+}
+
+/// A truncated table's soft-deletes are committed with its last page, never
+/// before: a read that fails part-way (here with a commit after every page)
+/// deletes nothing; a complete one commits once per page, the last page
+/// together with the deletions (no commit of its own).
+async fn truncate_deletes_with_the_last_page_and_never_after_a_partial_read(kind: Kind) {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("truncated.toml");
+    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
+    let inc = text
+        .lines()
+        .find(|l| l.starts_with("incremental = "))
+        .unwrap();
+    // One page at a time, so the failing request is the third page.
+    let text = text.replace(inc, "truncate = true\nconcurrency = 1");
+    std::fs::write(&spec, text).unwrap();
+    let out = kind.path(dir.path());
+    let run = |out: std::path::PathBuf| {
+        let mut config = pg.rest_config();
+        config["spec"] = json!(spec.to_str().unwrap());
+        let c = ConfigReader::from_map(config.as_object().unwrap().clone());
+        async move { etl::sync("rest", c, &out, opts(1)).await }
+    };
+    let first = run(out.clone()).await.unwrap();
+    // Parquet counts the rows it holds only once committed, so its deletion
+    // guard commits the last page just before the deletions are counted.
+    let commits = 4 + u64::from(matches!(kind, Kind::Parquet));
+    assert_eq!((first.pages, first.commits), (4, commits), "{first:?}");
+    let gone = pg.fivetran().users.lock().unwrap().remove(7);
+    pg.fault_at(pg.requests() + 3, Fault::Malformed);
+    let e = run(out.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("offset=100"), "{e}");
+    assert_eq!(
+        grid(&reader(&out), "SELECT count(*) FROM \"user\" WHERE _etl_deleted"),
+        vec!["BigInt(0)"],
+        "a partial read deletes nothing"
+    );
+    let s = run(out.clone()).await.unwrap();
+    assert_eq!((s.pages, s.commits), (4, commits), "{s:?}");
+    let deleted = grid(&reader(&out), "SELECT id FROM \"user\" WHERE _etl_deleted");
+    assert_eq!(
+        deleted,
+        vec![format!("Text({:?})", gone["id"].as_str().unwrap())]
     );
 }
 
