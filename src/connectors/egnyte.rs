@@ -54,7 +54,7 @@ use crate::http::{
     RetryPolicy, Secret, Verdict,
 };
 use crate::schema::{Column, ColumnType, TableSchema};
-use crate::source::fetch::OrderedTasks;
+use crate::source::fetch::OffsetPages;
 
 pub const NAME: &str = "egnyte";
 /// Where a rotated refresh token is kept (kept across `--full-refresh`).
@@ -552,49 +552,33 @@ impl Egnyte {
         F: FnMut(RecordBatch, u64) -> BoxFuture<'static, Result<()>>,
     {
         let size = s.page_size as u64;
-        let mut inflight = OrderedTasks::<(u64, std::result::Result<Fetched, Error>)>::new();
-        let mut next = start;
-        let mut bound: Option<u64> = None;
+        let mut pages = OffsetPages::new(start, size, self.cfg.concurrency, ctx.max_pages);
         let mut first_total: Option<u64> = None;
         let mut stable = true;
-        let mut pages = 0u64;
-        let mut launching = true;
+        let mut read = 0u64;
         let mut saved_token: Option<String> = None;
-        let mut guard = crate::source::paginate::ScanGuard::new(ctx.max_pages);
-        loop {
-            while launching
-                && inflight.len() < self.cfg.concurrency
-                && (bound.is_some_and(|b| next < b) || inflight.is_empty())
-            {
-                let pos = next;
-                next += size;
-                let mut q: Vec<(&str, String)> = query.clone();
-                match s.paging {
-                    Paging::Scim => {
-                        q.push(("startIndex", (pos + 1).to_string()));
-                        q.push(("count", size.to_string()));
-                    }
-                    Paging::Offset { .. } => {
-                        q.push(("offset", pos.to_string()));
-                        q.push(("count", size.to_string()));
-                    }
-                }
-                let url = self.url(s.path, &q);
-                inflight.push(self.fetch(s, url, pos));
-            }
-            let Some((pos, page)) = inflight.next().await else {
-                break;
+        let launch = |pos: u64| -> BoxFuture<'static, std::result::Result<Fetched, Error>> {
+            let (first, count) = match s.paging {
+                Paging::Scim => ("startIndex", pos + 1),
+                Paging::Offset { .. } => ("offset", pos),
             };
+            let mut q: Vec<(&str, String)> = query.clone();
+            q.push((first, count.to_string()));
+            q.push(("count", size.to_string()));
+            Box::pin(self.fetch(s, self.url(s.path, &q), pos))
+        };
+        while let Some(next) = pages.next(launch).await {
+            let (pos, page) = next.map_err(|m| Error::source(format!("Egnyte {}", s.name()), m))?;
             let page = page?;
             ctx.emit.page_fetched();
-            pages += 1;
+            read += 1;
             if let Some(t) = page.total {
                 match first_total {
                     None => first_total = Some(t),
                     Some(f) if f != t => stable = false,
                     _ => {}
                 }
-                bound = Some(bound.map_or(t, |b| b.max(t)));
+                pages.raise_bound(t);
             }
             let end = match (s.paging, page.total) {
                 // An empty page ends the list only where the total agrees.
@@ -608,9 +592,6 @@ impl Egnyte {
                 (Paging::Scim, Some(t)) => pos + page.records >= t,
                 _ => page.records < size,
             };
-            guard
-                .count()
-                .map_err(|m| Error::source(format!("Egnyte {}", s.name()), m))?;
             if let Some(t) = page.total {
                 ctx.emit.stats.scanned(s.name(), pos + page.records, t);
             }
@@ -625,23 +606,15 @@ impl Egnyte {
                 );
             }
             if end {
-                launching = false;
-                inflight.clear();
+                pages.stop();
             }
             ctx.emit.reject(page.decoded.rejects).await?;
             on_page(page.decoded.batch, pos + page.records).await?;
             self.save_rotated_token(ctx, &mut saved_token).await?;
-            if end {
-                return Ok(Scan {
-                    complete_and_stable: stable,
-                    pages,
-                    total: first_total,
-                });
-            }
         }
         Ok(Scan {
             complete_and_stable: stable,
-            pages,
+            pages: read,
             total: first_total,
         })
     }
@@ -652,8 +625,7 @@ impl Egnyte {
         s: &Stream,
         url: Url,
         pos: u64,
-    ) -> impl std::future::Future<Output = (u64, std::result::Result<Fetched, Error>)> + Send + 'static
-    {
+    ) -> impl std::future::Future<Output = std::result::Result<Fetched, Error>> + Send + 'static {
         let http = self.http.clone();
         let decoder = s.decoder.clone();
         let paging = s.paging;
@@ -663,7 +635,7 @@ impl Egnyte {
             oauth: self.oauth.is_some(),
         };
         async move {
-            let r = async {
+            {
                 let resp = http
                     .send(Request::get(url.clone()))
                     .await
@@ -694,8 +666,6 @@ impl Egnyte {
                     decoded,
                 })
             }
-            .await;
-            (pos, r)
         }
     }
 

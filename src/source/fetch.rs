@@ -252,6 +252,98 @@ impl PageFetcher {
     }
 }
 
+/// Pages of an offset list fetched ahead, for sources whose page requests
+/// are computed from an offset (a POST body, `startIndex`): each task
+/// (the request and whatever the connector does with the answer, decoding
+/// included) is launched by the connector's closure and handed back in
+/// offset order.
+///
+/// Pages are launched ahead only below a bound (the list's size, once
+/// known: a count request, a total on a page, the last scan's size);
+/// without one, one page at a time. The connector reads each page, says
+/// whether it was the last ([`stop`](Self::stop) aborts those in flight
+/// past it) and raises the bound as it learns more.
+pub struct OffsetPages<T> {
+    first: u64,
+    next: u64,
+    step: u64,
+    bound: Option<u64>,
+    window: usize,
+    max_in_flight: usize,
+    grow: bool,
+    inflight: OrderedTasks<(u64, T)>,
+    launching: bool,
+    guard: ScanGuard,
+}
+
+impl<T: std::marker::Send + 'static> OffsetPages<T> {
+    /// From offset `start`, `step` apart, at most `max_in_flight` pages
+    /// ahead and `max_pages` pages in all.
+    pub fn new(start: u64, step: u64, max_in_flight: usize, max_pages: u64) -> Self {
+        OffsetPages {
+            first: start,
+            next: start,
+            step: step.max(1),
+            bound: None,
+            window: max_in_flight.max(1),
+            max_in_flight: max_in_flight.max(1),
+            grow: false,
+            inflight: OrderedTasks::new(),
+            launching: true,
+            guard: ScanGuard::new(max_pages),
+        }
+    }
+
+    /// Launch one page first, then twice as many after each page read (for
+    /// a scan that usually stops after a page or two).
+    pub fn growing(mut self) -> Self {
+        self.window = 1;
+        self.grow = true;
+        self
+    }
+
+    /// Launch ahead up to offset `bound` (raised, never lowered).
+    pub fn raise_bound(&mut self, bound: u64) {
+        self.bound = Some(self.bound.map_or(bound, |b| b.max(bound)));
+    }
+
+    /// Whether nothing can be launched until a bound is known (the first
+    /// page is read and nothing else is in flight).
+    pub fn needs_bound(&self) -> bool {
+        self.bound.is_none() && self.inflight.is_empty() && self.next > self.first
+    }
+
+    /// Launch what the bound allows with `launch(offset)`, then the next page
+    /// in offset order; `None` when every page launched has been handed over
+    /// and no more may be. Errors past the scan's page limit.
+    pub async fn next<F>(&mut self, mut launch: F) -> Option<Result<(u64, T), String>>
+    where
+        F: FnMut(u64) -> BoxFuture<'static, T>,
+    {
+        let below = self.bound.unwrap_or(self.first + 1);
+        while self.launching
+            && self.inflight.len() < self.window.min(self.max_in_flight)
+            && (self.next < below || self.inflight.is_empty())
+        {
+            let offset = self.next;
+            self.next += self.step;
+            let task = launch(offset);
+            self.inflight.push(async move { (offset, task.await) });
+        }
+        let page = self.inflight.next().await?;
+        if self.grow {
+            self.window = self.window.saturating_mul(2);
+        }
+        Some(self.guard.count().map(|()| page))
+    }
+
+    /// The page just handed over was the last: abort the ones past it.
+    pub fn stop(&mut self) {
+        self.launching = false;
+        self.inflight.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,5 +392,38 @@ mod tests {
         assert!(q.is_empty());
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert_eq!(finished.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn offset_pages_launch_ahead_only_below_the_bound_and_stop_aborts() {
+        let launched = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let launch = |log: Arc<std::sync::Mutex<Vec<u64>>>| {
+            move |offset: u64| -> BoxFuture<'static, u64> {
+                log.lock().unwrap().push(offset);
+                Box::pin(async move { offset * 10 })
+            }
+        };
+        let mut p = OffsetPages::new(0, 100, 4, 1_000);
+        // Without a bound: one page at a time.
+        assert_eq!(p.next(launch(launched.clone())).await, Some(Ok((0, 0))));
+        assert!(p.needs_bound());
+        p.raise_bound(350);
+        assert_eq!(p.next(launch(launched.clone())).await, Some(Ok((100, 1000))));
+        assert_eq!(*launched.lock().unwrap(), [0, 100, 200, 300]);
+        assert_eq!(p.next(launch(launched.clone())).await, Some(Ok((200, 2000))));
+        p.stop();
+        assert_eq!(p.next(launch(launched.clone())).await, None);
+        // The page limit ends a scan that never stops.
+        let mut p = OffsetPages::new(0, 1, 2, 3);
+        p.raise_bound(u64::MAX);
+        let mut got = 0;
+        let err = loop {
+            match p.next(launch(launched.clone())).await.unwrap() {
+                Ok(_) => got += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, 3);
+        assert!(err.contains("more than 3 pages"), "{err}");
     }
 }
