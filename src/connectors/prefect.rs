@@ -50,7 +50,7 @@ use crate::http::{
     Auth, HttpClient, HttpError, HttpMetrics, Request, Response, RetryPolicy, Secret,
 };
 use crate::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema};
-use crate::source::fetch::{AbortOnDrop, OrderedTasks};
+use crate::source::fetch::{AbortOnDrop, OffsetPages};
 
 pub const NAME: &str = "prefect";
 
@@ -482,66 +482,55 @@ impl Prefect {
         let mut count: Option<u64> = None;
         let concurrency = self.cfg.concurrency;
         let requests = Arc::new(Semaphore::new(concurrency));
-        let ahead = 2 * concurrency;
-        // Pages launched ahead of the one being read; grows from 1 when the
-        // handler is expected to stop early.
-        let mut window = if plan.stops_early { 1 } else { ahead };
+        // Pages decoded ahead of the one being read: twice the requests in flight.
+        let mut pages = OffsetPages::new(plan.from.offset, step, 2 * concurrency, ctx.max_pages);
+        if plan.stops_early {
+            pages = pages.growing();
+        }
         // A scan that reads the whole endpoint shows how far it is against the count.
         let whole = !plan.stops_early;
         // How far pages are launched ahead: the last scan's count until this
         // scan's own arrives. With neither, the first page goes alone with
         // the count (a first sync of a small table wastes no requests).
-        let mut bound: Option<u64> = plan.expected_rows;
-        let first_offset = plan.from.offset;
-        let mut inflight = OrderedTasks::<(u64, std::result::Result<Fetched, PageError>)>::new();
+        if let Some(n) = plan.expected_rows {
+            pages.raise_bound(n);
+        }
         let mut point = plan.from;
-        let mut next_offset = point.offset;
-        let mut launching = true;
-        let mut pages = 0u64;
-        let mut guard = crate::source::paginate::ScanGuard::new(ctx.max_pages);
+        let mut read = 0u64;
+        let launch = |offset: u64| -> BoxFuture<'static, std::result::Result<Fetched, PageError>> {
+            let req = Request::post_json(
+                url.clone(),
+                &json!({"limit": limit, "offset": offset, "sort": plan.sort}),
+            );
+            let (http, decoder) = (self.http.clone(), ep.decoder.clone());
+            let (requests, location) = (requests.clone(), format!("{url} (offset {offset})"));
+            Box::pin(fetch_page(http, requests, req, decoder, offset, location))
+        };
         loop {
-            let must_wait = bound.is_none() && inflight.is_empty() && next_offset > first_offset;
             if counting
                 .as_ref()
-                .is_some_and(|t| must_wait || t.is_finished())
+                .is_some_and(|t| pages.needs_bound() || t.is_finished())
             {
                 if let Some(task) = counting.take() {
                     match task.await {
                         Ok((n, _)) => {
                             count = Some(n);
-                            bound = Some(n);
+                            pages.raise_bound(n);
                         }
                         Err(e) => {
                             tracing::debug!(stream = ep.objects, error = %e, "no row count; pages are launched without a bound");
-                            bound = Some(bound.unwrap_or(u64::MAX));
+                            pages.raise_bound(u64::MAX);
                         }
                     }
                 }
             }
-            let launch_below = bound.unwrap_or(first_offset + 1);
-            while launching
-                && inflight.len() < window.min(ahead)
-                && (next_offset < launch_below || inflight.is_empty())
-            {
-                let offset = next_offset;
-                next_offset += step;
-                let req = Request::post_json(
-                    url.clone(),
-                    &json!({"limit": limit, "offset": offset, "sort": plan.sort}),
-                );
-                let (http, decoder) = (self.http.clone(), ep.decoder.clone());
-                let (requests, location) = (requests.clone(), format!("{url} (offset {offset})"));
-                inflight.push(async move {
-                    let page = fetch_page(http, requests, req, decoder, offset, location).await;
-                    (offset, page)
-                });
-            }
-            let Some((offset, page)) = inflight.next().await else {
+            let Some(next) = pages.next(launch).await else {
                 break;
             };
+            let (offset, page) = next.map_err(|m| Error::source(format!("Prefect {url}"), m))?;
             let page = match page {
                 Ok(p) => p,
-                Err(PageError::Http(e)) if e.status() == Some(404) && pages == 0 => {
+                Err(PageError::Http(e)) if e.status() == Some(404) && read == 0 => {
                     tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
                     return Ok(None);
                 }
@@ -549,11 +538,7 @@ impl Prefect {
                 Err(PageError::Other(e)) => return Err(e),
             };
             ctx.emit.page_fetched();
-            pages += 1;
-            guard
-                .count()
-                .map_err(|m| Error::source(format!("Prefect {url}"), m))?;
-            window = window.saturating_mul(2);
+            read += 1;
             let last = page.records < limit;
             let mut batch = page.decoded.batch;
             if let Some(expected) = &point.boundary {
@@ -585,8 +570,7 @@ impl Prefect {
             );
             if last {
                 // Pages still in flight lie past the end.
-                launching = false;
-                inflight.clear();
+                pages.stop();
             }
             ctx.emit.reject(page.decoded.rejects).await?;
             let next = on_page(Page {
@@ -596,8 +580,7 @@ impl Prefect {
             .await?;
             if let Next::Stop = next {
                 // What is needed has been read.
-                launching = false;
-                inflight.clear();
+                pages.stop();
             }
         }
         if count.is_none() {
@@ -610,7 +593,7 @@ impl Prefect {
         }
         Ok(Some(Scan {
             stable: !point.shifted,
-            pages,
+            pages: read,
             began_us: point.began_us.unwrap_or_else(now_micros),
             count,
         }))
