@@ -131,7 +131,11 @@ fn rest_page(c: &mut Criterion) {
             let env = envelope::split(&p, &["data".to_string()]).unwrap();
             let d = decoder.decode(&p, &env.ranges, &ctx()).unwrap();
             assert!(!d.observed.stale());
-            (d.batch.num_rows(), d.observed.cursor_max, env.fields.get("total").cloned())
+            (
+                d.batch.num_rows(),
+                d.observed.cursor_max,
+                env.fields.get("total").cloned(),
+            )
         })
     });
 
@@ -160,7 +164,12 @@ fn rest_page(c: &mut Criterion) {
             }
             let decoder = BatchDecoder::new(Arc::new((*schema).clone()));
             let d = decoder.decode(&p, &ranges, &ctx()).unwrap();
-            (d.batch.num_rows(), max, env.get("total").cloned(), seen.len())
+            (
+                d.batch.num_rows(),
+                max,
+                env.get("total").cloned(),
+                seen.len(),
+            )
         })
     });
     g.finish();

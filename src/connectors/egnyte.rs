@@ -625,7 +625,8 @@ impl Egnyte {
         s: &Stream,
         url: Url,
         pos: u64,
-    ) -> impl std::future::Future<Output = std::result::Result<Fetched, Error>> + Send + 'static {
+    ) -> impl std::future::Future<Output = std::result::Result<Fetched, Error>> + Send + 'static
+    {
         let http = self.http.clone();
         let decoder = s.decoder.clone();
         let paging = s.paging;

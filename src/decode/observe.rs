@@ -19,6 +19,9 @@ use super::values::json_str;
 use super::RawObject;
 use crate::schema::ColumnType;
 
+/// How two values of a cursor field order.
+pub type CursorOrder = fn(&str, &str) -> Ordering;
+
 /// What to notice. Built by the connector from the table as it is now.
 #[derive(Debug, Clone, Default)]
 pub struct Watch {
@@ -29,7 +32,7 @@ pub struct Watch {
     /// Every other field the table has a column for (not inferred).
     pub declared: Arc<HashSet<String>>,
     /// The incremental cursor field, and how its values order.
-    pub cursor: Option<(String, fn(&str, &str) -> Ordering)>,
+    pub cursor: Option<(String, CursorOrder)>,
     /// Collect the names of the fields the records carry.
     pub fields: bool,
 }

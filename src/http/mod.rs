@@ -249,6 +249,7 @@ pub struct HttpClient {
     headers: Vec<(HeaderName, HeaderValue)>,
     secrets: Arc<Vec<String>>,
     limiter: Option<Arc<rate::RateLimiter>>,
+    header_budget: Option<rate::HeaderBudget>,
     classify: Option<Classifier>,
     /// Where credentials may be sent; empty until set or until the first request.
     origins: Arc<std::sync::OnceLock<Vec<url::Origin>>>,
@@ -292,6 +293,7 @@ impl HttpClient {
             headers: Vec::new(),
             secrets: Arc::new(secrets),
             limiter: None,
+            header_budget: None,
             classify: None,
             origins: Arc::new(std::sync::OnceLock::new()),
             metrics: Arc::new(HttpMetrics::default()),
@@ -328,6 +330,13 @@ impl HttpClient {
     }
 
     /// Read error responses this way first (see [`default_verdict`]).
+    /// Pause the rate budget when an answer says none is left (see
+    /// [`rate::HeaderBudget`]); takes effect with [`with_rate_limit`](Self::with_rate_limit).
+    pub fn with_header_budget(mut self, b: rate::HeaderBudget) -> Self {
+        self.header_budget = Some(b);
+        self
+    }
+
     pub fn with_classifier(mut self, c: Classifier) -> Self {
         self.classify = Some(c);
         self
@@ -400,6 +409,18 @@ impl HttpClient {
         }
     }
 
+    /// Hold every request when the answer says the server's budget is spent.
+    fn spend_announced(&self, r: &Response) {
+        let (Some(b), Some(l)) = (&self.header_budget, &self.limiter) else {
+            return;
+        };
+        if let Some(d) = b.wait(&r.headers) {
+            let d = d.min(self.policy.max_retry_after);
+            tracing::info!(url = %self.redact(r.url.as_str()), wait_secs = d.as_secs_f64(), "the server's request budget is spent; holding requests until it resets");
+            l.pause_for(d);
+        }
+    }
+
     async fn send_inner(&self, req: Request, stream: bool) -> Result<Sent, HttpError> {
         let mut attempt = 0u32;
         let mut refreshed = false;
@@ -424,7 +445,10 @@ impl HttpClient {
             let outcome = self.send_once(&req, stream).await;
             match &outcome {
                 Ok(Sent::Streaming(r)) => self.metrics.count_status(r.status()),
-                Ok(Sent::Buffered(r)) => self.metrics.count_status(r.status),
+                Ok(Sent::Buffered(r)) => {
+                    self.metrics.count_status(r.status);
+                    self.spend_announced(r);
+                }
                 Err(_) => {}
             }
             let (retry_after, kind) = match outcome {

@@ -10,6 +10,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use reqwest::header::{HeaderMap, HeaderName};
 use tokio::time::Instant;
 
 #[derive(Debug)]
@@ -54,9 +55,70 @@ impl RateLimiter {
     }
 }
 
+/// A budget the server announces on its answers: the requests left
+/// (`X-RateLimit-Remaining`) and when the count starts again
+/// (`X-RateLimit-Reset`: seconds from now, or a Unix time as GitHub sends).
+/// When none are left, the whole rate budget pauses until the reset, so no
+/// request is spent on a refusal.
+#[derive(Debug, Clone)]
+pub struct HeaderBudget {
+    pub remaining: HeaderName,
+    pub reset: HeaderName,
+}
+
+impl HeaderBudget {
+    /// How long to hold every request, when the answer says none are left.
+    pub fn wait(&self, headers: &HeaderMap) -> Option<Duration> {
+        let number = |h: &HeaderName| -> Option<f64> {
+            headers.get(h)?.to_str().ok()?.trim().parse::<f64>().ok()
+        };
+        if number(&self.remaining)? > 0.0 {
+            return None;
+        }
+        let reset = number(&self.reset)?;
+        let secs = if reset > 1e9 {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            reset - now
+        } else {
+            reset
+        };
+        secs.is_finite()
+            .then(|| Duration::from_secs_f64(secs.max(0.0)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spent_header_budget_waits_until_its_reset() {
+        let b = HeaderBudget {
+            remaining: HeaderName::from_static("x-ratelimit-remaining"),
+            reset: HeaderName::from_static("x-ratelimit-reset"),
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", "3".parse().unwrap());
+        h.insert("x-ratelimit-reset", "20".parse().unwrap());
+        assert_eq!(b.wait(&h), None);
+        h.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        assert_eq!(b.wait(&h), Some(Duration::from_secs(20)));
+        let in_a_minute = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 60;
+        h.insert(
+            "x-ratelimit-reset",
+            in_a_minute.to_string().parse().unwrap(),
+        );
+        let w = b.wait(&h).unwrap().as_secs();
+        assert!((58..=60).contains(&w), "{w}");
+        h.remove("x-ratelimit-reset");
+        assert_eq!(b.wait(&h), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn slots_are_spaced_and_a_pause_moves_them() {

@@ -76,6 +76,22 @@ pub struct FivetranMock {
     /// `/sdk/events` answers 400 to windows starting before this UTC hour
     /// number (a source failing mid-backfill); `i64::MIN`: never.
     pub events_fail_before_hour: std::sync::atomic::AtomicI64,
+    /// A request budget announced in `X-RateLimit-*` headers (see [`RateBudget`]).
+    budget: Mutex<Option<RateBudget>>,
+    /// Requests refused with 429 because the budget was spent.
+    pub throttled: std::sync::atomic::AtomicU64,
+}
+
+/// `limit` requests per `window`, announced on every answer as
+/// `X-RateLimit-Remaining` and `X-RateLimit-Reset` (seconds until the
+/// window ends); a request past the limit gets 429 without `Retry-After`,
+/// as GitHub-style APIs answer.
+#[derive(Debug)]
+struct RateBudget {
+    limit: u32,
+    window: std::time::Duration,
+    began: std::time::Instant,
+    used: u32,
 }
 
 /// `%Y-%m-%dT%H:%M:%SZ` of UTC seconds.
@@ -93,6 +109,50 @@ fn parse_ts(s: &str) -> Option<i64> {
 }
 
 impl FivetranMock {
+    /// Allow `limit` requests per `window` from now on, announced in headers.
+    pub fn set_rate_budget(&self, limit: u32, window: std::time::Duration) {
+        *self.budget.lock().unwrap() = Some(RateBudget {
+            limit,
+            window,
+            began: std::time::Instant::now(),
+            used: 0,
+        });
+    }
+
+    /// Take a request from the budget: its headers, or the 429 that refuses it.
+    fn spend(&self) -> Result<Vec<(&'static str, String)>, Resp> {
+        let mut b = self.budget.lock().unwrap();
+        let Some(b) = b.as_mut() else {
+            return Ok(Vec::new());
+        };
+        if b.began.elapsed() >= b.window {
+            b.began = std::time::Instant::now();
+            b.used = 0;
+        }
+        let reset = (b.window - b.began.elapsed()).as_secs_f64().ceil() as u64;
+        let headers = |remaining: u32| {
+            vec![
+                ("x-ratelimit-remaining", remaining.to_string()),
+                ("x-ratelimit-reset", reset.to_string()),
+            ]
+        };
+        if b.used >= b.limit {
+            self.throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut r = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"detail": "API rate limit exceeded"}).to_string(),
+            );
+            for (k, v) in headers(0) {
+                r.headers_mut()
+                    .insert(k, v.parse().expect("a header value"));
+            }
+            return Err(r);
+        }
+        b.used += 1;
+        Ok(headers(b.limit - b.used))
+    }
+
     /// `n` users (the real playground has 200), 2 companies with 4 departments.
     pub fn generate(n: usize, seed: u64) -> Self {
         let mut rng = SplitMix64(seed ^ 0xf1e7);
@@ -132,6 +192,8 @@ impl FivetranMock {
             event_requests: Mutex::new(Vec::new()),
             now_hour: now / 3600,
             events_fail_before_hour: std::sync::atomic::AtomicI64::new(i64::MIN),
+            budget: Mutex::new(None),
+            throttled: Default::default(),
         }
     }
 
@@ -241,9 +303,18 @@ fn int(
 }
 
 pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
-    match route_inner(s, req) {
+    let headers = match s.fivetran.spend() {
+        Ok(h) => h,
+        Err(refused) => return refused,
+    };
+    let mut r = match route_inner(s, req) {
         Ok(r) | Err(r) => r,
+    };
+    for (k, v) in headers {
+        r.headers_mut()
+            .insert(k, v.parse().expect("a header value"));
     }
+    r
 }
 
 fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {

@@ -408,9 +408,15 @@ mod tests {
         assert_eq!(p.next(launch(launched.clone())).await, Some(Ok((0, 0))));
         assert!(p.needs_bound());
         p.raise_bound(350);
-        assert_eq!(p.next(launch(launched.clone())).await, Some(Ok((100, 1000))));
+        assert_eq!(
+            p.next(launch(launched.clone())).await,
+            Some(Ok((100, 1000)))
+        );
         assert_eq!(*launched.lock().unwrap(), [0, 100, 200, 300]);
-        assert_eq!(p.next(launch(launched.clone())).await, Some(Ok((200, 2000))));
+        assert_eq!(
+            p.next(launch(launched.clone())).await,
+            Some(Ok((200, 2000)))
+        );
         p.stop();
         assert_eq!(p.next(launch(launched.clone())).await, None);
         // The page limit ends a scan that never stops.

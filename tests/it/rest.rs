@@ -421,7 +421,10 @@ async fn truncate_deletes_with_the_last_page_and_never_after_a_partial_read(kind
     let e = run(out.clone()).await.unwrap_err();
     assert!(e.to_string().contains("offset=100"), "{e}");
     assert_eq!(
-        grid(&reader(&out), "SELECT count(*) FROM \"user\" WHERE _etl_deleted"),
+        grid(
+            &reader(&out),
+            "SELECT count(*) FROM \"user\" WHERE _etl_deleted"
+        ),
         vec!["BigInt(0)"],
         "a partial read deletes nothing"
     );
@@ -962,4 +965,105 @@ async fn a_changed_declared_type_is_widened_or_refused(kind: Kind) {
             assert_eq!(stored_users(&out, ""), truth(&pg));
         }
     }
+}
+
+/// `rate_limit = { requests_per_second = 2 }`: the Egnyte mock answers
+/// more than 2 calls in a second with 403 (not retried by a spec), so the
+/// spec succeeds only because every request waits for its slot.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spec_rate_limit_keeps_every_request_within_the_budget() {
+    let pg = Playground::start(PlaygroundOptions {
+        egnyte: etl::playground::egnyte::EgnyteOptions {
+            users: 40,
+            qps: Some(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |limit: &str| {
+        let path = dir.path().join(format!("egnyte{}.toml", limit.len()));
+        let text = format!(
+            "name = \"egnyte_users\"\nbase_url = \"{}\"\n{limit}\n\
+             [auth]\ntype = \"bearer\"\ntoken = \"${{api_token}}\"\n\n\
+             [[tables]]\nname = \"users\"\npath = \"/pubapi/v2/users\"\nrecords = \"resources\"\n\
+             primary_key = \"id\"\npaginator = {{ type = \"scim\", count = 10 }}\n",
+            pg.url()
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let run = |spec: std::path::PathBuf, out: std::path::PathBuf| {
+        let config = json!({"spec": spec.to_str().unwrap(), "api_token": pg.api_key()});
+        let c = ConfigReader::from_map(config.as_object().unwrap().clone());
+        async move { etl::sync("rest", c, &out, opts(1_000_000)).await }
+    };
+    let started = std::time::Instant::now();
+    let s = run(
+        spec("rate_limit = { requests_per_second = 2 }"),
+        dir.path().join("a.duckdb"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s.rows, s.requests), (40, 4), "{s:?}");
+    assert_eq!(pg.egnyte().over_qps(), 0);
+    // Four requests two a second: the last starts 1.5 s after the first.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    // Without the budget the same spec is refused by the server.
+    let e = run(spec(""), dir.path().join("b.duckdb"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+    assert!(pg.egnyte().over_qps() > 0);
+    // A budget needs a rate or the server's headers.
+    let e = run(spec("rate_limit = { }"), dir.path().join("c.duckdb"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("rate_limit.requests_per_second: is required unless remaining_header and reset_header are set"),
+        "{e}"
+    );
+}
+
+/// `rate_limit` with `remaining_header`/`reset_header`: when an answer says
+/// no request is left, every request waits for the reset, so none is spent
+/// on a 429; without them the server refuses the request past the budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_announced_in_headers_is_never_overdrawn() {
+    let pg = pg().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
+    let with = dir.path().join("with.toml");
+    std::fs::write(
+        &with,
+        text.replace(
+            "[[tables]]",
+            "rate_limit = { remaining_header = \"X-RateLimit-Remaining\", reset_header = \"X-RateLimit-Reset\" }\n\n[[tables]]",
+        )
+        .replace("total_field = \"total\" }", "total_field = \"total\" }\nconcurrency = 1"),
+    )
+    .unwrap();
+    // 200 users, 50 a page: 4 requests against a budget of 3 every 2 s.
+    pg.fivetran()
+        .set_rate_budget(3, std::time::Duration::from_secs(2));
+    let s = sync_spec(&pg, with.to_str().unwrap(), &dir.path().join("a.duckdb"))
+        .await
+        .unwrap();
+    assert_eq!((s.rows, s.requests, s.retries), (200, 4, 0), "{s:?}");
+    let throttled = |pg: &Playground| {
+        pg.fivetran()
+            .throttled
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(throttled(&pg), 0);
+    pg.fivetran()
+        .set_rate_budget(3, std::time::Duration::from_secs(60));
+    let e = sync_shipped(&pg, "fivetran_offset", &dir.path().join("b.duckdb"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("429"), "{e}");
+    assert!(throttled(&pg) > 0);
 }

@@ -43,6 +43,7 @@ use crate::config::ConfigReader;
 use crate::decode::envelope;
 use crate::error::{Error, Result};
 use crate::http::oauth::{Grant, OAuth};
+use crate::http::rate::{HeaderBudget, RateLimiter};
 use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
 use crate::schema::{Column, ColumnType, TableSchema};
 use crate::source::{fetch, paginate};
@@ -70,6 +71,9 @@ pub struct Rest {
     http: HttpClient,
     tables: Vec<Arc<TableSchema>>,
 }
+
+/// Request rate of a budget that only follows the server's headers.
+const UNMETERED: f64 = 1000.0;
 
 /// State key of a step-size table: where its next scan starts.
 const STEP_POSITION: &str = "step_position";
@@ -124,7 +128,26 @@ impl Rest {
             timeout: spec.timeout,
             ..RetryPolicy::default()
         };
-        let plain = HttpClient::new(policy.clone(), Auth::None).with_metrics(metrics.clone());
+        // One budget for every request of the sync, token requests included.
+        let budget = spec.rate_limit.as_ref().map(|r| {
+            let rate = r.requests_per_second.unwrap_or(UNMETERED);
+            (Arc::new(RateLimiter::per_second(rate)), r.headers.clone())
+        });
+        let metered = |c: HttpClient| match &budget {
+            None => c,
+            Some((limiter, headers)) => {
+                let c = c.with_rate_limit(limiter.clone());
+                match headers {
+                    Some((remaining, reset)) => c.with_header_budget(HeaderBudget {
+                        remaining: remaining.clone(),
+                        reset: reset.clone(),
+                    }),
+                    None => c,
+                }
+            }
+        };
+        let plain =
+            metered(HttpClient::new(policy.clone(), Auth::None).with_metrics(metrics.clone()));
         let auth = match &spec.auth {
             AuthSpec::None => Auth::None,
             AuthSpec::Bearer { token } => Auth::Bearer(token.clone()),
@@ -231,7 +254,7 @@ impl Rest {
             .with_metrics(metrics)
             .with_secrets(&spec.secrets.iter().collect::<Vec<_>>())
             .for_origins(std::iter::once(&spec.base_url).chain(absolute.iter()));
-        http = http.with_header("accept", "application/json");
+        http = metered(http).with_header("accept", "application/json");
         for (k, v) in &spec.headers {
             http = http.with_header_value(k.clone(), v.clone());
         }

@@ -10,7 +10,7 @@ use super::cursor::{cursor_cmp, parent_key, set_cursor};
 use super::spec::{Backfill, Operation, TableSpec, Windows};
 use super::{table_schema, Rest, STEP_POSITION};
 use crate::connectors::SyncContext;
-use crate::decode::observe::Watch;
+use crate::decode::observe::{CursorOrder, Watch};
 use crate::decode::values::{format_utc_micros, parse_utc_micros};
 use crate::decode::{envelope, spawn_decode, BatchDecoder, Decoded, PageContext};
 use crate::error::{Error, Result};
@@ -452,7 +452,7 @@ impl<'a> Run<'a> {
             cursor: t
                 .incremental
                 .as_ref()
-                .map(|i| (i.cursor_field.clone(), cursor_cmp as fn(&str, &str) -> _)),
+                .map(|i| (i.cursor_field.clone(), cursor_cmp as CursorOrder)),
             fields: t.operation == Operation::Update,
         };
         let d = Arc::new(BatchDecoder::new(Arc::new(decode_schema)).with_watch(watch));

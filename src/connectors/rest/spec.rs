@@ -32,9 +32,22 @@ pub struct Spec {
     pub auth: AuthSpec,
     pub timeout: Duration,
     pub attempts: u32,
+    /// `rate_limit`: one request budget for the whole sync.
+    pub rate_limit: Option<RateLimit>,
     pub tables: Vec<TableSpec>,
     /// Every value substituted into `[auth]` (for redaction).
     pub secrets: Vec<Secret>,
+}
+
+/// `rate_limit = { requests_per_second = 10, remaining_header = "…", reset_header = "…" }`:
+/// every request of a sync (pages in flight, retries and token requests
+/// included) takes a slot; a `Retry-After`, or an answer whose
+/// `remaining_header` says 0, pauses them all (until `reset_header`'s time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimit {
+    pub requests_per_second: Option<f64>,
+    /// The headers announcing the requests left and when the count resets.
+    pub headers: Option<(reqwest::header::HeaderName, reqwest::header::HeaderName)>,
 }
 
 #[derive(Debug, Clone)]
@@ -605,6 +618,10 @@ pub fn parse(
             .unwrap_or(60),
     );
     let attempts = top.opt_int("retry_attempts", 1..=10)?.unwrap_or(3) as u32;
+    let rate_limit = match top.obj("rate_limit")? {
+        None => None,
+        Some(r) => Some(rate_limit(r)?),
+    };
     let auth = match top.obj("auth")? {
         None => AuthSpec::None,
         Some(a) => auth(a, &base_url, &mut secrets)?,
@@ -668,8 +685,55 @@ pub fn parse(
         auth,
         timeout,
         attempts,
+        rate_limit,
         tables,
         secrets,
+    })
+}
+
+fn rate_limit(mut r: Obj) -> Result<RateLimit> {
+    let rps = match r.get("requests_per_second") {
+        None => None,
+        Some(v) => match v.as_f64() {
+            Some(n) if n > 0.0 && n <= 10_000.0 => Some(n),
+            _ => return Err(r.err(
+                "requests_per_second",
+                format!(
+                    "must be a number of requests per second above 0 (at most 10000), found {v}"
+                ),
+            )),
+        },
+    };
+    let header = |r: &mut Obj, k: &'static str| -> Result<Option<reqwest::header::HeaderName>> {
+        match r.opt_str(k)? {
+            None => Ok(None),
+            Some(h) => reqwest::header::HeaderName::from_bytes(h.as_bytes())
+                .map(Some)
+                .map_err(|_| r.err(k, format!("{h:?} is not a header name"))),
+        }
+    };
+    let remaining = header(&mut r, "remaining_header")?;
+    let reset = header(&mut r, "reset_header")?;
+    let headers = match (remaining, reset) {
+        (Some(a), Some(b)) => Some((a, b)),
+        (None, None) => None,
+        _ => {
+            return Err(r.err(
+                "remaining_header",
+                "set both remaining_header and reset_header, or neither",
+            ))
+        }
+    };
+    if rps.is_none() && headers.is_none() {
+        return Err(r.err(
+            "requests_per_second",
+            "is required unless remaining_header and reset_header are set",
+        ));
+    }
+    r.finish()?;
+    Ok(RateLimit {
+        requests_per_second: rps,
+        headers,
     })
 }
 
