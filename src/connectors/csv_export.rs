@@ -27,11 +27,12 @@ use url::Url;
 
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::config::ConfigReader;
-use crate::decode::values::{format_utc_micros, parse_utc_micros};
+use crate::decode::values::parse_utc_micros;
 use crate::decode::Reject;
 use crate::error::{Error, Result};
 use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
 use crate::schema::{Column, ColumnSource, ColumnType, OnBadRow, TableSchema};
+use crate::source::scan::{Evidence, FromStart, FullScan};
 
 pub const NAME: &str = "csv_export";
 /// The Fivetran api playground's export, the seed's default source.
@@ -479,34 +480,25 @@ impl CsvExport {
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {
-        let began = chrono::Utc::now().timestamp_micros();
-        let mut read = 0u64;
+        // An export is read whole each time (a broken download starts over).
+        let scan = FullScan::<FromStart>::begin_fresh(&ctx.state, self.table.clone())?;
+        let (began, emit, table) = (scan.began_us(), &ctx.emit, &self.table);
         let total = self
-            .read_export(began, Some(ctx.emit.stats.clone()), |batch, rejects| {
-                read += batch.num_rows() as u64;
-                let state = json!({"export_began": format_utc_micros(began), "rows": read});
-                let ctx = &ctx;
-                let table = &self.table;
+            .read_export(began, Some(emit.stats.clone()), |batch, rejects| {
+                let rows = batch.num_rows() as u64;
+                let scan = &scan;
                 async move {
-                    ctx.emit.page_fetched();
-                    ctx.emit.reject(rejects).await?;
-                    ctx.emit.upsert(table, batch).await?;
-                    ctx.emit.checkpoint(&table.name, state).await
+                    emit.page_fetched();
+                    emit.reject(rejects).await?;
+                    emit.upsert(table, batch).await?;
+                    scan.page(emit, rows, FromStart {}).await
                 }
             })
             .await?;
-        // The whole export was read: rows it no longer has were deleted.
-        ctx.emit
-            .delete_older_than(&self.table, "_synced_at", began, None)
-            .await?;
-        ctx.emit
-            .checkpoint(
-                &self.table.name,
-                json!({"last_complete_export": format_utc_micros(began), "rows": total}),
-            )
-            .await?;
         tracing::info!(rows = total, url = %self.http.redact(self.cfg.url.as_str()), "export read");
-        Ok(())
+        // The whole export was read: rows it no longer has were deleted.
+        scan.finish(emit, Evidence::Complete { source_total: None })
+            .await
     }
 }
 

@@ -21,20 +21,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::json;
 use url::Url;
 
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::config::ConfigReader;
 use crate::decode::envelope::{self, Envelope};
-use crate::decode::{
-    spawn_decode, values::format_utc_micros, BatchDecoder, DecodeError, Decoded, PageContext,
-};
+use crate::decode::{spawn_decode, BatchDecoder, DecodeError, Decoded, PageContext};
 use crate::error::{Error, Result};
 use crate::http::{Auth, HttpClient, HttpMetrics, RetryPolicy, Secret};
 use crate::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema};
 use crate::source::fetch::{FetchError, PageFetcher, Sender};
 use crate::source::paginate::{PageView, Paginator, StartingAfter};
+use crate::source::scan::{Evidence, FullScan};
 
 pub const NAME: &str = "userflow";
 const STREAM: &str = "users";
@@ -126,6 +124,12 @@ pub struct Userflow {
     decoder: Arc<BatchDecoder>,
 }
 
+/// Where a users scan stands: after this user's id.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct After {
+    after: Option<String>,
+}
+
 type DecodeFuture = Pin<Box<dyn std::future::Future<Output = Result<Decoded, DecodeError>> + Send>>;
 
 fn now_micros() -> i64 {
@@ -188,27 +192,14 @@ impl Userflow {
     }
 
     async fn run(&self, ctx: SyncContext) -> Result<()> {
-        let prev = ctx.state.stream(STREAM);
-        let scan = prev.and_then(|s| s.get("scan")).filter(|s| !s.is_null());
-        let (started_us, resume_after) = match scan {
-            Some(s) => (
-                s.get("started_at_us")
-                    .and_then(|v| v.as_i64())
-                    .unwrap_or_else(now_micros),
-                s.get("after").and_then(|v| v.as_str()).map(String::from),
-            ),
-            None => (now_micros(), None),
-        };
-        match &resume_after {
-            Some(id) => {
-                tracing::info!(stream = STREAM, after = %id, scan_started = %format_utc_micros(started_us), "resuming scan")
-            }
-            None => tracing::info!(stream = STREAM, "starting full scan"),
+        let mut scan = FullScan::<After>::begin(&ctx.state, self.table.clone())?;
+        let resume_after = scan.resume_at().and_then(|a| a.after.clone());
+        if let Some(id) = &resume_after {
+            tracing::info!(stream = STREAM, after = %id, "resuming after this user");
         }
-        let mut started_us = started_us;
         let max_pages = ctx.max_pages;
         let mut pages = self.pages(resume_after.clone(), max_pages);
-        let mut pending: VecDeque<(DecodeFuture, Option<String>)> = VecDeque::new();
+        let mut pending: VecDeque<(DecodeFuture, u64, Option<String>)> = VecDeque::new();
         let mut row: u64 = 0;
         let mut restarted = false;
         // A fetch error stops fetching, but pages already fetched are still
@@ -230,7 +221,7 @@ impl Userflow {
                         tracing::warn!(stream = STREAM, error = %e, "saved cursor is no longer valid; restarting the scan");
                         restarted = true;
                         // A new start time, so users deleted since the first attempt are soft-deleted.
-                        started_us = now_micros();
+                        scan.restart();
                         pages = self.pages(None, max_pages);
                         continue;
                     }
@@ -277,38 +268,29 @@ impl Userflow {
                 };
                 row += n;
                 let fut = spawn_decode(self.decoder.clone(), resp.body, page.ranges, pctx);
-                pending.push_back((Box::pin(fut), pages.cursor().map(String::from)));
+                pending.push_back((Box::pin(fut), n, pages.cursor().map(String::from)));
             }
-            let Some((fut, cursor)) = pending.pop_front() else {
+            let Some((fut, n, after)) = pending.pop_front() else {
                 break;
             };
             let decoded = fut.await?;
             ctx.emit.reject(decoded.rejects).await?;
             ctx.emit.upsert(&self.table, decoded.batch).await?;
-            ctx.emit
-                .checkpoint(STREAM, json!({"scan": {"started_at": format_utc_micros(started_us), "started_at_us": started_us, "after": cursor}}))
-                .await?;
+            scan.page(&ctx.emit, n, After { after }).await?;
         }
         if let Some(e) = failure {
             return Err(e);
         }
-        // The scan is complete: whoever it did not see is gone from Userflow.
-        ctx.emit
-            .delete_older_than(&self.table, "_synced_at", started_us, None)
-            .await?;
-        ctx.emit
-            .checkpoint(
-                STREAM,
-                json!({"last_complete_scan_at": format_utc_micros(started_us), "last_complete_scan_at_us": started_us}),
-            )
-            .await?;
         tracing::info!(
             stream = STREAM,
             pages = pages.pages(),
             rows = row,
-            "scan complete"
+            "users read"
         );
-        Ok(())
+        // The list ended with has_more: false: whoever the scan did not see
+        // is gone from Userflow.
+        let evidence = Evidence::Complete { source_total: None };
+        scan.finish(&ctx.emit, evidence).await
     }
 }
 
@@ -346,6 +328,7 @@ impl Connector for Userflow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn build(cfg: serde_json::Value) -> Result<Userflow> {
         let c = ConfigReader::from_map(cfg.as_object().unwrap().clone());

@@ -696,12 +696,14 @@ fn rate_limit(mut r: Obj) -> Result<RateLimit> {
         None => None,
         Some(v) => match v.as_f64() {
             Some(n) if n > 0.0 && n <= 10_000.0 => Some(n),
-            _ => return Err(r.err(
-                "requests_per_second",
-                format!(
+            _ => {
+                return Err(r.err(
+                    "requests_per_second",
+                    format!(
                     "must be a number of requests per second above 0 (at most 10000), found {v}"
                 ),
-            )),
+                ))
+            }
         },
     };
     let header = |r: &mut Obj, k: &'static str| -> Result<Option<reqwest::header::HeaderName>> {
