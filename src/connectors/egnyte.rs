@@ -55,6 +55,7 @@ use crate::http::{
 };
 use crate::schema::{Column, ColumnType, TableSchema};
 use crate::source::fetch::OffsetPages;
+use crate::source::scan::{Evidence, FullScan};
 
 pub const NAME: &str = "egnyte";
 /// Where a rotated refresh token is kept (kept across `--full-refresh`).
@@ -411,6 +412,12 @@ struct Fetched {
     decoded: Decoded,
 }
 
+/// Where a full scan of a list stands: the position of the next page.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Position {
+    position: u64,
+}
+
 /// A finished scan.
 struct Scan {
     /// It reached the end and the list's total never changed during it.
@@ -418,6 +425,87 @@ struct Scan {
     pages: u64,
     /// The list's total as the server reported it (SCIM `totalResults`).
     total: Option<u64>,
+}
+
+/// One scan of a list, page by page in order ([`Egnyte::list`]).
+struct ListScan<'a> {
+    egnyte: &'a Egnyte,
+    ctx: &'a SyncContext,
+    s: &'a Stream,
+    query: Vec<(&'static str, String)>,
+    size: u64,
+    pages: OffsetPages<std::result::Result<Fetched, Error>>,
+    first_total: Option<u64>,
+    stable: bool,
+    read: u64,
+    saved_token: Option<String>,
+}
+
+impl ListScan<'_> {
+    /// The next page's rows and the position after them; `None` at the end.
+    async fn next(&mut self) -> Result<Option<(RecordBatch, u64)>> {
+        // A refresh token rotated while the last page was read is kept first.
+        let (egnyte, ctx, s) = (self.egnyte, self.ctx, self.s);
+        egnyte.save_rotated_token(ctx, &mut self.saved_token).await?;
+        let (query, size) = (&self.query, self.size);
+        let launch = |pos: u64| -> BoxFuture<'static, std::result::Result<Fetched, Error>> {
+            let (first, count) = match s.paging {
+                Paging::Scim => ("startIndex", pos + 1),
+                Paging::Offset { .. } => ("offset", pos),
+            };
+            let mut q: Vec<(&str, String)> = query.clone();
+            q.push((first, count.to_string()));
+            q.push(("count", size.to_string()));
+            Box::pin(egnyte.fetch(s, egnyte.url(s.path, &q), pos))
+        };
+        let Some(next) = self.pages.next(launch).await else {
+            return Ok(None);
+        };
+        let (pos, page) = next.map_err(|m| Error::source(format!("Egnyte {}", s.name()), m))?;
+        let page = page?;
+        ctx.emit.page_fetched();
+        self.read += 1;
+        if let Some(t) = page.total {
+            match self.first_total {
+                None => self.first_total = Some(t),
+                Some(f) if f != t => self.stable = false,
+                _ => {}
+            }
+            self.pages.raise_bound(t);
+            ctx.emit.stats.scanned(s.name(), pos + page.records, t);
+        }
+        let end = match (s.paging, page.total) {
+            // An empty page ends the list only where the total agrees.
+            (_, Some(t)) if page.records == 0 && pos < t => {
+                return Err(Error::source(
+                    format!("Egnyte {} at position {}", s.name(), pos + 1),
+                    crate::source::paginate::empty_but_more(&format!("the list holds {t}")),
+                ))
+            }
+            (_, _) if page.records == 0 => true,
+            (Paging::Scim, Some(t)) => pos + page.records >= t,
+            _ => page.records < size,
+        };
+        if egnyte.cfg.debug_logging {
+            tracing::info!(stream = s.name(), position = pos, records = page.records, total = ?page.total, "page");
+        } else {
+            tracing::trace!(stream = s.name(), position = pos, records = page.records, "page");
+        }
+        if end {
+            self.pages.stop();
+        }
+        ctx.emit.reject(page.decoded.rejects).await?;
+        Ok(Some((page.decoded.batch, pos + page.records)))
+    }
+
+    /// What the finished scan proved.
+    fn outcome(&self) -> Scan {
+        Scan {
+            complete_and_stable: self.stable,
+            pages: self.read,
+            total: self.first_total,
+        }
+    }
 }
 
 fn now_micros() -> i64 {
@@ -538,85 +626,27 @@ impl Egnyte {
     }
 
     /// Read `s` from `start` (0-based position) with `query`, up to
-    /// `concurrency` pages in flight within the budget, handing pages to
-    /// `on_page` in order with the position after them.
-    async fn scan<F>(
-        &self,
-        ctx: &SyncContext,
-        s: &Stream,
+    /// `concurrency` pages in flight within the budget.
+    fn list<'a>(
+        &'a self,
+        ctx: &'a SyncContext,
+        s: &'a Stream,
         start: u64,
         query: Vec<(&'static str, String)>,
-        mut on_page: F,
-    ) -> Result<Scan>
-    where
-        F: FnMut(RecordBatch, u64) -> BoxFuture<'static, Result<()>>,
-    {
+    ) -> ListScan<'a> {
         let size = s.page_size as u64;
-        let mut pages = OffsetPages::new(start, size, self.cfg.concurrency, ctx.max_pages);
-        let mut first_total: Option<u64> = None;
-        let mut stable = true;
-        let mut read = 0u64;
-        let mut saved_token: Option<String> = None;
-        let launch = |pos: u64| -> BoxFuture<'static, std::result::Result<Fetched, Error>> {
-            let (first, count) = match s.paging {
-                Paging::Scim => ("startIndex", pos + 1),
-                Paging::Offset { .. } => ("offset", pos),
-            };
-            let mut q: Vec<(&str, String)> = query.clone();
-            q.push((first, count.to_string()));
-            q.push(("count", size.to_string()));
-            Box::pin(self.fetch(s, self.url(s.path, &q), pos))
-        };
-        while let Some(next) = pages.next(launch).await {
-            let (pos, page) = next.map_err(|m| Error::source(format!("Egnyte {}", s.name()), m))?;
-            let page = page?;
-            ctx.emit.page_fetched();
-            read += 1;
-            if let Some(t) = page.total {
-                match first_total {
-                    None => first_total = Some(t),
-                    Some(f) if f != t => stable = false,
-                    _ => {}
-                }
-                pages.raise_bound(t);
-            }
-            let end = match (s.paging, page.total) {
-                // An empty page ends the list only where the total agrees.
-                (_, Some(t)) if page.records == 0 && pos < t => {
-                    return Err(Error::source(
-                        format!("Egnyte {} at position {}", s.name(), pos + 1),
-                        crate::source::paginate::empty_but_more(&format!("the list holds {t}")),
-                    ))
-                }
-                (_, _) if page.records == 0 => true,
-                (Paging::Scim, Some(t)) => pos + page.records >= t,
-                _ => page.records < size,
-            };
-            if let Some(t) = page.total {
-                ctx.emit.stats.scanned(s.name(), pos + page.records, t);
-            }
-            if self.cfg.debug_logging {
-                tracing::info!(stream = s.name(), position = pos, records = page.records, total = ?page.total, "page");
-            } else {
-                tracing::trace!(
-                    stream = s.name(),
-                    position = pos,
-                    records = page.records,
-                    "page"
-                );
-            }
-            if end {
-                pages.stop();
-            }
-            ctx.emit.reject(page.decoded.rejects).await?;
-            on_page(page.decoded.batch, pos + page.records).await?;
-            self.save_rotated_token(ctx, &mut saved_token).await?;
+        ListScan {
+            egnyte: self,
+            ctx,
+            s,
+            query,
+            size,
+            pages: OffsetPages::new(start, size, self.cfg.concurrency, ctx.max_pages),
+            first_total: None,
+            stable: true,
+            read: 0,
+            saved_token: None,
         }
-        Ok(Scan {
-            complete_and_stable: stable,
-            pages: read,
-            total: first_total,
-        })
     }
 
     /// One page: fetched (and for groups, each group's detail), decoded.
@@ -671,50 +701,27 @@ impl Egnyte {
     }
 
     async fn sync_full_scan(&self, ctx: &SyncContext, s: &Stream) -> Result<()> {
-        let prev = ctx
-            .state
-            .stream(s.name())
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        // A scan stopped midway continues; its start time still marks what it saw.
-        let (start, began) = match prev.get("scan") {
-            Some(scan) => (
-                scan.get("position").and_then(Value::as_u64).unwrap_or(0),
-                scan.get("began_us")
-                    .and_then(Value::as_i64)
-                    .unwrap_or_else(now_micros),
-            ),
-            None => (0, now_micros()),
-        };
-        if start > 0 {
-            tracing::info!(stream = s.name(), position = start, "resuming scan");
-        }
-        let (emit, table) = (ctx.emit.clone(), s.table.clone());
-        let scan = self
-            .scan(ctx, s, start, Vec::new(), move |batch, after| {
-                let (emit, table) = (emit.clone(), table.clone());
-                Box::pin(async move {
-                    emit.upsert(&table, batch).await?;
-                    let state = json!({"scan": {"position": after, "began_us": began}});
-                    emit.checkpoint(table.name.as_str(), state).await
-                })
-            })
-            .await?;
-        if scan.complete_and_stable {
-            // Whatever a complete scan did not see was deleted in Egnyte.
-            ctx.emit
-                .delete_older_than(&s.table, "_synced_at", began, scan.total)
+        let scan = FullScan::<Position>::begin(&ctx.state, s.table.clone())?;
+        let start = scan.resume_at().map_or(0, |p| p.position);
+        let mut pages = self.list(ctx, s, start, Vec::new());
+        while let Some((batch, after)) = pages.next().await? {
+            let rows = batch.num_rows() as u64;
+            ctx.emit.upsert(&s.table, batch).await?;
+            scan.page(&ctx.emit, rows, Position { position: after })
                 .await?;
-        } else {
-            tracing::warn!(
-                stream = s.name(),
-                "the list changed during the scan; soft-deletes wait for the next sync"
-            );
         }
-        let state = json!({"last_complete_scan_at": format_utc_micros(began), "stable": scan.complete_and_stable});
-        ctx.emit.checkpoint(s.name(), state).await?;
-        tracing::info!(stream = s.name(), pages = scan.pages, "read");
-        Ok(())
+        let outcome = pages.outcome();
+        tracing::info!(stream = s.name(), pages = outcome.pages, "read");
+        // Whatever a complete scan did not see was deleted in Egnyte.
+        let evidence = match outcome.complete_and_stable {
+            true => Evidence::Complete {
+                source_total: outcome.total,
+            },
+            false => Evidence::Moved {
+                why: "the list changed during the scan",
+            },
+        };
+        scan.finish(&ctx.emit, evidence).await
     }
 
     async fn sync_notes(&self, ctx: &SyncContext, s: &Stream) -> Result<()> {
@@ -742,20 +749,16 @@ impl Egnyte {
             .and_then(Value::as_u64)
             .unwrap_or(0);
         let cursor = prev.get("cursor_us").cloned();
-        let (emit, table) = (ctx.emit.clone(), s.table.clone());
-        let scan = self
-            .scan(ctx, s, start, query, move |batch, after| {
-                let (emit, table, cursor) = (emit.clone(), table.clone(), cursor.clone());
-                Box::pin(async move {
-                    emit.upsert(&table, batch).await?;
-                    let mut state = json!({"scan": {"position": after}});
-                    if let Some(c) = cursor {
-                        state["cursor_us"] = c;
-                    }
-                    emit.checkpoint(table.name.as_str(), state).await
-                })
-            })
-            .await?;
+        let mut pages = self.list(ctx, s, start, query);
+        while let Some((batch, after)) = pages.next().await? {
+            ctx.emit.upsert(&s.table, batch).await?;
+            let mut state = json!({"scan": {"position": after}});
+            if let Some(c) = &cursor {
+                state["cursor_us"] = c.clone();
+            }
+            ctx.emit.checkpoint(s.name(), state).await?;
+        }
+        let scan = pages.outcome();
         let state = if scan.complete_and_stable {
             json!({"cursor": format_utc_micros(began), "cursor_us": began})
         } else {
