@@ -446,7 +446,9 @@ impl ListScan<'_> {
     async fn next(&mut self) -> Result<Option<(RecordBatch, u64)>> {
         // A refresh token rotated while the last page was read is kept first.
         let (egnyte, ctx, s) = (self.egnyte, self.ctx, self.s);
-        egnyte.save_rotated_token(ctx, &mut self.saved_token).await?;
+        egnyte
+            .save_rotated_token(ctx, &mut self.saved_token)
+            .await?;
         let (query, size) = (&self.query, self.size);
         let launch = |pos: u64| -> BoxFuture<'static, std::result::Result<Fetched, Error>> {
             let (first, count) = match s.paging {
@@ -489,7 +491,12 @@ impl ListScan<'_> {
         if egnyte.cfg.debug_logging {
             tracing::info!(stream = s.name(), position = pos, records = page.records, total = ?page.total, "page");
         } else {
-            tracing::trace!(stream = s.name(), position = pos, records = page.records, "page");
+            tracing::trace!(
+                stream = s.name(),
+                position = pos,
+                records = page.records,
+                "page"
+            );
         }
         if end {
             self.pages.stop();

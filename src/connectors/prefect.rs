@@ -51,6 +51,7 @@ use crate::http::{
 };
 use crate::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema};
 use crate::source::fetch::{AbortOnDrop, OffsetPages};
+use crate::source::scan::{Evidence, FromStart, FullScan};
 
 pub const NAME: &str = "prefect";
 
@@ -183,13 +184,6 @@ pub struct Prefect {
     deployments: Endpoint,
 }
 
-/// What a page handler tells the scan.
-enum Next {
-    Continue,
-    /// The rows needed have been seen; stop fetching.
-    Stop,
-}
-
 /// Where a scan starts or resumes, and what it has proved so far.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct ScanPoint {
@@ -270,6 +264,141 @@ struct Fetched {
     /// The server's time when it answered.
     server_us: i64,
     decoded: Decoded,
+}
+
+/// One scan of one endpoint ([`Prefect::scan`]).
+struct EndpointScan<'a> {
+    prefect: &'a Prefect,
+    ep: &'a Endpoint,
+    ctx: &'a SyncContext,
+    url: Url,
+    sort: &'a str,
+    limit: u64,
+    requests: Arc<Semaphore>,
+    pages: OffsetPages<std::result::Result<Fetched, PageError>>,
+    counting: Option<AbortOnDrop<std::result::Result<(u64, i64), HttpError>>>,
+    count: Option<u64>,
+    whole: bool,
+    point: ScanPoint,
+    read: u64,
+    /// The endpoint answered 404 to its first page.
+    missing: bool,
+}
+
+impl EndpointScan<'_> {
+    /// The next page in order; `None` at the end (or when the endpoint does not exist).
+    async fn next(&mut self) -> Result<Option<Page>> {
+        self.take_count(false).await;
+        let (prefect, ep, url, sort, limit) =
+            (self.prefect, self.ep, &self.url, self.sort, self.limit);
+        let requests = &self.requests;
+        let launch = |offset: u64| -> BoxFuture<'static, std::result::Result<Fetched, PageError>> {
+            let req = Request::post_json(
+                url.clone(),
+                &json!({"limit": limit, "offset": offset, "sort": sort}),
+            );
+            let (http, decoder) = (prefect.http.clone(), ep.decoder.clone());
+            let (requests, location) = (requests.clone(), format!("{url} (offset {offset})"));
+            Box::pin(fetch_page(http, requests, req, decoder, offset, location))
+        };
+        let Some(next) = self.pages.next(launch).await else {
+            return Ok(None);
+        };
+        let (offset, page) = next.map_err(|m| Error::source(format!("Prefect {url}"), m))?;
+        let page = match page {
+            Ok(p) => p,
+            Err(PageError::Http(e)) if e.status() == Some(404) && self.read == 0 => {
+                tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
+                self.missing = true;
+                self.pages.stop();
+                return Ok(None);
+            }
+            Err(PageError::Http(e)) => return Err(prefect.explain(e)),
+            Err(PageError::Other(e)) => return Err(e),
+        };
+        self.ctx.emit.page_fetched();
+        self.read += 1;
+        let point = &mut self.point;
+        let mut batch = page.decoded.batch;
+        if let Some(expected) = &point.boundary {
+            if page.first_id.as_deref() == Some(expected.as_str()) {
+                batch = drop_first_if(batch, expected);
+            } else {
+                if !point.shifted {
+                    tracing::info!(
+                        stream = ep.objects,
+                        offset,
+                        "rows moved between two page reads (inserted or deleted meanwhile); \
+                         the next sync reads this range again"
+                    );
+                }
+                point.shifted = true;
+            }
+        }
+        point.offset = offset + limit - 1;
+        if let Some(n) = self.count.filter(|_| self.whole) {
+            self.ctx
+                .emit
+                .stats
+                .scanned(&ep.table.name, point.offset.min(n), n);
+        }
+        point.boundary = page.last_id;
+        point.began_us = Some(
+            point
+                .began_us
+                .map_or(page.server_us, |b| b.min(page.server_us)),
+        );
+        if page.records < limit {
+            // Pages still in flight lie past the end.
+            self.pages.stop();
+        }
+        self.ctx.emit.reject(page.decoded.rejects).await?;
+        Ok(Some(Page {
+            batch,
+            next: point.clone(),
+        }))
+    }
+
+    /// What is needed has been read: launch no more pages.
+    fn stop(&mut self) {
+        self.pages.stop();
+    }
+
+    /// Take the count once it has arrived (or, with `wait`, when it does);
+    /// it bounds how far pages are launched ahead.
+    async fn take_count(&mut self, wait: bool) {
+        let due = |t: &AbortOnDrop<_>| wait || self.pages.needs_bound() || t.is_finished();
+        if !self.counting.as_ref().is_some_and(due) {
+            return;
+        }
+        let Some(task) = self.counting.take() else {
+            return;
+        };
+        match task.await {
+            Ok((n, _)) => {
+                self.count = Some(n);
+                self.pages.raise_bound(n);
+            }
+            Err(e) => {
+                tracing::debug!(stream = self.ep.objects, error = %e, "no row count; pages are launched without a bound");
+                self.pages.raise_bound(u64::MAX);
+            }
+        }
+    }
+
+    /// What the scan proved; `None` when the endpoint does not exist.
+    async fn finish(mut self) -> Option<Scan> {
+        if self.missing {
+            return None;
+        }
+        self.take_count(true).await;
+        Some(Scan {
+            stable: !self.point.shifted,
+            pages: self.read,
+            began_us: self.point.began_us.unwrap_or_else(now_micros),
+            count: self.count,
+        })
+    }
 }
 
 fn now_micros() -> i64 {
@@ -447,8 +576,8 @@ impl Prefect {
         Request::post_json(self.url(objects, "count"), &json!({}))
     }
 
-    /// Read `ep` in `plan.sort` order from `plan.from` on and hand each page
-    /// to `on_page`, in order.
+    /// Read `ep` in `plan.sort` order from `plan.from` on, page by page
+    /// ([`EndpointScan::next`]).
     ///
     /// Up to `concurrency` requests are in flight (each page fetched and
     /// decoded in its own task; at most as many decoded pages again wait to
@@ -459,144 +588,50 @@ impl Prefect {
     /// (the rows read are still written). A count request runs alongside the
     /// first pages and bounds how far pages are launched ahead; past it,
     /// pages are fetched one at a time until the short page that ends the
-    /// endpoint. Returns `None` when the endpoint does not exist (404).
-    async fn scan<F>(
-        &self,
-        ep: &Endpoint,
-        plan: ScanPlan<'_>,
-        ctx: &SyncContext,
-        mut on_page: F,
-    ) -> Result<Option<Scan>>
-    where
-        F: FnMut(Page) -> BoxFuture<'static, Result<Next>>,
-    {
+    /// endpoint.
+    fn scan<'a>(
+        &'a self,
+        ep: &'a Endpoint,
+        plan: ScanPlan<'a>,
+        ctx: &'a SyncContext,
+    ) -> EndpointScan<'a> {
         // Each request re-reads the last row of the page before it.
         let limit = (self.cfg.batch_size as u64).max(2);
-        let step = limit - 1;
-        let url = self.url(ep.objects, "filter");
         let http = self.http.clone();
         let count_req = self.count_request(ep.objects);
-        let mut counting = Some(AbortOnDrop::spawn(async move {
+        let counting = Some(AbortOnDrop::spawn(async move {
             count_response(http.send(count_req).await)
         }));
-        let mut count: Option<u64> = None;
         let concurrency = self.cfg.concurrency;
-        let requests = Arc::new(Semaphore::new(concurrency));
         // Pages decoded ahead of the one being read: twice the requests in flight.
-        let mut pages = OffsetPages::new(plan.from.offset, step, 2 * concurrency, ctx.max_pages);
+        let mut pages =
+            OffsetPages::new(plan.from.offset, limit - 1, 2 * concurrency, ctx.max_pages);
         if plan.stops_early {
             pages = pages.growing();
         }
-        // A scan that reads the whole endpoint shows how far it is against the count.
-        let whole = !plan.stops_early;
         // How far pages are launched ahead: the last scan's count until this
         // scan's own arrives. With neither, the first page goes alone with
         // the count (a first sync of a small table wastes no requests).
         if let Some(n) = plan.expected_rows {
             pages.raise_bound(n);
         }
-        let mut point = plan.from;
-        let mut read = 0u64;
-        let launch = |offset: u64| -> BoxFuture<'static, std::result::Result<Fetched, PageError>> {
-            let req = Request::post_json(
-                url.clone(),
-                &json!({"limit": limit, "offset": offset, "sort": plan.sort}),
-            );
-            let (http, decoder) = (self.http.clone(), ep.decoder.clone());
-            let (requests, location) = (requests.clone(), format!("{url} (offset {offset})"));
-            Box::pin(fetch_page(http, requests, req, decoder, offset, location))
-        };
-        loop {
-            if counting
-                .as_ref()
-                .is_some_and(|t| pages.needs_bound() || t.is_finished())
-            {
-                if let Some(task) = counting.take() {
-                    match task.await {
-                        Ok((n, _)) => {
-                            count = Some(n);
-                            pages.raise_bound(n);
-                        }
-                        Err(e) => {
-                            tracing::debug!(stream = ep.objects, error = %e, "no row count; pages are launched without a bound");
-                            pages.raise_bound(u64::MAX);
-                        }
-                    }
-                }
-            }
-            let Some(next) = pages.next(launch).await else {
-                break;
-            };
-            let (offset, page) = next.map_err(|m| Error::source(format!("Prefect {url}"), m))?;
-            let page = match page {
-                Ok(p) => p,
-                Err(PageError::Http(e)) if e.status() == Some(404) && read == 0 => {
-                    tracing::warn!(stream = ep.objects, url = %e.url, "endpoint not found; skipping this table");
-                    return Ok(None);
-                }
-                Err(PageError::Http(e)) => return Err(self.explain(e)),
-                Err(PageError::Other(e)) => return Err(e),
-            };
-            ctx.emit.page_fetched();
-            read += 1;
-            let last = page.records < limit;
-            let mut batch = page.decoded.batch;
-            if let Some(expected) = &point.boundary {
-                if page.first_id.as_deref() == Some(expected.as_str()) {
-                    batch = drop_first_if(batch, expected);
-                } else {
-                    if !point.shifted {
-                        tracing::info!(
-                            stream = ep.objects,
-                            offset,
-                            "rows moved between two page reads (inserted or deleted meanwhile); \
-                             the next sync reads this range again"
-                        );
-                    }
-                    point.shifted = true;
-                }
-            }
-            point.offset = offset + step;
-            if let Some(n) = count.filter(|_| whole) {
-                ctx.emit
-                    .stats
-                    .scanned(&ep.table.name, point.offset.min(n), n);
-            }
-            point.boundary = page.last_id;
-            point.began_us = Some(
-                point
-                    .began_us
-                    .map_or(page.server_us, |b| b.min(page.server_us)),
-            );
-            if last {
-                // Pages still in flight lie past the end.
-                pages.stop();
-            }
-            ctx.emit.reject(page.decoded.rejects).await?;
-            let next = on_page(Page {
-                batch,
-                next: point.clone(),
-            })
-            .await?;
-            if let Next::Stop = next {
-                // What is needed has been read.
-                pages.stop();
-            }
+        EndpointScan {
+            prefect: self,
+            ep,
+            ctx,
+            url: self.url(ep.objects, "filter"),
+            sort: plan.sort,
+            limit,
+            requests: Arc::new(Semaphore::new(concurrency)),
+            pages,
+            counting,
+            count: None,
+            // A scan that reads the whole endpoint shows how far it is against the count.
+            whole: !plan.stops_early,
+            point: plan.from,
+            read: 0,
+            missing: false,
         }
-        if count.is_none() {
-            if let Some(Ok((n, _))) = match counting.take() {
-                Some(task) => Some(task.await),
-                None => None,
-            } {
-                count = Some(n);
-            }
-        }
-        Ok(Some(Scan {
-            stable: !point.shifted,
-            pages: read,
-            began_us: point.began_us.unwrap_or_else(now_micros),
-            count,
-        }))
     }
 
     /// Save a stream's final state after its scan, with whether the scan was
@@ -625,9 +660,13 @@ impl Prefect {
         Ok(())
     }
 
-    /// The count saved by the last scan of `objects`, if any.
+    /// The count saved by the last scan of `objects`, if any (a full
+    /// scan's state calls it `total`).
     fn expected_rows(prev: Option<&Value>) -> Option<u64> {
-        prev.and_then(|s| s.get("count")).and_then(Value::as_u64)
+        let prev = prev?;
+        prev.get("count")
+            .or_else(|| prev.get("total"))
+            .and_then(Value::as_u64)
     }
 
     /// False when the endpoint does not exist (404 on its first page).
@@ -637,48 +676,31 @@ impl Prefect {
         let cursor = prev
             .and_then(|s| s.get("cursor_us"))
             .and_then(Value::as_i64);
-        let newest = Arc::new(std::sync::Mutex::new(cursor));
-        let emit = ctx.emit.clone();
-        let table = ep.table.clone();
+        let mut newest = cursor;
         let state = prev.cloned().unwrap_or_else(|| json!({}));
-        let seen = newest.clone();
         let plan = ScanPlan {
             sort: "UPDATED_DESC",
             from: ScanPoint::default(),
             expected_rows: Self::expected_rows(prev),
             stops_early: cursor.is_some(),
         };
-        let scan = self
-            .scan(ep, plan, ctx, move |page| {
-                let (emit, table, state, seen) =
-                    (emit.clone(), table.clone(), state.clone(), seen.clone());
-                Box::pin(async move {
-                    let total = page.batch.num_rows();
-                    let (fresh, max) = updated_since(&page.batch, cursor)?;
-                    let older_seen = fresh.num_rows() < total;
-                    {
-                        let mut s = seen.lock().unwrap();
-                        *s = (*s).max(max);
-                    }
-                    emit.upsert(&table, fresh).await?;
-                    // The cursor moves only at the end; this lets the writer commit the rows.
-                    emit.checkpoint(table.name.as_str(), state).await?;
-                    Ok(if older_seen {
-                        Next::Stop
-                    } else {
-                        Next::Continue
-                    })
-                })
-            })
-            .await?;
-        let Some(scan) = scan else {
+        let mut pages = self.scan(ep, plan, ctx);
+        while let Some(page) = pages.next().await? {
+            let total = page.batch.num_rows();
+            let (fresh, max) = updated_since(&page.batch, cursor)?;
+            newest = newest.max(max);
+            ctx.emit.upsert(&ep.table, fresh.clone()).await?;
+            // The cursor moves only at the end; this lets the writer commit the rows.
+            ctx.emit.checkpoint(ep.objects, state.clone()).await?;
+            if fresh.num_rows() < total {
+                // Older than the cursor: the rest was read before.
+                pages.stop();
+            }
+        }
+        let Some(scan) = pages.finish().await else {
             return Ok(false);
         };
-        let new_cursor = if scan.stable {
-            *newest.lock().unwrap()
-        } else {
-            cursor
-        };
+        let new_cursor = if scan.stable { newest } else { cursor };
         let mut state = json!({});
         if let Some(c) = new_cursor {
             state = json!({"cursor": format_utc_micros(c), "cursor_us": c});
@@ -691,43 +713,39 @@ impl Prefect {
     /// False when the endpoint does not exist (404 on its first page).
     async fn sync_deployments(&self, ctx: &SyncContext) -> Result<bool> {
         let ep = &self.deployments;
-        let started = now_micros();
-        let emit = ctx.emit.clone();
-        let table = ep.table.clone();
-        let prev = ctx.state.stream(ep.objects);
-        let state = prev.cloned().unwrap_or_else(|| json!({}));
+        // Each scan starts over from the first page (deployments are few).
+        let full = FullScan::<FromStart>::begin_fresh(&ctx.state, ep.table.clone())?;
         let plan = ScanPlan {
             sort: "NAME_ASC",
             from: ScanPoint::default(),
-            expected_rows: Self::expected_rows(prev),
+            expected_rows: Self::expected_rows(ctx.state.stream(ep.objects)),
             stops_early: false,
         };
-        let scan = self
-            .scan(ep, plan, ctx, move |page| {
-                let (emit, table, state) = (emit.clone(), table.clone(), state.clone());
-                Box::pin(async move {
-                    emit.upsert(&table, page.batch).await?;
-                    emit.checkpoint(table.name.as_str(), state).await?;
-                    Ok(Next::Continue)
-                })
-            })
-            .await?;
-        let Some(scan) = scan else {
+        let mut pages = self.scan(ep, plan, ctx);
+        while let Some(page) = pages.next().await? {
+            let rows = page.batch.num_rows() as u64;
+            ctx.emit.upsert(&ep.table, page.batch).await?;
+            full.page(&ctx.emit, rows, FromStart {}).await?;
+        }
+        let Some(scan) = pages.finish().await else {
             return Ok(false);
         };
-        if scan.stable {
-            // A complete, stable scan: whatever it did not see was deleted.
-            ctx.emit
-                .delete_older_than(&ep.table, "_synced_at", started, scan.count)
-                .await?;
-        } else {
-            tracing::warn!(
-                stream = ep.objects,
-                "deployments changed during the scan; soft-deletes wait for the next sync"
-            );
-        }
-        let state = json!({"last_complete_scan_at": format_utc_micros(started)});
-        self.finish(ctx, ep, &scan, state, None).await?;
+        tracing::info!(
+            stream = ep.objects,
+            pages = scan.pages,
+            stable = scan.stable,
+            "deployments read"
+        );
+        // A complete, stable scan: whatever it did not see was deleted.
+        let evidence = match scan.stable {
+            true => Evidence::Complete {
+                source_total: scan.count,
+            },
+            false => Evidence::Moved {
+                why: "deployments changed during the scan",
+            },
+        };
+        full.finish(&ctx.emit, evidence).await?;
         Ok(true)
     }
 
@@ -749,33 +767,26 @@ impl Prefect {
         if from.offset > 0 {
             tracing::info!(stream = ep.objects, offset = from.offset, "resuming scan");
         }
-        let emit = ctx.emit.clone();
-        let table = ep.table.clone();
         let plan = ScanPlan {
             sort: "ID_DESC",
             from,
             expected_rows,
             stops_early: false,
         };
-        let scan = self
-            .scan(ep, plan, ctx, move |page| {
-                let (emit, table) = (emit.clone(), table.clone());
-                Box::pin(async move {
-                    let (changed, _) = updated_since(&page.batch, cursor)?;
-                    emit.upsert(&table, changed).await?;
-                    let mut state = json!({"scan": page.next.to_json()});
-                    if let Some(c) = cursor {
-                        state["cursor_us"] = json!(c);
-                    }
-                    if let Some(n) = expected_rows {
-                        state["count"] = json!(n);
-                    }
-                    emit.checkpoint(table.name.as_str(), state).await?;
-                    Ok(Next::Continue)
-                })
-            })
-            .await?;
-        let Some(scan) = scan else {
+        let mut pages = self.scan(ep, plan, ctx);
+        while let Some(page) = pages.next().await? {
+            let (changed, _) = updated_since(&page.batch, cursor)?;
+            ctx.emit.upsert(&ep.table, changed).await?;
+            let mut state = json!({"scan": page.next.to_json()});
+            if let Some(c) = cursor {
+                state["cursor_us"] = json!(c);
+            }
+            if let Some(n) = expected_rows {
+                state["count"] = json!(n);
+            }
+            ctx.emit.checkpoint(ep.objects, state).await?;
+        }
+        let Some(scan) = pages.finish().await else {
             return Ok(false);
         };
         // Stable over the whole (possibly resumed) scan: every page boundary held.
