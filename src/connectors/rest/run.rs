@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::schema::{Column, ColumnSource, ColumnType, TableSchema};
 use crate::source::fetch::{FetchError, PageFetcher};
 use crate::source::paginate::PageView;
+use crate::source::scan::{soft_delete_unseen, Evidence};
 
 /// One sync of a spec.
 pub(super) struct Run<'a> {
@@ -120,10 +121,8 @@ impl<'a> Run<'a> {
             // The read is complete: rows it did not return are gone, soft-
             // deleted in the same commit as the last page.
             let schema = self.schema(&target)?;
-            self.ctx
-                .emit
-                .delete_older_than(&schema, "_synced_at", read_began, None)
-                .await?;
+            let read_all = Evidence::Complete { source_total: None };
+            soft_delete_unseen(&self.ctx.emit, &schema, read_began, &read_all).await?;
             self.save(t, &target, &mut state, true).await?;
         }
         Ok(())

@@ -1,0 +1,193 @@
+//! The key → file index: which live files may hold the keys a commit
+//! changes (built on first use from the files' key columns and their
+//! statistics), and the sweeps that soft-delete by time.
+
+use super::*;
+
+impl Ctx<'_> {
+    /// The encoded primary key of each row.
+    pub(super) fn keys(&self, t: &Table, batch: &RecordBatch) -> Result<Vec<Key>> {
+        let mut parts: Vec<ArrayRef> = Vec::with_capacity(t.primary_key.len());
+        for k in &t.primary_key {
+            let c = batch.column_by_name(k).ok_or_else(|| {
+                self.err(
+                    format!("table {}", t.name),
+                    format!("batch lacks key column {k}"),
+                )
+            })?;
+            let c = match c.data_type() {
+                DataType::Utf8 | DataType::Binary => c.clone(),
+                _ => compute::cast(c, &DataType::Utf8)
+                    .map_err(|e| self.err(format!("table {}, key {k}", t.name), e))?,
+            };
+            if c.null_count() > 0 {
+                return Err(self.err(
+                    format!("table {}, column {k}", t.name),
+                    "a primary key value is null",
+                ));
+            }
+            parts.push(c);
+        }
+        let bytes_of = |c: &ArrayRef, i: usize| -> Vec<u8> {
+            match c.data_type() {
+                DataType::Binary => c
+                    .as_any()
+                    .downcast_ref::<arrow::array::BinaryArray>()
+                    .expect("binary")
+                    .value(i)
+                    .to_vec(),
+                _ => c
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("utf8")
+                    .value(i)
+                    .as_bytes()
+                    .to_vec(),
+            }
+        };
+        Ok((0..batch.num_rows())
+            .map(|i| {
+                if parts.len() == 1 {
+                    bytes_of(&parts[0], i).into_boxed_slice()
+                } else {
+                    let mut k = Vec::new();
+                    for p in &parts {
+                        let b = bytes_of(p, i);
+                        k.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                        k.extend_from_slice(&b);
+                    }
+                    k.into_boxed_slice()
+                }
+            })
+            .collect())
+    }
+
+    /// Read a live file in batches, optionally only some columns.
+    pub(super) fn read(
+        &self,
+        t: &Table,
+        f: &LiveFile,
+        columns: Option<&[String]>,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
+        let path = self.table_dir(t).join(&f.path);
+        let what = format!("reading {}", path.display());
+        let file = File::open(&path).map_err(|e| self.err(&what, e))?;
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| self.err(&what, e))?
+            .with_batch_size(READ_BATCH_ROWS);
+        if let Some(cols) = columns {
+            let mask =
+                ProjectionMask::columns(builder.parquet_schema(), cols.iter().map(String::as_str));
+            builder = builder.with_projection(mask);
+        }
+        let reader = builder.build().map_err(|e| self.err(&what, e))?;
+        Ok(reader.map(move |b| b.map_err(|e| self.err(&what, e))))
+    }
+
+    /// Build the key → file index from the key columns of every live file.
+    pub(super) fn load_index(&self, t: &Table) -> Result<HashMap<IndexKey, u32>> {
+        let started = std::time::Instant::now();
+        let rows: u64 = t.files.values().map(|f| f.rows).sum();
+        let mut index = HashMap::with_capacity(rows as usize);
+        for (&id, f) in &t.files {
+            for b in self.read(t, f, Some(&t.primary_key))? {
+                for k in self.keys(t, &b?)? {
+                    index.insert(index_key(&k), id);
+                }
+            }
+        }
+        tracing::debug!(table = %t.name, keys = index.len(), files = t.files.len(),
+            ms = started.elapsed().as_millis() as u64, "loaded key index");
+        Ok(index)
+    }
+
+    /// Could `sweep` change a row of this file? (Row-group statistics.)
+    pub(super) fn may_match(&self, t: &Table, f: &LiveFile, sweeps: &[Sweep]) -> bool {
+        let path = self.table_dir(t).join(&f.path);
+        let Ok(file) = File::open(&path) else {
+            return true;
+        };
+        let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
+            return true;
+        };
+        let md = builder.metadata();
+        let column_index = |name: &str| {
+            md.file_metadata()
+                .schema_descr()
+                .columns()
+                .iter()
+                .position(|c| c.path().parts() == [name.to_string()])
+        };
+        let del = column_index(t.deleted);
+        sweeps.iter().any(|s| {
+            md.row_groups().iter().any(|rg| {
+                // Rows already all deleted cannot change.
+                let all_deleted = del.is_some_and(|i| {
+                    matches!(rg.column(i).statistics(), Some(Statistics::Boolean(s)) if s.min_opt() == Some(&true))
+                });
+                if all_deleted || rg.num_rows() == 0 {
+                    return false;
+                }
+                match s {
+                    Sweep::Truncate => true,
+                    Sweep::OlderThan { column, before } => match column_index(column) {
+                        None => false,
+                        Some(i) => match rg.column(i).statistics() {
+                            Some(Statistics::Int64(st)) => st.min_opt().is_none_or(|m| m < before),
+                            _ => true,
+                        },
+                    },
+                }
+            })
+        })
+    }
+
+    /// Apply a sweep to aligned rows: returns the new batch and how many rows it deleted.
+    pub(super) fn sweep(
+        &self,
+        t: &Table,
+        batch: RecordBatch,
+        s: &Sweep,
+    ) -> Result<(RecordBatch, u64)> {
+        let schema = batch.schema();
+        let di = schema.index_of(t.deleted).expect("aligned");
+        let deleted = batch
+            .column(di)
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("boolean")
+            .clone();
+        let hits = match s {
+            Sweep::Truncate => compute::not(&deleted),
+            Sweep::OlderThan { column, before } => {
+                let Ok(ci) = schema.index_of(column) else {
+                    return Ok((batch, 0));
+                };
+                let values = compute::cast(batch.column(ci), &DataType::Int64)
+                    .map_err(|e| self.err(format!("table {}, column {column}", t.name), e))?;
+                let older = cmp::lt(&values, &Int64Array::new_scalar(*before))
+                    .map_err(|e| self.err(format!("table {}", t.name), e))?;
+                // Null values are not older than anything.
+                let older = if older.null_count() > 0 {
+                    compute::prep_null_mask_filter(&older)
+                } else {
+                    older
+                };
+                compute::and(
+                    &older,
+                    &compute::not(&deleted).map_err(|e| self.err(&t.name, e))?,
+                )
+            }
+        }
+        .map_err(|e| self.err(format!("table {}", t.name), e))?;
+        let n = hits.true_count() as u64;
+        if n == 0 {
+            return Ok((batch, 0));
+        }
+        let new = compute::or(&deleted, &hits).map_err(|e| self.err(&t.name, e))?;
+        let mut cols = batch.columns().to_vec();
+        cols[di] = Arc::new(new);
+        let b = RecordBatch::try_new(schema, cols).map_err(|e| self.err(&t.name, e))?;
+        Ok((b, n))
+    }
+}

@@ -1,0 +1,533 @@
+//! Merge planning: one table's pending operations turned into the files
+//! to write and the files they replace, partition by partition.
+
+use super::*;
+
+/// Everything `commit_table` needs from the destination, borrowed apart from
+/// the table it mutates.
+pub(super) struct Ctx<'a> {
+    pub(super) root: &'a Path,
+    pub(super) origin: String,
+    pub(super) opts: &'a ParquetOptions,
+    pub(super) commit: u64,
+}
+
+/// The changed rows of one commit: the latest version of each key touched by
+/// an upsert, update or delete, in batches of the table's current schema.
+pub(super) struct Work {
+    pub(super) segs: Vec<RecordBatch>,
+    /// Current version of each row: (segment, row).
+    pub(super) cur: Vec<(usize, usize)>,
+    /// Key → index in `cur` (tables with a primary key).
+    pub(super) map: HashMap<Key, usize>,
+    /// Rows of `cur` an upsert has written this commit (counted once).
+    pub(super) upserted: Vec<bool>,
+}
+
+impl Ctx<'_> {
+    pub(super) fn err(&self, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
+        Error::destination(self.origin.clone(), format!("{what}: {e}"))
+    }
+
+    pub(super) fn table_dir(&self, t: &Table) -> PathBuf {
+        self.root.join(&t.name)
+    }
+
+    /// Cast `batch` to `schema`: columns by name, missing ones null
+    /// (`_etl_deleted` false), types cast to the table's.
+    pub(super) fn align(
+        &self,
+        t: &Table,
+        schema: &SchemaRef,
+        batch: &RecordBatch,
+    ) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let mut cols = Vec::with_capacity(schema.fields().len());
+        for f in schema.fields() {
+            let col = match batch.column_by_name(f.name()) {
+                Some(c) if c.data_type() == f.data_type() => c.clone(),
+                Some(c) => compute::cast(c, f.data_type()).map_err(|e| {
+                    self.err(
+                        format!("table {}, column {}", t.name, f.name()),
+                        format!("cannot store {} as {}: {e}", c.data_type(), f.data_type()),
+                    )
+                })?,
+                None if f.name() == t.deleted => {
+                    Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef
+                }
+                None => new_null_array(f.data_type(), n),
+            };
+            if !f.is_nullable() && col.null_count() > 0 {
+                return Err(self.err(
+                    format!("table {}, column {}", t.name, f.name()),
+                    "a primary key value is null",
+                ));
+            }
+            cols.push(col);
+        }
+        RecordBatch::try_new_with_options(
+            schema.clone(),
+            cols,
+            &arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(n)),
+        )
+        .map_err(|e| self.err(format!("table {}", t.name), e))
+    }
+
+    /// The partition directory of each row ("" without partitioning).
+    pub(super) fn partitions(&self, t: &Table, batch: &RecordBatch) -> Result<Vec<String>> {
+        let Some(p) = &t.partition else {
+            return Ok(vec![String::new(); batch.num_rows()]);
+        };
+        let key = p.key();
+        let col = batch
+            .column_by_name(&p.column)
+            .expect("aligned batches carry every column");
+        let value = |v: String| format!("{key}={}", escape_partition(&v));
+        let null = || format!("{key}={NULL_PARTITION}");
+        let n = batch.num_rows();
+        if p.transform == PartitionTransform::Identity {
+            let s = compute::cast(col, &DataType::Utf8)
+                .map_err(|e| self.err(format!("table {}, column {}", t.name, p.column), e))?;
+            let s = s.as_any().downcast_ref::<StringArray>().expect("utf8");
+            return Ok((0..n)
+                .map(|i| {
+                    if s.is_null(i) {
+                        null()
+                    } else {
+                        value(s.value(i).to_string())
+                    }
+                })
+                .collect());
+        }
+        // Dates and timestamps as microseconds since the epoch (UTC).
+        let micros: ArrayRef = match col.data_type() {
+            DataType::Date32 => {
+                let days =
+                    compute::cast(col, &DataType::Int32).map_err(|e| self.err(&t.name, e))?;
+                let days =
+                    compute::cast(&days, &DataType::Int64).map_err(|e| self.err(&t.name, e))?;
+                compute::kernels::numeric::mul(&days, &Int64Array::new_scalar(86_400_000_000))
+                    .map_err(|e| self.err(&t.name, e))?
+            }
+            _ => compute::cast(col, &DataType::Int64).map_err(|e| self.err(&t.name, e))?,
+        };
+        let micros = micros.as_any().downcast_ref::<Int64Array>().expect("int64");
+        Ok((0..n)
+            .map(|i| {
+                if micros.is_null(i) {
+                    return null();
+                }
+                match DateTime::from_timestamp_micros(micros.value(i)) {
+                    None => null(),
+                    Some(d) => value(match p.transform {
+                        PartitionTransform::Year => format!("{:04}", d.year()),
+                        PartitionTransform::Month => format!("{:04}-{:02}", d.year(), d.month()),
+                        _ => d.format("%Y-%m-%d").to_string(),
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    pub(super) fn commit_table(&self, t: &mut Table, plan: &mut Plan) -> Result<TableCounts> {
+        let schema = t.schema();
+        let has_pk = !t.primary_key.is_empty();
+        let mut counts = TableCounts::default();
+        let ops = std::mem::take(&mut t.ops);
+
+        // 1. Keys of the keyed operations, and the files holding their old versions.
+        let mut op_keys: Vec<Option<Vec<Key>>> = Vec::with_capacity(ops.len());
+        for op in &ops {
+            op_keys.push(match op {
+                PendingOp::Upsert(b) | PendingOp::Update(b) | PendingOp::Delete(b) if has_pk => {
+                    Some(self.keys(t, b)?)
+                }
+                _ => None,
+            });
+        }
+        let any_keys = op_keys.iter().any(Option::is_some);
+        if any_keys && t.index.is_none() {
+            t.index = Some(self.load_index(t)?);
+        }
+        let mut touched: BTreeSet<u32> = BTreeSet::new();
+        let mut seed_keys: HashSet<&[u8]> = HashSet::new();
+        if let Some(index) = &t.index {
+            for (op, keys) in ops.iter().zip(&op_keys) {
+                let Some(keys) = keys else { continue };
+                for k in keys {
+                    if let Some(&f) = index.get(&index_key(k)) {
+                        touched.insert(f);
+                        if !matches!(op, PendingOp::Upsert(_)) {
+                            seed_keys.insert(k);
+                        }
+                    }
+                }
+            }
+        }
+        let sweeps: Vec<Sweep> = ops
+            .iter()
+            .filter_map(|o| match o {
+                PendingOp::Sweep(s) => Some(s.clone()),
+                _ => None,
+            })
+            .collect();
+        if !sweeps.is_empty() {
+            for (&id, f) in &t.files {
+                if !touched.contains(&id) && self.may_match(t, f, &sweeps) {
+                    touched.insert(id);
+                }
+            }
+        }
+
+        // 2. The old versions that updates and deletes patch.
+        let mut work = Work {
+            segs: Vec::new(),
+            cur: Vec::new(),
+            map: HashMap::new(),
+            upserted: Vec::new(),
+        };
+        if !seed_keys.is_empty() {
+            for id in &touched {
+                for b in self.read(t, &t.files[id], None)? {
+                    let b = self.align(t, &schema, &b?)?;
+                    let keys = self.keys(t, &b)?;
+                    let rows: Vec<u32> = (0..keys.len() as u32)
+                        .filter(|&i| seed_keys.contains(&*keys[i as usize]))
+                        .collect();
+                    if rows.is_empty() {
+                        continue;
+                    }
+                    let b = compute::take_record_batch(
+                        &b,
+                        &arrow::array::UInt32Array::from(rows.clone()),
+                    )
+                    .map_err(|e| self.err(&t.name, e))?;
+                    let seg = work.segs.len();
+                    work.segs.push(b);
+                    for (j, &i) in rows.iter().enumerate() {
+                        work.map.insert(keys[i as usize].clone(), work.cur.len());
+                        work.cur.push((seg, j));
+                        work.upserted.push(false);
+                    }
+                }
+            }
+        }
+        drop(seed_keys);
+
+        // 3. Apply the operations in order to the changed rows.
+        self.apply(t, &schema, ops, op_keys, &mut work, &mut counts)?;
+
+        // 4. Write: every touched file is rewritten without the changed keys'
+        //    old versions; the changed rows go to their partitions.
+        let changed = if work.cur.is_empty() {
+            None
+        } else {
+            let refs: Vec<&RecordBatch> = work.segs.iter().collect();
+            Some(
+                compute::interleave_record_batch(&refs, &work.cur)
+                    .map_err(|e| self.err(&t.name, e))?,
+            )
+        };
+        let changed_keys: Option<Vec<Key>> = match &changed {
+            Some(b) if has_pk => Some(self.keys(t, b)?),
+            _ => None,
+        };
+        let mut by_partition: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        if let Some(b) = &changed {
+            for (i, p) in self.partitions(t, b)?.into_iter().enumerate() {
+                by_partition.entry(p).or_default().push(i as u32);
+            }
+        }
+        let mut files_by_partition: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for &id in &touched {
+            files_by_partition
+                .entry(t.files[&id].partition().to_string())
+                .or_default()
+                .push(id);
+        }
+        // Merge a partition's many small files while writing it anyway.
+        let small = (self.opts.file_bytes / 16) as u64;
+        for p in by_partition.keys() {
+            let smalls: Vec<u32> = t
+                .files
+                .iter()
+                .filter(|(id, f)| {
+                    f.partition() == p
+                        && !touched.contains(id)
+                        && fs::metadata(self.table_dir(t).join(&f.path))
+                            .is_ok_and(|m| m.len() < small)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if smalls.len() >= COMPACT_FILES {
+                tracing::debug!(table = %t.name, partition = %p, files = smalls.len(), "merging small files");
+                touched.extend(&smalls);
+                files_by_partition
+                    .entry(p.clone())
+                    .or_default()
+                    .extend(smalls);
+            }
+        }
+        let partitions: BTreeSet<String> = by_partition
+            .keys()
+            .chain(files_by_partition.keys())
+            .cloned()
+            .collect();
+        let changed_set: Option<HashSet<&[u8]>> = changed_keys
+            .as_ref()
+            .map(|ks| ks.iter().map(|k| &**k).collect());
+        let mut new_index: Vec<(IndexKey, u32)> = Vec::new();
+        let keep_index = t.index.is_some() && has_pk;
+        let mut added: Vec<(u32, LiveFile)> = Vec::new();
+        for p in &partitions {
+            // Keys written here, with the ordinal of their file in this partition.
+            let mut part_index: Vec<(IndexKey, u32)> = Vec::new();
+            let mut w = PartWriter::new(self, t, p, schema.clone(), plan);
+            for id in files_by_partition.get(p).into_iter().flatten() {
+                let f = t.files[id].clone();
+                for b in self.read(t, &f, None)? {
+                    let mut b = self.align(t, &schema, &b?)?;
+                    let mut keys = if has_pk && (changed_set.is_some() || keep_index) {
+                        Some(self.keys(t, &b)?)
+                    } else {
+                        None
+                    };
+                    if let (Some(set), Some(ks)) = (&changed_set, &keys) {
+                        let keep: BooleanArray =
+                            ks.iter().map(|k| Some(!set.contains(&**k))).collect();
+                        if keep.false_count() > 0 {
+                            b = compute::filter_record_batch(&b, &keep)
+                                .map_err(|e| self.err(&t.name, e))?;
+                            keys = Some(
+                                ks.iter()
+                                    .filter(|k| !set.contains(&***k))
+                                    .cloned()
+                                    .collect(),
+                            );
+                        }
+                    }
+                    for s in &sweeps {
+                        let (nb, n) = self.sweep(t, b, s)?;
+                        counts.deleted += n;
+                        b = nb;
+                    }
+                    let file = w.write(&b)?;
+                    if keep_index {
+                        part_index
+                            .extend(keys.into_iter().flatten().map(|k| (index_key(&k), file)));
+                    }
+                }
+            }
+            if let (Some(b), Some(rows)) = (&changed, by_partition.get(p)) {
+                let part =
+                    compute::take_record_batch(b, &arrow::array::UInt32Array::from(rows.clone()))
+                        .map_err(|e| self.err(&t.name, e))?;
+                // In slices, so files roll over at their size bound.
+                let mut offset = 0;
+                while offset < part.num_rows() {
+                    let len = READ_BATCH_ROWS.min(part.num_rows() - offset);
+                    let file = w.write(&part.slice(offset, len))?;
+                    if keep_index {
+                        let ks = changed_keys.as_ref().expect("keyed");
+                        part_index.extend(
+                            rows[offset..offset + len]
+                                .iter()
+                                .map(|&i| (index_key(&ks[i as usize]), file)),
+                        );
+                    }
+                    offset += len;
+                }
+            }
+            let files = w.finish(&mut t.next_id)?;
+            new_index.extend(
+                part_index
+                    .into_iter()
+                    .map(|(k, ordinal)| (k, files[ordinal as usize].0)),
+            );
+            added.extend(files);
+        }
+        // A declared table with no file at all gets an empty one, so readers see its columns.
+        let remaining = t.files.len() - touched.len() + added.len();
+        if remaining == 0 {
+            let p = match &t.partition {
+                Some(p) => format!("{}={NULL_PARTITION}", p.key()),
+                None => String::new(),
+            };
+            let mut w = PartWriter::new(self, t, &p, schema.clone(), plan);
+            w.allow_empty = true;
+            w.write(&RecordBatch::new_empty(schema.clone()))?;
+            added.extend(w.finish(&mut t.next_id)?);
+        } else if added.iter().any(|(_, f)| f.rows > 0) || t.files.values().any(|f| f.rows > 0) {
+            // Rows arrived: the empty placeholder is no longer needed.
+            for (id, f) in &t.files {
+                if f.rows == 0 {
+                    touched.insert(*id);
+                }
+            }
+        }
+        if let Some(index) = t.index.as_mut() {
+            // Keys in replaced files were all rewritten: point them at the new files.
+            for (k, f) in new_index {
+                index.insert(k, f);
+            }
+        }
+        for id in &touched {
+            plan.removes
+                .push(format!("{}/{}", t.name, t.files[id].path));
+        }
+        plan.dropped
+            .insert(t.name.clone(), touched.into_iter().collect());
+        plan.added.insert(t.name.clone(), added);
+        Ok(counts)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn apply(
+        &self,
+        t: &Table,
+        schema: &SchemaRef,
+        ops: Vec<PendingOp>,
+        op_keys: Vec<Option<Vec<Key>>>,
+        work: &mut Work,
+        counts: &mut TableCounts,
+    ) -> Result<()> {
+        let on_disk = |k: &Key| {
+            t.index
+                .as_ref()
+                .is_some_and(|i| i.contains_key(&index_key(k)))
+        };
+        for (op, keys) in ops.into_iter().zip(op_keys) {
+            match op {
+                PendingOp::Upsert(b) => {
+                    let b = self.align(t, schema, &b)?;
+                    let seg = work.segs.len();
+                    let n = b.num_rows();
+                    work.segs.push(b);
+                    let Some(keys) = keys else {
+                        // No primary key: every row is new.
+                        counts.inserted += n as u64;
+                        for r in 0..n {
+                            work.cur.push((seg, r));
+                            work.upserted.push(true);
+                        }
+                        continue;
+                    };
+                    for (r, k) in keys.into_iter().enumerate() {
+                        match work.map.get(&k) {
+                            Some(&i) => {
+                                if !work.upserted[i] {
+                                    counts.updated += 1;
+                                    work.upserted[i] = true;
+                                }
+                                work.cur[i] = (seg, r);
+                            }
+                            None => {
+                                if on_disk(&k) {
+                                    counts.updated += 1;
+                                } else {
+                                    counts.inserted += 1;
+                                }
+                                work.map.insert(k, work.cur.len());
+                                work.cur.push((seg, r));
+                                work.upserted.push(true);
+                            }
+                        }
+                    }
+                }
+                PendingOp::Update(b) => {
+                    self.patch(t, schema, &b, keys.unwrap_or_default(), work, counts, false)?
+                }
+                PendingOp::Delete(b) => {
+                    self.patch(t, schema, &b, keys.unwrap_or_default(), work, counts, true)?
+                }
+                PendingOp::Sweep(s) => {
+                    if work.cur.is_empty() {
+                        continue;
+                    }
+                    let refs: Vec<&RecordBatch> = work.segs.iter().collect();
+                    let all = compute::interleave_record_batch(&refs, &work.cur)
+                        .map_err(|e| self.err(&t.name, e))?;
+                    let (all, n) = self.sweep(t, all, &s)?;
+                    counts.deleted += n;
+                    work.segs = vec![all];
+                    for (i, c) in work.cur.iter_mut().enumerate() {
+                        *c = (0, i);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    /// A partial update (or, with `delete`, a soft delete) of the rows whose
+    /// keys have a current version; unknown keys change nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn patch(
+        &self,
+        t: &Table,
+        schema: &SchemaRef,
+        b: &RecordBatch,
+        keys: Vec<Key>,
+        work: &mut Work,
+        counts: &mut TableCounts,
+        delete: bool,
+    ) -> Result<()> {
+        // The last occurrence of a key in the batch wins.
+        let mut last: HashMap<&[u8], usize> = HashMap::new();
+        for (r, k) in keys.iter().enumerate() {
+            if work.map.contains_key(k) {
+                last.insert(k, r);
+            }
+        }
+        let mut rows: Vec<usize> = last.into_values().collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        rows.sort_unstable();
+        let idx: Vec<usize> = rows.iter().map(|&r| work.map[&keys[r]]).collect();
+        let picks: Vec<(usize, usize)> = idx.iter().map(|&i| work.cur[i]).collect();
+        let refs: Vec<&RecordBatch> = work.segs.iter().collect();
+        let old =
+            compute::interleave_record_batch(&refs, &picks).map_err(|e| self.err(&t.name, e))?;
+        let mut cols = old.columns().to_vec();
+        let di = schema.index_of(t.deleted).expect("aligned");
+        if delete {
+            let was = cols[di]
+                .as_any()
+                .downcast_ref::<BooleanArray>()
+                .expect("boolean");
+            counts.deleted += was.false_count() as u64;
+            cols[di] = Arc::new(BooleanArray::from(vec![true; rows.len()]));
+        } else {
+            let take = arrow::array::UInt32Array::from_iter_values(rows.iter().map(|&r| r as u32));
+            for f in b.schema().fields() {
+                if t.primary_key.contains(f.name()) {
+                    continue;
+                }
+                let ci = schema.index_of(f.name()).expect("columns registered");
+                let col =
+                    compute::take(b.column_by_name(f.name()).expect("own field"), &take, None)
+                        .map_err(|e| self.err(&t.name, e))?;
+                let target = schema.field(ci).data_type();
+                cols[ci] = if col.data_type() == target {
+                    col
+                } else {
+                    compute::cast(&col, target).map_err(|e| {
+                        self.err(format!("table {}, column {}", t.name, f.name()), e)
+                    })?
+                };
+            }
+            counts.updated += rows.len() as u64;
+        }
+        let new = RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| self.err(format!("table {}", t.name), e))?;
+        let seg = work.segs.len();
+        work.segs.push(new);
+        for (j, &i) in idx.iter().enumerate() {
+            work.cur[i] = (seg, j);
+        }
+        Ok(())
+    }
+}

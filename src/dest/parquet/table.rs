@@ -1,0 +1,197 @@
+//! A table in memory: its manifest, its live files, its key → file index
+//! and the operations waiting for the next commit.
+
+use super::*;
+
+/// A key, encoded so equal keys have equal bytes.
+pub(super) type Key = Box<[u8]>;
+
+/// A key as the key → file index holds it: 128 bits of two independently
+/// seeded hashes (seeds random per process; the index lives in memory
+/// only). 24 bytes an entry instead of a boxed key (~75 bytes with its
+/// allocation), so a table of millions of keys indexes in a third of the
+/// memory. The index only says which files may hold a key: rewriting a file
+/// compares the keys themselves, so even a collision (odds about n²/2¹²⁹)
+/// would cost one needless file rewrite and an insert counted as an update,
+/// never a row.
+pub(super) type IndexKey = [u64; 2];
+
+pub(super) fn index_key(k: &[u8]) -> IndexKey {
+    use std::hash::BuildHasher;
+    static SEEDS: std::sync::OnceLock<[std::hash::RandomState; 2]> = std::sync::OnceLock::new();
+    let [a, b] =
+        SEEDS.get_or_init(|| [std::hash::RandomState::new(), std::hash::RandomState::new()]);
+    [a.hash_one(k), b.hash_one(k)]
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct LiveFile {
+    /// Relative to the table directory.
+    pub(super) path: String,
+    pub(super) rows: u64,
+}
+
+impl LiveFile {
+    /// The partition directory ("" for the table directory itself).
+    pub(super) fn partition(&self) -> &str {
+        self.path.rsplit_once('/').map_or("", |(p, _)| p)
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum PendingOp {
+    Upsert(RecordBatch),
+    Update(RecordBatch),
+    Delete(RecordBatch),
+    Sweep(Sweep),
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Sweep {
+    Truncate,
+    OlderThan { column: String, before: i64 },
+}
+
+pub(super) struct Table {
+    pub(super) name: String,
+    pub(super) owner: Option<String>,
+    /// The soft-delete flag among `columns`.
+    pub(super) deleted: &'static str,
+    pub(super) primary_key: Vec<String>,
+    pub(super) partition: Option<Partitioning>,
+    /// Columns in file order, `_etl_deleted` included.
+    pub(super) columns: Vec<(String, ColumnType)>,
+    pub(super) files: BTreeMap<u32, LiveFile>,
+    pub(super) next_id: u32,
+    /// Key → file holding it; `None` until a commit needs it.
+    pub(super) index: Option<HashMap<IndexKey, u32>>,
+    pub(super) ops: Vec<PendingOp>,
+    /// Declared since the last commit (written even without rows).
+    pub(super) declared: bool,
+}
+
+impl Table {
+    pub(super) fn new(name: &str) -> Self {
+        Table {
+            name: name.into(),
+            owner: None,
+            deleted: DELETED_COLUMN,
+            primary_key: Vec::new(),
+            partition: None,
+            columns: Vec::new(),
+            files: BTreeMap::new(),
+            next_id: 0,
+            index: None,
+            ops: Vec::new(),
+            declared: false,
+        }
+    }
+
+    pub(super) fn from_manifest(name: &str, m: &TableManifest, origin: &str) -> Result<Self> {
+        let mut t = Table::new(name);
+        t.owner = m.owner.clone();
+        t.primary_key = m.primary_key.clone();
+        t.partition = m
+            .partition_by
+            .as_deref()
+            .map(Partitioning::parse)
+            .transpose()
+            .map_err(|e| Error::destination(origin, format!("table {name}: {e}")))?;
+        for c in &m.columns {
+            let ty = ColumnType::parse(&c.ty).map_err(|e| {
+                Error::destination(origin, format!("table {name}, column {}: {e}", c.name))
+            })?;
+            t.columns.push((c.name.clone(), ty));
+            if c.name == crate::naming::Naming::Fivetran.deleted() {
+                t.deleted = crate::naming::Naming::Fivetran.deleted();
+            }
+        }
+        for f in &m.files {
+            t.files.insert(
+                t.next_id,
+                LiveFile {
+                    path: f.path.clone(),
+                    rows: f.rows,
+                },
+            );
+            t.next_id += 1;
+        }
+        Ok(t)
+    }
+
+    pub(super) fn manifest(&self) -> TableManifest {
+        TableManifest {
+            owner: self.owner.clone(),
+            primary_key: self.primary_key.clone(),
+            partition_by: self.partition.as_ref().map(|p| p.to_string()),
+            columns: self
+                .columns
+                .iter()
+                .map(|(n, t)| ManifestColumn {
+                    name: n.clone(),
+                    ty: t.fivetran_name(),
+                })
+                .collect(),
+            files: self
+                .files
+                .values()
+                .map(|f| FileEntry {
+                    path: f.path.clone(),
+                    rows: f.rows,
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn has_column(&self, name: &str) -> bool {
+        self.columns.iter().any(|(n, _)| n == name)
+    }
+
+    /// The schema every file written now gets (JSON columns carry the
+    /// canonical extension type, which the writer maps to Parquet's JSON).
+    pub(super) fn schema(&self) -> SchemaRef {
+        let fields: Vec<Field> = self
+            .columns
+            .iter()
+            .map(|(name, ty)| {
+                let required = name == self.deleted || self.primary_key.contains(name);
+                let f = Field::new(name, ty.arrow_type(), !required);
+                let mut md = HashMap::new();
+                md.insert("etl.type".to_string(), ty.fivetran_name());
+                let f = f.with_metadata(md);
+                if *ty == ColumnType::Json {
+                    f.with_extension_type(arrow_schema::extension::Json::default())
+                } else {
+                    f
+                }
+            })
+            .collect();
+        Arc::new(Schema::new(fields))
+    }
+
+    pub(super) fn has_pending(&self) -> bool {
+        !self.ops.is_empty() || self.declared
+    }
+}
+
+/// The Fivetran type of an Arrow type (columns a batch carries undeclared).
+pub(super) fn column_type_of(dt: &DataType) -> Option<ColumnType> {
+    Some(match dt {
+        DataType::Boolean => ColumnType::Boolean,
+        DataType::Int16 => ColumnType::Short,
+        DataType::Int32 => ColumnType::Int,
+        DataType::Int64 => ColumnType::Long,
+        DataType::Float32 => ColumnType::Float,
+        DataType::Float64 => ColumnType::Double,
+        DataType::Decimal128(p, s) => ColumnType::Decimal {
+            precision: *p,
+            scale: *s,
+        },
+        DataType::Date32 => ColumnType::NaiveDate,
+        DataType::Timestamp(TimeUnit::Microsecond, None) => ColumnType::NaiveDatetime,
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => ColumnType::UtcDatetime,
+        DataType::Binary => ColumnType::Binary,
+        DataType::Utf8 => ColumnType::String,
+        _ => return None,
+    })
+}
