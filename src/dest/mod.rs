@@ -143,3 +143,31 @@ pub trait Destination: Send {
     /// Forget everything applied since the last commit.
     fn rollback(&mut self) -> Result<()>;
 }
+
+/// What every destination checks before it applies an update or a delete
+/// (`op`): the table has a primary key and the batch carries every key
+/// column. The error is `(where, what)`, for the destination to name itself.
+pub(crate) fn check_keyed(
+    op: &str,
+    table: &TableSchema,
+    batch: &RecordBatch,
+) -> std::result::Result<(), (String, String)> {
+    if table.primary_key.is_empty() {
+        return Err((
+            format!("table {}", table.name),
+            format!("{op} needs a primary key"),
+        ));
+    }
+    let schema = batch.schema();
+    match table
+        .primary_key
+        .iter()
+        .find(|k| schema.field_with_name(k).is_err())
+    {
+        Some(k) => Err((
+            format!("{op} of table {}", table.name),
+            format!("batch lacks key column {k}"),
+        )),
+        None => Ok(()),
+    }
+}

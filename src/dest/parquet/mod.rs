@@ -521,21 +521,8 @@ impl Destination for ParquetDestination {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if table.primary_key.is_empty() {
-            return Err(self.err(
-                format!("table {}", table.name),
-                "update needs a primary key",
-            ));
-        }
+        super::check_keyed("update", table, &batch).map_err(|(at, what)| self.err(at, what))?;
         let schema = batch.schema();
-        for k in &table.primary_key {
-            if schema.field_with_name(k).is_err() {
-                return Err(self.err(
-                    format!("update of table {}", table.name),
-                    format!("batch lacks key column {k}"),
-                ));
-            }
-        }
         self.ensure_batch_columns(table, &schema)?
             .ops
             .push(PendingOp::Update(batch));
@@ -546,12 +533,7 @@ impl Destination for ParquetDestination {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if table.primary_key.is_empty() {
-            return Err(self.err(
-                format!("table {}", table.name),
-                "delete needs a primary key",
-            ));
-        }
+        super::check_keyed("delete", table, &batch).map_err(|(at, what)| self.err(at, what))?;
         self.ensure_table(table)?.ops.push(PendingOp::Delete(batch));
         Ok(())
     }

@@ -25,6 +25,11 @@ use crate::error::{Error, Result};
 use crate::schema::{ColumnType, TableSchema, TypeChange};
 use crate::state::State;
 
+mod ddl;
+mod stage;
+
+use self::stage::Staged;
+
 const STATE_TABLE: &str = "_etl_state";
 const REJECTS_TABLE: &str = "_etl_rejects";
 /// Which connector created each table of the schema.
@@ -59,22 +64,6 @@ pub fn duckdb_type_of(dt: &DataType) -> Option<String> {
 /// Rows buffered in memory before one appender call: appending many small
 /// batches one by one costs ~8× more per row than appending large ones.
 const APPEND_CHUNK_ROWS: usize = 16_384;
-
-/// Upserts waiting to be merged: small batches buffered in memory, then
-/// appended to a staging table in large chunks.
-struct Staged {
-    stage: String,
-    schema: Arc<Schema>,
-    /// Rows already appended to the staging table (0: not created yet).
-    rows: u64,
-    buffer: Vec<RecordBatch>,
-}
-
-impl Staged {
-    fn buffered(&self) -> usize {
-        self.buffer.iter().map(RecordBatch::num_rows).sum()
-    }
-}
 
 pub struct DuckDbDestination {
     path: PathBuf,
@@ -316,292 +305,6 @@ impl DuckDbDestination {
         Ok(())
     }
 
-    /// Create the table or add the columns it lacks.
-    fn ensure_table(&mut self, t: &TableSchema) -> Result<()> {
-        // A declaration that changed (an inferred column widened) is checked
-        // against the table again, after what is staged under the old one.
-        if self
-            .schemas
-            .get(&t.name)
-            .is_some_and(|old| old.columns != t.columns)
-        {
-            self.flush_upserts(&t.name)?;
-            self.columns.remove(&t.name);
-            self.schemas.insert(t.name.clone(), t.clone());
-        }
-        self.schemas
-            .entry(t.name.clone())
-            .or_insert_with(|| t.clone());
-        if self.columns.contains_key(&t.name) {
-            return Ok(());
-        }
-        self.begin()?;
-        let existing = self.existing_columns(&t.name)?;
-        if existing.is_empty() {
-            let mut cols: Vec<String> = t
-                .columns
-                .iter()
-                .map(|c| {
-                    let nn = if t.is_primary_key(&c.name) {
-                        " NOT NULL"
-                    } else {
-                        ""
-                    };
-                    format!("{} {}{nn}", ident(&c.name), c.ty.duckdb_type())
-                })
-                .collect();
-            cols.insert(
-                t.deleted_position(),
-                format!("{} BOOLEAN NOT NULL DEFAULT false", ident(t.deleted_column)),
-            );
-            self.exec(&format!(
-                "CREATE TABLE {} ({})",
-                self.qualified(&t.name),
-                cols.join(", ")
-            ))?;
-            tracing::info!(table = %t.name, columns = t.columns.len(), "created table");
-        } else {
-            for c in &t.columns {
-                let Some(old) = existing.get(&c.name) else {
-                    self.exec(&format!(
-                        "ALTER TABLE {} ADD COLUMN {} {}",
-                        self.qualified(&t.name),
-                        ident(&c.name),
-                        c.ty.duckdb_type()
-                    ))?;
-                    tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
-                    continue;
-                };
-                // A column declared with another type than it has: never ignored.
-                let Some(old) = ColumnType::from_duckdb(old) else {
-                    continue;
-                };
-                match TypeChange::of(old, c.ty) {
-                    TypeChange::Keep => {}
-                    TypeChange::Widen => {
-                        self.exec(&format!(
-                            "ALTER TABLE {} ALTER COLUMN {} TYPE {}",
-                            self.qualified(&t.name),
-                            ident(&c.name),
-                            c.ty.duckdb_type()
-                        ))?;
-                        tracing::info!(table = %t.name, column = %c.name, from = %old, to = %c.ty, "widened column");
-                    }
-                    TypeChange::Refuse => {
-                        return Err(Error::Usage(TypeChange::refused(
-                            &t.name,
-                            &c.name,
-                            old,
-                            c.ty,
-                            "which cannot hold them all",
-                        )))
-                    }
-                }
-            }
-            if !existing.contains_key(t.deleted_column) {
-                self.exec(&format!(
-                    "ALTER TABLE {} ADD COLUMN {} BOOLEAN NOT NULL DEFAULT false",
-                    self.qualified(&t.name),
-                    ident(t.deleted_column)
-                ))?;
-            }
-        }
-        let mut known: HashSet<String> = t.columns.iter().map(|c| c.name.clone()).collect();
-        known.extend(existing.into_keys());
-        known.insert(t.deleted_column.into());
-        self.columns.insert(t.name.clone(), known);
-        Ok(())
-    }
-
-    /// The table's columns and their DuckDB types (none: no such table).
-    fn existing_columns(&self, table: &str) -> Result<HashMap<String, String>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT column_name, data_type FROM information_schema.columns \
-                      WHERE table_catalog = current_database() AND table_schema = ? AND table_name = ?")
-            .map_err(|e| self.err("reading columns", e))?;
-        let rows = stmt
-            .query_map([&self.schema, table], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(|e| self.err("reading columns", e))?;
-        rows.collect::<std::result::Result<HashMap<_, _>, _>>()
-            .map_err(|e| self.err("reading columns", e))
-    }
-
-    /// Add columns a batch carries that the table lacks (inferred columns).
-    fn ensure_batch_columns(&mut self, t: &TableSchema, schema: &Schema) -> Result<()> {
-        self.ensure_table(t)?;
-        let missing: Vec<_> = schema
-            .fields()
-            .iter()
-            .filter(|f| !self.columns[&t.name].contains(f.name()))
-            .cloned()
-            .collect();
-        for f in missing {
-            let declared =
-                crate::schema::declared_type_of(&f).filter(|t| t.arrow_type() == *f.data_type());
-            let ty = declared
-                .map(|t| t.duckdb_type())
-                .or_else(|| duckdb_type_of(f.data_type()))
-                .ok_or_else(|| {
-                    self.err(
-                        format!("table {}, column {}", t.name, f.name()),
-                        "unsupported Arrow type",
-                    )
-                })?;
-            self.exec(&format!(
-                "ALTER TABLE {} ADD COLUMN {} {ty}",
-                self.qualified(&t.name),
-                ident(f.name())
-            ))?;
-            tracing::info!(table = %t.name, column = %f.name(), r#type = %ty, "added column");
-            self.columns
-                .get_mut(&t.name)
-                .expect("ensured")
-                .insert(f.name().clone());
-        }
-        Ok(())
-    }
-
-    /// Create a temporary table shaped like `schema` and append `batch` to it.
-    fn stage(
-        &mut self,
-        stage: &str,
-        schema: &Schema,
-        batch: RecordBatch,
-        create: bool,
-    ) -> Result<()> {
-        if create {
-            let cols: Vec<String> = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    let ty = duckdb_type_of(f.data_type()).unwrap_or_else(|| "VARCHAR".into());
-                    format!("{} {ty}", ident(f.name()))
-                })
-                .collect();
-            self.exec(&format!(
-                "CREATE OR REPLACE TEMP TABLE {} ({})",
-                ident(stage),
-                cols.join(", ")
-            ))?;
-        }
-        let mut app = self
-            .conn
-            .appender_to_catalog_and_db(stage, "temp", "main")
-            .map_err(|e| self.err(format!("staging {stage}"), e))?;
-        app.append_record_batch(batch)
-            .map_err(|e| self.err(format!("staging {stage}"), e))?;
-        app.flush()
-            .map_err(|e| self.err(format!("staging {stage}"), e))?;
-        Ok(())
-    }
-
-    /// Merge the staged upserts of one table into it.
-    /// Append the buffered batches of a table to its staging table.
-    fn append_buffered(&mut self, table: &str) -> Result<()> {
-        let Some(st) = self.staged.get_mut(table) else {
-            return Ok(());
-        };
-        if st.buffer.is_empty() {
-            return Ok(());
-        }
-        let batches = std::mem::take(&mut st.buffer);
-        let (stage, schema, create) = (st.stage.clone(), st.schema.clone(), st.rows == 0);
-        st.rows += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
-        let batch = arrow::compute::concat_batches(&schema, &batches)
-            .map_err(|e| self.err(format!("staging {stage}"), e))?;
-        self.stage(&stage, &schema, batch, create)
-    }
-
-    fn flush_upserts(&mut self, table: &str) -> Result<()> {
-        self.append_buffered(table)?;
-        let Some(staged) = self.staged.remove(table) else {
-            return Ok(());
-        };
-        if staged.rows == 0 {
-            return Ok(());
-        }
-        let t = self
-            .schemas
-            .get(table)
-            .cloned()
-            .expect("staged tables were declared");
-        let cols: Vec<String> = staged
-            .schema
-            .fields()
-            .iter()
-            .map(|f| ident(f.name()))
-            .collect();
-        let target = self.qualified(table);
-        let stage = ident(&staged.stage);
-        if t.primary_key.is_empty() {
-            let n = self.exec(&format!(
-                "INSERT INTO {target} ({}) SELECT {} FROM {stage}",
-                cols.join(", "),
-                cols.join(", ")
-            ))?;
-            self.pending.table(table).inserted += n as u64;
-            self.exec(&format!("DROP TABLE {stage}"))?;
-            return Ok(());
-        }
-        let pk: Vec<String> = t.primary_key.iter().map(|k| ident(k)).collect();
-        let on = pk
-            .iter()
-            .map(|k| format!("t.{k} = s.{k}"))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let distinct = self.count(&format!(
-            "SELECT count(*) FROM (SELECT DISTINCT {} FROM {stage})",
-            pk.join(", ")
-        ))?;
-        let source = if distinct == staged.rows {
-            stage.clone()
-        } else {
-            format!(
-                "(SELECT {} FROM {stage} QUALIFY row_number() OVER (PARTITION BY {} ORDER BY rowid DESC) = 1) s",
-                cols.join(", "),
-                pk.join(", ")
-            )
-        };
-        // An upsert replaces the whole row: delete the staged keys (keys are
-        // unique in the target, so the deleted count is the updated count),
-        // then insert the staged rows. (MERGE … WHEN MATCHED THEN UPDATE hit a
-        // cliff in DuckDB: updating the second half of a 200k-row table built by
-        // earlier merges took 15 s against 0.2 s for delete + insert.)
-        let matched = self.exec(&format!(
-            "DELETE FROM {target} t USING {stage} s WHERE {on}"
-        ))? as u64;
-        self.exec(&format!(
-            "INSERT INTO {target} ({}, {}) SELECT {}, false FROM {source}",
-            cols.join(", "),
-            ident(t.deleted_column),
-            cols.join(", ")
-        ))
-        .map_err(|e| self.err(format!("merging into table {table}"), e))?;
-        let c = self.pending.table(table);
-        c.updated += matched;
-        c.inserted += distinct - matched;
-        self.exec(&format!("DROP TABLE {stage}"))?;
-        tracing::debug!(
-            table,
-            rows = staged.rows,
-            inserted = distinct - matched,
-            updated = matched,
-            "merged staged rows"
-        );
-        Ok(())
-    }
-
-    fn flush_all(&mut self) -> Result<()> {
-        let tables: Vec<String> = self.staged.keys().cloned().collect();
-        for t in tables {
-            self.flush_upserts(&t)?;
-        }
-        Ok(())
-    }
-
     fn ensure_rejects_table(&mut self) -> Result<()> {
         if !self.rejects_ready {
             self.exec(&format!(
@@ -813,21 +516,8 @@ impl Destination for DuckDbDestination {
         }
         // Everything between commits happens in one transaction.
         self.begin()?;
-        if table.primary_key.is_empty() {
-            return Err(self.err(
-                format!("table {}", table.name),
-                "update needs a primary key",
-            ));
-        }
+        super::check_keyed("update", table, &batch).map_err(|(at, what)| self.err(at, what))?;
         let schema = batch.schema();
-        for k in &table.primary_key {
-            if schema.field_with_name(k).is_err() {
-                return Err(self.err(
-                    format!("update of table {}", table.name),
-                    format!("batch lacks key column {k}"),
-                ));
-            }
-        }
         self.ensure_batch_columns(table, &schema)?;
         self.flush_upserts(&table.name)?;
         let stage = format!("_etl_update_{}", table.name);
@@ -862,12 +552,7 @@ impl Destination for DuckDbDestination {
         }
         // Everything between commits happens in one transaction.
         self.begin()?;
-        if table.primary_key.is_empty() {
-            return Err(self.err(
-                format!("table {}", table.name),
-                "delete needs a primary key",
-            ));
-        }
+        super::check_keyed("delete", table, &batch).map_err(|(at, what)| self.err(at, what))?;
         self.ensure_table(table)?;
         self.flush_upserts(&table.name)?;
         let stage = format!("_etl_delete_{}", table.name);
