@@ -249,7 +249,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn show(v: &Value) -> String {
-    crate::error::truncate_for_display(&v.to_string(), 60)
+    crate::text::truncate_for_display(&v.to_string(), 60)
 }
 
 #[cfg(test)]

@@ -72,6 +72,21 @@ The rows read were committed. If the source really lost these rows, run the sync
     Internal(String),
 }
 
+/// Whose fault an error is, the first thing an orchestrator asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Domain {
+    /// Arguments, configuration or the spec: fix them and run again. A
+    /// signal that stopped the run counts here too.
+    User,
+    /// The source: its answers, its availability, its quota.
+    Source,
+    /// The destination: refused, busy or broken.
+    Destination,
+    /// A bug in etl.
+    Internal,
+}
+
 fn source_name(path: &Option<PathBuf>) -> String {
     match path {
         Some(p) => p.display().to_string(),
@@ -93,6 +108,40 @@ impl Error {
             Error::Interrupted { signal: "SIGINT" } => 130,
             Error::Interrupted { .. } => 143,
             _ => 1,
+        }
+    }
+
+    /// Whose fault the error is.
+    pub fn domain(&self) -> Domain {
+        match self {
+            Error::Config { .. } | Error::Usage(_) | Error::Interrupted { .. } => Domain::User,
+            Error::Http(_)
+            | Error::Decode(_)
+            | Error::Source { .. }
+            | Error::QuotaExhausted { .. }
+            | Error::DeletesRefused { .. } => Domain::Source,
+            Error::Destination { .. } | Error::Busy { .. } => Domain::Destination,
+            Error::Internal(_) => Domain::Internal,
+        }
+    }
+
+    /// Whether running the same sync again, unchanged, may succeed: the
+    /// server was unreachable, timed out or failed (after every retry), its
+    /// quota resets, the destination was busy, or the run was interrupted.
+    /// A bad answer, a bad value, bad configuration or a bug fails again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Http(e) => match &e.kind {
+                crate::http::HttpErrorKind::Transport(_) | crate::http::HttpErrorKind::Timeout => {
+                    true
+                }
+                crate::http::HttpErrorKind::Status { status, .. } => {
+                    matches!(status, 408 | 429 | 500..=599)
+                }
+                crate::http::HttpErrorKind::Quota { .. } => true,
+            },
+            Error::QuotaExhausted { .. } | Error::Busy { .. } | Error::Interrupted { .. } => true,
+            _ => false,
         }
     }
 
@@ -135,14 +184,49 @@ impl Error {
     }
 }
 
-/// Shorten a value for an error message, so a multi-megabyte field never floods a log.
-pub fn truncate_for_display(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
+pub use crate::text::truncate_for_display;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{HttpError, HttpErrorKind};
+
+    fn http(kind: HttpErrorKind) -> Error {
+        Error::Http(HttpError {
+            method: "GET".into(),
+            url: "http://h/x".into(),
+            attempts: 3,
+            kind,
+        })
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
+
+    #[test]
+    fn every_error_says_whose_it_is_and_whether_a_rerun_may_succeed() {
+        let status = |s: u16| HttpErrorKind::Status {
+            status: s,
+            message: String::new(),
+        };
+        let cases = [
+            (Error::Usage("x".into()), Domain::User, false),
+            (Error::config(None, "x"), Domain::User, false),
+            (http(HttpErrorKind::Timeout), Domain::Source, true),
+            (http(status(503)), Domain::Source, true),
+            (http(status(429)), Domain::Source, true),
+            (http(status(404)), Domain::Source, false),
+            (Error::source("page", "not JSON"), Domain::Source, false),
+            (
+                Error::Busy {
+                    target: "t".into(),
+                    message: "m".into(),
+                },
+                Domain::Destination,
+                true,
+            ),
+            (Error::destination("t", "m"), Domain::Destination, false),
+            (Error::Internal("x".into()), Domain::Internal, false),
+        ];
+        for (e, domain, retryable) in cases {
+            assert_eq!((e.domain(), e.retryable()), (domain, retryable), "{e}");
+        }
     }
-    format!("{}… ({} bytes)", &s[..end], s.len())
 }

@@ -29,6 +29,7 @@ pub mod runs;
 pub mod schema;
 pub mod source;
 pub mod state;
+pub mod text;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -62,6 +62,8 @@ pub fn report(
                 "status": status,
                 "exit_code": error.map_or(0, |e| e.exit_code()),
                 "error": error.map(|e| e.to_string()),
+                "error_domain": error.map(|e| e.domain()),
+                "retryable": error.map(|e| e.retryable()),
                 "connector": summary.connector,
                 "destination": summary.destination,
                 "tables": summary.tables,

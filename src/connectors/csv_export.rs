@@ -292,7 +292,7 @@ fn parse(
                             format!(
                                 "the header has no column {:?} (it has: {})",
                                 c.name,
-                                crate::error::truncate_for_display(&names.join(", "), 300)
+                                crate::text::truncate_for_display(&names.join(", "), 300)
                             ),
                         ),
                     )
@@ -565,7 +565,7 @@ impl Connector for CsvExport {
                             format!(
                                 "the header has no column {:?} (it has: {})",
                                 c.name,
-                                crate::error::truncate_for_display(header, 300)
+                                crate::text::truncate_for_display(header, 300)
                             ),
                         ));
                     }

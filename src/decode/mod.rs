@@ -35,8 +35,8 @@ use base64::Engine as _;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::error::truncate_for_display;
 use crate::schema::{ColumnSource, ColumnType, OnBadRow, TableSchema, UTC};
+use crate::text::truncate_for_display;
 
 /// Rows per chunk when a page is big enough to decode in parallel.
 const PARALLEL_CHUNK_ROWS: usize = 4096;

@@ -6,7 +6,7 @@ use std::fmt;
 
 use reqwest::StatusCode;
 
-use crate::error::truncate_for_display;
+use crate::text::truncate_for_display;
 
 /// What went wrong with a request, for good.
 #[derive(Debug, Clone, PartialEq, Eq)]

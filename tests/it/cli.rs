@@ -860,6 +860,10 @@ async fn the_json_summary_reports_every_outcome() {
     let v = parse(&o);
     assert_eq!(v["status"], "ok");
     assert_eq!(v["exit_code"], 0);
+    assert!(
+        v["error_domain"].is_null() && v["retryable"].is_null(),
+        "{v}"
+    );
     assert_eq!(v["tables"]["users"]["inserted"], 500);
     assert_eq!(v["rows_read"], 500);
     assert_eq!(v["pages"], 5);
@@ -885,6 +889,12 @@ async fn the_json_summary_reports_every_outcome() {
     assert_eq!(v["status"], "failed");
     assert_eq!(v["exit_code"], 1);
     assert!(v["error"].as_str().unwrap().contains("HTTP 400"), "{v}");
+    // The source refused the request: running it again unchanged fails again.
+    assert_eq!(
+        (v["error_domain"].as_str(), v["retryable"].as_bool()),
+        (Some("source"), Some(false)),
+        "{v}"
+    );
     assert_eq!(v["commits"], 3, "{v}");
     assert_eq!(v["tables"]["users"]["updated"], 300, "{v}");
     assert!(
@@ -905,6 +915,11 @@ async fn the_json_summary_reports_every_outcome() {
     assert_eq!(
         (v["status"].as_str(), v["commits"].as_u64()),
         (Some("usage_error"), Some(0))
+    );
+    assert_eq!(
+        (v["error_domain"].as_str(), v["retryable"].as_bool()),
+        (Some("user"), Some(false)),
+        "{v}"
     );
 }
 

@@ -123,7 +123,7 @@ pub(super) fn fill(text: &str, parent: Option<&Value>, table: &str) -> Result<St
                 format!("table {table}"),
                 format!(
                     "a parent record has no {field:?} for {text:?}: {}",
-                    crate::error::truncate_for_display(&p.to_string(), 200)
+                    crate::text::truncate_for_display(&p.to_string(), 200)
                 ),
             )
         })?;

@@ -376,7 +376,7 @@ impl<'a> Run<'a> {
                      (they have: {})",
                     t.name,
                     inc.cursor_field,
-                    crate::error::truncate_for_display(&fields.join(", "), 300)
+                    crate::text::truncate_for_display(&fields.join(", "), 300)
                 ),
             ));
         }

@@ -1,0 +1,14 @@
+//! Text for messages: the leaf every layer may use (errors, decoding,
+//! HTTP) without depending on each other.
+
+/// Shorten a value for an error message, so a multi-megabyte field never floods a log.
+pub fn truncate_for_display(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len())
+}
