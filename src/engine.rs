@@ -249,34 +249,7 @@ struct WriterReport {
     refused: Vec<RefusedDelete>,
 }
 
-/// A soft-deletion of unseen rows the guard refused.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RefusedDelete {
-    pub table: String,
-    /// Live rows before.
-    pub live: u64,
-    /// Rows the scan did not see, which would have been soft-deleted.
-    pub unseen: u64,
-    /// The total the source reported, if any.
-    pub source_total: Option<u64>,
-}
-
-impl std::fmt::Display for RefusedDelete {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "table {}: the scan did not see {} of {} live rows ({:.0}%)",
-            self.table,
-            self.unseen,
-            self.live,
-            100.0 * self.unseen as f64 / self.live.max(1) as f64
-        )?;
-        if let Some(t) = self.source_total {
-            write!(f, " while the source said it holds {t}")?;
-        }
-        Ok(())
-    }
-}
+pub use crate::error::RefusedDelete;
 
 /// Run `connector` into `dest` until the source is exhausted or an error
 /// stops it. `stats` (whose `http` the connector's clients share) counts as
@@ -486,17 +459,17 @@ fn writer_loop(
                     match op {
                         Op::Upsert { table, batch } => {
                             rows_since += batch.num_rows() as u64;
-                            let batch = renamer.batch(&table, batch)?;
+                            let batch = renamer.batch(&table, batch).map_err(Error::Internal)?;
                             dest.upsert(&renamer.table(&table), batch)?
                         }
                         Op::Update { table, batch } => {
                             rows_since += batch.num_rows() as u64;
-                            let batch = renamer.batch(&table, batch)?;
+                            let batch = renamer.batch(&table, batch).map_err(Error::Internal)?;
                             dest.update(&renamer.table(&table), batch)?
                         }
                         Op::Delete { table, batch } => {
                             rows_since += batch.num_rows() as u64;
-                            let batch = renamer.batch(&table, batch)?;
+                            let batch = renamer.batch(&table, batch).map_err(Error::Internal)?;
                             dest.delete(&renamer.table(&table), batch)?
                         }
                         Op::Truncate { table } => dest.truncate(&renamer.table(&table))?,

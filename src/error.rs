@@ -57,7 +57,7 @@ pub enum Error {
     #[error("{}; nothing was soft-deleted (more than --max-delete-fraction {max_fraction} of the live rows, and the source reported no total that agrees). \
 The rows read were committed. If the source really lost these rows, run the sync again with --max-delete-fraction 1", .refused.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "))]
     DeletesRefused {
-        refused: Vec<crate::engine::RefusedDelete>,
+        refused: Vec<RefusedDelete>,
         max_fraction: f64,
     },
 
@@ -85,6 +85,35 @@ pub enum Domain {
     Destination,
     /// A bug in etl.
     Internal,
+}
+
+/// A soft-deletion of unseen rows the guard refused.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RefusedDelete {
+    pub table: String,
+    /// Live rows before.
+    pub live: u64,
+    /// Rows the scan did not see, which would have been soft-deleted.
+    pub unseen: u64,
+    /// The total the source reported, if any.
+    pub source_total: Option<u64>,
+}
+
+impl std::fmt::Display for RefusedDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "table {}: the scan did not see {} of {} live rows ({:.0}%)",
+            self.table,
+            self.unseen,
+            self.live,
+            100.0 * self.unseen as f64 / self.live.max(1) as f64
+        )?;
+        if let Some(t) = self.source_total {
+            write!(f, " while the source said it holds {t}")?;
+        }
+        Ok(())
+    }
 }
 
 fn source_name(path: &Option<PathBuf>) -> String {

@@ -21,7 +21,6 @@ use serde::{Deserialize, Serialize};
 use unicode_normalization::char::is_combining_mark;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::error::{Error, Result};
 use crate::schema::{ColumnSource, TableSchema};
 
 /// The naming a dataset is written with; recorded in the dataset, so every
@@ -222,8 +221,13 @@ impl Renamer {
         }
     }
 
-    /// `batch` (columns of `t`) with the destination's column names.
-    pub fn batch(&mut self, t: &Arc<TableSchema>, batch: RecordBatch) -> Result<RecordBatch> {
+    /// `batch` (columns of `t`) with the destination's column names; the
+    /// error says why Arrow refused the renamed batch.
+    pub fn batch(
+        &mut self,
+        t: &Arc<TableSchema>,
+        batch: RecordBatch,
+    ) -> std::result::Result<RecordBatch, String> {
         if self.naming == Naming::Source {
             return Ok(batch);
         }
@@ -244,7 +248,7 @@ impl Renamer {
         }
         let renamed = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
         RecordBatch::try_new(renamed, columns)
-            .map_err(|e| Error::Internal(format!("renaming a batch of table {}: {e}", t.name)))
+            .map_err(|e| format!("renaming a batch of table {}: {e}", t.name))
     }
 }
 

@@ -295,13 +295,7 @@ pub fn parse_date_days(s: &str) -> Option<i32> {
     i32::try_from(days).ok()
 }
 
-/// Format UTC microseconds as RFC 3339 with a `Z` (for state and logs).
-pub fn format_utc_micros(micros: i64) -> String {
-    match chrono::DateTime::from_timestamp_micros(micros) {
-        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        None => micros.to_string(),
-    }
-}
+pub use crate::text::format_utc_micros;
 
 #[cfg(test)]
 mod tests {

@@ -97,7 +97,7 @@ pub(super) fn kind_text(kind: &HttpErrorKind) -> String {
                 Some(s) => format!(
                     "; it resets in {} ({})",
                     human_duration(*s),
-                    crate::decode::values::format_utc_micros(
+                    crate::text::format_utc_micros(
                         chrono::Utc::now().timestamp_micros() + *s as i64 * 1_000_000
                     )
                 ),

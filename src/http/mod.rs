@@ -227,13 +227,34 @@ enum Sent {
     Streaming(reqwest::Response),
 }
 
+/// Where a client gets renewable access tokens. Implemented by
+/// [`oauth::OAuth`], which itself sends its token requests through an
+/// [`HttpClient`]; this trait keeps the client from depending on it.
+pub trait TokenSource: Send + Sync + fmt::Debug {
+    /// What precedes the token in `Authorization` (empty: the token alone).
+    fn scheme(&self) -> &str;
+    /// The current access token.
+    fn access(&self) -> Secret;
+    /// Counts the tokens obtained; a refresh asked for an older one is shared.
+    fn generation(&self) -> u64;
+    /// A new token can be had.
+    fn can_refresh(&self) -> bool;
+    /// The token is about to expire, or not obtained yet.
+    fn expiring(&self) -> bool;
+    /// Every token value, for redaction.
+    fn secrets(&self) -> Vec<String>;
+    /// Get a new token unless another request did since generation `seen`.
+    fn refresh(&self, seen: u64) -> futures::future::BoxFuture<'_, Result<(), HttpError>>;
+}
+
 /// How requests authenticate.
 #[derive(Clone, Debug)]
 pub enum Auth {
     None,
     Bearer(Secret),
-    /// A Bearer access token that can be refreshed (on 401, or before it expires).
-    OAuth(Arc<oauth::OAuth>),
+    /// An access token that can be renewed (on 401, or before it expires):
+    /// an OAuth grant or a login session ([`oauth::OAuth`]).
+    OAuth(Arc<dyn TokenSource>),
     /// A header whose whole value is secret (`Authorization: Basic …`, `X-Api-Key: …`).
     Header(HeaderName, Secret),
     /// A query parameter whose value is secret (`?api_key=…`), added to each request.

@@ -342,3 +342,27 @@ fn login_token(
         expires_in: expires_in_field.and_then(at).cloned(),
     })
 }
+
+impl super::TokenSource for OAuth {
+    fn scheme(&self) -> &str {
+        OAuth::scheme(self)
+    }
+    fn access(&self) -> Secret {
+        OAuth::access(self)
+    }
+    fn generation(&self) -> u64 {
+        OAuth::generation(self)
+    }
+    fn can_refresh(&self) -> bool {
+        OAuth::can_refresh(self)
+    }
+    fn expiring(&self) -> bool {
+        OAuth::expiring(self)
+    }
+    fn secrets(&self) -> Vec<String> {
+        OAuth::secrets(self)
+    }
+    fn refresh(&self, seen: u64) -> BoxFuture<'_, Result<(), HttpError>> {
+        OAuth::refresh(self, seen)
+    }
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{json_response, MockRequest, Resp, Shared, SplitMix64};
+use super::wire::{json_response, MockRequest, Resp, SplitMix64};
 
 /// The refresh token the playground starts with.
 pub const INITIAL_REFRESH_TOKEN: &str = "rt_playground_0";
@@ -299,8 +299,7 @@ fn param(req: &MockRequest, k: &str, default: i64) -> Result<i64, Resp> {
     }
 }
 
-pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
-    let m = &s.egnyte;
+pub(crate) fn route(m: &EgnyteMock, req: &MockRequest) -> Resp {
     if req.path == "/puboauth/token" && req.method == Method::POST {
         return token(m, req);
     }

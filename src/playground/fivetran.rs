@@ -30,7 +30,7 @@ use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::{json_response, MockRequest, Resp, Shared, SplitMix64};
+use super::wire::{json_response, MockRequest, Resp, SplitMix64};
 
 pub const BASIC_USER: &str = "basic@example.com";
 pub const BASIC_PASSWORD: &str = "basic-pass-0001";
@@ -302,12 +302,12 @@ fn int(
     }
 }
 
-pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
-    let headers = match s.fivetran.spend() {
+pub(crate) fn route(m: &FivetranMock, req: &MockRequest) -> Resp {
+    let headers = match m.spend() {
         Ok(h) => h,
         Err(refused) => return refused,
     };
-    let mut r = match route_inner(s, req) {
+    let mut r = match route_inner(m, req) {
         Ok(r) | Err(r) => r,
     };
     for (k, v) in headers {
@@ -317,8 +317,7 @@ pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
     r
 }
 
-fn route_inner(s: &Shared, req: &MockRequest) -> Result<Resp, Resp> {
-    let m = &s.fivetran;
+fn route_inner(m: &FivetranMock, req: &MockRequest) -> Result<Resp, Resp> {
     let path = req.path.trim_end_matches('/');
     let common = ["order_by", "order_type", "updated_since"];
     Ok(match (&req.method, path) {

@@ -12,6 +12,7 @@ pub mod egnyte;
 pub mod fivetran;
 pub mod prefect;
 pub mod userflow;
+pub mod wire;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -20,14 +21,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+
+pub use self::wire::SplitMix64;
+use self::wire::{json_response, MockRequest, Resp};
 
 /// The playground's API key when none is given.
 pub const DEFAULT_API_KEY: &str = "ak_playground_0123456789abcdef";
@@ -359,74 +362,6 @@ impl Drop for Playground {
     }
 }
 
-/// A tiny deterministic generator (SplitMix64), stable across platforms and crate versions.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// A random (version 4) UUID in its hyphenated lowercase form.
-    pub fn uuid(&mut self) -> String {
-        format!(
-            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-            self.next_u64() as u32,
-            self.below(1 << 16),
-            self.below(1 << 12),
-            0x8000 | self.below(1 << 14),
-            self.next_u64() & 0xffff_ffff_ffff
-        )
-    }
-}
-
-pub(crate) type Resp = Response<Full<Bytes>>;
-
-pub(crate) fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Resp {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(body.into()))
-        .expect("valid response")
-}
-
-/// A parsed request handed to a mock.
-pub(crate) struct MockRequest {
-    pub method: hyper::Method,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub headers: hyper::HeaderMap,
-    pub body: Bytes,
-}
-
-impl MockRequest {
-    pub fn param(&self, k: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn bearer(&self) -> Option<&str> {
-        self.headers
-            .get("authorization")?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")
-    }
-}
-
 async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let n = s.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let _in_flight = InFlight::enter(&s, req.uri().path());
@@ -495,9 +430,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         None => {}
     }
     let resp = match mreq.path.strip_prefix(prefect::PREFIX) {
-        Some(rest) => prefect::route(&s, &mreq, rest),
+        Some(rest) => prefect::route(&s.prefect, &s.opts.api_key, &mreq, rest),
         None if mreq.path.starts_with("/pubapi/") || mreq.path.starts_with("/puboauth/") => {
-            egnyte::route(&s, &mreq)
+            egnyte::route(&s.egnyte, &mreq)
         }
         None if [
             "/pagination/",
@@ -511,9 +446,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         .iter()
         .any(|p| mreq.path.starts_with(p)) =>
         {
-            fivetran::route(&s, &mreq)
+            fivetran::route(&s.fivetran, &mreq)
         }
-        None => userflow::route(&s, &mreq),
+        None => userflow::route(&s.userflow, &s.opts.api_key, &mreq),
     };
     if malformed || edit.is_some() {
         let status = resp.status();

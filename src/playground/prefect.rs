@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{json_response, MockRequest, Resp, Shared, SplitMix64};
+use super::wire::{json_response, MockRequest, Resp, SplitMix64};
 
 /// Where the mock lives on the playground server.
 pub const PREFIX: &str = "/prefect/api";
@@ -304,15 +304,15 @@ fn sorts(objects: &str) -> &'static [&'static str] {
 }
 
 /// Route a request under [`PREFIX`] (the prefix already removed).
-pub(crate) fn route(s: &Shared, req: &MockRequest, path: &str) -> Resp {
+pub(crate) fn route(m: &PrefectMock, api_key: &str, req: &MockRequest, path: &str) -> Resp {
     if let Some(key) = req.bearer() {
-        if key != s.opts.api_key {
+        if key != api_key {
             return detail(
                 StatusCode::UNAUTHORIZED,
                 "Invalid authentication credentials",
             );
         }
-    } else if !s.opts.api_key.is_empty() {
+    } else if !api_key.is_empty() {
         return detail(
             StatusCode::UNAUTHORIZED,
             "Invalid authentication credentials",
@@ -324,7 +324,7 @@ pub(crate) fn route(s: &Shared, req: &MockRequest, path: &str) -> Resp {
     }
     let mut parts = path.trim_start_matches('/').splitn(2, '/');
     let (objects, action) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let Some(collection) = s.prefect.collection(objects) else {
+    let Some(collection) = m.collection(objects) else {
         return detail(StatusCode::NOT_FOUND, "Not Found");
     };
     if req.method != Method::POST || !matches!(action, "filter" | "count") {

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use hyper::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::{json_response, MockRequest, Resp, Shared, SplitMix64};
+use super::wire::{json_response, MockRequest, Resp, SplitMix64};
 
 const FIRST: [&str; 16] = [
     "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Margaret", "Niklaus",
@@ -248,11 +248,10 @@ fn error(status: StatusCode, code: &str, message: &str) -> Resp {
 }
 
 /// Route a request to the Userflow mock.
-pub(crate) fn route(s: &Shared, req: &MockRequest) -> Resp {
-    if req.bearer() != Some(s.opts.api_key.as_str()) {
+pub(crate) fn route(m: &UserflowMock, api_key: &str, req: &MockRequest) -> Resp {
+    if req.bearer() != Some(api_key) {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid API key");
     }
-    let m = &s.userflow;
     let path = req.path.trim_end_matches('/');
     match (&req.method, path) {
         (&Method::GET, "/users") => m.list(req),

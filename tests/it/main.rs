@@ -9,6 +9,7 @@ mod dests;
 mod egnyte;
 mod fivetran;
 mod hostile;
+mod layers;
 mod model;
 mod namespace;
 mod naming;
