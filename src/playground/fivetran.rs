@@ -45,13 +45,13 @@ pub const REFRESH_TOKEN: &str = "rt-fivetran-playground-0001";
 /// `/sdk/events` has one event per hour from this long before now.
 pub const EVENT_DAYS: i64 = 5;
 
-const FIRST: [&str; 8] = [
+pub(crate) const FIRST: [&str; 8] = [
     "Jane", "John", "Ada", "Grace", "Alan", "Zoë", "Seán", "Chloé",
 ];
-const LAST: [&str; 8] = [
+pub(crate) const LAST: [&str; 8] = [
     "Roe", "Doe", "Lovelace", "Hopper", "Turing", "O'Brien", "Müller", "Smith",
 ];
-const JOBS: [&str; 5] = [
+pub(crate) const JOBS: [&str; 5] = [
     "Surveyor",
     "Engineer, \"civil\"",
     "Editor",
@@ -490,7 +490,6 @@ fn route_inner(m: &FivetranMock, req: &MockRequest) -> Result<Resp, Resp> {
             data.sort_by(|a, b| a["updatedAt"].as_str().cmp(&b["updatedAt"].as_str()));
             ok(json!({"data": data, "total_items": data.len()}))
         }
-        (&Method::GET, "/export/csv") => export_csv(m, req),
         (&Method::GET, "/auth/http_basic") => {
             let want = format!(
                 "Basic {}",
@@ -750,105 +749,4 @@ fn sdk(m: &FivetranMock, req: &MockRequest, what: &str) -> Result<Resp, Resp> {
             json!({"error": "Not Found"}).to_string(),
         ),
     })
-}
-
-/// RFC 4180: quoted when holding a comma, quote, CR or LF; quotes doubled.
-fn csv_field(s: &str, out: &mut String) {
-    if s.contains([',', '"', '\n', '\r']) {
-        out.push('"');
-        out.push_str(&s.replace('"', "\"\""));
-        out.push('"');
-    } else {
-        out.push_str(s);
-    }
-}
-
-pub const CSV_HEADER: &str = "id,name,email,address,company,job,createdAt,updatedAt";
-
-fn csv_row(u: &Value, out: &mut String) {
-    for (i, k) in [
-        "id",
-        "name",
-        "email",
-        "address",
-        "company",
-        "job",
-        "createdAt",
-        "updatedAt",
-    ]
-    .iter()
-    .enumerate()
-    {
-        if i > 0 {
-            out.push(',');
-        }
-        csv_field(u[*k].as_str().unwrap_or(""), out);
-    }
-    out.push_str("\r\n");
-}
-
-fn export_csv(m: &FivetranMock, _req: &MockRequest) -> Resp {
-    let mut out = String::from("\u{feff}");
-    out.push_str(CSV_HEADER);
-    out.push_str("\r\n");
-    for u in m.users.lock().unwrap().iter() {
-        csv_row(u, &mut out);
-    }
-    hyper::Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "text/csv")
-        .header(
-            "content-disposition",
-            "attachment; filename=data_export.csv",
-        )
-        .body(http_body_util::Full::new(Bytes::from(out)))
-        .expect("valid response")
-}
-
-/// Row `i` of a generated export (same shape as the users; ~250 bytes).
-fn generated_row(i: u64, out: &mut String) {
-    let mut rng = SplitMix64(i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let created = 1_700_000_000 + i as i64;
-    let (f, l) = (FIRST[rng.below(8) as usize], LAST[rng.below(8) as usize]);
-    let u = json!({
-        "id": format!("u{i:012}"),
-        "name": format!("{f} {l}"),
-        "email": format!("{}.{}{i}@example.net", f.to_lowercase(), l.to_lowercase()),
-        "address": format!("{} Main St\nSpringfield, IL {:05}", i % 10_000, rng.below(99_999)),
-        "company": format!("{l}, {f} and Sons"),
-        "job": JOBS[rng.below(5) as usize],
-        "createdAt": ts(created),
-        "updatedAt": ts(created + rng.below(3600) as i64),
-    });
-    csv_row(&u, out);
-}
-
-/// `/export/csv?rows=N`: N generated rows, streamed in ~256 KB chunks.
-pub(crate) fn streamed_export(
-    rows: u64,
-) -> hyper::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>> {
-    use futures::StreamExt;
-    use http_body_util::{BodyExt, StreamBody};
-    use hyper::body::Frame;
-    let head = format!("\u{feff}{CSV_HEADER}\r\n");
-    let chunks = futures::stream::unfold(0u64, move |next| async move {
-        if next >= rows {
-            return None;
-        }
-        let mut out = String::with_capacity(300 * 1024);
-        let mut i = next;
-        while i < rows && out.len() < 256 * 1024 {
-            generated_row(i, &mut out);
-            i += 1;
-        }
-        Some((Bytes::from(out), i))
-    });
-    let body = futures::stream::once(async move { Bytes::from(head) })
-        .chain(chunks)
-        .map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
-    hyper::Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "text/csv")
-        .body(BodyExt::boxed(StreamBody::new(body)))
-        .expect("valid response")
 }

@@ -8,6 +8,7 @@
 //! `Retry-After`, 500, 503) or scripted one request at a time
 //! ([`Playground::push_fault`]) for tests.
 
+pub mod csv_export;
 pub mod egnyte;
 pub mod fivetran;
 pub mod prefect;
@@ -207,7 +208,7 @@ impl Playground {
                                 });
                                 if let Some(rows) = rows {
                                     s.requests.fetch_add(1, Ordering::Relaxed);
-                                    return Ok::<_, Infallible>(fivetran::streamed_export(rows));
+                                    return Ok::<_, Infallible>(csv_export::streamed_export(rows));
                                 }
                             }
                             Ok::<_, Infallible>(handle(s, req).await.map(|b| b.boxed()))
@@ -433,6 +434,9 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         Some(rest) => prefect::route(&s.prefect, &s.opts.api_key, &mreq, rest),
         None if mreq.path.starts_with("/pubapi/") || mreq.path.starts_with("/puboauth/") => {
             egnyte::route(&s.egnyte, &mreq)
+        }
+        None if mreq.path.trim_end_matches('/') == "/export/csv" => {
+            csv_export::export_csv(&s.fivetran, &mreq)
         }
         None if [
             "/pagination/",
