@@ -31,10 +31,11 @@ use crate::connectors::{Connector, SyncContext};
 use crate::dest::{Destination, TableCounts, WriteSummary};
 use crate::error::{Error, Result};
 use crate::http::HttpMetrics;
-use crate::schema::TableSchema;
 use crate::source::emit::WriterMsg;
 pub use crate::source::emit::{Emitter, Extent, Op, StreamStats};
 use crate::state::State;
+
+mod writer;
 
 /// Writer threads alive in this process (a destination is released when its writer ends).
 static ACTIVE_WRITERS: AtomicU64 = AtomicU64::new(0);
@@ -281,7 +282,7 @@ pub async fn run_sync(
     std::thread::Builder::new()
         .name("etl-writer".into())
         .spawn(move || {
-            let r = writer_loop(
+            let r = writer::writer_loop(
                 dest,
                 (&writer_name, &owner),
                 &tables,
@@ -314,29 +315,18 @@ pub async fn run_sync(
     let reading = Instant::now();
     let outcome = connector.sync(ctx).await;
     let read_secs = reading.elapsed().as_secs_f64();
-    match outcome {
-        Ok(()) => {
-            if msg_tx.send(WriterMsg::Finish).await.is_err() {
-                return Err(writer_failure(done_rx).await);
-            }
-        }
+    let report = match outcome {
+        Ok(()) => finish(msg_tx, done_rx).await?,
         Err(e) if e.is_quota() => {
             // Out of requests for now: commit what was read (every op is an
             // idempotent merge and each stream's state is at or behind its
             // data), then report when the quota resets.
             tracing::warn!(error = %e, "the source's request quota is used up; committing what was read");
-            if msg_tx.send(WriterMsg::Finish).await.is_err() {
-                return Err(writer_failure(done_rx).await);
-            }
-            drop(msg_tx);
-            return match done_rx.await {
-                Ok(Ok(_)) => Err(match e {
-                    Error::Http(source) => Error::QuotaExhausted { source },
-                    other => other,
-                }),
-                Ok(Err(we)) => Err(we),
-                Err(_) => Err(Error::Internal("the destination writer panicked".into())),
-            };
+            finish(msg_tx, done_rx).await?;
+            return Err(match e {
+                Error::Http(source) => Error::QuotaExhausted { source },
+                other => other,
+            });
         }
         Err(e) => {
             drop(msg_tx);
@@ -346,11 +336,6 @@ pub async fn run_sync(
                 _ => Err(e),
             };
         }
-    }
-    drop(msg_tx);
-    let report = match done_rx.await {
-        Ok(r) => r?,
-        Err(_) => return Err(Error::Internal("the destination writer panicked".into())),
     };
     if !report.finished {
         return Err(Error::Internal(
@@ -387,197 +372,24 @@ pub async fn run_sync(
     })
 }
 
+/// Tell the writer the sync is complete and wait for its last commit.
+async fn finish(
+    msg_tx: mpsc::Sender<WriterMsg>,
+    done_rx: oneshot::Receiver<Result<WriterReport>>,
+) -> Result<WriterReport> {
+    if msg_tx.send(WriterMsg::Finish).await.is_err() {
+        return Err(writer_failure(done_rx).await);
+    }
+    drop(msg_tx);
+    match done_rx.await {
+        Ok(r) => r,
+        Err(_) => Err(Error::Internal("the destination writer panicked".into())),
+    }
+}
+
 async fn writer_failure(done_rx: oneshot::Receiver<Result<WriterReport>>) -> Error {
     match done_rx.await {
         Ok(Err(e)) => e,
         _ => Error::Internal("the destination writer stopped unexpectedly".into()),
-    }
-}
-
-fn writer_loop(
-    mut dest: Box<dyn Destination>,
-    // The connector's name (its state's key) and the owner of its tables.
-    (connector, owner): (&str, &str),
-    tables: &[Arc<TableSchema>],
-    opts: SyncOptions,
-    stats: &RunStats,
-    state_tx: oneshot::Sender<State>,
-    mut rx: mpsc::Receiver<WriterMsg>,
-) -> Result<WriterReport> {
-    let mut renamer = crate::naming::Renamer::new(opts.naming.unwrap_or_default());
-    let setup = (|| -> Result<State> {
-        let tables: Vec<Arc<TableSchema>> = tables.iter().map(|t| renamer.table(t)).collect();
-        dest.claim(owner, connector, &tables)?;
-        dest.prepare(&tables)?;
-        Ok(dest.load_state(connector)?.unwrap_or_default())
-    })();
-    let mut state = match setup {
-        // `--full-refresh` starts from empty state (keeping a connector's
-        // private `_…` entries, such as a rotated OAuth refresh token); the
-        // next commit replaces the old one.
-        Ok(s) if opts.full_refresh => State {
-            streams: s
-                .streams
-                .into_iter()
-                .filter(|(k, _)| k.starts_with('_'))
-                .collect(),
-            ..State::default()
-        },
-        Ok(s) => s,
-        Err(e) => {
-            let _ = dest.rollback();
-            return Err(e);
-        }
-    };
-    let _ = state_tx.send(state.clone());
-    let mut summary = WriteSummary::default();
-    let mut commits = 0u64;
-    let mut rows_since = 0u64;
-    let mut last_commit = Instant::now();
-    let mut dirty = false;
-    let mut refused = Vec::new();
-    let result = (|| -> Result<bool> {
-        loop {
-            let msg = match rx.blocking_recv() {
-                Some(m) => m,
-                // Channel closed without Finish: the sync failed or was dropped.
-                None => return Ok(false),
-            };
-            match msg {
-                WriterMsg::Finish => {
-                    if dirty || commits == 0 {
-                        let w = dest.commit(connector, &state)?;
-                        stats.record_commit(&w, &state);
-                        summary.add(&w);
-                        commits += 1;
-                    }
-                    return Ok(true);
-                }
-                WriterMsg::Op(op) => {
-                    let had_changes = dirty;
-                    dirty = true;
-                    match op {
-                        Op::Upsert { table, batch } => {
-                            rows_since += batch.num_rows() as u64;
-                            let batch = renamer.batch(&table, batch).map_err(Error::Internal)?;
-                            dest.upsert(&renamer.table(&table), batch)?
-                        }
-                        Op::Update { table, batch } => {
-                            rows_since += batch.num_rows() as u64;
-                            let batch = renamer.batch(&table, batch).map_err(Error::Internal)?;
-                            dest.update(&renamer.table(&table), batch)?
-                        }
-                        Op::Delete { table, batch } => {
-                            rows_since += batch.num_rows() as u64;
-                            let batch = renamer.batch(&table, batch).map_err(Error::Internal)?;
-                            dest.delete(&renamer.table(&table), batch)?
-                        }
-                        Op::Truncate { table } => dest.truncate(&renamer.table(&table))?,
-                        Op::DeleteOlderThan {
-                            table,
-                            column,
-                            before_micros,
-                            source_total,
-                        } => {
-                            let column = renamer.column(&table, &column).unwrap_or(column);
-                            let table = renamer.table(&table);
-                            dirty = had_changes;
-                            if opts.max_delete_fraction < 1.0 {
-                                // A destination that counts only committed
-                                // rows gets what was read committed first
-                                // (it is kept whatever the guard decides).
-                                if dirty && !dest.counts_uncommitted() {
-                                    let w = dest.commit(connector, &state)?;
-                                    stats.record_commit(&w, &state);
-                                    summary.add(&w);
-                                    commits += 1;
-                                    rows_since = 0;
-                                    last_commit = Instant::now();
-                                    dirty = false;
-                                }
-                                let counting = Instant::now();
-                                let (live, unseen) =
-                                    dest.live_and_stale(&table, &column, before_micros)?;
-                                tracing::debug!(table = %table.name, live, unseen,
-                                    ms = counting.elapsed().as_millis() as u64,
-                                    "counted the rows the scan did not see");
-                                let r = RefusedDelete {
-                                    table: table.name.clone(),
-                                    live,
-                                    unseen,
-                                    source_total,
-                                };
-                                let share = unseen as f64 / live.max(1) as f64;
-                                if share > opts.max_delete_fraction {
-                                    if source_total == Some(live - unseen) {
-                                        tracing::info!(table = %table.name, unseen, live, "soft-deleting most rows: the source's total agrees");
-                                    } else {
-                                        tracing::warn!(table = %table.name, unseen, live, source_total, "refusing to soft-delete: {r}");
-                                        refused.push(r);
-                                        continue;
-                                    }
-                                }
-                            }
-                            dirty = true;
-                            dest.delete_older_than(&table, &column, before_micros)?
-                        }
-                        Op::Reject(mut r) => {
-                            for r in &mut r {
-                                r.table = renamer.naming().table(&r.table);
-                            }
-                            dest.reject(&r)?
-                        }
-                        Op::Checkpoint {
-                            stream,
-                            state: s,
-                            force,
-                        } => {
-                            state.streams.insert(stream, s);
-                            if force
-                                || rows_since >= opts.checkpoint_rows
-                                || last_commit.elapsed() >= opts.checkpoint_interval
-                            {
-                                let w = dest.commit(connector, &state)?;
-                                stats.record_commit(&w, &state);
-                                tracing::info!(rows = rows_since, "committed checkpoint");
-                                summary.add(&w);
-                                commits += 1;
-                                rows_since = 0;
-                                last_commit = Instant::now();
-                                dirty = false;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    })();
-    match result {
-        Ok(true) => Ok(WriterReport {
-            summary,
-            commits,
-            finished: true,
-            refused,
-        }),
-        Ok(false) => {
-            dest.rollback()?;
-            tracing::debug!(
-                commits,
-                "sync stopped early; rolled back to the last commit"
-            );
-            Ok(WriterReport {
-                summary,
-                commits,
-                finished: false,
-                refused,
-            })
-        }
-        Err(e) => {
-            if let Err(re) = dest.rollback() {
-                tracing::error!(error = %re, "rollback failed");
-            }
-            tracing::debug!(commits, "writer rolled back to the last commit");
-            Err(e)
-        }
     }
 }
