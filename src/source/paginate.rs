@@ -490,13 +490,18 @@ impl Paginator for StartingAfter {
     fn next(&mut self, page: &PageView) -> Result<Option<Url>, String> {
         // A last record without a usable id is the decoder's to report (with
         // its row, or quarantined); the next page then follows next_page_url.
-        let id = page.last_record.and_then(|raw| {
-            match serde_json::from_str::<Value>(raw).ok()?.get("id")? {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            }
-        });
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: Option<Value>,
+        }
+        // Only the id is read; the record's other fields are skipped.
+        let id =
+            page.last_record
+                .and_then(|raw| match serde_json::from_str::<IdOnly>(raw).ok()?.id? {
+                    Value::String(s) => Some(s),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                });
         if id.is_some() {
             self.last_id = id;
         }

@@ -24,6 +24,7 @@
 //! forward from the last sync's end to now, then back into history one
 //! window per request scan, each window's cursors committed with it.
 
+mod auth;
 mod cursor;
 mod run;
 pub mod spec;
@@ -37,14 +38,13 @@ use serde_json::{json, Value};
 use url::Url;
 
 use self::cursor::{cursor_minus, fill, join_url};
-use self::spec::{AuthSpec, KeyPlace, Operation, Paginator, Spec, TableSpec};
+use self::spec::{Operation, Paginator, Spec, TableSpec};
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::config::ConfigReader;
 use crate::decode::envelope;
 use crate::error::{Error, Result};
-use crate::http::oauth::{Grant, OAuth};
 use crate::http::rate::{HeaderBudget, RateLimiter};
-use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
+use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy};
 use crate::schema::{Column, ColumnType, TableSchema};
 use crate::source::{fetch, paginate};
 
@@ -148,101 +148,7 @@ impl Rest {
         };
         let plain =
             metered(HttpClient::new(policy.clone(), Auth::None).with_metrics(metrics.clone()));
-        let auth = match &spec.auth {
-            AuthSpec::None => Auth::None,
-            AuthSpec::Bearer { token } => Auth::Bearer(token.clone()),
-            AuthSpec::Basic { username, password } => {
-                use base64::Engine as _;
-                let b = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{username}:{}", password.expose()));
-                Auth::Header(
-                    reqwest::header::AUTHORIZATION,
-                    Secret::new(format!("Basic {b}")),
-                )
-            }
-            AuthSpec::ApiKey {
-                key,
-                place: KeyPlace::Header(h),
-                prefix,
-            } => Auth::Header(
-                reqwest::header::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                    Error::config(
-                        Some(&spec.path),
-                        format!("auth.header: {h:?} is not a header name"),
-                    )
-                })?,
-                Secret::new(format!("{prefix}{}", key.expose())),
-            ),
-            AuthSpec::ApiKey {
-                key,
-                place: KeyPlace::Query(p),
-                prefix,
-            } => Auth::Query(p.clone(), Secret::new(format!("{prefix}{}", key.expose()))),
-            AuthSpec::Session {
-                login_path,
-                body,
-                token_field,
-                expires_in_field,
-                header,
-                prefix,
-            } => {
-                if !header.eq_ignore_ascii_case("authorization") {
-                    return Err(Error::config(
-                        Some(&spec.path),
-                        "auth.header: a session token is sent in Authorization",
-                    ));
-                }
-                let plain = plain
-                    .clone()
-                    .with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
-                Auth::OAuth(OAuth::with_grant(
-                    Grant::Login {
-                        body: body.clone(),
-                        token_field: token_field.clone(),
-                        expires_in_field: expires_in_field.clone(),
-                    },
-                    prefix,
-                    None,
-                    join_url(&spec.base_url, login_path)?,
-                    None,
-                    None,
-                    plain,
-                ))
-            }
-            AuthSpec::OAuthRefresh {
-                token_url,
-                client_id,
-                client_secret,
-                refresh_token,
-                in_query,
-            } => Auth::OAuth(OAuth::with_grant(
-                Grant::RefreshToken {
-                    in_query: *in_query,
-                },
-                "Bearer",
-                Some(refresh_token.clone()),
-                token_url.clone(),
-                client_id.clone(),
-                client_secret.clone(),
-                plain.clone(),
-            )),
-            AuthSpec::OAuthClientCredentials {
-                token_url,
-                client_id,
-                client_secret,
-                scope,
-            } => Auth::OAuth(OAuth::with_grant(
-                Grant::ClientCredentials {
-                    scope: scope.clone(),
-                },
-                "Bearer",
-                None,
-                token_url.clone(),
-                Some(client_id.clone()),
-                Some(client_secret.clone()),
-                plain.clone(),
-            )),
-        };
+        let auth = auth::client_auth(&spec, plain)?;
         // Credentials go to the base URL's origin, and to a table path that
         // names a whole URL of its own; never to an origin a response names.
         let absolute: Vec<Url> = spec
