@@ -357,19 +357,25 @@ async fn a_late_write_is_read_within_the_replay_window(kind: Kind) {
     assert_eq!(stored_users(&replay, ""), truth(&pg));
 }
 
+/// The shipped offset spec with its `incremental` line replaced by `with`, in `dir`.
+fn truncated_spec(dir: &Path, with: &str) -> std::path::PathBuf {
+    let spec = dir.join("truncated.toml");
+    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
+    let inc = text
+        .lines()
+        .find(|l| l.starts_with("incremental = "))
+        .unwrap();
+    std::fs::write(&spec, text.replace(inc, with)).unwrap();
+    spec
+}
+
 /// `truncate = true` (the SDK's op.truncate): each sync reads the table in
 /// full, then soft-deletes the rows it did not see; a user gone from the
 /// source stays soft-deleted, the others are live, none duplicated.
 async fn truncate_soft_deletes_what_a_full_read_no_longer_returns(kind: Kind) {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("truncated.toml");
-    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
-    let inc = text
-        .lines()
-        .find(|l| l.starts_with("incremental = "))
-        .unwrap();
-    std::fs::write(&spec, text.replace(inc, "truncate = true")).unwrap();
+    let spec = truncated_spec(dir.path(), "truncate = true");
     let out = kind.path(dir.path());
     sync_spec(&pg, spec.to_str().unwrap(), &out).await.unwrap();
     assert_eq!(stored_users(&out, ""), truth(&pg));
@@ -395,15 +401,8 @@ async fn truncate_soft_deletes_what_a_full_read_no_longer_returns(kind: Kind) {
 async fn truncate_deletes_with_the_last_page_and_never_after_a_partial_read(kind: Kind) {
     let pg = pg().await;
     let dir = tempfile::tempdir().unwrap();
-    let spec = dir.path().join("truncated.toml");
-    let text = std::fs::read_to_string(spec_path("fivetran_offset")).unwrap();
-    let inc = text
-        .lines()
-        .find(|l| l.starts_with("incremental = "))
-        .unwrap();
     // One page at a time, so the failing request is the third page.
-    let text = text.replace(inc, "truncate = true\nconcurrency = 1");
-    std::fs::write(&spec, text).unwrap();
+    let spec = truncated_spec(dir.path(), "truncate = true\nconcurrency = 1");
     let out = kind.path(dir.path());
     let run = |out: std::path::PathBuf| {
         let mut config = pg.rest_config();
