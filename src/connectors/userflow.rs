@@ -246,16 +246,7 @@ impl Userflow {
                     }
                 };
                 let n = page.ranges.len() as u64;
-                let last = page.ranges.last().map(|r| &resp.body[r.clone()]);
-                let view = PageView {
-                    url: &url,
-                    response_url: &resp.url,
-                    headers: &resp.headers,
-                    envelope: &page.fields,
-                    records: n,
-                    last_record: last.and_then(|b| std::str::from_utf8(b).ok()),
-                    max_cursor: None,
-                };
+                let view = PageView::of(&url, &resp, &page);
                 if let Err(m) = pages.advance(&view) {
                     failure = Some(Error::source(format!("Userflow users page {url}"), m));
                     break;

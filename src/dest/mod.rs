@@ -171,3 +171,14 @@ pub(crate) fn check_keyed(
         None => Ok(()),
     }
 }
+
+/// An output path's directory must exist (a typo is not silently created).
+pub(crate) fn check_parent_exists(path: &std::path::Path) -> Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) if !parent.exists() => Err(crate::error::Error::Usage(format!(
+            "output directory {} does not exist",
+            parent.display()
+        ))),
+        _ => Ok(()),
+    }
+}

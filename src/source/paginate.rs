@@ -21,6 +21,9 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use url::Url;
 
+use crate::decode::envelope::Envelope;
+use crate::http::Response;
+
 /// Pages one scan of one table may take before it is stopped as runaway
 /// (`--max-pages`); far above any real list at any page size.
 pub const DEFAULT_MAX_PAGES: u64 = 1_000_000;
@@ -42,7 +45,21 @@ pub struct PageView<'a> {
     pub max_cursor: Option<&'a str>,
 }
 
-impl PageView<'_> {
+impl<'a> PageView<'a> {
+    /// What `resp` (asked for at `url`, split into `page`) shows a paginator.
+    pub fn of(url: &'a Url, resp: &'a Response, page: &'a Envelope) -> Self {
+        let last = page.ranges.last().and_then(|r| resp.body.get(r.clone()));
+        PageView {
+            url,
+            response_url: &resp.url,
+            headers: &resp.headers,
+            envelope: &page.fields,
+            records: page.ranges.len() as u64,
+            last_record: last.and_then(|b| std::str::from_utf8(b).ok()),
+            max_cursor: None,
+        }
+    }
+
     /// The envelope field at `path`.
     pub fn field(&self, path: &[String]) -> Option<&Value> {
         path.iter().try_fold(self.envelope, |cur, k| cur.get(k))

@@ -325,6 +325,7 @@ impl<'a> Run<'a> {
                 cursor_seen |= d.observed.cursor_seen;
                 some_fields = some_fields.or_else(|| d.observed.first_fields.clone());
             }
+            // The ranges went to the decoder: the view is built by hand.
             let view = PageView {
                 url: &url,
                 response_url: &resp.url,

@@ -168,14 +168,7 @@ impl DuckDbDestination {
                 "memory limit {limit:?} is not a size such as 512MB or 2GB"
             )));
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.exists() {
-                return Err(Error::Usage(format!(
-                    "output directory {} does not exist",
-                    parent.display()
-                )));
-            }
-        }
+        super::check_parent_exists(path)?;
         let config = duckdb::Config::default()
             .with("storage_compatibility_version", storage_version)
             .map_err(|e| {

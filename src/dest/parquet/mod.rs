@@ -218,14 +218,7 @@ impl ParquetDestination {
                 "--out {origin} is a file; a Parquet dataset is a directory"
             )));
         }
-        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            if !parent.exists() {
-                return Err(Error::Usage(format!(
-                    "output directory {} does not exist",
-                    parent.display()
-                )));
-            }
-        }
+        super::check_parent_exists(root)?;
         let meta = root.join(META_DIR);
         if root.exists() && !meta.is_dir() {
             let mut entries = fs::read_dir(root).map_err(|e| derr("listing the directory", &e))?;
