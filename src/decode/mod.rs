@@ -357,15 +357,62 @@ impl BatchDecoder {
         ctx: &PageContext,
         offset: usize,
     ) -> Result<Decoded, DecodeError> {
+        let mut chunk = self.extract(page, records, ctx)?;
+        if chunk.observed.stale() {
+            return Ok(self.stale(chunk.observed));
+        }
+        self.check_keys(&mut chunk);
+        let arrays = self.columns(&mut chunk, ctx);
+        let Chunk {
+            mut bad, observed, ..
+        } = chunk;
+        if bad.is_empty() {
+            let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+                .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
+            return Ok(Decoded {
+                batch,
+                rejects: Vec::new(),
+                observed,
+            });
+        }
+        bad.sort_by_key(|b| (b.row, b.column));
+        if self.table.on_bad_row == OnBadRow::Fail {
+            let b = &bad[0];
+            return Err(DecodeError {
+                table: self.table.name.clone(),
+                column: self.table.columns.get(b.column).map(|c| c.name.clone()),
+                row: Some(ctx.first_row + (offset + b.row) as u64),
+                value: b.value.clone(),
+                message: b.message.clone(),
+                location: Some(ctx.location.clone()),
+            });
+        }
+        let (batch, rejects) = self.quarantine(arrays, &bad, page, records, ctx)?;
+        Ok(Decoded {
+            batch,
+            rejects,
+            observed,
+        })
+    }
+
+    /// Each record's column values as raw JSON text (column-major), what
+    /// the watch noticed, the records' hashes, and what was wrong.
+    fn extract<'p>(
+        &self,
+        page: &'p str,
+        records: &[Range<usize>],
+        ctx: &PageContext,
+    ) -> Result<Chunk<'p>, DecodeError> {
         let ncols = self.table.columns.len();
         let n = records.len();
-        // Column-major slots of raw JSON text; None = null or missing.
-        let mut slots: Vec<Option<&str>> = vec![None; n * ncols];
+        let mut chunk = Chunk {
+            n,
+            slots: vec![None; n * ncols],
+            bad: Vec::new(),
+            hashes: Vec::new(),
+            observed: observe::Observed::default(),
+        };
         let mut row_slots: Vec<Option<&str>> = vec![None; ncols];
-        let mut bad: Vec<BadValue> = Vec::new();
-        // The SDK hash of each record, when a column wants it.
-        let mut hashes: Vec<Option<String>> = Vec::new();
-        let mut observed = observe::Observed::default();
         for (r, range) in records.iter().enumerate() {
             let text = page.get(range.clone()).ok_or_else(|| {
                 self.page_error(
@@ -377,72 +424,77 @@ impl BatchDecoder {
                 )
             })?;
             row_slots.iter_mut().for_each(|s| *s = None);
-            match serde_json::from_str::<RawObject>(text) {
-                Ok(obj) => {
-                    self.paths.extract(&obj, &mut row_slots);
-                    if let Some(w) = &self.watch {
-                        observed.record(&obj, w);
-                    }
-                }
-                Err(e) => {
-                    bad.push(BadValue {
-                        row: r,
-                        column: usize::MAX,
-                        value: Some(truncate_for_display(text, 120)),
-                        message: format!("record is not a JSON object: {e}"),
-                    });
-                    continue;
-                }
-            }
-            if let (Some(&c), Some(at)) = (self.raw_columns.first(), shape::lone_surrogate(text)) {
-                // The whole record is written as JSON: it must be Unicode.
-                bad.push(BadValue {
-                    row: r,
-                    column: c,
-                    value: Some(snippet(text, at)),
-                    message: shape::surrogate_message(text, at),
-                });
+            if let Err(bad) = self.extract_record(text, r, &mut row_slots, &mut chunk) {
+                chunk.bad.push(bad);
                 continue;
             }
-            for &c in &self.raw_columns {
-                row_slots[c] = Some(text);
-            }
-            if let Some(&c) = self.hash_columns.first() {
-                hashes.resize(r, None);
-                let hash = if self.fivetran_id {
-                    pyjson::fivetran_id(text)
-                } else {
-                    serde_json::from_str::<serde_json::Value>(text)
-                        .map(|v| pyjson::row_hash(&v))
-                        .map_err(|e| e.to_string())
-                };
-                match hash {
-                    Ok(h) => hashes.push(Some(h)),
-                    Err(e) => {
-                        bad.push(BadValue {
-                            row: r,
-                            column: c,
-                            value: Some(truncate_for_display(text, 120)),
-                            message: format!("cannot hash the record: {e}"),
-                        });
-                        continue;
-                    }
-                }
-            }
             for (c, s) in row_slots.iter().enumerate() {
-                slots[c * n + r] = *s;
+                chunk.slots[c * n + r] = *s;
             }
         }
-        if observed.stale() {
-            return Ok(self.stale(observed));
+        Ok(chunk)
+    }
+
+    /// Record `r`'s values into `row_slots` (and its hash into the chunk).
+    fn extract_record<'p>(
+        &self,
+        text: &'p str,
+        r: usize,
+        row_slots: &mut [Option<&'p str>],
+        chunk: &mut Chunk<'p>,
+    ) -> Result<(), BadValue> {
+        let obj = serde_json::from_str::<RawObject>(text).map_err(|e| BadValue {
+            row: r,
+            column: usize::MAX,
+            value: Some(truncate_for_display(text, 120)),
+            message: format!("record is not a JSON object: {e}"),
+        })?;
+        self.paths.extract(&obj, row_slots);
+        if let Some(w) = &self.watch {
+            chunk.observed.record(&obj, w);
         }
+        if let (Some(&c), Some(at)) = (self.raw_columns.first(), shape::lone_surrogate(text)) {
+            // The whole record is written as JSON: it must be Unicode.
+            return Err(BadValue {
+                row: r,
+                column: c,
+                value: Some(snippet(text, at)),
+                message: shape::surrogate_message(text, at),
+            });
+        }
+        for &c in &self.raw_columns {
+            row_slots[c] = Some(text);
+        }
+        if let Some(&c) = self.hash_columns.first() {
+            chunk.hashes.resize(r, None);
+            let hash = if self.fivetran_id {
+                pyjson::fivetran_id(text)
+            } else {
+                serde_json::from_str::<serde_json::Value>(text)
+                    .map(|v| pyjson::row_hash(&v))
+                    .map_err(|e| e.to_string())
+            };
+            let hash = hash.map_err(|e| BadValue {
+                row: r,
+                column: c,
+                value: Some(truncate_for_display(text, 120)),
+                message: format!("cannot hash the record: {e}"),
+            })?;
+            chunk.hashes.push(Some(hash));
+        }
+        Ok(())
+    }
+
+    /// Every good record has a key, and every key is a scalar.
+    fn check_keys(&self, chunk: &mut Chunk) {
+        let n = chunk.n;
         for &c in &self.pk_columns {
             for r in 0..n {
-                if bad.iter().any(|b| b.row == r) {
+                if chunk.bad.iter().any(|b| b.row == r) {
                     continue;
                 }
-                match slots[c * n + r] {
-                    None => bad.push(BadValue {
+                match chunk.slots[c * n + r] {
+                    None => chunk.bad.push(BadValue {
                         row: r,
                         column: c,
                         value: None,
@@ -451,20 +503,27 @@ impl BatchDecoder {
                     // A key is a string or a number (or a boolean, in a
                     // BOOLEAN key column): an object stored as its text
                     // would never match the row it stands for.
-                    Some(raw) if !key_scalar(raw, self.table.columns[c].ty) => bad.push(BadValue {
-                        row: r,
-                        column: c,
-                        value: Some(truncate_for_display(raw, 120)),
-                        message: format!(
-                            "a primary key must be a string or a number, got {}",
-                            shape::json_kind(raw)
-                        ),
-                    }),
+                    Some(raw) if !key_scalar(raw, self.table.columns[c].ty) => {
+                        chunk.bad.push(BadValue {
+                            row: r,
+                            column: c,
+                            value: Some(truncate_for_display(raw, 120)),
+                            message: format!(
+                                "a primary key must be a string or a number, got {}",
+                                shape::json_kind(raw)
+                            ),
+                        })
+                    }
                     Some(_) => {}
                 }
             }
         }
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(ncols);
+    }
+
+    /// The chunk's Arrow columns (bad values null, recorded in the chunk).
+    fn columns(&self, chunk: &mut Chunk, ctx: &PageContext) -> Vec<ArrayRef> {
+        let n = chunk.n;
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.table.columns.len());
         for (c, col) in self.table.columns.iter().enumerate() {
             if self.synced_columns.contains(&c) {
                 let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
@@ -473,39 +532,31 @@ impl BatchDecoder {
                 continue;
             }
             if self.hash_columns.contains(&c) {
-                hashes.resize(n, None);
+                chunk.hashes.resize(n, None);
                 let mut b = StringBuilder::with_capacity(n, n * 40);
-                hashes.iter().for_each(|h| b.append_option(h.as_deref()));
+                chunk
+                    .hashes
+                    .iter()
+                    .for_each(|h| b.append_option(h.as_deref()));
                 arrays.push(Arc::new(b.finish()));
                 continue;
             }
-            let column = &slots[c * n..(c + 1) * n];
-            arrays.push(convert_column(col.ty, column, c, &mut bad));
+            let column = &chunk.slots[c * n..(c + 1) * n];
+            arrays.push(convert_column(col.ty, column, c, &mut chunk.bad));
         }
+        arrays
+    }
 
-        if !bad.is_empty() {
-            bad.sort_by_key(|b| (b.row, b.column));
-            if self.table.on_bad_row == OnBadRow::Fail {
-                let b = &bad[0];
-                return Err(DecodeError {
-                    table: self.table.name.clone(),
-                    column: self.table.columns.get(b.column).map(|c| c.name.clone()),
-                    row: Some(ctx.first_row + (offset + b.row) as u64),
-                    value: b.value.clone(),
-                    message: b.message.clone(),
-                    location: Some(ctx.location.clone()),
-                });
-            }
-        }
-        if bad.is_empty() {
-            let batch = RecordBatch::try_new(self.schema.clone(), arrays)
-                .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
-            return Ok(Decoded {
-                batch,
-                rejects: Vec::new(),
-                observed,
-            });
-        }
+    /// The good rows as a batch, and the bad ones as rejects for
+    /// `_etl_rejects` (`bad` sorted by row).
+    fn quarantine(
+        &self,
+        arrays: Vec<ArrayRef>,
+        bad: &[BadValue],
+        page: &str,
+        records: &[Range<usize>],
+        ctx: &PageContext,
+    ) -> Result<(RecordBatch, Vec<Reject>), DecodeError> {
         // Rejected rows may lack their key: build nullable, filter, then restore the schema.
         let nullable = Arc::new(arrow::datatypes::Schema::new(
             self.schema
@@ -516,9 +567,9 @@ impl BatchDecoder {
         ));
         let batch = RecordBatch::try_new(nullable, arrays)
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
-        let mut keep = vec![true; n];
+        let mut keep = vec![true; records.len()];
         let mut rejects = Vec::new();
-        for b in &bad {
+        for b in bad {
             if !keep[b.row] {
                 continue;
             }
@@ -544,12 +595,20 @@ impl BatchDecoder {
             filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
         let batch = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
-        Ok(Decoded {
-            batch,
-            rejects,
-            observed,
-        })
+        Ok((batch, rejects))
     }
+}
+
+/// One chunk of a page being decoded.
+struct Chunk<'p> {
+    /// Records in the chunk.
+    n: usize,
+    /// Column-major slots of raw JSON text; `None` = null or missing.
+    slots: Vec<Option<&'p str>>,
+    bad: Vec<BadValue>,
+    /// The SDK hash of each record, when a column wants it.
+    hashes: Vec<Option<String>>,
+    observed: observe::Observed,
 }
 
 /// Whether `raw` (JSON text) can be a key: a string or a number, or a

@@ -55,7 +55,7 @@ use crate::http::{
 };
 use crate::schema::{Column, ColumnType, TableSchema};
 use crate::source::fetch::OffsetPages;
-use crate::source::scan::{Evidence, FullScan};
+use crate::source::scan::{CursorEnd, CursorScan, Evidence, FullScan};
 
 mod list;
 mod token;
@@ -411,52 +411,35 @@ impl Egnyte {
         scan.finish(&ctx.emit, evidence).await
     }
 
+    /// Notes by creation date: from a day before the last complete read
+    /// (or `initial_sync_days` back) to tomorrow.
     async fn sync_notes(&self, ctx: &SyncContext, s: &Stream) -> Result<()> {
-        let prev = ctx
-            .state
-            .stream(s.name())
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        let day = 86_400_000_000i64;
-        let began = now_micros();
-        let from = prev
-            .get("cursor_us")
-            .and_then(Value::as_i64)
-            .map(|c| c - day)
-            .unwrap_or(began - self.cfg.initial_sync_days as i64 * day);
+        let read = CursorScan::<Position>::begin(&ctx.state, s.name())?;
+        let day = Duration::from_secs(86_400);
+        let began = read.began_us();
+        let from = read
+            .since(day)
+            .unwrap_or(began - self.cfg.initial_sync_days as i64 * day.as_micros() as i64);
         let date = |us: i64| format_utc_micros(us)[..10].to_string();
         let query = vec![
             ("start_time", date(from)),
             // `end_time` is "created before": tomorrow includes all of today.
-            ("end_time", date(began + day)),
+            ("end_time", date(began + day.as_micros() as i64)),
         ];
-        let start = prev
-            .get("scan")
-            .and_then(|v| v.get("position"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let cursor = prev.get("cursor_us").cloned();
+        let start = read.resume_at().map_or(0, |p| p.position);
         let mut pages = self.list(ctx, s, start, query);
         while let Some((batch, after)) = pages.next().await? {
             ctx.emit.upsert(&s.table, batch).await?;
-            let mut state = json!({"scan": {"position": after}});
-            if let Some(c) = &cursor {
-                state["cursor_us"] = c.clone();
-            }
-            ctx.emit.checkpoint(s.name(), state).await?;
+            read.page(&ctx.emit, Some(Position { position: after }))
+                .await?;
         }
         let scan = pages.outcome();
-        let state = if scan.complete_and_stable {
-            json!({"cursor": format_utc_micros(began), "cursor_us": began})
-        } else {
-            tracing::warn!(
-                stream = s.name(),
-                "notes changed during the scan; the next sync reads the same window"
-            );
-            prev.get("cursor_us")
-                .map_or_else(|| json!({}), |c| json!({"cursor_us": c}))
+        let end = CursorEnd {
+            advance_to: scan.complete_and_stable.then_some(began),
+            stable: scan.complete_and_stable,
+            count: None,
         };
-        ctx.emit.checkpoint(s.name(), state).await?;
+        read.finish(&ctx.emit, end).await?;
         tracing::info!(stream = s.name(), pages = scan.pages, from = %date(from), "read");
         Ok(())
     }

@@ -37,13 +37,12 @@ use arrow::array::{Array, BooleanArray, Int64Array, StringArray};
 use arrow::compute;
 use arrow::record_batch::RecordBatch;
 use futures::future::BoxFuture;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::Semaphore;
 use url::Url;
 
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::config::ConfigReader;
-use crate::decode::values::format_utc_micros;
 use crate::decode::{spawn_decode, split_array, BatchDecoder, Decoded, PageContext};
 use crate::error::{Error, Result};
 use crate::http::{
@@ -51,7 +50,7 @@ use crate::http::{
 };
 use crate::schema::{Column, ColumnType, PartitionTransform, Partitioning, TableSchema};
 use crate::source::fetch::{AbortOnDrop, OffsetPages};
-use crate::source::scan::{Evidence, FromStart, FullScan};
+use crate::source::scan::{CursorEnd, CursorScan, Evidence, FromStart, FullScan};
 
 mod scan;
 
@@ -284,22 +283,24 @@ impl Prefect {
         Request::post_json(self.url(objects, "count"), &json!({}))
     }
 
-    /// Save a stream's final state after its scan, with whether the scan was
-    /// stable (for the curious: `SELECT state FROM _etl_state`) and the row
-    /// count, which bounds how many pages the next scan launches at once.
+    /// Save a stream's final state after its read: the new cursor, whether
+    /// the scan was stable (for the curious: `SELECT state FROM _etl_state`)
+    /// and the row count, which bounds how many pages the next scan
+    /// launches at once.
     async fn finish(
         &self,
         ctx: &SyncContext,
         ep: &Endpoint,
         scan: &Scan,
-        mut state: Value,
-        previous_count: Option<u64>,
+        read: CursorScan<ScanPoint>,
+        advance_to: Option<i64>,
     ) -> Result<()> {
-        state["stable"] = json!(scan.stable);
-        if let Some(n) = scan.count.or(previous_count) {
-            state["count"] = json!(n);
-        }
-        ctx.emit.checkpoint(ep.objects, state).await?;
+        let end = CursorEnd {
+            advance_to,
+            stable: scan.stable,
+            count: scan.count,
+        };
+        read.finish(&ctx.emit, end).await?;
         tracing::info!(
             stream = ep.objects,
             pages = scan.pages,
@@ -310,28 +311,16 @@ impl Prefect {
         Ok(())
     }
 
-    /// The count saved by the last scan of `objects`, if any (a full
-    /// scan's state calls it `total`).
-    fn expected_rows(prev: Option<&Value>) -> Option<u64> {
-        let prev = prev?;
-        prev.get("count")
-            .or_else(|| prev.get("total"))
-            .and_then(Value::as_u64)
-    }
-
     /// False when the endpoint does not exist (404 on its first page).
     async fn sync_flows(&self, ctx: &SyncContext) -> Result<bool> {
         let ep = &self.flows;
-        let prev = ctx.state.stream(ep.objects);
-        let cursor = prev
-            .and_then(|s| s.get("cursor_us"))
-            .and_then(Value::as_i64);
+        let read = CursorScan::<ScanPoint>::begin(&ctx.state, ep.objects)?;
+        let cursor = read.cursor_us();
         let mut newest = cursor;
-        let state = prev.cloned().unwrap_or_else(|| json!({}));
         let plan = ScanPlan {
             sort: "UPDATED_DESC",
             from: ScanPoint::default(),
-            expected_rows: Self::expected_rows(prev),
+            expected_rows: read.previous_count(),
             stops_early: cursor.is_some(),
         };
         let mut pages = self.scan(ep, plan, ctx);
@@ -341,7 +330,7 @@ impl Prefect {
             newest = newest.max(max);
             ctx.emit.upsert(&ep.table, fresh.clone()).await?;
             // The cursor moves only at the end; this lets the writer commit the rows.
-            ctx.emit.checkpoint(ep.objects, state.clone()).await?;
+            read.page(&ctx.emit, None).await?;
             if fresh.num_rows() < total {
                 // Older than the cursor: the rest was read before.
                 pages.stop();
@@ -350,13 +339,8 @@ impl Prefect {
         let Some(scan) = pages.finish().await else {
             return Ok(false);
         };
-        let new_cursor = if scan.stable { newest } else { cursor };
-        let mut state = json!({});
-        if let Some(c) = new_cursor {
-            state = json!({"cursor": format_utc_micros(c), "cursor_us": c});
-        }
-        self.finish(ctx, ep, &scan, state, Self::expected_rows(prev))
-            .await?;
+        let advance_to = if scan.stable { newest } else { None };
+        self.finish(ctx, ep, &scan, read, advance_to).await?;
         Ok(true)
     }
 
@@ -368,7 +352,7 @@ impl Prefect {
         let plan = ScanPlan {
             sort: "NAME_ASC",
             from: ScanPoint::default(),
-            expected_rows: Self::expected_rows(ctx.state.stream(ep.objects)),
+            expected_rows: full.previous_total(),
             stops_early: false,
         };
         let mut pages = self.scan(ep, plan, ctx);
@@ -402,54 +386,33 @@ impl Prefect {
     /// False when the endpoint does not exist (404 on its first page).
     async fn sync_flow_runs(&self, ctx: &SyncContext) -> Result<bool> {
         let ep = &self.flow_runs;
-        let prev = ctx.state.stream(ep.objects).cloned();
-        let cursor = prev
-            .as_ref()
-            .and_then(|s| s.get("cursor_us"))
-            .and_then(Value::as_i64);
-        let expected_rows = Self::expected_rows(prev.as_ref());
+        let read = CursorScan::<ScanPoint>::begin(&ctx.state, ep.objects)?;
+        let cursor = read.cursor_us();
         // A scan stopped midway continues where its last checkpoint left it.
-        let from = prev
-            .as_ref()
-            .and_then(|s| s.get("scan"))
-            .and_then(ScanPoint::from_json)
-            .unwrap_or_default();
+        let from = read.resume_at().cloned().unwrap_or_default();
         if from.offset > 0 {
             tracing::info!(stream = ep.objects, offset = from.offset, "resuming scan");
         }
         let plan = ScanPlan {
             sort: "ID_DESC",
             from,
-            expected_rows,
+            expected_rows: read.previous_count(),
             stops_early: false,
         };
         let mut pages = self.scan(ep, plan, ctx);
         while let Some(page) = pages.next().await? {
             let (changed, _) = updated_since(&page.batch, cursor)?;
             ctx.emit.upsert(&ep.table, changed).await?;
-            let mut state = json!({"scan": page.next.to_json()});
-            if let Some(c) = cursor {
-                state["cursor_us"] = json!(c);
-            }
-            if let Some(n) = expected_rows {
-                state["count"] = json!(n);
-            }
-            ctx.emit.checkpoint(ep.objects, state).await?;
+            read.page(&ctx.emit, Some(page.next)).await?;
         }
         let Some(scan) = pages.finish().await else {
             return Ok(false);
         };
         // Stable over the whole (possibly resumed) scan: every page boundary held.
-        let new_cursor = if scan.stable {
-            Some(scan.began_us - LOOKBACK.as_micros() as i64)
-        } else {
-            cursor
-        };
-        let state = match new_cursor {
-            Some(c) => json!({"cursor": format_utc_micros(c), "cursor_us": c}),
-            None => json!({}),
-        };
-        self.finish(ctx, ep, &scan, state, expected_rows).await?;
+        let advance_to = scan
+            .stable
+            .then(|| scan.began_us - LOOKBACK.as_micros() as i64);
+        self.finish(ctx, ep, &scan, read, advance_to).await?;
         Ok(true)
     }
 
@@ -569,11 +532,12 @@ mod tests {
             shifted: false,
             began_us: Some(1_700_000_000_000_000),
         };
-        assert_eq!(ScanPoint::from_json(&p.to_json()), Some(p));
+        let saved = serde_json::to_value(&p).unwrap();
+        assert_eq!(serde_json::from_value::<ScanPoint>(saved).ok(), Some(p));
         // A scan saved by the count-checked version: resumed, but not trusted.
         let old = json!({"offset": 400, "count": 2000, "began_us": 5});
-        let p = ScanPoint::from_json(&old).unwrap();
+        let p: ScanPoint = serde_json::from_value(old).unwrap();
         assert_eq!((p.offset, p.boundary, p.shifted), (400, None, true));
-        assert_eq!(ScanPoint::from_json(&json!({})), None);
+        assert!(serde_json::from_value::<ScanPoint>(json!({})).is_err());
     }
 }

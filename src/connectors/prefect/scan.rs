@@ -2,43 +2,31 @@
 //! overlap by one row): pages fetched ahead below the row count, handed
 //! over in order, and checked for rows that moved between two reads.
 
+use serde::{Deserialize, Serialize};
+
 use super::*;
 
-/// Where a scan starts or resumes, and what it has proved so far.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Where a scan starts or resumes, and what it has proved so far (saved
+/// in the state as the read's position).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(super) struct ScanPoint {
     /// Offset of the next page.
     pub(super) offset: u64,
     /// Id of the row the next page must start with (the last row of the page
     /// before); `None` at the start of a scan.
+    #[serde(default)]
     pub(super) boundary: Option<String>,
     /// A shift has been seen: some row may have fallen between two pages.
+    /// A scan saved without this (by an older version) is not trusted.
+    #[serde(default = "shifted_unless_said")]
     pub(super) shifted: bool,
     /// The earliest server time of any page read (microseconds).
+    #[serde(default)]
     pub(super) began_us: Option<i64>,
 }
 
-impl ScanPoint {
-    pub(super) fn to_json(&self) -> Value {
-        json!({
-            "offset": self.offset,
-            "boundary": self.boundary,
-            "shifted": self.shifted,
-            "began_us": self.began_us,
-        })
-    }
-
-    pub(super) fn from_json(v: &Value) -> Option<ScanPoint> {
-        Some(ScanPoint {
-            offset: v.get("offset")?.as_u64()?,
-            boundary: v
-                .get("boundary")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            shifted: v.get("shifted").and_then(Value::as_bool).unwrap_or(true),
-            began_us: v.get("began_us").and_then(Value::as_i64),
-        })
-    }
+fn shifted_unless_said() -> bool {
+    true
 }
 
 /// How a scan launches pages.

@@ -3,7 +3,7 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use url::Url;
 
 use super::spec::{TableSpec, TimeFormat};
@@ -75,20 +75,6 @@ pub(super) fn cursor_cmp(a: &str, b: &str) -> Ordering {
     cursor_key(a)
         .partial_cmp(&cursor_key(b))
         .unwrap_or(Ordering::Equal)
-}
-
-pub(super) fn set_cursor(state: &mut Map<String, Value>, parent_key: Option<&str>, c: String) {
-    match parent_key {
-        None => {
-            state.insert("cursor".into(), Value::String(c));
-        }
-        Some(k) => {
-            let parents = state.entry("parents").or_insert_with(|| json!({}));
-            if let Some(m) = parents.as_object_mut() {
-                m.insert(k.to_string(), Value::String(c));
-            }
-        }
-    }
 }
 
 /// A parent record's identity for its children's cursors: the values its

@@ -28,6 +28,7 @@ mod auth;
 mod cursor;
 mod run;
 pub mod spec;
+mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,9 +75,6 @@ pub struct Rest {
 
 /// Request rate of a budget that only follows the server's headers.
 const UNMETERED: f64 = 1000.0;
-
-/// State key of a step-size table: where its next scan starts.
-const STEP_POSITION: &str = "step_position";
 
 /// The destination table of a spec table (declared columns, key, `_synced_at`).
 pub(super) fn table_schema(t: &TableSpec) -> TableSchema {

@@ -4,20 +4,51 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use serde_json::{json, Map, Value};
+use std::time::Duration;
 
-use super::cursor::{cursor_cmp, parent_key, set_cursor};
+use serde_json::Value;
+use url::Url;
+
+use super::cursor::{cursor_cmp, parent_key};
 use super::spec::{Backfill, Operation, TableSpec, Windows};
-use super::{table_schema, Rest, STEP_POSITION};
+use super::state::TableState;
+use super::{table_schema, Rest};
 use crate::connectors::SyncContext;
 use crate::decode::observe::{CursorOrder, Watch};
-use crate::decode::values::{format_utc_micros, parse_utc_micros};
+use crate::decode::values::format_utc_micros;
 use crate::decode::{envelope, spawn_decode, BatchDecoder, Decoded, PageContext};
 use crate::error::{Error, Result};
+use crate::http::Response;
 use crate::schema::{Column, ColumnSource, ColumnType, TableSchema};
 use crate::source::fetch::{FetchError, PageFetcher};
 use crate::source::paginate::PageView;
-use crate::source::scan::{soft_delete_unseen, Evidence};
+use crate::source::scan::{soft_delete_unseen, Evidence, HistoryLimit, WindowPlan, WindowSpec};
+
+/// One scan of a spec table: for one parent record, or one window.
+struct Scan<'s> {
+    t: &'s TableSpec,
+    /// The destination table (the spec table's, or an update's target).
+    target: &'s str,
+    parent: Option<&'s Value>,
+    /// The parent record's identity for the child's cursor.
+    parent_key: Option<&'s str>,
+    /// Extra query parameters (a window's bounds).
+    extra: &'s [(String, String)],
+}
+
+/// What a scan has seen so far.
+#[derive(Default)]
+struct Seen {
+    /// The largest cursor value.
+    best: Option<String>,
+    rows: u64,
+    /// Records read, against the total the first page gave (progress).
+    read: u64,
+    total: Option<u64>,
+    /// Whether any record had the cursor field, and the fields one had.
+    cursor_seen: bool,
+    some_fields: Option<Vec<String>>,
+}
 
 /// One sync of a spec.
 pub(super) struct Run<'a> {
@@ -35,80 +66,47 @@ pub(super) struct Run<'a> {
 
 impl<'a> Run<'a> {
     pub(super) async fn table(&mut self, t: &TableSpec) -> Result<()> {
-        let stream = t.name.clone();
-        let saved = self
-            .ctx
-            .state
-            .stream(&stream)
-            .cloned()
-            .unwrap_or(Value::Null);
+        let mut state = TableState::load(&self.ctx.state, &t.name)?;
         // The table written to: this one, or an update/delete's target.
         let target = t.target.clone().unwrap_or_else(|| t.name.clone());
-        if let Some(Value::Object(cols)) = saved.get("inferred") {
+        if !state.inferred.is_empty() {
             let list = self.inferred.entry(target.clone()).or_default();
-            for (k, v) in cols {
-                if let Some(ty) = v.as_str().and_then(|s| ColumnType::parse(s).ok()) {
-                    if !list.iter().any(|(n, _)| n == k) {
-                        list.push((k.clone(), ty));
-                    }
+            for (k, ty) in state.inferred_columns() {
+                if !list.iter().any(|(n, _)| n == k) {
+                    list.push((k.clone(), ty));
                 }
             }
             // Later syncs type the columns the way the first one did.
             self.rebuild(t, &target);
         }
-        let parents: Vec<Option<Value>> = match &t.parent {
-            None => vec![None],
-            Some(p) => self
-                .parent_rows
-                .get(p)
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .map(Some)
-                .collect(),
-        };
+        if let Some(w) = &t.windows {
+            return self.windowed(t, w, &target, state).await;
+        }
+        // `truncate`: rows a full read no longer returns are soft-deleted
+        // once it is complete (through the engine's deletion guard).
+        let read_began = chrono::Utc::now().timestamp_micros();
         let keeps_rows = self
             .rest
             .spec
             .tables
             .iter()
             .any(|c| c.parent.as_deref() == Some(&t.name));
-        let mut state = saved.as_object().cloned().unwrap_or_default();
         let mut rows_for_children = Vec::new();
-        // `truncate`: rows a full read no longer returns are soft-deleted
-        // once it is complete (through the engine's deletion guard).
-        let read_began = chrono::Utc::now().timestamp_micros();
-        if let Some(w) = &t.windows {
-            return self.windowed(t, w, &target, state).await;
-        }
+        let parents = self.parents_of(t);
         tracing::info!(table = %t.name, parents = t.parent.as_ref().map(|_| parents.len()), "reading");
         for parent in parents {
             let parent_key = parent.as_ref().map(|p| parent_key(t, p));
-            let cursor = match &parent_key {
-                None => state
-                    .get("cursor")
-                    .and_then(Value::as_str)
-                    .map(String::from),
-                Some(k) => state
-                    .get("parents")
-                    .and_then(|p| p.get(k))
-                    .and_then(Value::as_str)
-                    .map(String::from),
+            let cursor = state.cursor(parent_key.as_deref()).cloned();
+            let scan = Scan {
+                t,
+                target: &target,
+                parent: parent.as_ref(),
+                parent_key: parent_key.as_deref(),
+                extra: &[],
             };
-            let new_cursor = self
-                .scan(
-                    t,
-                    &target,
-                    parent.as_ref(),
-                    cursor.clone(),
-                    &[],
-                    &mut state,
-                    parent_key.as_deref(),
-                    keeps_rows.then_some(&mut rows_for_children),
-                )
-                .await?;
-            if let Some(c) = new_cursor {
-                set_cursor(&mut state, parent_key.as_deref(), c);
+            let keep = keeps_rows.then_some(&mut rows_for_children);
+            if let Some(c) = self.scan(&scan, cursor, &mut state, keep).await? {
+                state.set_cursor(parent_key.as_deref(), c);
             }
             if !t.truncate {
                 self.save(t, &target, &mut state, true).await?;
@@ -128,97 +126,79 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The parent records `t` is read for (`[None]`: a top-level table).
+    fn parents_of(&self, t: &TableSpec) -> Vec<Option<Value>> {
+        match &t.parent {
+            None => vec![None],
+            Some(p) => self
+                .parent_rows
+                .get(p)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(Some)
+                .collect(),
+        }
+    }
+
     /// A priority-first table: forward from the last sync's end to now, then
-    /// back into history window by window (see [`spec::Windows`]). State:
-    /// `incremental_cursor` (where the forward read ends), `historical_cursor`
-    /// (history is read from here on) and `historical_limit` (where history
-    /// ends), each committed with the window it closes.
+    /// back into history window by window ([`WindowPlan`]), each window
+    /// committed with the cursors it moves.
     async fn windowed(
         &mut self,
         t: &TableSpec,
         w: &Windows,
         target: &str,
-        mut state: Map<String, Value>,
+        mut state: TableState,
     ) -> Result<()> {
-        let now = chrono::Utc::now().timestamp_micros();
-        let now = now - now.rem_euclid(1_000_000);
-        let size = w.size.as_micros() as i64;
-        let saved = |k: &str| {
-            state
-                .get(k)
-                .and_then(Value::as_str)
-                .and_then(parse_utc_micros)
+        let spec = WindowSpec {
+            size: w.size,
+            lookback: w.lookback,
+            limit: match w.backfill {
+                Backfill::Days(d) => HistoryLimit::Back(Duration::from_secs(d * 86_400)),
+                Backfill::From(f) => HistoryLimit::At(f),
+            },
+            history_per_sync: w.backfill_windows_per_sync,
         };
-        let mut forward = saved("incremental_cursor").unwrap_or(now - size);
-        let mut history = saved("historical_cursor").unwrap_or(now - size);
-        let limit = match w.backfill {
-            Backfill::Days(d) => {
-                saved("historical_limit").unwrap_or(now - d as i64 * 86_400_000_000)
-            }
-            Backfill::From(f) => f,
-        };
-        let put = |state: &mut Map<String, Value>, k: &str, v: i64| {
-            state.insert(k.into(), Value::String(format_utc_micros(v)));
-        };
-        put(&mut state, "incremental_cursor", forward);
-        put(&mut state, "historical_cursor", history);
-        put(&mut state, "historical_limit", limit);
+        let mut plan = WindowPlan::new(spec, &state.windows, chrono::Utc::now().timestamp_micros());
+        state.windows = plan.state();
         tracing::info!(
             table = %t.name,
-            from = %format_utc_micros(forward),
-            history_left_hours = (history - limit).max(0) / 3_600_000_000,
+            from = %format_utc_micros(plan.forward_from()),
+            history_left_hours = plan.history_left().as_secs() / 3600,
             "reading by windows, newest first"
         );
-        let lookback = w.lookback.as_micros() as i64;
-        while forward < now {
-            let end = (forward + size).min(now);
-            self.window(t, w, target, forward - lookback, end, &mut state)
-                .await?;
-            forward = end;
-            put(&mut state, "incremental_cursor", forward);
+        while let Some(window) = plan.next_window() {
+            let params = [
+                (w.start_param.clone(), w.format.write(window.start)),
+                (w.end_param.clone(), w.format.write(window.end)),
+            ];
+            tracing::debug!(table = %t.name, start = %params[0].1, end = %params[1].1, "window");
+            let scan = Scan {
+                t,
+                target,
+                parent: None,
+                parent_key: None,
+                extra: &params,
+            };
+            self.scan(&scan, None, &mut state, None).await?;
+            plan.close(window);
+            state.windows = plan.state();
             self.save(t, target, &mut state, false).await?;
         }
-        let mut read = 0u64;
-        while history > limit && w.backfill_windows_per_sync.is_none_or(|m| read < m) {
-            let start = (history - size).max(limit);
-            self.window(t, w, target, start, history, &mut state)
-                .await?;
-            history = start;
-            put(&mut state, "historical_cursor", history);
-            self.save(t, target, &mut state, false).await?;
-            read += 1;
-        }
-        if history > limit {
-            tracing::info!(
+        let left = plan.history_left();
+        match left.is_zero() {
+            true => {
+                tracing::info!(table = %t.name, windows = plan.history_read(), "history complete")
+            }
+            false => tracing::info!(
                 table = %t.name,
-                windows = read,
-                history_left_hours = (history - limit) / 3_600_000_000,
+                windows = plan.history_read(),
+                history_left_hours = left.as_secs() / 3600,
                 "history windows read this sync; the next sync goes on from here"
-            );
-        } else {
-            tracing::info!(table = %t.name, windows = read, "history complete");
+            ),
         }
         self.save(t, target, &mut state, true).await
-    }
-
-    /// Read one window `[start, end)`.
-    async fn window(
-        &mut self,
-        t: &TableSpec,
-        w: &Windows,
-        target: &str,
-        start: i64,
-        end: i64,
-        state: &mut Map<String, Value>,
-    ) -> Result<()> {
-        let params = [
-            (w.start_param.clone(), w.format.write(start)),
-            (w.end_param.clone(), w.format.write(end)),
-        ];
-        tracing::debug!(table = %t.name, start = %params[0].1, end = %params[1].1, "window");
-        self.scan(t, target, None, None, &params, state, None, None)
-            .await?;
-        Ok(())
     }
 
     fn schema(&self, name: &str) -> Result<Arc<TableSchema>> {
@@ -233,47 +213,38 @@ impl<'a> Run<'a> {
         &self,
         t: &TableSpec,
         target: &str,
-        state: &mut Map<String, Value>,
+        state: &mut TableState,
         done: bool,
     ) -> Result<()> {
         if let Some(list) = self.inferred.get(target) {
-            let m: Map<String, Value> = list
+            state.inferred = list
                 .iter()
-                .map(|(k, ty)| (k.clone(), Value::String(ty.fivetran_name())))
+                .map(|(k, ty)| (k.clone(), ty.fivetran_name()))
                 .collect();
-            state.insert("inferred".into(), Value::Object(m));
         }
         if done {
-            state.insert(
-                "last_complete".into(),
-                Value::String(format_utc_micros(chrono::Utc::now().timestamp_micros())),
-            );
+            state.last_complete = Some(format_utc_micros(chrono::Utc::now().timestamp_micros()));
         }
-        self.ctx
-            .emit
-            .checkpoint(&t.name, Value::Object(state.clone()))
-            .await
+        let value = serde_json::to_value(&*state)
+            .map_err(|e| Error::Internal(format!("state of {}: {e}", t.name)))?;
+        self.ctx.emit.checkpoint(&t.name, value).await
     }
+
     /// Read every page of one scan; the table's new cursor if it advanced.
-    #[allow(clippy::too_many_arguments)]
     async fn scan(
         &mut self,
-        t: &TableSpec,
-        target: &str,
-        parent: Option<&Value>,
+        s: &Scan<'_>,
         cursor: Option<String>,
-        extra: &[(String, String)],
-        state: &mut Map<String, Value>,
-        parent_key: Option<&str>,
+        state: &mut TableState,
         mut keep: Option<&mut Vec<Value>>,
     ) -> Result<Option<String>> {
-        let url = self.rest.first_url(t, parent, cursor.as_deref(), extra)?;
+        let t = s.t;
+        let url = self
+            .rest
+            .first_url(t, s.parent, cursor.as_deref(), s.extra)?;
         // A step-size scan goes on from the window after the last one that
         // had rows (the SDK pattern's saved `current_id`).
-        let resume = parent
-            .is_none()
-            .then(|| state.get(STEP_POSITION).and_then(Value::as_u64))
-            .flatten();
+        let resume = s.parent.is_none().then_some(state.step_position).flatten();
         let paginator = self.rest.paginator(t, resume);
         if let (Some(pos), Some(_)) = (resume, paginator.position()) {
             tracing::info!(table = %t.name, from = pos, "resuming the step-size scan");
@@ -285,13 +256,10 @@ impl<'a> Run<'a> {
             self.ctx.max_pages,
             t.concurrency,
         );
-        let mut best = cursor;
-        let mut rows: u64 = 0;
-        // Records read, against the total the first page gave (progress).
-        let (mut read, mut total) = (0u64, None);
-        // Whether any record had the cursor field, and the fields one had.
-        let mut cursor_seen = false;
-        let mut some_fields: Option<Vec<String>> = None;
+        let mut seen = Seen {
+            best: cursor,
+            ..Seen::default()
+        };
         while let Some(fetched) = pages.next().await {
             let (url, resp) = match fetched {
                 Ok(f) => f,
@@ -301,88 +269,115 @@ impl<'a> Run<'a> {
                     return Err(Error::source(format!("table {}", t.name), m));
                 }
             };
-            let location = self.rest.http.redact(url.as_str());
-            let page_error = |m: String| Error::source(format!("table {}: {location}", t.name), m);
-            let page = envelope::split(&resp.body, &t.records).map_err(page_error)?;
-            let n = page.ranges.len() as u64;
-            if let Some(keep) = keep.as_deref_mut() {
-                // Children are read for each parent record that is an object.
-                keep.extend(page.ranges.iter().filter_map(|r| {
-                    serde_json::from_slice::<Value>(&resp.body[r.clone()])
-                        .ok()
-                        .filter(Value::is_object)
-                }));
-            }
-            let decoded = match n {
-                0 => None,
-                _ => Some(
-                    self.decode(t, target, &resp.body, page.ranges, &location, rows)
-                        .await?,
-                ),
-            };
-            let page_max = decoded.as_ref().and_then(|d| d.observed.cursor_max.clone());
-            if let Some(d) = &decoded {
-                cursor_seen |= d.observed.cursor_seen;
-                some_fields = some_fields.or_else(|| d.observed.first_fields.clone());
-            }
-            // The ranges went to the decoder: the view is built by hand.
-            let view = PageView {
-                url: &url,
-                response_url: &resp.url,
-                headers: &resp.headers,
-                envelope: &page.fields,
-                records: n,
-                last_record: None,
-                max_cursor: page_max.as_deref(),
-            };
-            // A top-level table whose pages say how many records there are shows how far it is.
-            if parent.is_none() {
-                read += n;
-                total = total.or_else(|| pages.total_records(&view));
-                if let Some(total) = total {
-                    self.ctx.emit.stats.scanned(target, read, total);
-                }
-            }
-            if let Some(d) = decoded {
-                self.emit(t, target, d).await?;
-            }
-            rows += n;
-            self.ctx.emit.page_fetched();
-            if let Some(pm) = &page_max {
-                if best.as_deref().is_none_or(|b| cursor_cmp(pm, b).is_gt()) {
-                    best = Some(pm.clone());
-                }
-            }
+            self.page(s, &url, &resp, &mut pages, &mut seen, keep.as_deref_mut())
+                .await?;
             // Ascending: the cursor is safe to keep with this page.
             if t.incremental.as_ref().is_some_and(|i| i.ascending) {
-                if let Some(c) = &best {
-                    set_cursor(state, parent_key, c.clone());
+                if let Some(c) = &seen.best {
+                    state.set_cursor(s.parent_key, c.clone());
                 }
             }
-            pages.advance(&view).map_err(page_error)?;
-            if let Some(pos) = pages.position().filter(|_| parent.is_none()) {
-                state.insert(STEP_POSITION.into(), json!(pos));
+            if let Some(pos) = pages.position().filter(|_| s.parent.is_none()) {
+                state.step_position = Some(pos);
             }
             // A truncated table's last page is committed with its deletions.
             if !(t.truncate && pages.complete()) {
-                self.save(t, target, state, false).await?;
+                self.save(t, s.target, state, false).await?;
             }
         }
-        if let (Some(inc), Some(fields), false) = (&t.incremental, &some_fields, cursor_seen) {
+        if let (Some(inc), Some(fields), false) =
+            (&t.incremental, &seen.some_fields, seen.cursor_seen)
+        {
             // Never incremental, silently: the spec names a field the API does not send.
             return Err(Error::config(
                 Some(&self.rest.spec.path),
                 format!(
-                    "table {}: incremental.cursor_field {:?} is in none of the {rows} records read \
+                    "table {}: incremental.cursor_field {:?} is in none of the {} records read \
                      (they have: {})",
                     t.name,
                     inc.cursor_field,
+                    seen.rows,
                     crate::text::truncate_for_display(&fields.join(", "), 300)
                 ),
             ));
         }
-        tracing::info!(table = %t.name, rows, pages = pages.pages(), "table read");
-        Ok(best)
+        tracing::info!(table = %t.name, rows = seen.rows, pages = pages.pages(), "table read");
+        Ok(seen.best)
+    }
+
+    /// One page of a scan: split, decoded, handed to the destination, and
+    /// the paginator told what it held.
+    async fn page(
+        &mut self,
+        s: &Scan<'_>,
+        url: &Url,
+        resp: &Response,
+        pages: &mut PageFetcher,
+        seen: &mut Seen,
+        keep: Option<&mut Vec<Value>>,
+    ) -> Result<()> {
+        let t = s.t;
+        let location = self.rest.http.redact(url.as_str());
+        let page_error = |m: String| Error::source(format!("table {}: {location}", t.name), m);
+        let page = envelope::split(&resp.body, &t.records).map_err(page_error)?;
+        let n = page.ranges.len() as u64;
+        if let Some(keep) = keep {
+            // Children are read for each parent record that is an object.
+            keep.extend(page.ranges.iter().filter_map(|r| {
+                serde_json::from_slice::<Value>(&resp.body[r.clone()])
+                    .ok()
+                    .filter(Value::is_object)
+            }));
+        }
+        let decoded = match n {
+            0 => None,
+            _ => Some(
+                self.decode(t, s.target, &resp.body, page.ranges, &location, seen.rows)
+                    .await?,
+            ),
+        };
+        let page_max = decoded.as_ref().and_then(|d| d.observed.cursor_max.clone());
+        if let Some(d) = &decoded {
+            seen.cursor_seen |= d.observed.cursor_seen;
+            seen.some_fields = seen
+                .some_fields
+                .take()
+                .or_else(|| d.observed.first_fields.clone());
+        }
+        // The ranges went to the decoder: the view is built by hand.
+        let view = PageView {
+            url,
+            response_url: &resp.url,
+            headers: &resp.headers,
+            envelope: &page.fields,
+            records: n,
+            last_record: None,
+            max_cursor: page_max.as_deref(),
+        };
+        // A top-level table whose pages say how many records there are shows how far it is.
+        if s.parent.is_none() {
+            seen.read += n;
+            seen.total = seen.total.or_else(|| pages.total_records(&view));
+            if let Some(total) = seen.total {
+                self.ctx.emit.stats.scanned(s.target, seen.read, total);
+            }
+        }
+        if let Some(d) = decoded {
+            self.emit(t, s.target, d).await?;
+        }
+        seen.rows += n;
+        self.ctx.emit.page_fetched();
+        pages.advance(&view).map_err(page_error)?;
+        if let Some(pm) = page_max {
+            if seen
+                .best
+                .as_deref()
+                .is_none_or(|b| cursor_cmp(&pm, b).is_gt())
+            {
+                seen.best = Some(pm);
+            }
+        }
+        Ok(())
     }
 
     /// Decode a page's records into the table as it is now, after widening

@@ -12,6 +12,18 @@ pub(super) struct Ctx<'a> {
     pub(super) commit: u64,
 }
 
+/// What every partition's rewrite shares.
+struct Rewrite<'a> {
+    schema: SchemaRef,
+    /// The changed rows and their keys.
+    changed: Option<&'a (RecordBatch, Option<Vec<Key>>)>,
+    /// The changed keys: their old versions are dropped from rewritten files.
+    changed_set: Option<HashSet<&'a [u8]>>,
+    sweeps: &'a [Sweep],
+    /// Whether the table's key index is kept up to date.
+    keep_index: bool,
+}
+
 /// The changed rows of one commit: the latest version of each key touched by
 /// an upsert, update or delete, in batches of the table's current schema.
 pub(super) struct Work {
@@ -129,41 +141,21 @@ impl Ctx<'_> {
             .collect())
     }
 
+    /// Plan one table's commit: apply its pending operations to the rows
+    /// they change, rewrite the files holding old versions of those rows
+    /// (and small files of the partitions written anyway), and record in
+    /// `plan` the files added and replaced.
     pub(super) fn commit_table(&self, t: &mut Table, plan: &mut Plan) -> Result<TableCounts> {
         let schema = t.schema();
-        let has_pk = !t.primary_key.is_empty();
         let mut counts = TableCounts::default();
         let ops = std::mem::take(&mut t.ops);
 
         // 1. Keys of the keyed operations, and the files holding their old versions.
-        let mut op_keys: Vec<Option<Vec<Key>>> = Vec::with_capacity(ops.len());
-        for op in &ops {
-            op_keys.push(match op {
-                PendingOp::Upsert(b) | PendingOp::Update(b) | PendingOp::Delete(b) if has_pk => {
-                    Some(self.keys(t, b)?)
-                }
-                _ => None,
-            });
-        }
-        let any_keys = op_keys.iter().any(Option::is_some);
-        if any_keys && t.index.is_none() {
+        let op_keys = self.op_keys(t, &ops)?;
+        if op_keys.iter().any(Option::is_some) && t.index.is_none() {
             t.index = Some(self.load_index(t)?);
         }
-        let mut touched: BTreeSet<u32> = BTreeSet::new();
-        let mut seed_keys: HashSet<&[u8]> = HashSet::new();
-        if let Some(index) = &t.index {
-            for (op, keys) in ops.iter().zip(&op_keys) {
-                let Some(keys) = keys else { continue };
-                for k in keys {
-                    if let Some(&f) = index.get(&index_key(k)) {
-                        touched.insert(f);
-                        if !matches!(op, PendingOp::Upsert(_)) {
-                            seed_keys.insert(k);
-                        }
-                    }
-                }
-            }
-        }
+        let (mut touched, seed_keys) = self.touched(t, &ops, &op_keys);
         let sweeps: Vec<Sweep> = ops
             .iter()
             .filter_map(|o| match o {
@@ -180,38 +172,7 @@ impl Ctx<'_> {
         }
 
         // 2. The old versions that updates and deletes patch.
-        let mut work = Work {
-            segs: Vec::new(),
-            cur: Vec::new(),
-            map: HashMap::new(),
-            upserted: Vec::new(),
-        };
-        if !seed_keys.is_empty() {
-            for id in &touched {
-                for b in self.read(t, &t.files[id], None)? {
-                    let b = self.align(t, &schema, &b?)?;
-                    let keys = self.keys(t, &b)?;
-                    let rows: Vec<u32> = (0..keys.len() as u32)
-                        .filter(|&i| seed_keys.contains(&*keys[i as usize]))
-                        .collect();
-                    if rows.is_empty() {
-                        continue;
-                    }
-                    let b = compute::take_record_batch(
-                        &b,
-                        &arrow::array::UInt32Array::from(rows.clone()),
-                    )
-                    .map_err(|e| self.err(&t.name, e))?;
-                    let seg = work.segs.len();
-                    work.segs.push(b);
-                    for (j, &i) in rows.iter().enumerate() {
-                        work.map.insert(keys[i as usize].clone(), work.cur.len());
-                        work.cur.push((seg, j));
-                        work.upserted.push(false);
-                    }
-                }
-            }
-        }
+        let mut work = self.old_versions(t, &schema, &touched, &seed_keys)?;
         drop(seed_keys);
 
         // 3. Apply the operations in order to the changed rows.
@@ -219,25 +180,11 @@ impl Ctx<'_> {
 
         // 4. Write: every touched file is rewritten without the changed keys'
         //    old versions; the changed rows go to their partitions.
-        let changed = if work.cur.is_empty() {
-            None
-        } else {
-            let refs: Vec<&RecordBatch> = work.segs.iter().collect();
-            Some(
-                compute::interleave_record_batch(&refs, &work.cur)
-                    .map_err(|e| self.err(&t.name, e))?,
-            )
+        let changed = self.changed_rows(t, &work)?;
+        let by_partition = match &changed {
+            Some((b, _)) => self.rows_by_partition(t, b)?,
+            None => BTreeMap::new(),
         };
-        let changed_keys: Option<Vec<Key>> = match &changed {
-            Some(b) if has_pk => Some(self.keys(t, b)?),
-            _ => None,
-        };
-        let mut by_partition: BTreeMap<String, Vec<u32>> = BTreeMap::new();
-        if let Some(b) = &changed {
-            for (i, p) in self.partitions(t, b)?.into_iter().enumerate() {
-                by_partition.entry(p).or_default().push(i as u32);
-            }
-        }
         let mut files_by_partition: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for &id in &touched {
             files_by_partition
@@ -245,7 +192,168 @@ impl Ctx<'_> {
                 .or_default()
                 .push(id);
         }
-        // Merge a partition's many small files while writing it anyway.
+        self.add_small_files(t, &by_partition, &mut touched, &mut files_by_partition);
+        let partitions: BTreeSet<String> = by_partition
+            .keys()
+            .chain(files_by_partition.keys())
+            .cloned()
+            .collect();
+        let rewrite = Rewrite {
+            schema: schema.clone(),
+            changed_set: changed
+                .as_ref()
+                .and_then(|(_, ks)| ks.as_ref())
+                .map(|ks| ks.iter().map(|k| &**k).collect()),
+            changed: changed.as_ref(),
+            sweeps: &sweeps,
+            keep_index: t.index.is_some() && !t.primary_key.is_empty(),
+        };
+        let mut new_index: Vec<(IndexKey, u32)> = Vec::new();
+        let mut added: Vec<(u32, LiveFile)> = Vec::new();
+        for p in &partitions {
+            let files = files_by_partition.get(p).map_or(&[][..], Vec::as_slice);
+            let rows = by_partition.get(p).map(Vec::as_slice);
+            let (files, index) =
+                self.rewrite_partition(t, plan, p, &rewrite, files, rows, &mut counts)?;
+            new_index.extend(index);
+            added.extend(files);
+        }
+        self.placeholder(t, &schema, plan, &mut touched, &mut added)?;
+        if let Some(index) = t.index.as_mut() {
+            // Keys in replaced files were all rewritten: point them at the new files.
+            for (k, f) in new_index {
+                index.insert(k, f);
+            }
+        }
+        for id in &touched {
+            plan.removes
+                .push(format!("{}/{}", t.name, t.files[id].path));
+        }
+        plan.dropped
+            .insert(t.name.clone(), touched.into_iter().collect());
+        plan.added.insert(t.name.clone(), added);
+        Ok(counts)
+    }
+
+    /// The keys of each keyed operation (`None`: unkeyed, or a sweep).
+    fn op_keys(&self, t: &Table, ops: &[PendingOp]) -> Result<Vec<Option<Vec<Key>>>> {
+        let has_pk = !t.primary_key.is_empty();
+        ops.iter()
+            .map(|op| match op {
+                PendingOp::Upsert(b) | PendingOp::Update(b) | PendingOp::Delete(b) if has_pk => {
+                    Ok(Some(self.keys(t, b)?))
+                }
+                _ => Ok(None),
+            })
+            .collect()
+    }
+
+    /// The files holding old versions of the operations' keys, and the keys
+    /// whose old versions an update or delete patches.
+    fn touched<'k>(
+        &self,
+        t: &Table,
+        ops: &[PendingOp],
+        op_keys: &'k [Option<Vec<Key>>],
+    ) -> (BTreeSet<u32>, HashSet<&'k [u8]>) {
+        let mut touched = BTreeSet::new();
+        let mut seed_keys = HashSet::new();
+        let Some(index) = &t.index else {
+            return (touched, seed_keys);
+        };
+        for (op, keys) in ops.iter().zip(op_keys) {
+            let Some(keys) = keys else { continue };
+            for k in keys {
+                if let Some(&f) = index.get(&index_key(k)) {
+                    touched.insert(f);
+                    if !matches!(op, PendingOp::Upsert(_)) {
+                        seed_keys.insert(&**k);
+                    }
+                }
+            }
+        }
+        (touched, seed_keys)
+    }
+
+    /// The current rows of `seed_keys`, read from the touched files.
+    fn old_versions(
+        &self,
+        t: &Table,
+        schema: &SchemaRef,
+        touched: &BTreeSet<u32>,
+        seed_keys: &HashSet<&[u8]>,
+    ) -> Result<Work> {
+        let mut work = Work {
+            segs: Vec::new(),
+            cur: Vec::new(),
+            map: HashMap::new(),
+            upserted: Vec::new(),
+        };
+        if seed_keys.is_empty() {
+            return Ok(work);
+        }
+        for id in touched {
+            for b in self.read(t, &t.files[id], None)? {
+                let b = self.align(t, schema, &b?)?;
+                let keys = self.keys(t, &b)?;
+                let rows: Vec<u32> = (0..keys.len() as u32)
+                    .filter(|&i| seed_keys.contains(&*keys[i as usize]))
+                    .collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let b =
+                    compute::take_record_batch(&b, &arrow::array::UInt32Array::from(rows.clone()))
+                        .map_err(|e| self.err(&t.name, e))?;
+                let seg = work.segs.len();
+                work.segs.push(b);
+                for (j, &i) in rows.iter().enumerate() {
+                    work.map.insert(keys[i as usize].clone(), work.cur.len());
+                    work.cur.push((seg, j));
+                    work.upserted.push(false);
+                }
+            }
+        }
+        Ok(work)
+    }
+
+    /// The changed rows in one batch, with their keys (a keyed table).
+    fn changed_rows(
+        &self,
+        t: &Table,
+        work: &Work,
+    ) -> Result<Option<(RecordBatch, Option<Vec<Key>>)>> {
+        if work.cur.is_empty() {
+            return Ok(None);
+        }
+        let refs: Vec<&RecordBatch> = work.segs.iter().collect();
+        let b =
+            compute::interleave_record_batch(&refs, &work.cur).map_err(|e| self.err(&t.name, e))?;
+        let keys = match t.primary_key.is_empty() {
+            true => None,
+            false => Some(self.keys(t, &b)?),
+        };
+        Ok(Some((b, keys)))
+    }
+
+    /// Row numbers of `b` by partition.
+    fn rows_by_partition(&self, t: &Table, b: &RecordBatch) -> Result<BTreeMap<String, Vec<u32>>> {
+        let mut by_partition: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (i, p) in self.partitions(t, b)?.into_iter().enumerate() {
+            by_partition.entry(p).or_default().push(i as u32);
+        }
+        Ok(by_partition)
+    }
+
+    /// Merge a partition's many small files while writing it anyway: they
+    /// join the files to rewrite.
+    fn add_small_files(
+        &self,
+        t: &Table,
+        by_partition: &BTreeMap<String, Vec<u32>>,
+        touched: &mut BTreeSet<u32>,
+        files_by_partition: &mut BTreeMap<String, Vec<u32>>,
+    ) {
         let small = (self.opts.file_bytes / 16) as u64;
         for p in by_partition.keys() {
             let smalls: Vec<u32> = t
@@ -268,85 +376,97 @@ impl Ctx<'_> {
                     .extend(smalls);
             }
         }
-        let partitions: BTreeSet<String> = by_partition
-            .keys()
-            .chain(files_by_partition.keys())
-            .cloned()
-            .collect();
-        let changed_set: Option<HashSet<&[u8]>> = changed_keys
-            .as_ref()
-            .map(|ks| ks.iter().map(|k| &**k).collect());
-        let mut new_index: Vec<(IndexKey, u32)> = Vec::new();
-        let keep_index = t.index.is_some() && has_pk;
-        let mut added: Vec<(u32, LiveFile)> = Vec::new();
-        for p in &partitions {
-            // Keys written here, with the ordinal of their file in this partition.
-            let mut part_index: Vec<(IndexKey, u32)> = Vec::new();
-            let mut w = PartWriter::new(self, t, p, schema.clone(), plan);
-            for id in files_by_partition.get(p).into_iter().flatten() {
-                let f = t.files[id].clone();
-                for b in self.read(t, &f, None)? {
-                    let mut b = self.align(t, &schema, &b?)?;
-                    let mut keys = if has_pk && (changed_set.is_some() || keep_index) {
-                        Some(self.keys(t, &b)?)
-                    } else {
-                        None
-                    };
-                    if let (Some(set), Some(ks)) = (&changed_set, &keys) {
-                        let keep: BooleanArray =
-                            ks.iter().map(|k| Some(!set.contains(&**k))).collect();
-                        if keep.false_count() > 0 {
-                            b = compute::filter_record_batch(&b, &keep)
-                                .map_err(|e| self.err(&t.name, e))?;
-                            keys = Some(
-                                ks.iter()
-                                    .filter(|k| !set.contains(&***k))
-                                    .cloned()
-                                    .collect(),
-                            );
-                        }
-                    }
-                    for s in &sweeps {
-                        let (nb, n) = self.sweep(t, b, s)?;
-                        counts.deleted += n;
-                        b = nb;
-                    }
-                    let file = w.write(&b)?;
-                    if keep_index {
-                        part_index
-                            .extend(keys.into_iter().flatten().map(|k| (index_key(&k), file)));
-                    }
-                }
-            }
-            if let (Some(b), Some(rows)) = (&changed, by_partition.get(p)) {
-                let part =
-                    compute::take_record_batch(b, &arrow::array::UInt32Array::from(rows.clone()))
-                        .map_err(|e| self.err(&t.name, e))?;
-                // In slices, so files roll over at their size bound.
-                let mut offset = 0;
-                while offset < part.num_rows() {
-                    let len = READ_BATCH_ROWS.min(part.num_rows() - offset);
-                    let file = w.write(&part.slice(offset, len))?;
-                    if keep_index {
-                        let ks = changed_keys.as_ref().expect("keyed");
-                        part_index.extend(
-                            rows[offset..offset + len]
-                                .iter()
-                                .map(|&i| (index_key(&ks[i as usize]), file)),
+    }
+
+    /// Write partition `p`: its `files` rewritten without the changed keys'
+    /// old versions (and swept), then its changed `rows`. The files
+    /// written, and the index entries of the keys they hold.
+    #[allow(clippy::too_many_arguments)]
+    fn rewrite_partition(
+        &self,
+        t: &mut Table,
+        plan: &mut Plan,
+        p: &str,
+        r: &Rewrite,
+        files: &[u32],
+        rows: Option<&[u32]>,
+        counts: &mut TableCounts,
+    ) -> Result<(Vec<(u32, LiveFile)>, Vec<(IndexKey, u32)>)> {
+        let has_pk = !t.primary_key.is_empty();
+        // Keys written here, with the ordinal of their file in this partition.
+        let mut part_index: Vec<(IndexKey, u32)> = Vec::new();
+        let mut w = PartWriter::new(self, t, p, r.schema.clone(), plan);
+        for id in files {
+            let f = t.files[id].clone();
+            for b in self.read(t, &f, None)? {
+                let mut b = self.align(t, &r.schema, &b?)?;
+                let mut keys = if has_pk && (r.changed_set.is_some() || r.keep_index) {
+                    Some(self.keys(t, &b)?)
+                } else {
+                    None
+                };
+                if let (Some(set), Some(ks)) = (&r.changed_set, &keys) {
+                    let keep: BooleanArray = ks.iter().map(|k| Some(!set.contains(&**k))).collect();
+                    if keep.false_count() > 0 {
+                        b = compute::filter_record_batch(&b, &keep)
+                            .map_err(|e| self.err(&t.name, e))?;
+                        keys = Some(
+                            ks.iter()
+                                .filter(|k| !set.contains(&***k))
+                                .cloned()
+                                .collect(),
                         );
                     }
-                    offset += len;
+                }
+                for s in r.sweeps {
+                    let (nb, n) = self.sweep(t, b, s)?;
+                    counts.deleted += n;
+                    b = nb;
+                }
+                let file = w.write(&b)?;
+                if r.keep_index {
+                    part_index.extend(keys.into_iter().flatten().map(|k| (index_key(&k), file)));
                 }
             }
-            let files = w.finish(&mut t.next_id)?;
-            new_index.extend(
-                part_index
-                    .into_iter()
-                    .map(|(k, ordinal)| (k, files[ordinal as usize].0)),
-            );
-            added.extend(files);
         }
-        // A declared table with no file at all gets an empty one, so readers see its columns.
+        if let (Some((b, changed_keys)), Some(rows)) = (r.changed, rows) {
+            let part =
+                compute::take_record_batch(b, &arrow::array::UInt32Array::from(rows.to_vec()))
+                    .map_err(|e| self.err(&t.name, e))?;
+            // In slices, so files roll over at their size bound.
+            let mut offset = 0;
+            while offset < part.num_rows() {
+                let len = READ_BATCH_ROWS.min(part.num_rows() - offset);
+                let file = w.write(&part.slice(offset, len))?;
+                if r.keep_index {
+                    let ks = changed_keys.as_ref().expect("keyed");
+                    part_index.extend(
+                        rows[offset..offset + len]
+                            .iter()
+                            .map(|&i| (index_key(&ks[i as usize]), file)),
+                    );
+                }
+                offset += len;
+            }
+        }
+        let files = w.finish(&mut t.next_id)?;
+        let index = part_index
+            .into_iter()
+            .map(|(k, ordinal)| (k, files[ordinal as usize].0))
+            .collect();
+        Ok((files, index))
+    }
+
+    /// A declared table with no file at all gets an empty one, so readers
+    /// see its columns; once rows arrive, the empty one goes.
+    fn placeholder(
+        &self,
+        t: &mut Table,
+        schema: &SchemaRef,
+        plan: &mut Plan,
+        touched: &mut BTreeSet<u32>,
+        added: &mut Vec<(u32, LiveFile)>,
+    ) -> Result<()> {
         let remaining = t.files.len() - touched.len() + added.len();
         if remaining == 0 {
             let p = match &t.partition {
@@ -358,27 +478,13 @@ impl Ctx<'_> {
             w.write(&RecordBatch::new_empty(schema.clone()))?;
             added.extend(w.finish(&mut t.next_id)?);
         } else if added.iter().any(|(_, f)| f.rows > 0) || t.files.values().any(|f| f.rows > 0) {
-            // Rows arrived: the empty placeholder is no longer needed.
             for (id, f) in &t.files {
                 if f.rows == 0 {
                     touched.insert(*id);
                 }
             }
         }
-        if let Some(index) = t.index.as_mut() {
-            // Keys in replaced files were all rewritten: point them at the new files.
-            for (k, f) in new_index {
-                index.insert(k, f);
-            }
-        }
-        for id in &touched {
-            plan.removes
-                .push(format!("{}/{}", t.name, t.files[id].path));
-        }
-        plan.dropped
-            .insert(t.name.clone(), touched.into_iter().collect());
-        plan.added.insert(t.name.clone(), added);
-        Ok(counts)
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]

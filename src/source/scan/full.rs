@@ -1,5 +1,3 @@
-//! Scan strategies with typed, versioned state.
-//!
 //! [`FullScan`]: a stream read whole on every sync (the source has no
 //! "changed since" filter). Each page is checkpointed with where the scan
 //! stands, so an interrupted scan resumes there; the scan's start time is
@@ -23,29 +21,12 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::emit::Emitter;
+use super::{load, now_micros, soft_delete_unseen, to_value, Evidence, STATE_VERSION};
 use crate::decode::values::format_utc_micros;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::schema::TableSchema;
+use crate::source::emit::Emitter;
 use crate::state::State;
-
-/// The state version this module writes.
-pub const STATE_VERSION: u32 = 2;
-
-/// The column every full scan stamps its rows with.
-const SEEN_AT: &str = "_synced_at";
-
-/// Whether a finished scan saw everything the source holds.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Evidence {
-    /// It read to the end and nothing says the list moved meanwhile;
-    /// `source_total` is the source's own count, when it gives one (the
-    /// engine's mass-deletion guard trusts a deletion that agrees with it).
-    Complete { source_total: Option<u64> },
-    /// It read to the end, but the list changed under it (a row may have
-    /// slipped between two pages): nothing is deleted this time.
-    Moved { why: &'static str },
-}
 
 /// A full scan in progress.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -112,15 +93,7 @@ pub struct FullScan<P> {
 impl<P: Serialize + DeserializeOwned + Clone> FullScan<P> {
     /// Begin a scan of `table`, or resume the one its saved state left unfinished.
     pub fn begin(state: &State, table: Arc<TableSchema>) -> Result<Self> {
-        let saved: Saved<P> = match state.stream(&table.name) {
-            None => Saved::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                Error::Internal(format!(
-                    "the saved state of {} is not a full scan's: {e}",
-                    table.name
-                ))
-            })?,
-        };
+        let saved: Saved<P> = load(state, &table.name, "a full scan")?;
         let (began_us, resume) = match saved.scan {
             Some(s) => (s.began_us, Some(s.at)),
             None => (now_micros(), None),
@@ -210,35 +183,6 @@ impl<P: Serialize + DeserializeOwned + Clone> FullScan<P> {
         tracing::info!(stream = %self.table.name, rows = self.rows(), complete, "scan complete");
         Ok(())
     }
-}
-
-/// Soft-delete the rows of `table` a scan begun at `began_us` did not see,
-/// when `evidence` says it saw everything; whether it did.
-pub async fn soft_delete_unseen(
-    emit: &Emitter,
-    table: &Arc<TableSchema>,
-    began_us: i64,
-    evidence: &Evidence,
-) -> Result<bool> {
-    match evidence {
-        Evidence::Complete { source_total } => {
-            emit.delete_older_than(table, SEEN_AT, began_us, *source_total)
-                .await?;
-            Ok(true)
-        }
-        Evidence::Moved { why } => {
-            tracing::warn!(stream = %table.name, "{why}; soft-deletes wait for the next sync");
-            Ok(false)
-        }
-    }
-}
-
-fn to_value<T: Serialize>(v: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| Error::Internal(format!("state: {e}")))
-}
-
-fn now_micros() -> i64 {
-    chrono::Utc::now().timestamp_micros()
 }
 
 #[cfg(test)]
