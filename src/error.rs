@@ -38,6 +38,12 @@ pub enum Error {
     #[error("{context}: {message}")]
     Source { context: String, message: String },
 
+    /// The destination cannot be used as asked (a file where a dataset
+    /// belongs, a directory that is not etl's, a partitioning or a column
+    /// type it cannot change to); nothing was written. Fix the command.
+    #[error("{message}")]
+    Refused { target: String, message: String },
+
     /// The destination rejected an operation.
     #[error("destination {target}: {message}")]
     Destination { target: String, message: String },
@@ -143,7 +149,10 @@ impl Error {
     /// Whose fault the error is.
     pub fn domain(&self) -> Domain {
         match self {
-            Error::Config { .. } | Error::Usage(_) | Error::Interrupted { .. } => Domain::User,
+            Error::Config { .. }
+            | Error::Usage(_)
+            | Error::Refused { .. }
+            | Error::Interrupted { .. } => Domain::User,
             Error::Http(_)
             | Error::Decode(_)
             | Error::Source { .. }
@@ -185,7 +194,10 @@ impl Error {
 
     /// True when the user can fix this by changing arguments or configuration.
     pub fn is_user_error(&self) -> bool {
-        matches!(self, Error::Config { .. } | Error::Usage(_))
+        matches!(
+            self,
+            Error::Config { .. } | Error::Usage(_) | Error::Refused { .. }
+        )
     }
 
     /// Build a configuration error for a file.
@@ -193,6 +205,14 @@ impl Error {
         Error::Config {
             path: path.map(|p| p.to_path_buf()),
             message: message.into(),
+        }
+    }
+
+    /// Build the refusal of a destination that cannot be used as asked.
+    pub fn refused(target: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Error::Refused {
+            target: target.into(),
+            message: message.to_string(),
         }
     }
 
@@ -237,6 +257,7 @@ mod tests {
         };
         let cases = [
             (Error::Usage("x".into()), Domain::User, false),
+            (Error::refused("w.duckdb", "x"), Domain::User, false),
             (Error::config(None, "x"), Domain::User, false),
             (http(HttpErrorKind::Timeout), Domain::Source, true),
             (http(status(503)), Domain::Source, true),

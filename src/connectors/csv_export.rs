@@ -235,7 +235,7 @@ fn parse(
     location: String,
     out: tokio::sync::mpsc::Sender<Parsed>,
 ) {
-    let fail = |out: &tokio::sync::mpsc::Sender<Parsed>, e: Error| {
+    let fail = |e: Error| {
         let _ = out.blocking_send(Err(e));
     };
     let at = |line: u64| format!("CSV {location} line {line}");
@@ -243,69 +243,22 @@ fn parse(
         .flexible(true)
         .has_headers(true)
         .from_reader(input);
-    let headers = match rdr.byte_headers() {
-        Ok(h) => h.clone(),
+    let names: Vec<String> = match rdr.byte_headers() {
+        Ok(h) => h
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_string())
+            .collect(),
         Err(e) => {
-            return fail(
-                &out,
-                Error::source(
-                    format!("CSV {location}"),
-                    format!("cannot read the header: {e}"),
-                ),
-            )
+            return fail(Error::source(
+                format!("CSV {location}"),
+                format!("cannot read the header: {e}"),
+            ))
         }
     };
-    let names: Vec<String> = headers
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
-    // Each declared column: where it is in a row, and how to parse it.
-    let mut cols: Vec<(Option<usize>, Builder)> = Vec::new();
-    for c in &table.columns {
-        let builder = match Builder::for_type(&c.ty) {
-            Some(b) => b,
-            None => {
-                return fail(
-                    &out,
-                    Error::Internal(format!(
-                        "CSV column {} has unsupported type {}",
-                        c.name, c.ty
-                    )),
-                )
-            }
-        };
-        let index = match c.source {
-            ColumnSource::SyncedAt => None,
-            ColumnSource::RowHash | ColumnSource::FivetranId => {
-                return fail(
-                    &out,
-                    Error::Internal(format!("CSV column {} cannot be a row hash", c.name)),
-                )
-            }
-            _ => match names.iter().position(|n| n == &c.name) {
-                Some(i) => Some(i),
-                None => {
-                    return fail(
-                        &out,
-                        Error::source(
-                            format!("CSV {location} line 1"),
-                            format!(
-                                "the header has no column {:?} (it has: {})",
-                                c.name,
-                                crate::text::truncate_for_display(&names.join(", "), 300)
-                            ),
-                        ),
-                    )
-                }
-            },
-        };
-        cols.push((index, builder));
-    }
-    let pk: Vec<bool> = table
-        .columns
-        .iter()
-        .map(|c| table.is_primary_key(&c.name))
-        .collect();
+    let mut cols = match columns(&table, &names, &location) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let mut rows = 0usize;
     let mut rejects = Vec::new();
     let mut record = csv::ByteRecord::new();
@@ -326,48 +279,18 @@ fn parse(
             Ok(false) => break,
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                return fail(
-                    &out,
-                    Error::source(at(line), format!("cannot read the CSV: {e}")),
-                );
+                return fail(Error::source(at(line), format!("cannot read the CSV: {e}")));
             }
         }
         let line = record.position().map_or(0, |p| p.line());
-        let mut cells: Vec<Cell> = Vec::with_capacity(cols.len());
-        let problem = if record.len() != names.len() {
-            Some(format!(
-                "expected {} fields (as in the header), found {}",
-                names.len(),
-                record.len()
-            ))
-        } else {
-            let mut bad = None;
-            for (i, (index, b)) in cols.iter().enumerate() {
-                let cell = match index {
-                    None => Ok(Cell::Ts(synced_at)),
-                    Some(ix) if record[*ix].is_empty() && pk[i] => {
-                        Err("the primary key is empty".to_string())
-                    }
-                    Some(ix) => b.parse(&record[*ix]),
-                };
-                match cell {
-                    Ok(c) => cells.push(c),
-                    Err(m) => {
-                        bad = Some(format!("column {:?}: {m}", table.columns[i].name));
-                        break;
-                    }
-                }
-            }
-            bad
-        };
-        match problem {
-            None => {
+        match cells(&table, &cols, &record, names.len(), synced_at) {
+            Ok(cells) => {
                 for ((_, b), c) in cols.iter_mut().zip(&cells) {
                     b.push(c);
                 }
                 rows += 1;
             }
-            Some(m) if table.on_bad_row == OnBadRow::Quarantine => {
+            Err(m) if table.on_bad_row == OnBadRow::Quarantine => {
                 let raw: Vec<String> = record
                     .iter()
                     .map(|f| String::from_utf8_lossy(f).into_owned())
@@ -378,7 +301,7 @@ fn parse(
                     error: format!("line {line}: {m}"),
                 });
             }
-            Some(m) => return fail(&out, Error::source(at(line), m)),
+            Err(m) => return fail(Error::source(at(line), m)),
         }
         if rows >= batch_rows {
             if !flush(&mut cols, &mut rejects) {
@@ -390,6 +313,74 @@ fn parse(
     if rows > 0 || !rejects.is_empty() {
         flush(&mut cols, &mut rejects);
     }
+}
+
+/// Each declared column: where it is in a row (`None`: the sync time),
+/// and how to parse it.
+fn columns(
+    table: &TableSchema,
+    names: &[String],
+    location: &str,
+) -> Result<Vec<(Option<usize>, Builder)>> {
+    let mut cols = Vec::new();
+    for c in &table.columns {
+        let builder = Builder::for_type(&c.ty).ok_or_else(|| {
+            Error::Internal(format!(
+                "CSV column {} has unsupported type {}",
+                c.name, c.ty
+            ))
+        })?;
+        let index = match c.source {
+            ColumnSource::SyncedAt => None,
+            ColumnSource::RowHash | ColumnSource::FivetranId => {
+                return Err(Error::Internal(format!(
+                    "CSV column {} cannot be a row hash",
+                    c.name
+                )))
+            }
+            _ => Some(names.iter().position(|n| n == &c.name).ok_or_else(|| {
+                Error::source(
+                    format!("CSV {location} line 1"),
+                    format!(
+                        "the header has no column {:?} (it has: {})",
+                        c.name,
+                        crate::text::truncate_for_display(&names.join(", "), 300)
+                    ),
+                )
+            })?),
+        };
+        cols.push((index, builder));
+    }
+    Ok(cols)
+}
+
+/// One row's cells, or what is wrong with it.
+fn cells<'r>(
+    table: &TableSchema,
+    cols: &[(Option<usize>, Builder)],
+    record: &'r csv::ByteRecord,
+    fields: usize,
+    synced_at: i64,
+) -> std::result::Result<Vec<Cell<'r>>, String> {
+    if record.len() != fields {
+        return Err(format!(
+            "expected {fields} fields (as in the header), found {}",
+            record.len()
+        ));
+    }
+    let mut cells: Vec<Cell> = Vec::with_capacity(cols.len());
+    for (i, (index, b)) in cols.iter().enumerate() {
+        let column = &table.columns[i].name;
+        let cell = match index {
+            None => Ok(Cell::Ts(synced_at)),
+            Some(ix) if record[*ix].is_empty() && table.is_primary_key(column) => {
+                Err("the primary key is empty".to_string())
+            }
+            Some(ix) => b.parse(&record[*ix]),
+        };
+        cells.push(cell.map_err(|m| format!("column {column:?}: {m}"))?);
+    }
+    Ok(cells)
 }
 
 impl CsvExport {

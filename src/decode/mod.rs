@@ -655,8 +655,8 @@ fn convert_column(
         });
     };
     macro_rules! numeric {
-        ($builder:ty, $parse:expr) => {{
-            let mut b = <$builder>::with_capacity(n);
+        (new $new:expr, $parse:expr) => {{
+            let mut b = $new;
             for (r, v) in column.iter().enumerate() {
                 match *v {
                     // An empty string is no value, except in a text column.
@@ -672,6 +672,9 @@ fn convert_column(
             }
             Arc::new(b.finish()) as ArrayRef
         }};
+        ($builder:ty, $parse:expr) => {
+            numeric!(new<$builder>::with_capacity(n), $parse)
+        };
     }
     match ty {
         ColumnType::Boolean => numeric!(BooleanBuilder, values::parse_bool),
@@ -710,76 +713,75 @@ fn convert_column(
             numeric!(TimestampMicrosecondBuilder, |r| values::json_str(r)
                 .and_then(|s| values::parse_naive_micros(&s)))
         }
-        ColumnType::UtcDatetime => {
-            let mut b = TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC);
-            for (r, v) in column.iter().enumerate() {
-                match *v {
-                    None | Some("\"\"") => b.append_null(),
-                    Some(raw) => {
-                        match values::json_str(raw).and_then(|s| values::parse_utc_micros(&s)) {
-                            Some(x) => b.append_value(x),
-                            None => {
-                                fail(r, raw);
-                                b.append_null()
-                            }
-                        }
-                    }
-                }
+        ColumnType::UtcDatetime => numeric!(
+            new TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC),
+            |r| values::json_str(r).and_then(|s| values::parse_utc_micros(&s))
+        ),
+        ColumnType::Binary => binary_column(column, &mut fail),
+        ColumnType::String | ColumnType::Xml | ColumnType::Json => text_column(ty, column, c, bad),
+    }
+}
+
+/// Base64 strings as bytes.
+fn binary_column(column: &[Option<&str>], fail: &mut impl FnMut(usize, &str)) -> ArrayRef {
+    let n = column.len();
+    let mut b = BinaryBuilder::with_capacity(n, n * 16);
+    for (r, v) in column.iter().enumerate() {
+        let Some(raw) = *v else {
+            b.append_null();
+            continue;
+        };
+        let bytes = values::json_str(raw).and_then(|s| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .ok()
+        });
+        match bytes {
+            Some(bytes) => b.append_value(bytes),
+            None => {
+                fail(r, raw);
+                b.append_null()
             }
-            Arc::new(b.finish())
-        }
-        ColumnType::Binary => {
-            let mut b = BinaryBuilder::with_capacity(n, n * 16);
-            for (r, v) in column.iter().enumerate() {
-                match *v {
-                    None => b.append_null(),
-                    Some(raw) => {
-                        match values::json_str(raw).and_then(|s| {
-                            base64::engine::general_purpose::STANDARD
-                                .decode(s.as_bytes())
-                                .ok()
-                        }) {
-                            Some(bytes) => b.append_value(bytes),
-                            None => {
-                                fail(r, raw);
-                                b.append_null()
-                            }
-                        }
-                    }
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ColumnType::String | ColumnType::Xml | ColumnType::Json => {
-            let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
-            let mut b = StringBuilder::with_capacity(n, bytes);
-            for (r, v) in column.iter().enumerate() {
-                let Some(raw) = *v else {
-                    b.append_null();
-                    continue;
-                };
-                // Nothing that is not Unicode is ever written: a lone
-                // surrogate escape would make the table unreadable.
-                if let Some(at) = shape::lone_surrogate(raw) {
-                    bad.push(BadValue {
-                        row: r,
-                        column: c,
-                        value: Some(snippet(raw, at)),
-                        message: shape::surrogate_message(raw, at),
-                    });
-                    b.append_null();
-                    continue;
-                }
-                match (ty, values::json_str(raw)) {
-                    // JSON keeps its text; strings are unquoted; numbers,
-                    // booleans and objects in a string column keep their JSON text.
-                    (ColumnType::Json, _) | (_, None) => b.append_value(raw),
-                    (_, Some(s)) => b.append_value(s),
-                }
-            }
-            Arc::new(b.finish())
         }
     }
+    Arc::new(b.finish())
+}
+
+/// Strings unquoted; JSON (and anything not a string) kept as its text.
+fn text_column(
+    ty: ColumnType,
+    column: &[Option<&str>],
+    c: usize,
+    bad: &mut Vec<BadValue>,
+) -> ArrayRef {
+    let n = column.len();
+    let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
+    let mut b = StringBuilder::with_capacity(n, bytes);
+    for (r, v) in column.iter().enumerate() {
+        let Some(raw) = *v else {
+            b.append_null();
+            continue;
+        };
+        // Nothing that is not Unicode is ever written: a lone
+        // surrogate escape would make the table unreadable.
+        if let Some(at) = shape::lone_surrogate(raw) {
+            bad.push(BadValue {
+                row: r,
+                column: c,
+                value: Some(snippet(raw, at)),
+                message: shape::surrogate_message(raw, at),
+            });
+            b.append_null();
+            continue;
+        }
+        match (ty, values::json_str(raw)) {
+            // JSON keeps its text; strings are unquoted; numbers,
+            // booleans and objects in a string column keep their JSON text.
+            (ColumnType::Json, _) | (_, None) => b.append_value(raw),
+            (_, Some(s)) => b.append_value(s),
+        }
+    }
+    Arc::new(b.finish())
 }
 
 /// Start decoding a page on the rayon pool now; await the returned future for

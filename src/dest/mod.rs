@@ -175,10 +175,10 @@ pub(crate) fn check_keyed(
 /// An output path's directory must exist (a typo is not silently created).
 pub(crate) fn check_parent_exists(path: &std::path::Path) -> Result<()> {
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) if !parent.exists() => Err(crate::error::Error::Usage(format!(
-            "output directory {} does not exist",
-            parent.display()
-        ))),
+        Some(parent) if !parent.exists() => Err(crate::error::Error::refused(
+            path.display().to_string(),
+            format!("output directory {} does not exist", parent.display()),
+        )),
         _ => Ok(()),
     }
 }

@@ -76,13 +76,16 @@ impl DuckDbDestination {
                         tracing::info!(table = %t.name, column = %c.name, from = %old, to = %c.ty, "widened column");
                     }
                     TypeChange::Refuse => {
-                        return Err(Error::Usage(TypeChange::refused(
-                            &t.name,
-                            &c.name,
-                            old,
-                            c.ty,
-                            "which cannot hold them all",
-                        )))
+                        return Err(Error::refused(
+                            self.path.display().to_string(),
+                            TypeChange::refused(
+                                &t.name,
+                                &c.name,
+                                old,
+                                c.ty,
+                                "which cannot hold them all",
+                            ),
+                        ))
                     }
                 }
             }

@@ -131,11 +131,14 @@ impl DuckDbDestination {
             None => ns.default.clone(),
         };
         if !create && !d.schema_exists(&schema)? {
-            return Err(Error::Usage(format!(
-                "connector {} has never committed to {} (it has no schema {schema})",
-                ns.connector,
-                path.display()
-            )));
+            return Err(Error::refused(
+                path.display().to_string(),
+                format!(
+                    "connector {} has never committed to {} (it has no schema {schema})",
+                    ns.connector,
+                    path.display()
+                ),
+            ));
         }
         d.use_schema(&schema)?;
         Ok(d)

@@ -122,9 +122,10 @@ impl ParquetDestination {
     pub fn open_in(out: &Path, opts: ParquetOptions, ns: &Namespace, create: bool) -> Result<Self> {
         let origin = out.display().to_string();
         if out.is_file() {
-            return Err(Error::Usage(format!(
-                "--out {origin} is a file; a Parquet dataset is a directory"
-            )));
+            return Err(Error::refused(
+                &origin,
+                format!("{origin} is a file; a Parquet dataset is a directory"),
+            ));
         }
         if out.join(META_DIR).is_dir() {
             let connectors = Self::connectors_in(out)?;
@@ -153,10 +154,13 @@ impl ParquetDestination {
         let schema = ns.schema();
         let dir = out.join(schema);
         if !create && !dir.join(META_DIR).is_dir() {
-            return Err(Error::Usage(format!(
-                "connector {} has never committed to {origin} (it has no {schema}/ dataset)",
-                ns.connector
-            )));
+            return Err(Error::refused(
+                &origin,
+                format!(
+                    "connector {} has never committed to {origin} (it has no {schema}/ dataset)",
+                    ns.connector
+                ),
+            ));
         }
         if out.exists() {
             let entries = fs::read_dir(out).map_err(|e| {
@@ -167,21 +171,17 @@ impl ParquetDestination {
                 !(name.starts_with('.') || e.path().join(META_DIR).is_dir() || e.path() == dir)
             });
             if let Some(e) = foreign {
-                return Err(Error::Usage(format!(
-                    "{origin} is not empty and is not an etl lake ({} is not a schema's dataset); \
-                     give a new or empty directory",
-                    e.file_name().to_string_lossy()
-                )));
+                return Err(Error::refused(
+                    &origin,
+                    format!(
+                        "{origin} is not empty and is not an etl lake ({} is not a schema's dataset); \
+                         give a new or empty directory",
+                        e.file_name().to_string_lossy()
+                    ),
+                ));
             }
         } else {
-            if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                if !parent.exists() {
-                    return Err(Error::Usage(format!(
-                        "output directory {} does not exist",
-                        parent.display()
-                    )));
-                }
-            }
+            super::check_parent_exists(out)?;
             fs::create_dir(out).or_else(|e| match e.kind() {
                 std::io::ErrorKind::AlreadyExists => Ok(()),
                 _ => Err(Error::destination(
@@ -214,19 +214,23 @@ impl ParquetDestination {
             Error::destination(origin.clone(), format!("{what}: {e}"))
         };
         if root.is_file() {
-            return Err(Error::Usage(format!(
-                "--out {origin} is a file; a Parquet dataset is a directory"
-            )));
+            return Err(Error::refused(
+                &origin,
+                format!("{origin} is a file; a Parquet dataset is a directory"),
+            ));
         }
         super::check_parent_exists(root)?;
         let meta = root.join(META_DIR);
         if root.exists() && !meta.is_dir() {
             let mut entries = fs::read_dir(root).map_err(|e| derr("listing the directory", &e))?;
             if entries.next().is_some() {
-                return Err(Error::Usage(format!(
-                    "{origin} is not empty and is not an etl Parquet dataset (it has no {META_DIR}/ directory); \
-                     give a new or empty directory"
-                )));
+                return Err(Error::refused(
+                    &origin,
+                    format!(
+                        "{origin} is not empty and is not an etl Parquet dataset (it has no {META_DIR}/ directory); \
+                         give a new or empty directory"
+                    ),
+                ));
             }
         }
         fs::create_dir_all(&meta).map_err(|e| derr("creating the directory", &e))?;
@@ -303,7 +307,11 @@ impl ParquetDestination {
         };
         if let Some(p) = &partition {
             p.check(t).map_err(|e| match overridden {
-                Some(_) => Error::Usage(format!("--partition-by {}={p}: {e}", t.name)),
+                // Checked against the connector's tables before opening; a
+                // spec's table may only be known now.
+                Some(_) => {
+                    Error::refused(self.origin(), format!("partitioning {}={p}: {e}", t.name))
+                }
                 None => self.err(format!("table {}", t.name), e),
             })?;
         }
@@ -327,15 +335,18 @@ impl ParquetDestination {
         } else if table.partition != partition && !table.files.is_empty() {
             let show =
                 |p: &Option<Partitioning>| p.as_ref().map_or("none".into(), |p| p.to_string());
-            return Err(Error::Usage(format!(
-                "table {} in {origin} is partitioned by {} but this sync asks for {}; \
+            return Err(Error::refused(
+                &origin,
+                format!(
+                    "table {} in {origin} is partitioned by {} but this sync asks for {}; \
                      pass --partition-by {}={} or sync into a new directory",
-                t.name,
-                show(&table.partition),
-                show(&partition),
-                t.name,
-                show(&table.partition)
-            )));
+                    t.name,
+                    show(&table.partition),
+                    show(&partition),
+                    t.name,
+                    show(&table.partition)
+                ),
+            ));
         } else if table.primary_key != t.primary_key && !table.files.is_empty() {
             return Err(Error::destination(
                 origin,
@@ -361,9 +372,10 @@ impl ParquetDestination {
                     TypeChange::Refuse => Some("which cannot hold them all"),
                 };
                 if let (Some(why), false) = (why, table.files.is_empty()) {
-                    return Err(Error::Usage(TypeChange::refused(
-                        &t.name, &c.name, *old, c.ty, why,
-                    )));
+                    return Err(Error::refused(
+                        &origin,
+                        TypeChange::refused(&t.name, &c.name, *old, c.ty, why),
+                    ));
                 }
                 continue;
             }

@@ -81,181 +81,62 @@ pub(super) fn table(mut t: Obj) -> Result<TableSpec> {
         ));
     }
     let path = t.str("path")?;
-    let method = match t.str_or("method", "GET")?.to_ascii_uppercase().as_str() {
-        "GET" => reqwest::Method::GET,
-        "POST" => reqwest::Method::POST,
-        other => return Err(t.err("method", format!("must be GET or POST, got {other:?}"))),
-    };
+    let method = one_of(
+        &mut t,
+        "method",
+        "GET",
+        &[
+            ("GET", reqwest::Method::GET),
+            ("POST", reqwest::Method::POST),
+        ],
+    )?;
     let params = match t.obj("params")? {
         None => Vec::new(),
-        Some(p) => {
-            let keys: Vec<String> = p.map.keys().cloned().collect();
-            let mut out = Vec::new();
-            for k in keys {
-                let v = match &p.map[&k] {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    other => {
-                        return Err(p.err(
-                            &k,
-                            format!("expected a string or number, found {}", kind(other)),
-                        ))
-                    }
-                };
-                out.push((k, v));
-            }
-            out
-        }
+        Some(p) => params(&p)?,
     };
     let body = t.get("body").cloned();
     if body.is_some() && method != reqwest::Method::POST {
         return Err(t.err("body", "is only sent with method = \"POST\""));
     }
     let records = t.json_path("records")?.unwrap_or_default();
-    let primary_key = t.strings("primary_key")?.unwrap_or_default();
-    let mut columns = Vec::new();
-    if let Some(c) = t.obj("columns")? {
-        let keys: Vec<String> = c.map.keys().cloned().collect();
-        for k in keys {
-            let ty = match &c.map[&k] {
-                Value::String(s) => ColumnType::parse(s).map_err(|e| c.err(&k, e))?,
-                Value::Object(m) => {
-                    let tn = m.get("type").and_then(Value::as_str).unwrap_or_default();
-                    if !tn.eq_ignore_ascii_case("DECIMAL") {
-                        return Err(c.err(&k, "only DECIMAL is declared as a table ({ type = \"DECIMAL\", precision = 15, scale = 2 })"));
-                    }
-                    let p = m.get("precision").and_then(Value::as_u64);
-                    let s = m.get("scale").and_then(Value::as_i64);
-                    match (p, s) {
-                        (Some(p), Some(s)) if p <= 38 && s >= 0 && s <= p as i64 => {
-                            ColumnType::decimal(p as u8, s as i8).map_err(|e| c.err(&k, e))?
-                        }
-                        _ => {
-                            return Err(c.err(
-                                &k,
-                                "DECIMAL needs precision (1..=38) and scale (0..=precision)",
-                            ))
-                        }
-                    }
-                }
-                other => {
-                    return Err(c.err(&k, format!("expected a type name, found {}", kind(other))))
-                }
-            };
-            if k.starts_with("_etl") || k == "_synced_at" {
-                return Err(c.err(&k, "names starting with _etl and _synced_at are reserved"));
-            }
-            // `user.login`: the field `login` of the record's `user` object,
-            // as the column `user_login` (as built-in connectors read nested fields).
-            if k.contains('.') {
-                if k.split('.').any(str::is_empty) {
-                    return Err(c.err(&k, "a dotted name needs a field on each side of every dot"));
-                }
-                columns.push(Column::at(&k.replace('.', "_"), ty, &k));
-            } else {
-                columns.push(Column::new(&k, ty));
-            }
-        }
-    }
-    // A key may name a nested field by its path too (kept as text unless declared).
-    for k in primary_key.iter().filter(|k| k.contains('.')) {
-        let name = k.replace('.', "_");
-        if !columns.iter().any(|c| c.name == name) {
-            columns.push(Column::at(&name, ColumnType::String, k));
-        }
-    }
-    let primary_key: Vec<String> = primary_key
-        .into_iter()
-        .map(|k| k.replace('.', "_"))
-        .collect();
-    for k in &primary_key {
-        if k.starts_with("_etl") {
-            return Err(t.err(
-                "primary_key",
-                format!("{k:?} is reserved; leave primary_key out to get _etl_id"),
-            ));
-        }
-    }
-    let on_bad_row = match t.str_or("on_bad_row", "fail")?.as_str() {
-        "fail" => OnBadRow::Fail,
-        "quarantine" => OnBadRow::Quarantine,
-        other => {
-            return Err(t.err(
-                "on_bad_row",
-                format!("must be \"fail\" or \"quarantine\", got {other:?}"),
-            ))
-        }
+    let mut primary_key = t.strings("primary_key")?.unwrap_or_default();
+    let mut columns = match t.obj("columns")? {
+        None => Vec::new(),
+        Some(c) => self::columns(&c)?,
     };
+    key_columns(&mut t, &mut primary_key, &mut columns)?;
+    let on_bad_row = one_of(
+        &mut t,
+        "on_bad_row",
+        "fail",
+        &[
+            ("fail", OnBadRow::Fail),
+            ("quarantine", OnBadRow::Quarantine),
+        ],
+    )?;
     let incremental = match t.obj("incremental")? {
         None => None,
-        Some(mut i) => {
-            let inc = Incremental {
-                cursor_field: i.str("cursor_field")?,
-                param: i.str("param")?,
-                initial: i.opt_str("initial")?,
-                lookback: Duration::from_secs(
-                    i.opt_int("lookback_seconds", 0..=366 * 86_400)?
-                        .unwrap_or(0),
-                ),
-                ascending: i.bool_or("ascending", false)?,
-            };
-            i.finish()?;
-            Some(inc)
-        }
+        Some(i) => Some(incremental(i)?),
     };
     let windows = match t.obj("windows")? {
         None => None,
         Some(w) => Some(windows(w)?),
     };
-    if windows.is_some() && incremental.is_some() {
-        return Err(t.err(
-            "windows",
-            "a table reads either by incremental cursor or by windows, not both",
-        ));
-    }
     let paginator = match t.obj("paginator")? {
         None => Paginator::None,
         Some(p) => paginator(p, incremental.as_ref())?,
     };
-    let operation = match t.str_or("operation", "upsert")?.as_str() {
-        "upsert" => Operation::Upsert,
-        "update" => Operation::Update,
-        "delete" => Operation::Delete,
-        other => {
-            return Err(t.err(
-                "operation",
-                format!("must be upsert, update or delete, got {other:?}"),
-            ))
-        }
-    };
-    let target = t.opt_str("target")?;
-    if target.is_some() && operation == Operation::Upsert {
-        return Err(t.err("target", "only update and delete tables have a target"));
-    }
-    if operation != Operation::Upsert && primary_key.is_empty() {
-        return Err(t.err(
-            "primary_key",
-            "update and delete records are matched by key: declare the target's primary key",
-        ));
-    }
-    let parent = t.opt_str("parent")?;
-    let truncate = t.bool_or("truncate", false)?;
-    let concurrency = t.opt_int("concurrency", 1..=64)?.unwrap_or(4) as usize;
-    if windows.is_some() && parent.is_some() {
-        return Err(t.err(
-            "windows",
-            "a child table (parent = …) cannot be read by windows",
-        ));
-    }
-    if truncate && (incremental.is_some() || windows.is_some()) {
-        return Err(t.err(
-            "truncate",
-            "a truncated table is read in full: it cannot also be incremental",
-        ));
-    }
-    t.finish()?;
-    Ok(TableSpec {
+    let operation = one_of(
+        &mut t,
+        "operation",
+        "upsert",
+        &[
+            ("upsert", Operation::Upsert),
+            ("update", Operation::Update),
+            ("delete", Operation::Delete),
+        ],
+    )?;
+    let spec = TableSpec {
         name,
         path,
         method,
@@ -268,12 +149,171 @@ pub(super) fn table(mut t: Obj) -> Result<TableSpec> {
         incremental,
         windows,
         paginator,
-        parent,
+        parent: t.opt_str("parent")?,
         operation,
-        target,
-        truncate,
-        concurrency,
-    })
+        target: t.opt_str("target")?,
+        truncate: t.bool_or("truncate", false)?,
+        concurrency: t.opt_int("concurrency", 1..=64)?.unwrap_or(4) as usize,
+    };
+    check_combination(&t, &spec)?;
+    t.finish()?;
+    Ok(spec)
+}
+
+/// The value of `key`, one of `options` by name (case-insensitive), or `default`.
+fn one_of<T: Clone>(
+    t: &mut Obj,
+    key: &'static str,
+    default: &str,
+    options: &[(&str, T)],
+) -> Result<T> {
+    let given = t.str_or(key, default)?;
+    match options.iter().find(|(n, _)| n.eq_ignore_ascii_case(&given)) {
+        Some((_, v)) => Ok(v.clone()),
+        None => {
+            let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+            Err(t.err(
+                key,
+                format!("must be one of {}, got {given:?}", names.join(", ")),
+            ))
+        }
+    }
+}
+
+/// `params = { k = "v", n = 1 }` as query pairs.
+fn params(p: &Obj) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (k, v) in p.map {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(p.err(
+                    k,
+                    format!("expected a string or number, found {}", kind(other)),
+                ))
+            }
+        };
+        out.push((k.clone(), v));
+    }
+    Ok(out)
+}
+
+/// The declared `columns`, dotted names read from nested objects.
+fn columns(c: &Obj) -> Result<Vec<Column>> {
+    let mut columns = Vec::new();
+    for (k, v) in c.map {
+        let ty = column_type(c, k, v)?;
+        if k.starts_with("_etl") || k == "_synced_at" {
+            return Err(c.err(k, "names starting with _etl and _synced_at are reserved"));
+        }
+        // `user.login`: the field `login` of the record's `user` object,
+        // as the column `user_login` (as built-in connectors read nested fields).
+        if k.contains('.') {
+            if k.split('.').any(str::is_empty) {
+                return Err(c.err(k, "a dotted name needs a field on each side of every dot"));
+            }
+            columns.push(Column::at(&k.replace('.', "_"), ty, k));
+        } else {
+            columns.push(Column::new(k, ty));
+        }
+    }
+    Ok(columns)
+}
+
+/// A column's declared type: a name, or `{ type = "DECIMAL", precision, scale }`.
+fn column_type(c: &Obj, k: &str, v: &Value) -> Result<ColumnType> {
+    match v {
+        Value::String(s) => ColumnType::parse(s).map_err(|e| c.err(k, e)),
+        Value::Object(m) => {
+            let tn = m.get("type").and_then(Value::as_str).unwrap_or_default();
+            if !tn.eq_ignore_ascii_case("DECIMAL") {
+                return Err(c.err(k, "only DECIMAL is declared as a table ({ type = \"DECIMAL\", precision = 15, scale = 2 })"));
+            }
+            let p = m.get("precision").and_then(Value::as_u64);
+            let s = m.get("scale").and_then(Value::as_i64);
+            match (p, s) {
+                (Some(p), Some(s)) if p <= 38 && s >= 0 && s <= p as i64 => {
+                    ColumnType::decimal(p as u8, s as i8).map_err(|e| c.err(k, e))
+                }
+                _ => Err(c.err(
+                    k,
+                    "DECIMAL needs precision (1..=38) and scale (0..=precision)",
+                )),
+            }
+        }
+        other => Err(c.err(k, format!("expected a type name, found {}", kind(other)))),
+    }
+}
+
+/// A key may name a nested field by its path too (kept as text unless
+/// declared): its column is added, and the key names the column.
+fn key_columns(t: &mut Obj, primary_key: &mut [String], columns: &mut Vec<Column>) -> Result<()> {
+    for k in primary_key.iter_mut() {
+        if k.contains('.') {
+            let name = k.replace('.', "_");
+            if !columns.iter().any(|c| c.name == name) {
+                columns.push(Column::at(&name, ColumnType::String, k));
+            }
+            *k = name;
+        }
+        if k.starts_with("_etl") {
+            return Err(t.err(
+                "primary_key",
+                format!("{k:?} is reserved; leave primary_key out to get _etl_id"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn incremental(mut i: Obj) -> Result<Incremental> {
+    let inc = Incremental {
+        cursor_field: i.str("cursor_field")?,
+        param: i.str("param")?,
+        initial: i.opt_str("initial")?,
+        lookback: Duration::from_secs(
+            i.opt_int("lookback_seconds", 0..=366 * 86_400)?
+                .unwrap_or(0),
+        ),
+        ascending: i.bool_or("ascending", false)?,
+    };
+    i.finish()?;
+    Ok(inc)
+}
+
+/// Settings that cannot go together.
+fn check_combination(t: &Obj, s: &TableSpec) -> Result<()> {
+    let refuse = |key: &str, why: &str| Err(t.err(key, why));
+    if s.windows.is_some() && s.incremental.is_some() {
+        return refuse(
+            "windows",
+            "a table reads either by incremental cursor or by windows, not both",
+        );
+    }
+    if s.target.is_some() && s.operation == Operation::Upsert {
+        return refuse("target", "only update and delete tables have a target");
+    }
+    if s.operation != Operation::Upsert && s.primary_key.is_empty() {
+        return refuse(
+            "primary_key",
+            "update and delete records are matched by key: declare the target's primary key",
+        );
+    }
+    if s.windows.is_some() && s.parent.is_some() {
+        return refuse(
+            "windows",
+            "a child table (parent = …) cannot be read by windows",
+        );
+    }
+    if s.truncate && (s.incremental.is_some() || s.windows.is_some()) {
+        return refuse(
+            "truncate",
+            "a truncated table is read in full: it cannot also be incremental",
+        );
+    }
+    Ok(())
 }
 
 pub(super) fn windows(mut w: Obj) -> Result<Windows> {

@@ -132,6 +132,10 @@ fn errors_name_the_key_path() {
             "base_url: ftp://x",
         ),
         (
+            GOOD.replace("name = \"user\"", "name = \"user\"\nmethod = \"PUT\""),
+            "tables[0].method: must be one of \"GET\", \"POST\", got \"PUT\"",
+        ),
+        (
             GOOD.replace("precision = 15", "precision = 50"),
             "tables[0].columns.amount: DECIMAL needs precision",
         ),
