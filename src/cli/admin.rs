@@ -14,69 +14,11 @@ pub fn schema(
     json: bool,
 ) -> Result<(), Error> {
     let info = etl::connectors::find(connector).ok_or_else(|| etl::unknown_connector(connector))?;
-    let (tables, sample) =
-        match (info.name, spec) {
-            ("rest", Some(path)) => {
-                let (spec, vars) = etl::connectors::rest::spec::load_for_schema(path)?;
-                let rest = etl::connectors::rest::Rest::new(spec, Default::default())?;
-                let sample: serde_json::Map<String, serde_json::Value> = vars
-                    .iter()
-                    .filter(|v| !v.starts_with("env:"))
-                    .map(|v| {
-                        (
-                            v.clone(),
-                            serde_json::json!(format!("<{}>", v.to_uppercase())),
-                        )
-                    })
-                    .collect();
-                let sample = serde_json::to_string_pretty(&sample).expect("json");
-                (etl::connectors::Connector::tables(&rest), sample)
-            }
-            ("rest", None) => return Err(Error::Usage(
-                "`etl schema rest` needs --spec FILE: the tables are the spec's (see data/specs/)"
-                    .into(),
-            )),
-            (_, Some(_)) => {
-                return Err(Error::Usage(format!(
-                    "--spec is for `etl schema rest`; {connector} is a built-in connector"
-                )))
-            }
-            _ => ((info.tables)(), info.sample_config.to_string()),
-        };
+    let (tables, sample) = tables_and_sample(&info, connector, spec)?;
     // The names the tables land with.
     let mut renamer = etl::naming::Renamer::new(naming);
     let tables: Vec<std::sync::Arc<etl::schema::TableSchema>> =
         tables.iter().map(|t| renamer.table(t)).collect();
-    // One description for both outputs: the declared columns, then the
-    // columns every destination adds.
-    let describe = |t: &etl::schema::TableSchema| -> Vec<(String, String, String, String)> {
-        let mut cols: Vec<(String, String, String, String)> = t
-            .columns
-            .iter()
-            .map(|c| {
-                let source = match &c.source {
-                    etl::schema::ColumnSource::Path(p) => p.join("."),
-                    etl::schema::ColumnSource::Raw => "(whole record)".into(),
-                    etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
-                    etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
-                    etl::schema::ColumnSource::FivetranId => {
-                        "(the tester's hash of the record)".into()
-                    }
-                };
-                (c.name.clone(), c.ty.to_string(), c.ty.duckdb_type(), source)
-            })
-            .collect();
-        cols.insert(
-            t.deleted_position(),
-            (
-                t.deleted_column.to_string(),
-                "BOOLEAN".into(),
-                "BOOLEAN".into(),
-                "(soft-delete flag)".into(),
-            ),
-        );
-        cols
-    };
     if json {
         let v: Vec<serde_json::Value> = tables
             .iter()
@@ -128,6 +70,71 @@ pub fn schema(
         out!("\nsample configuration:\n{sample}");
     }
     Ok(())
+}
+
+/// A connector's tables and its sample configuration (a spec's: the
+/// variables it takes).
+fn tables_and_sample(
+    info: &etl::connectors::ConnectorInfo,
+    connector: &str,
+    spec: Option<&Path>,
+) -> Result<(Vec<std::sync::Arc<etl::schema::TableSchema>>, String), Error> {
+    match (info.name, spec) {
+        ("rest", Some(path)) => {
+            let (spec, vars) = etl::connectors::rest::spec::load_for_schema(path)?;
+            let rest = etl::connectors::rest::Rest::new(spec, Default::default())?;
+            let sample: serde_json::Map<String, serde_json::Value> = vars
+                .iter()
+                .filter(|v| !v.starts_with("env:"))
+                .map(|v| {
+                    (
+                        v.clone(),
+                        serde_json::json!(format!("<{}>", v.to_uppercase())),
+                    )
+                })
+                .collect();
+            let sample = serde_json::to_string_pretty(&sample).expect("json");
+            Ok((etl::connectors::Connector::tables(&rest), sample))
+        }
+        ("rest", None) => Err(Error::Usage(
+            "`etl schema rest` needs --spec FILE: the tables are the spec's (see data/specs/)"
+                .into(),
+        )),
+        (_, Some(_)) => Err(Error::Usage(format!(
+            "--spec is for `etl schema rest`; {connector} is a built-in connector"
+        ))),
+        _ => Ok(((info.tables)(), info.sample_config.to_string())),
+    }
+}
+
+/// One description of a table's columns for both outputs: the declared
+/// columns, then the columns every destination adds. (name, type, DuckDB
+/// type, where it comes from)
+fn describe(t: &etl::schema::TableSchema) -> Vec<(String, String, String, String)> {
+    let mut cols: Vec<(String, String, String, String)> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let source = match &c.source {
+                etl::schema::ColumnSource::Path(p) => p.join("."),
+                etl::schema::ColumnSource::Raw => "(whole record)".into(),
+                etl::schema::ColumnSource::SyncedAt => "(sync time)".into(),
+                etl::schema::ColumnSource::RowHash => "(SHA-1 of the record)".into(),
+                etl::schema::ColumnSource::FivetranId => "(the tester's hash of the record)".into(),
+            };
+            (c.name.clone(), c.ty.to_string(), c.ty.duckdb_type(), source)
+        })
+        .collect();
+    cols.insert(
+        t.deleted_position(),
+        (
+            t.deleted_column.to_string(),
+            "BOOLEAN".into(),
+            "BOOLEAN".into(),
+            "(soft-delete flag)".into(),
+        ),
+    );
+    cols
 }
 
 fn output_format(f: Option<FormatArg>) -> Option<etl::OutputFormat> {

@@ -191,6 +191,32 @@ impl Userflow {
         PageFetcher::new(Box::new(paginator), self.endpoint(), send, max_pages, 1)
     }
 
+    /// Check a fetched page, tell the paginator, and start decoding it
+    /// (rows from `row` on): the decode, its rows, and the cursor after it.
+    fn launch(
+        &self,
+        url: &Url,
+        resp: crate::http::Response,
+        pages: &mut PageFetcher,
+        row: &mut u64,
+    ) -> Result<(DecodeFuture, u64, Option<String>)> {
+        let page = Self::parse_page(&resp.body, url)?;
+        let n = page.ranges.len() as u64;
+        let view = PageView::of(url, &resp, &page);
+        pages
+            .advance(&view)
+            .map_err(|m| Error::source(format!("Userflow users page {url}"), m))?;
+        tracing::trace!(stream = STREAM, url = %url, rows = n, "page fetched");
+        let pctx = PageContext {
+            first_row: *row,
+            location: url.to_string(),
+            synced_at_micros: now_micros(),
+        };
+        *row += n;
+        let fut = spawn_decode(self.decoder.clone(), resp.body, page.ranges, pctx);
+        Ok((Box::pin(fut), n, pages.cursor().map(String::from)))
+    }
+
     async fn run(&self, ctx: SyncContext) -> Result<()> {
         let mut scan = FullScan::<After>::begin(&ctx.state, self.table.clone())?;
         let resume_after = scan.resume_at().and_then(|a| a.after.clone());
@@ -238,28 +264,13 @@ impl Userflow {
                     }
                 };
                 ctx.emit.page_fetched();
-                let page = match Self::parse_page(&resp.body, &url) {
-                    Ok(p) => p,
+                match self.launch(&url, resp, &mut pages, &mut row) {
+                    Ok(decoding) => pending.push_back(decoding),
                     Err(e) => {
                         failure = Some(e);
                         break;
                     }
-                };
-                let n = page.ranges.len() as u64;
-                let view = PageView::of(&url, &resp, &page);
-                if let Err(m) = pages.advance(&view) {
-                    failure = Some(Error::source(format!("Userflow users page {url}"), m));
-                    break;
                 }
-                tracing::trace!(stream = STREAM, url = %url, rows = n, "page fetched");
-                let pctx = PageContext {
-                    first_row: row,
-                    location: url.to_string(),
-                    synced_at_micros: now_micros(),
-                };
-                row += n;
-                let fut = spawn_decode(self.decoder.clone(), resp.body, page.ranges, pctx);
-                pending.push_back((Box::pin(fut), n, pages.cursor().map(String::from)));
             }
             let Some((fut, n, after)) = pending.pop_front() else {
                 break;

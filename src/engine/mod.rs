@@ -270,34 +270,8 @@ pub async fn run_sync(
     // Every table appears in the summary, unchanged ones with zero counts.
     let table_names: Vec<String> = tables.iter().map(|t| naming.table(&t.name)).collect();
 
-    let (msg_tx, msg_rx) = mpsc::channel::<WriterMsg>(opts.channel_capacity);
-    let (state_tx, state_rx) = oneshot::channel::<State>();
-    let (done_tx, done_rx) = oneshot::channel::<Result<WriterReport>>();
-
-    let writer_opts = opts.clone();
-    let writer_name = name.clone();
-    let owner = connector.owner();
-    let writer_stats = stats.clone();
-    ACTIVE_WRITERS.fetch_add(1, Ordering::SeqCst);
-    std::thread::Builder::new()
-        .name("etl-writer".into())
-        .spawn(move || {
-            let r = writer::writer_loop(
-                dest,
-                (&writer_name, &owner),
-                &tables,
-                writer_opts,
-                &writer_stats,
-                state_tx,
-                msg_rx,
-            );
-            ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
-            let _ = done_tx.send(r);
-        })
-        .map_err(|e| {
-            ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
-            Error::Internal(format!("cannot start writer thread: {e}"))
-        })?;
+    let (msg_tx, state_rx, done_rx) =
+        spawn_writer(dest, (&name, connector.owner()), tables, &opts, &stats)?;
 
     // The writer drops `state_tx` unsent when preparing the destination fails.
     let Ok(state) = state_rx.await else {
@@ -348,17 +322,15 @@ pub async fn run_sync(
             max_fraction: opts.max_delete_fraction,
         });
     }
+    let mut summary = report.summary;
+    for name in table_names {
+        summary.tables.entry(name).or_default();
+    }
     Ok(SyncSummary {
         connector: name,
         destination,
-        tables: {
-            let mut t = report.summary.tables;
-            for name in table_names {
-                t.entry(name).or_default();
-            }
-            t
-        },
-        rejected: report.summary.rejected,
+        tables: summary.tables,
+        rejected: summary.rejected,
         rows: stats.stream.rows.load(Ordering::Relaxed),
         pages: stats.stream.pages.load(Ordering::Relaxed),
         requests: http_metrics.requests.load(Ordering::Relaxed),
@@ -370,6 +342,51 @@ pub async fn run_sync(
         read_secs,
         elapsed_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Channels to the writer thread: its messages, the saved state it sends
+/// once the destination is ready, and its report when it ends.
+type WriterChannels = (
+    mpsc::Sender<WriterMsg>,
+    oneshot::Receiver<State>,
+    oneshot::Receiver<Result<WriterReport>>,
+);
+
+/// Start the destination's writer thread.
+fn spawn_writer(
+    dest: Box<dyn Destination>,
+    (name, owner): (&str, String),
+    tables: Vec<Arc<crate::schema::TableSchema>>,
+    opts: &SyncOptions,
+    stats: &Arc<RunStats>,
+) -> Result<WriterChannels> {
+    let (msg_tx, msg_rx) = mpsc::channel::<WriterMsg>(opts.channel_capacity);
+    let (state_tx, state_rx) = oneshot::channel::<State>();
+    let (done_tx, done_rx) = oneshot::channel::<Result<WriterReport>>();
+    let writer_opts = opts.clone();
+    let writer_name = name.to_string();
+    let writer_stats = stats.clone();
+    ACTIVE_WRITERS.fetch_add(1, Ordering::SeqCst);
+    std::thread::Builder::new()
+        .name("etl-writer".into())
+        .spawn(move || {
+            let r = writer::writer_loop(
+                dest,
+                (&writer_name, &owner),
+                &tables,
+                writer_opts,
+                &writer_stats,
+                state_tx,
+                msg_rx,
+            );
+            ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
+            let _ = done_tx.send(r);
+        })
+        .map_err(|e| {
+            ACTIVE_WRITERS.fetch_sub(1, Ordering::SeqCst);
+            Error::Internal(format!("cannot start writer thread: {e}"))
+        })?;
+    Ok((msg_tx, state_rx, done_rx))
 }
 
 /// Tell the writer the sync is complete and wait for its last commit.

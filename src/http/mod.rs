@@ -519,37 +519,51 @@ impl HttpClient {
             if attempt >= self.policy.max_attempts {
                 return Err(self.error(&req, attempt, kind));
             }
-            let wait = match retry_after {
-                Some(d) => {
-                    let d = d.min(self.policy.max_retry_after);
-                    // The server's word holds for every request sharing the budget.
-                    if let Some(l) = &self.limiter {
-                        l.pause_for(d);
-                    }
-                    d
-                }
-                None => self.policy.backoff(attempt),
-            };
-            self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-            let why = match &kind {
-                HttpErrorKind::Status { status, .. } if retry_after.is_some() => {
-                    format!("HTTP {status}, as the server's Retry-After asks")
-                }
-                HttpErrorKind::Status { status, .. } => format!("HTTP {status}"),
-                HttpErrorKind::Timeout => "a timeout".into(),
-                _ => "a connection error".into(),
-            };
-            self.metrics.begin_wait(wait, why);
-            tracing::warn!(
-                method = %req.method,
-                url = %self.redact(req.url.as_str()),
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                error = %self.redact(&kind_text(&kind)),
-                "request failed, retrying"
-            );
+            let wait = self.retry_wait(&req, attempt, retry_after, &kind);
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Before a retry: how long to wait (the server's `Retry-After`, which
+    /// pauses every request sharing the budget, or the backoff), counted
+    /// and logged.
+    fn retry_wait(
+        &self,
+        req: &Request,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        kind: &HttpErrorKind,
+    ) -> Duration {
+        let wait = match retry_after {
+            Some(d) => {
+                let d = d.min(self.policy.max_retry_after);
+                // The server's word holds for every request sharing the budget.
+                if let Some(l) = &self.limiter {
+                    l.pause_for(d);
+                }
+                d
+            }
+            None => self.policy.backoff(attempt),
+        };
+        self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+        let why = match kind {
+            HttpErrorKind::Status { status, .. } if retry_after.is_some() => {
+                format!("HTTP {status}, as the server's Retry-After asks")
+            }
+            HttpErrorKind::Status { status, .. } => format!("HTTP {status}"),
+            HttpErrorKind::Timeout => "a timeout".into(),
+            _ => "a connection error".into(),
+        };
+        self.metrics.begin_wait(wait, why);
+        tracing::warn!(
+            method = %req.method,
+            url = %self.redact(req.url.as_str()),
+            attempt,
+            wait_ms = wait.as_millis() as u64,
+            error = %self.redact(&kind_text(kind)),
+            "request failed, retrying"
+        );
+        wait
     }
 
     /// One attempt: the request, and the redirects it leads to. Credentials

@@ -218,18 +218,8 @@ impl OAuth {
         Box::pin(self.refresh_now(seen))
     }
 
-    async fn refresh_now(&self, seen: u64) -> Result<(), HttpError> {
-        let _one = self.refreshing.lock().await;
-        let refresh = {
-            let t = self.tokens.read().unwrap();
-            if t.generation != seen {
-                return Ok(());
-            }
-            if !self.renewable(&t) {
-                return Ok(());
-            }
-            t.refresh.clone().unwrap_or_else(|| Secret::new(""))
-        };
+    /// The token request of this grant (`refresh`: the refresh token, if any).
+    fn token_request(&self, refresh: &Secret) -> Request {
         let form_req = |pairs: Vec<(&str, &str)>, in_query: bool| {
             let mut form = url::form_urlencoded::Serializer::new(String::new());
             for (k, v) in &pairs {
@@ -259,7 +249,7 @@ impl OAuth {
                 body,
             }
         };
-        let req = match &self.grant {
+        match &self.grant {
             Grant::RefreshToken { in_query } => form_req(
                 vec![
                     ("grant_type", "refresh_token"),
@@ -275,7 +265,22 @@ impl OAuth {
                 form_req(pairs, false)
             }
             Grant::Login { body, .. } => Request::post_json(self.token_url.clone(), body),
+        }
+    }
+
+    async fn refresh_now(&self, seen: u64) -> Result<(), HttpError> {
+        let _one = self.refreshing.lock().await;
+        let refresh = {
+            let t = self.tokens.read().unwrap();
+            if t.generation != seen {
+                return Ok(());
+            }
+            if !self.renewable(&t) {
+                return Ok(());
+            }
+            t.refresh.clone().unwrap_or_else(|| Secret::new(""))
         };
+        let req = self.token_request(&refresh);
         let resp = self.http.send(req).await?;
         let parsed: TokenResponse = match &self.grant {
             Grant::Login {

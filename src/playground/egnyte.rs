@@ -94,6 +94,8 @@ pub struct EgnyteMock {
 }
 
 impl EgnyteMock {
+    /// The whole fixture (users, groups, notes, bookmarks). Long by design:
+    /// one pass of one seeded generator, so a seed always gives the same data.
     pub fn generate(opts: EgnyteOptions, api_key: &str, seed: u64) -> Self {
         let mut rng = SplitMix64(seed ^ 0xe9);
         let now = chrono::Utc::now().timestamp_micros();

@@ -317,6 +317,8 @@ pub(crate) fn route(m: &FivetranMock, req: &MockRequest) -> Resp {
     r
 }
 
+/// Long by design: one arm per endpoint of Fivetran's api playground, in
+/// the order of its reference, so the mock reads like the API.
 fn route_inner(m: &FivetranMock, req: &MockRequest) -> Result<Resp, Resp> {
     let path = req.path.trim_end_matches('/');
     let common = ["order_by", "order_type", "updated_since"];
@@ -647,6 +649,8 @@ fn oauth_token(m: &FivetranMock, req: &MockRequest) -> Resp {
     ok(json!({"access_token": token, "token_type": "bearer", "expires_in": 3600}))
 }
 
+/// The SDK example connectors' endpoints. Long by design: one arm per
+/// endpoint, as in the examples' own mock servers.
 fn sdk(m: &FivetranMock, req: &MockRequest, what: &str) -> Result<Resp, Resp> {
     let ids: Vec<String> = (0..3)
         .map(|i| format!("00000000-0000-4000-8000-00000000000{i}"))

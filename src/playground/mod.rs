@@ -430,30 +430,7 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         Some(Fault::Edit(f)) => edit = Some(f),
         None => {}
     }
-    let resp = match mreq.path.strip_prefix(prefect::PREFIX) {
-        Some(rest) => prefect::route(&s.prefect, &s.opts.api_key, &mreq, rest),
-        None if mreq.path.starts_with("/pubapi/") || mreq.path.starts_with("/puboauth/") => {
-            egnyte::route(&s.egnyte, &mreq)
-        }
-        None if mreq.path.trim_end_matches('/') == "/export/csv" => {
-            csv_export::export_csv(&s.fivetran, &mreq)
-        }
-        None if [
-            "/pagination/",
-            "/incremental/",
-            "/export/",
-            "/cursors/",
-            "/auth/",
-            "/oauth/",
-            "/sdk/",
-        ]
-        .iter()
-        .any(|p| mreq.path.starts_with(p)) =>
-        {
-            fivetran::route(&s.fivetran, &mreq)
-        }
-        None => userflow::route(&s.userflow, &s.opts.api_key, &mreq),
-    };
+    let resp = dispatch(&s, &mreq);
     if malformed || edit.is_some() {
         let status = resp.status();
         let full = resp
@@ -468,6 +445,34 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Resp {
         };
     }
     resp
+}
+
+/// The mock a request is for, by its path.
+fn dispatch(s: &Shared, mreq: &MockRequest) -> Resp {
+    match mreq.path.strip_prefix(prefect::PREFIX) {
+        Some(rest) => prefect::route(&s.prefect, &s.opts.api_key, mreq, rest),
+        None if mreq.path.starts_with("/pubapi/") || mreq.path.starts_with("/puboauth/") => {
+            egnyte::route(&s.egnyte, mreq)
+        }
+        None if mreq.path.trim_end_matches('/') == "/export/csv" => {
+            csv_export::export_csv(&s.fivetran, mreq)
+        }
+        None if [
+            "/pagination/",
+            "/incremental/",
+            "/export/",
+            "/cursors/",
+            "/auth/",
+            "/oauth/",
+            "/sdk/",
+        ]
+        .iter()
+        .any(|p| mreq.path.starts_with(p)) =>
+        {
+            fivetran::route(&s.fivetran, mreq)
+        }
+        None => userflow::route(&s.userflow, &s.opts.api_key, mreq),
+    }
 }
 
 fn random_fault(s: &Shared) -> Option<Fault> {

@@ -303,7 +303,9 @@ fn sorts(objects: &str) -> &'static [&'static str] {
     }
 }
 
-/// Route a request under [`PREFIX`] (the prefix already removed).
+/// Route a request under [`PREFIX`] (the prefix already removed). Long by
+/// design: one arm per endpoint of Prefect's API, so the mock reads like
+/// the API's reference.
 pub(crate) fn route(m: &PrefectMock, api_key: &str, req: &MockRequest, path: &str) -> Resp {
     if let Some(key) = req.bearer() {
         if key != api_key {

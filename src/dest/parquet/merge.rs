@@ -12,6 +12,10 @@ pub(super) struct Ctx<'a> {
     pub(super) commit: u64,
 }
 
+/// The files a partition's rewrite wrote, and the index entries of the
+/// keys they hold.
+type Written = (Vec<(u32, LiveFile)>, Vec<(IndexKey, u32)>);
+
 /// What every partition's rewrite shares.
 struct Rewrite<'a> {
     schema: SchemaRef,
@@ -391,7 +395,7 @@ impl Ctx<'_> {
         files: &[u32],
         rows: Option<&[u32]>,
         counts: &mut TableCounts,
-    ) -> Result<(Vec<(u32, LiveFile)>, Vec<(IndexKey, u32)>)> {
+    ) -> Result<Written> {
         let has_pk = !t.primary_key.is_empty();
         // Keys written here, with the ordinal of their file in this partition.
         let mut part_index: Vec<(IndexKey, u32)> = Vec::new();

@@ -300,21 +300,7 @@ impl ParquetDestination {
 
     /// The table `t` declares, created or evolved (columns added, never changed).
     fn ensure_table(&mut self, t: &TableSchema) -> Result<&mut Table> {
-        let overridden = self.opts.partition_overrides.get(&t.name);
-        let partition = match overridden {
-            Some(p) => p.clone(),
-            None => t.partition_by.clone(),
-        };
-        if let Some(p) = &partition {
-            p.check(t).map_err(|e| match overridden {
-                // Checked against the connector's tables before opening; a
-                // spec's table may only be known now.
-                Some(_) => {
-                    Error::refused(self.origin(), format!("partitioning {}={p}: {e}", t.name))
-                }
-                None => self.err(format!("table {}", t.name), e),
-            })?;
-        }
+        let partition = self.partition_for(t)?;
         let origin = self.origin();
         let owner = self.owner.clone().filter(|_| !t.name.starts_with("_etl"));
         let table = self
@@ -358,46 +344,28 @@ impl ParquetDestination {
                 ),
             ));
         }
-        let existed = !table.columns.is_empty();
-        for c in &t.columns {
-            // A column declared with another type than its files have: its
-            // files are not rewritten, so only a type that holds the new
-            // values is kept; anything else is refused, never ignored.
-            if let Some((_, old)) = table.columns.iter().find(|(n, _)| n == &c.name) {
-                let why = match TypeChange::of(*old, c.ty) {
-                    TypeChange::Keep => None,
-                    TypeChange::Widen => {
-                        Some("and a Parquet dataset's files are not rewritten to widen a column")
-                    }
-                    TypeChange::Refuse => Some("which cannot hold them all"),
-                };
-                if let (Some(why), false) = (why, table.files.is_empty()) {
-                    return Err(Error::refused(
-                        &origin,
-                        TypeChange::refused(&t.name, &c.name, *old, c.ty, why),
-                    ));
-                }
-                continue;
-            }
-            if !table.has_column(&c.name) {
-                if existed {
-                    tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
-                }
-                table.columns.push((c.name.clone(), c.ty));
-            }
-        }
-        if !table.has_column(table.deleted) {
-            // A new table: before its sync-time column, as the tester orders them.
-            let at = if existed {
-                table.columns.len()
-            } else {
-                t.deleted_position()
-            };
-            table
-                .columns
-                .insert(at, (table.deleted.into(), ColumnType::Boolean));
-        }
+        evolve_columns(table, t, &origin)?;
         Ok(table)
+    }
+
+    /// How `t` is partitioned: as `--partition-by` overrides, or as declared.
+    fn partition_for(&self, t: &TableSchema) -> Result<Option<Partitioning>> {
+        let overridden = self.opts.partition_overrides.get(&t.name);
+        let partition = match overridden {
+            Some(p) => p.clone(),
+            None => t.partition_by.clone(),
+        };
+        if let Some(p) = &partition {
+            p.check(t).map_err(|e| match overridden {
+                // Checked against the connector's tables before opening; a
+                // spec's table may only be known now.
+                Some(_) => {
+                    Error::refused(self.origin(), format!("partitioning {}={p}: {e}", t.name))
+                }
+                None => self.err(format!("table {}", t.name), e),
+            })?;
+        }
+        Ok(partition)
     }
 
     /// Register the columns a batch carries that the table lacks (inferred).
@@ -670,6 +638,51 @@ impl Destination for ParquetDestination {
         // Declared tables stay declared: the next commit writes them.
         Ok(())
     }
+}
+
+/// Add the columns `t` declares that `table` lacks (and its soft-delete
+/// flag); a declared type its files cannot hold is refused.
+fn evolve_columns(table: &mut Table, t: &TableSchema, origin: &str) -> Result<()> {
+    let existed = !table.columns.is_empty();
+    for c in &t.columns {
+        // A column declared with another type than its files have: its
+        // files are not rewritten, so only a type that holds the new
+        // values is kept; anything else is refused, never ignored.
+        if let Some((_, old)) = table.columns.iter().find(|(n, _)| n == &c.name) {
+            let why = match TypeChange::of(*old, c.ty) {
+                TypeChange::Keep => None,
+                TypeChange::Widen => {
+                    Some("and a Parquet dataset's files are not rewritten to widen a column")
+                }
+                TypeChange::Refuse => Some("which cannot hold them all"),
+            };
+            if let (Some(why), false) = (why, table.files.is_empty()) {
+                return Err(Error::refused(
+                    origin,
+                    TypeChange::refused(&t.name, &c.name, *old, c.ty, why),
+                ));
+            }
+            continue;
+        }
+        if !table.has_column(&c.name) {
+            if existed {
+                tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
+            }
+            table.columns.push((c.name.clone(), c.ty));
+        }
+    }
+    if !table.has_column(table.deleted) {
+        // A new table: before its sync-time column, as the tester orders them.
+        let at = if existed {
+            table.columns.len()
+        } else {
+            t.deleted_position()
+        };
+        table
+            .columns
+            .insert(at, (table.deleted.into(), ColumnType::Boolean));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -247,66 +247,11 @@ impl ParquetDestination {
                     .extend(t.files.values().map(|f| format!("{}/{}", t.name, f.path)));
             }
         }
-        let names: Vec<String> = self
-            .tables
-            .iter()
-            .filter(|(n, _)| !self.dropping.contains(n))
-            .filter(|(_, t)| t.has_pending())
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in &names {
-            let mut t = self.tables.remove(name).expect("listed");
-            let r = self.commit_table(&mut t, &mut plan);
-            self.tables.insert(name.clone(), t);
-            match r {
-                Ok(c) => {
-                    if c != TableCounts::default() {
-                        written.table(name).add(c);
-                    }
-                }
-                Err(e) => {
-                    self.abandon(&plan);
-                    return Err(e);
-                }
-            }
+        if let Err(e) = self.plan_tables(&mut plan, &mut written) {
+            self.abandon(&plan);
+            return Err(e);
         }
-        // The manifest as it will be once the commit is published.
-        let mut manifest = self.manifest.clone();
-        manifest.commit = plan.commit;
-        manifest.naming = self.naming.or(manifest.naming);
-        if let Some((connector, state)) = state {
-            let state_json: serde_json::Value =
-                serde_json::from_str(&state.to_json()).expect("state is JSON");
-            manifest.connectors.insert(connector.into(), state_json);
-        }
-        for name in &self.dropping {
-            manifest.tables.remove(name);
-        }
-        for (name, t) in self
-            .tables
-            .iter()
-            .filter(|(n, _)| !self.dropping.contains(n))
-        {
-            let mut files = t.files.clone();
-            for id in plan.dropped.get(name).into_iter().flatten() {
-                files.remove(id);
-            }
-            for (id, f) in plan.added.get(name).into_iter().flatten() {
-                files.insert(*id, f.clone());
-            }
-            if t.columns.is_empty() {
-                continue;
-            }
-            let mut m = t.manifest();
-            m.files = files
-                .values()
-                .map(|f| FileEntry {
-                    path: f.path.clone(),
-                    rows: f.rows,
-                })
-                .collect();
-            manifest.tables.insert(name.clone(), m);
-        }
+        let manifest = self.next_manifest(&plan, state);
         if self.fail_at == Some(CommitStep::FilesWritten) {
             self.simulated(CommitStep::FilesWritten)?;
         }
@@ -331,7 +276,77 @@ impl ParquetDestination {
             self.poisoned = true;
             return Err(e);
         }
-        // Published: the in-memory view follows.
+        self.published(&mut plan);
+        self.manifest = pending.manifest;
+        tracing::debug!(dataset = %self.origin(), commit = self.manifest.commit,
+            files_written = plan.renames.len(), files_removed = plan.removes.len(), "committed");
+        Ok(written)
+    }
+
+    /// Plan the commit of every table with pending operations.
+    fn plan_tables(&mut self, plan: &mut Plan, written: &mut WriteSummary) -> Result<()> {
+        let names: Vec<String> = self
+            .tables
+            .iter()
+            .filter(|(n, _)| !self.dropping.contains(n))
+            .filter(|(_, t)| t.has_pending())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &names {
+            let mut t = self.tables.remove(name).expect("listed");
+            let r = self.commit_table(&mut t, plan);
+            self.tables.insert(name.clone(), t);
+            let c = r?;
+            if c != TableCounts::default() {
+                written.table(name).add(c);
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest as it will be once the commit is published.
+    fn next_manifest(&self, plan: &Plan, state: Option<(&str, &State)>) -> Manifest {
+        let mut manifest = self.manifest.clone();
+        manifest.commit = plan.commit;
+        manifest.naming = self.naming.or(manifest.naming);
+        if let Some((connector, state)) = state {
+            let state_json: serde_json::Value =
+                serde_json::from_str(&state.to_json()).expect("state is JSON");
+            manifest.connectors.insert(connector.into(), state_json);
+        }
+        for name in &self.dropping {
+            manifest.tables.remove(name);
+        }
+        for (name, t) in self
+            .tables
+            .iter()
+            .filter(|(n, _)| !self.dropping.contains(n))
+        {
+            if t.columns.is_empty() {
+                continue;
+            }
+            let mut files = t.files.clone();
+            for id in plan.dropped.get(name).into_iter().flatten() {
+                files.remove(id);
+            }
+            for (id, f) in plan.added.get(name).into_iter().flatten() {
+                files.insert(*id, f.clone());
+            }
+            let mut m = t.manifest();
+            m.files = files
+                .values()
+                .map(|f| FileEntry {
+                    path: f.path.clone(),
+                    rows: f.rows,
+                })
+                .collect();
+            manifest.tables.insert(name.clone(), m);
+        }
+        manifest
+    }
+
+    /// Published: the in-memory view follows.
+    fn published(&mut self, plan: &mut Plan) {
         for name in std::mem::take(&mut self.dropping) {
             self.tables.remove(&name);
         }
@@ -344,9 +359,5 @@ impl ParquetDestination {
                 t.files.insert(id, f);
             }
         }
-        self.manifest = pending.manifest;
-        tracing::debug!(dataset = %self.origin(), commit = self.manifest.commit,
-            files_written = plan.renames.len(), files_removed = plan.removes.len(), "committed");
-        Ok(written)
     }
 }

@@ -351,28 +351,7 @@ pub fn parse(
     }
     let headers = match top.obj("headers")? {
         None => Vec::new(),
-        Some(h) => {
-            let keys: Vec<String> = h.map.keys().cloned().collect();
-            let mut out = Vec::new();
-            for k in keys {
-                let v = match &h.map[&k] {
-                    Value::String(s) => s.clone(),
-                    other => {
-                        return Err(h.err(&k, format!("expected a string, found {}", kind(other))))
-                    }
-                };
-                let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| h.err(&k, "is not a valid header name"))?;
-                let value = reqwest::header::HeaderValue::from_str(&v).map_err(|_| {
-                    h.err(
-                        &k,
-                        "holds characters a header value cannot (control characters, line breaks)",
-                    )
-                })?;
-                out.push((name, value));
-            }
-            out
-        }
+        Some(h) => headers(&h)?,
     };
     let timeout = Duration::from_secs(
         top.opt_int("request_timeout_seconds", 1..=3600)?
@@ -397,44 +376,7 @@ pub fn parse(
     let mut tables: Vec<TableSpec> = Vec::new();
     for (i, t) in list.iter().enumerate() {
         let t = table(Obj::new(file, format!("tables[{i}]"), t)?)?;
-        if tables.iter().any(|o| o.name == t.name) {
-            return Err(err(
-                file,
-                &format!("tables[{i}].name"),
-                format!("table {:?} is declared twice", t.name),
-            ));
-        }
-        if let Some(p) = &t.parent {
-            if !tables.iter().any(|o| &o.name == p) {
-                return Err(err(
-                    file,
-                    &format!("tables[{i}].parent"),
-                    format!("{p:?} is not a table declared before this one"),
-                ));
-            }
-            if tables.iter().any(|o| &o.name == p && o.windows.is_some()) {
-                return Err(err(
-                    file,
-                    &format!("tables[{i}].parent"),
-                    format!("{p:?} is read by windows: it cannot have child tables"),
-                ));
-            }
-        } else if t.path.contains("{parent.") {
-            return Err(err(
-                file,
-                &format!("tables[{i}].path"),
-                "uses {parent.…} but the table has no parent",
-            ));
-        }
-        if let Some(target) = &t.target {
-            if !tables.iter().any(|o| &o.name == target) {
-                return Err(err(
-                    file,
-                    &format!("tables[{i}].target"),
-                    format!("{target:?} is not a table declared before this one"),
-                ));
-            }
-        }
+        check_relations(file, i, &t, &tables)?;
         tables.push(t);
     }
     top.finish()?;
@@ -450,6 +392,74 @@ pub fn parse(
         tables,
         secrets,
     })
+}
+
+/// `headers = { Name = "value" }`, each a valid header.
+fn headers(h: &Obj) -> Result<Vec<(reqwest::header::HeaderName, reqwest::header::HeaderValue)>> {
+    let mut out = Vec::new();
+    for (k, v) in h.map {
+        let v = match v {
+            Value::String(s) => s,
+            other => return Err(h.err(k, format!("expected a string, found {}", kind(other)))),
+        };
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| h.err(k, "is not a valid header name"))?;
+        let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            h.err(
+                k,
+                "holds characters a header value cannot (control characters, line breaks)",
+            )
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// Table `i`'s name is new, and its parent and target are tables declared before it.
+fn check_relations(file: &Path, i: usize, t: &TableSpec, before: &[TableSpec]) -> Result<()> {
+    let declared = |name: &str| before.iter().find(|o| o.name == name);
+    if declared(&t.name).is_some() {
+        return Err(err(
+            file,
+            &format!("tables[{i}].name"),
+            format!("table {:?} is declared twice", t.name),
+        ));
+    }
+    match &t.parent {
+        Some(p) => match declared(p) {
+            None => {
+                return Err(err(
+                    file,
+                    &format!("tables[{i}].parent"),
+                    format!("{p:?} is not a table declared before this one"),
+                ))
+            }
+            Some(o) if o.windows.is_some() => {
+                return Err(err(
+                    file,
+                    &format!("tables[{i}].parent"),
+                    format!("{p:?} is read by windows: it cannot have child tables"),
+                ))
+            }
+            Some(_) => {}
+        },
+        None if t.path.contains("{parent.") => {
+            return Err(err(
+                file,
+                &format!("tables[{i}].path"),
+                "uses {parent.…} but the table has no parent",
+            ))
+        }
+        None => {}
+    }
+    if let Some(target) = t.target.as_deref().filter(|t| declared(t).is_none()) {
+        return Err(err(
+            file,
+            &format!("tables[{i}].target"),
+            format!("{target:?} is not a table declared before this one"),
+        ));
+    }
+    Ok(())
 }
 
 fn rate_limit(mut r: Obj) -> Result<RateLimit> {
