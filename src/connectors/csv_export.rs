@@ -18,7 +18,7 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{ArrayRef, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -27,11 +27,10 @@ use url::Url;
 
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::config::ConfigReader;
-use crate::decode::values::parse_utc_micros;
-use crate::decode::Reject;
+use crate::decode::{convert_column, keep_rows, Cells, Reject};
 use crate::error::{Error, Result};
 use crate::http::{Auth, HttpClient, HttpMetrics, Request, RetryPolicy, Secret};
-use crate::schema::{Column, ColumnSource, ColumnType, OnBadRow, TableSchema};
+use crate::schema::{Column, ColumnSource, ColumnType, OnBadRow, TableSchema, UTC};
 use crate::source::scan::{Evidence, FromStart, FullScan};
 
 pub const NAME: &str = "csv_export";
@@ -165,64 +164,6 @@ impl Read for ChunkReader {
     }
 }
 
-/// One column's values as they are parsed (the `user` table has text and
-/// UTC timestamps).
-enum Builder {
-    Str(StringBuilder),
-    Ts(TimestampMicrosecondBuilder),
-}
-
-/// A parsed cell.
-enum Cell<'a> {
-    Null,
-    Str(&'a str),
-    Ts(i64),
-}
-
-impl Builder {
-    fn for_type(ty: &ColumnType) -> Option<Builder> {
-        Some(match ty {
-            ColumnType::String | ColumnType::Json | ColumnType::Xml => {
-                Builder::Str(StringBuilder::new())
-            }
-            ColumnType::UtcDatetime => {
-                Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC"))
-            }
-            _ => return None,
-        })
-    }
-
-    fn parse<'a>(&self, raw: &'a [u8]) -> std::result::Result<Cell<'a>, String> {
-        let s = std::str::from_utf8(raw).map_err(|_| "is not UTF-8".to_string())?;
-        if s.is_empty() && !matches!(self, Builder::Str(_)) {
-            return Ok(Cell::Null);
-        }
-        let t = s.trim();
-        Ok(match self {
-            Builder::Str(_) => Cell::Str(s),
-            Builder::Ts(_) => {
-                Cell::Ts(parse_utc_micros(t).ok_or_else(|| format!("{s:?} is not a timestamp"))?)
-            }
-        })
-    }
-
-    fn push(&mut self, c: &Cell) {
-        match (self, c) {
-            (Builder::Str(b), Cell::Str(s)) => b.append_value(s),
-            (Builder::Ts(b), Cell::Ts(v)) => b.append_value(*v),
-            (Builder::Str(b), _) => b.append_null(),
-            (Builder::Ts(b), _) => b.append_null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Builder::Str(b) => Arc::new(b.finish()),
-            Builder::Ts(b) => Arc::new(b.finish()),
-        }
-    }
-}
-
 /// What the parser hands the sync: a batch and the rows set aside with it.
 type Parsed = std::result::Result<(RecordBatch, Vec<Reject>), Error>;
 
@@ -238,7 +179,6 @@ fn parse(
     let fail = |e: Error| {
         let _ = out.blocking_send(Err(e));
     };
-    let at = |line: u64| format!("CSV {location} line {line}");
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -255,81 +195,59 @@ fn parse(
             ))
         }
     };
-    let mut cols = match columns(&table, &names, &location) {
+    let fields = match columns(&table, &names, &location) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let mut rows = 0usize;
-    let mut rejects = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    let schema = table.arrow_schema();
-    let flush = |cols: &mut Vec<(Option<usize>, Builder)>, rejects: &mut Vec<Reject>| -> bool {
-        let arrays: Vec<ArrayRef> = cols.iter_mut().map(|(_, b)| b.finish()).collect();
-        match RecordBatch::try_new(schema.clone(), arrays) {
-            Ok(b) => out.blocking_send(Ok((b, std::mem::take(rejects)))).is_ok(),
-            Err(e) => {
-                let _ = out.blocking_send(Err(Error::Internal(format!("CSV batch: {e}"))));
-                false
-            }
-        }
+    let mut batch = Batch {
+        table: &table,
+        fields: &fields,
+        location: &location,
+        synced_at,
+        rows: Vec::new(),
+        rejects: Vec::new(),
     };
+    let mut record = csv::ByteRecord::new();
     loop {
         match rdr.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                return fail(Error::source(at(line), format!("cannot read the CSV: {e}")));
+                return fail(Error::source(
+                    batch.at(line),
+                    format!("cannot read the CSV: {e}"),
+                ));
             }
         }
-        let line = record.position().map_or(0, |p| p.line());
-        match cells(&table, &cols, &record, names.len(), synced_at) {
-            Ok(cells) => {
-                for ((_, b), c) in cols.iter_mut().zip(&cells) {
-                    b.push(c);
+        if let Err(e) = batch.push(&record, names.len()) {
+            return fail(e);
+        }
+        if batch.rows.len() >= batch_rows {
+            match batch.flush() {
+                Ok(parsed) => {
+                    if out.blocking_send(Ok(parsed)).is_err() {
+                        return;
+                    }
                 }
-                rows += 1;
+                Err(e) => return fail(e),
             }
-            Err(m) if table.on_bad_row == OnBadRow::Quarantine => {
-                let raw: Vec<String> = record
-                    .iter()
-                    .map(|f| String::from_utf8_lossy(f).into_owned())
-                    .collect();
-                rejects.push(Reject {
-                    table: table.name.clone(),
-                    raw: json!({"line": line, "fields": raw}).to_string(),
-                    error: format!("line {line}: {m}"),
-                });
-            }
-            Err(m) => return fail(Error::source(at(line), m)),
-        }
-        if rows >= batch_rows {
-            if !flush(&mut cols, &mut rejects) {
-                return;
-            }
-            rows = 0;
         }
     }
-    if rows > 0 || !rejects.is_empty() {
-        flush(&mut cols, &mut rejects);
+    if !batch.rows.is_empty() || !batch.rejects.is_empty() {
+        match batch.flush() {
+            Ok(parsed) => {
+                let _ = out.blocking_send(Ok(parsed));
+            }
+            Err(e) => fail(e),
+        }
     }
 }
 
-/// Each declared column: where it is in a row (`None`: the sync time),
-/// and how to parse it.
-fn columns(
-    table: &TableSchema,
-    names: &[String],
-    location: &str,
-) -> Result<Vec<(Option<usize>, Builder)>> {
-    let mut cols = Vec::new();
+/// Where each declared column is in a row (`None`: the sync time).
+fn columns(table: &TableSchema, names: &[String], location: &str) -> Result<Vec<Option<usize>>> {
+    let mut fields = Vec::new();
     for c in &table.columns {
-        let builder = Builder::for_type(&c.ty).ok_or_else(|| {
-            Error::Internal(format!(
-                "CSV column {} has unsupported type {}",
-                c.name, c.ty
-            ))
-        })?;
         let index = match c.source {
             ColumnSource::SyncedAt => None,
             ColumnSource::RowHash | ColumnSource::FivetranId => {
@@ -349,38 +267,135 @@ fn columns(
                 )
             })?),
         };
-        cols.push((index, builder));
+        fields.push(index);
     }
-    Ok(cols)
+    Ok(fields)
 }
 
-/// One row's cells, or what is wrong with it.
-fn cells<'r>(
-    table: &TableSchema,
-    cols: &[(Option<usize>, Builder)],
-    record: &'r csv::ByteRecord,
-    fields: usize,
+/// The rows of the batch being read, and the rows set aside.
+struct Batch<'a> {
+    table: &'a TableSchema,
+    /// Each column's field in a row (`None`: the sync time).
+    fields: &'a [Option<usize>],
+    location: &'a str,
     synced_at: i64,
-) -> std::result::Result<Vec<Cell<'r>>, String> {
-    if record.len() != fields {
-        return Err(format!(
-            "expected {fields} fields (as in the header), found {}",
-            record.len()
-        ));
+    /// (line, fields) of each row with the right shape.
+    rows: Vec<(u64, csv::StringRecord)>,
+    rejects: Vec<Reject>,
+}
+
+impl Batch<'_> {
+    fn at(&self, line: u64) -> String {
+        format!("CSV {} line {line}", self.location)
     }
-    let mut cells: Vec<Cell> = Vec::with_capacity(cols.len());
-    for (i, (index, b)) in cols.iter().enumerate() {
-        let column = &table.columns[i].name;
-        let cell = match index {
-            None => Ok(Cell::Ts(synced_at)),
-            Some(ix) if record[*ix].is_empty() && table.is_primary_key(column) => {
-                Err("the primary key is empty".to_string())
+
+    /// A row read: kept when it has the header's fields, all UTF-8, and a
+    /// key; otherwise set aside or, without quarantine, the error.
+    fn push(&mut self, record: &csv::ByteRecord, fields: usize) -> Result<()> {
+        let line = record.position().map_or(0, |p| p.line());
+        match self.shape(record, fields) {
+            Ok(row) => {
+                self.rows.push((line, row));
+                Ok(())
             }
-            Some(ix) => b.parse(&record[*ix]),
-        };
-        cells.push(cell.map_err(|m| format!("column {column:?}: {m}"))?);
+            Err(m) => {
+                if self.table.on_bad_row != OnBadRow::Quarantine {
+                    // A bad value on an earlier line of this batch fails first.
+                    self.flush()?;
+                }
+                let fields = record
+                    .iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect();
+                self.reject(line, fields, m)
+            }
+        }
     }
-    Ok(cells)
+
+    /// The row as text, or what is wrong with its shape.
+    fn shape(
+        &self,
+        record: &csv::ByteRecord,
+        fields: usize,
+    ) -> std::result::Result<csv::StringRecord, String> {
+        if record.len() != fields {
+            return Err(format!(
+                "expected {fields} fields (as in the header), found {}",
+                record.len()
+            ));
+        }
+        let column_of = |field: usize| {
+            let c = self.fields.iter().position(|f| *f == Some(field));
+            c.map_or_else(
+                || format!("field {}", field + 1),
+                |c| format!("column {:?}", self.table.columns[c].name),
+            )
+        };
+        let row = csv::StringRecord::from_byte_record(record.clone()).map_err(|e| {
+            let field = e.utf8_error().field();
+            format!("{}: is not UTF-8", column_of(field))
+        })?;
+        for (c, field) in self.fields.iter().enumerate() {
+            let column = &self.table.columns[c].name;
+            if field.is_some_and(|f| row[f].is_empty()) && self.table.is_primary_key(column) {
+                return Err(format!("column {column:?}: the primary key is empty"));
+            }
+        }
+        Ok(row)
+    }
+
+    /// Set a row aside (with quarantine), or fail naming its line.
+    fn reject(&mut self, line: u64, fields: Vec<String>, why: String) -> Result<()> {
+        if self.table.on_bad_row != OnBadRow::Quarantine {
+            return Err(Error::source(self.at(line), why));
+        }
+        self.rejects.push(Reject {
+            table: self.table.name.clone(),
+            raw: json!({"line": line, "fields": fields}).to_string(),
+            error: format!("line {line}: {why}"),
+        });
+        Ok(())
+    }
+
+    /// The rows read so far as a batch, through the decoder's column
+    /// builders; rows with a value that does not fit are set aside.
+    fn flush(&mut self) -> Result<(RecordBatch, Vec<Reject>)> {
+        let rows = std::mem::take(&mut self.rows);
+        let mut bad = Vec::new();
+        let arrays: Vec<ArrayRef> = self
+            .table
+            .columns
+            .iter()
+            .zip(self.fields)
+            .enumerate()
+            .map(|(c, (col, field))| match field {
+                None => {
+                    let ts = vec![Some(self.synced_at); rows.len()];
+                    Arc::new(TimestampMicrosecondArray::from(ts).with_timezone(UTC)) as ArrayRef
+                }
+                Some(f) => {
+                    let cells: Vec<Option<&str>> = rows.iter().map(|(_, r)| Some(&r[*f])).collect();
+                    convert_column(col.ty, Cells::Text, &cells, c, &mut bad)
+                }
+            })
+            .collect();
+        bad.sort_by_key(|b| b.row);
+        let mut keep = vec![true; rows.len()];
+        for b in &bad {
+            if !keep[b.row] {
+                continue;
+            }
+            keep[b.row] = false;
+            let (line, row) = &rows[b.row];
+            let column = &self.table.columns[b.column].name;
+            let value = b.value.as_deref().unwrap_or_default();
+            let why = format!("column {column:?}: {} (value: {value})", b.message);
+            self.reject(*line, row.iter().map(String::from).collect(), why)?;
+        }
+        let batch = keep_rows(&self.table.arrow_schema(), arrays, &keep)
+            .map_err(|e| Error::Internal(format!("CSV batch: {e}")))?;
+        Ok((batch, std::mem::take(&mut self.rejects)))
+    }
 }
 
 impl CsvExport {
@@ -644,6 +659,40 @@ mod tests {
             e.contains("line 2") && e.contains("createdAt") && e.contains("yesterday"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_first_bad_line_is_the_one_named() {
+        // A bad value (line 2) and a ragged row (line 3) in one batch.
+        let csv = format!("{HEADER}\n1,a,b,c,d,e,yesterday,2024-01-01T00:00:00Z\n2,x\n");
+        let e = parse_all(csv.as_bytes(), OnBadRow::Fail).unwrap_err();
+        assert!(e.contains("line 2") && e.contains("yesterday"), "{e}");
+        let (rows, rejects) = parse_all(csv.as_bytes(), OnBadRow::Quarantine).unwrap();
+        assert_eq!(rows, 0);
+        let lines: Vec<&str> = rejects.iter().map(|r| &r.error[..6]).collect();
+        assert_eq!(lines.len(), 2, "{rejects:?}");
+        assert!(
+            lines.contains(&"line 2") && lines.contains(&"line 3"),
+            "{rejects:?}"
+        );
+    }
+
+    #[test]
+    fn empty_cells_are_null_timestamps_and_empty_strings() {
+        let csv = format!("{HEADER}\n1,,,,,,,\n");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let table = Arc::new(user_table(OnBadRow::Fail));
+        let input = std::io::Cursor::new(csv.into_bytes());
+        std::thread::spawn(move || parse(input, table, 10, 0, "test".into(), tx))
+            .join()
+            .unwrap();
+        let (b, _) = rt.block_on(rx.recv()).unwrap().unwrap();
+        let name = b.column_by_name("name").unwrap();
+        let created = b.column_by_name("createdAt").unwrap();
+        assert_eq!((name.null_count(), created.null_count()), (0, 1));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! Large pages are split into chunks decoded in parallel on the rayon pool;
 //! [`decode_on_pool`] runs a whole page there so async fetchers never block.
 
+pub mod columns;
 pub mod envelope;
 pub mod infer;
 pub mod observe;
@@ -23,20 +24,16 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float32Builder,
-    Float64Builder, Int16Builder, Int32Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder,
-};
-use arrow::compute::filter_record_batch;
+use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use base64::Engine as _;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::schema::{ColumnSource, ColumnType, OnBadRow, TableSchema, UTC};
 use crate::text::truncate_for_display;
+
+pub use columns::{convert_column, keep_rows, BadValue, Cells};
 
 /// Rows per chunk when a page is big enough to decode in parallel.
 const PARALLEL_CHUNK_ROWS: usize = 4096;
@@ -226,14 +223,6 @@ pub struct BatchDecoder {
     fivetran_id: bool,
     pk_columns: Vec<usize>,
     watch: Option<observe::Watch>,
-}
-
-/// A bad value found while converting a column.
-struct BadValue {
-    row: usize,
-    column: usize,
-    value: Option<String>,
-    message: String,
 }
 
 impl BatchDecoder {
@@ -542,7 +531,13 @@ impl BatchDecoder {
                 continue;
             }
             let column = &chunk.slots[c * n..(c + 1) * n];
-            arrays.push(convert_column(col.ty, column, c, &mut chunk.bad));
+            arrays.push(convert_column(
+                col.ty,
+                Cells::Json,
+                column,
+                c,
+                &mut chunk.bad,
+            ));
         }
         arrays
     }
@@ -557,16 +552,6 @@ impl BatchDecoder {
         records: &[Range<usize>],
         ctx: &PageContext,
     ) -> Result<(RecordBatch, Vec<Reject>), DecodeError> {
-        // Rejected rows may lack their key: build nullable, filter, then restore the schema.
-        let nullable = Arc::new(arrow::datatypes::Schema::new(
-            self.schema
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect::<Vec<_>>(),
-        ));
-        let batch = RecordBatch::try_new(nullable, arrays)
-            .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
         let mut keep = vec![true; records.len()];
         let mut rejects = Vec::new();
         for b in bad {
@@ -590,10 +575,7 @@ impl BatchDecoder {
                 error,
             });
         }
-        let mask = arrow::array::BooleanArray::from(keep);
-        let kept =
-            filter_record_batch(&batch, &mask).map_err(|e| self.page_error(ctx, e.to_string()))?;
-        let batch = RecordBatch::try_new(self.schema.clone(), kept.columns().to_vec())
+        let batch = keep_rows(&self.schema, arrays, &keep)
             .map_err(|e| self.page_error(ctx, format!("cannot build batch: {e}")))?;
         Ok((batch, rejects))
     }
@@ -619,7 +601,7 @@ fn key_scalar(raw: &str, ty: ColumnType) -> bool {
 }
 
 /// Up to 60 bytes of `text` around byte `at`, for an error message.
-fn snippet(text: &str, at: usize) -> String {
+pub(super) fn snippet(text: &str, at: usize) -> String {
     let mut start = at.saturating_sub(30);
     while !text.is_char_boundary(start) {
         start -= 1;
@@ -631,157 +613,6 @@ fn snippet(text: &str, at: usize) -> String {
     let pre = if start > 0 { "…" } else { "" };
     let post = if end < text.len() { "…" } else { "" };
     format!("{pre}{}{post}", &text[start..end])
-}
-
-fn type_error(ty: ColumnType) -> String {
-    format!("value does not fit type {ty}")
-}
-
-/// Convert one column of raw JSON texts into an Arrow array; bad values become
-/// nulls and are recorded in `bad`.
-fn convert_column(
-    ty: ColumnType,
-    column: &[Option<&str>],
-    c: usize,
-    bad: &mut Vec<BadValue>,
-) -> ArrayRef {
-    let n = column.len();
-    let mut fail = |row: usize, raw: &str| {
-        bad.push(BadValue {
-            row,
-            column: c,
-            value: Some(truncate_for_display(raw, 120)),
-            message: type_error(ty),
-        });
-    };
-    macro_rules! numeric {
-        (new $new:expr, $parse:expr) => {{
-            let mut b = $new;
-            for (r, v) in column.iter().enumerate() {
-                match *v {
-                    // An empty string is no value, except in a text column.
-                    None | Some("\"\"") => b.append_null(),
-                    Some(raw) => match $parse(raw) {
-                        Some(x) => b.append_value(x),
-                        None => {
-                            fail(r, raw);
-                            b.append_null()
-                        }
-                    },
-                }
-            }
-            Arc::new(b.finish()) as ArrayRef
-        }};
-        ($builder:ty, $parse:expr) => {
-            numeric!(new<$builder>::with_capacity(n), $parse)
-        };
-    }
-    match ty {
-        ColumnType::Boolean => numeric!(BooleanBuilder, values::parse_bool),
-        ColumnType::Short => numeric!(Int16Builder, |r| values::parse_i64(r)
-            .and_then(|v| i16::try_from(v).ok())),
-        ColumnType::Int => numeric!(Int32Builder, |r| values::parse_i64(r)
-            .and_then(|v| i32::try_from(v).ok())),
-        ColumnType::Long => numeric!(Int64Builder, values::parse_i64),
-        ColumnType::Float => numeric!(Float32Builder, |r| values::parse_f64(r).map(|v| v as f32)),
-        ColumnType::Double => numeric!(Float64Builder, values::parse_f64),
-        ColumnType::Decimal { precision, scale } => {
-            let mut b = Decimal128Builder::with_capacity(n);
-            for (r, v) in column.iter().enumerate() {
-                match *v {
-                    None => b.append_null(),
-                    Some(raw) => match values::parse_decimal(raw, precision, scale) {
-                        Some(x) => b.append_value(x),
-                        None => {
-                            fail(r, raw);
-                            b.append_null()
-                        }
-                    },
-                }
-            }
-            Arc::new(
-                b.finish()
-                    .with_precision_and_scale(precision, scale)
-                    .expect("validated precision"),
-            )
-        }
-        ColumnType::NaiveDate => {
-            numeric!(Date32Builder, |r| values::json_str(r)
-                .and_then(|s| values::parse_date_days(&s)))
-        }
-        ColumnType::NaiveDatetime => {
-            numeric!(TimestampMicrosecondBuilder, |r| values::json_str(r)
-                .and_then(|s| values::parse_naive_micros(&s)))
-        }
-        ColumnType::UtcDatetime => numeric!(
-            new TimestampMicrosecondBuilder::with_capacity(n).with_timezone(UTC),
-            |r| values::json_str(r).and_then(|s| values::parse_utc_micros(&s))
-        ),
-        ColumnType::Binary => binary_column(column, &mut fail),
-        ColumnType::String | ColumnType::Xml | ColumnType::Json => text_column(ty, column, c, bad),
-    }
-}
-
-/// Base64 strings as bytes.
-fn binary_column(column: &[Option<&str>], fail: &mut impl FnMut(usize, &str)) -> ArrayRef {
-    let n = column.len();
-    let mut b = BinaryBuilder::with_capacity(n, n * 16);
-    for (r, v) in column.iter().enumerate() {
-        let Some(raw) = *v else {
-            b.append_null();
-            continue;
-        };
-        let bytes = values::json_str(raw).and_then(|s| {
-            base64::engine::general_purpose::STANDARD
-                .decode(s.as_bytes())
-                .ok()
-        });
-        match bytes {
-            Some(bytes) => b.append_value(bytes),
-            None => {
-                fail(r, raw);
-                b.append_null()
-            }
-        }
-    }
-    Arc::new(b.finish())
-}
-
-/// Strings unquoted; JSON (and anything not a string) kept as its text.
-fn text_column(
-    ty: ColumnType,
-    column: &[Option<&str>],
-    c: usize,
-    bad: &mut Vec<BadValue>,
-) -> ArrayRef {
-    let n = column.len();
-    let bytes: usize = column.iter().map(|v| v.map_or(0, str::len)).sum();
-    let mut b = StringBuilder::with_capacity(n, bytes);
-    for (r, v) in column.iter().enumerate() {
-        let Some(raw) = *v else {
-            b.append_null();
-            continue;
-        };
-        // Nothing that is not Unicode is ever written: a lone
-        // surrogate escape would make the table unreadable.
-        if let Some(at) = shape::lone_surrogate(raw) {
-            bad.push(BadValue {
-                row: r,
-                column: c,
-                value: Some(snippet(raw, at)),
-                message: shape::surrogate_message(raw, at),
-            });
-            b.append_null();
-            continue;
-        }
-        match (ty, values::json_str(raw)) {
-            // JSON keeps its text; strings are unquoted; numbers,
-            // booleans and objects in a string column keep their JSON text.
-            (ColumnType::Json, _) | (_, None) => b.append_value(raw),
-            (_, Some(s)) => b.append_value(s),
-        }
-    }
-    Arc::new(b.finish())
 }
 
 /// Start decoding a page on the rayon pool now; await the returned future for

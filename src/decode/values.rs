@@ -36,11 +36,16 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
     match raw {
         "true" => Some(true),
         "false" => Some(false),
-        _ => match json_str(raw)?.trim().to_ascii_lowercase().as_str() {
-            "true" | "t" | "1" | "yes" => Some(true),
-            "false" | "f" | "0" | "no" => Some(false),
-            _ => None,
-        },
+        _ => parse_bool_text(&json_str(raw)?),
+    }
+}
+
+/// A boolean written as text: `true`, `T`, `1`, `yes` (any case) and their opposites.
+pub fn parse_bool_text(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" | "yes" => Some(true),
+        "false" | "f" | "0" | "no" => Some(false),
+        _ => None,
     }
 }
 

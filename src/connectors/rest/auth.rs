@@ -3,7 +3,7 @@
 //! whose token requests go through `plain`, a client without credentials.
 
 use super::cursor::join_url;
-use super::spec::{AuthSpec, KeyPlace, Spec};
+use super::spec::{AuthSpec, KeyPlace, Session, Spec};
 use crate::error::{Error, Result};
 use crate::http::oauth::{Grant, OAuth};
 use crate::http::{Auth, HttpClient, Secret};
@@ -39,37 +39,7 @@ pub(super) fn client_auth(spec: &Spec, plain: HttpClient) -> Result<Auth> {
             place: KeyPlace::Query(p),
             prefix,
         } => Auth::Query(p.clone(), Secret::new(format!("{prefix}{}", key.expose()))),
-        AuthSpec::Session {
-            login_path,
-            body,
-            token_field,
-            expires_in_field,
-            header,
-            prefix,
-        } => {
-            if !header.eq_ignore_ascii_case("authorization") {
-                return Err(Error::config(
-                    Some(&spec.path),
-                    "auth.header: a session token is sent in Authorization",
-                ));
-            }
-            let plain = plain
-                .clone()
-                .with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
-            Auth::OAuth(OAuth::with_grant(
-                Grant::Login {
-                    body: body.clone(),
-                    token_field: token_field.clone(),
-                    expires_in_field: expires_in_field.clone(),
-                },
-                prefix,
-                None,
-                join_url(&spec.base_url, login_path)?,
-                None,
-                None,
-                plain,
-            ))
-        }
+        AuthSpec::Session(session) => session_auth(spec, session, &plain)?,
         AuthSpec::OAuthRefresh {
             token_url,
             client_id,
@@ -104,4 +74,38 @@ pub(super) fn client_auth(spec: &Spec, plain: HttpClient) -> Result<Auth> {
             plain.clone(),
         )),
     })
+}
+
+/// A login session: the token a login request answers, sent as `prefix token`.
+fn session_auth(spec: &Spec, session: &Session, plain: &HttpClient) -> Result<Auth> {
+    let Session {
+        login_path,
+        body,
+        token_field,
+        expires_in_field,
+        header,
+        prefix,
+    } = session;
+    if !header.eq_ignore_ascii_case("authorization") {
+        return Err(Error::config(
+            Some(&spec.path),
+            "auth.header: a session token is sent in Authorization",
+        ));
+    }
+    let plain = plain
+        .clone()
+        .with_secrets(&spec.secrets.iter().collect::<Vec<_>>());
+    Ok(Auth::OAuth(OAuth::with_grant(
+        Grant::Login {
+            body: body.clone(),
+            token_field: token_field.clone(),
+            expires_in_field: expires_in_field.clone(),
+        },
+        prefix,
+        None,
+        join_url(&spec.base_url, login_path)?,
+        None,
+        None,
+        plain,
+    )))
 }

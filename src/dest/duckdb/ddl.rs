@@ -26,81 +26,86 @@ impl DuckDbDestination {
         self.begin()?;
         let existing = self.existing_columns(&t.name)?;
         if existing.is_empty() {
-            let mut cols: Vec<String> = t
-                .columns
-                .iter()
-                .map(|c| {
-                    let nn = if t.is_primary_key(&c.name) {
-                        " NOT NULL"
-                    } else {
-                        ""
-                    };
-                    format!("{} {}{nn}", ident(&c.name), c.ty.duckdb_type())
-                })
-                .collect();
-            cols.insert(
-                t.deleted_position(),
-                format!("{} BOOLEAN NOT NULL DEFAULT false", ident(t.deleted_column)),
-            );
-            self.exec(&format!(
-                "CREATE TABLE {} ({})",
-                self.qualified(&t.name),
-                cols.join(", ")
-            ))?;
-            tracing::info!(table = %t.name, columns = t.columns.len(), "created table");
+            self.create_table(t)?;
         } else {
-            for c in &t.columns {
-                let Some(old) = existing.get(&c.name) else {
-                    self.exec(&format!(
-                        "ALTER TABLE {} ADD COLUMN {} {}",
-                        self.qualified(&t.name),
-                        ident(&c.name),
-                        c.ty.duckdb_type()
-                    ))?;
-                    tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
-                    continue;
-                };
-                // A column declared with another type than it has: never ignored.
-                let Some(old) = ColumnType::from_duckdb(old) else {
-                    continue;
-                };
-                match TypeChange::of(old, c.ty) {
-                    TypeChange::Keep => {}
-                    TypeChange::Widen => {
-                        self.exec(&format!(
-                            "ALTER TABLE {} ALTER COLUMN {} TYPE {}",
-                            self.qualified(&t.name),
-                            ident(&c.name),
-                            c.ty.duckdb_type()
-                        ))?;
-                        tracing::info!(table = %t.name, column = %c.name, from = %old, to = %c.ty, "widened column");
-                    }
-                    TypeChange::Refuse => {
-                        return Err(Error::refused(
-                            self.path.display().to_string(),
-                            TypeChange::refused(
-                                &t.name,
-                                &c.name,
-                                old,
-                                c.ty,
-                                "which cannot hold them all",
-                            ),
-                        ))
-                    }
-                }
-            }
-            if !existing.contains_key(t.deleted_column) {
-                self.exec(&format!(
-                    "ALTER TABLE {} ADD COLUMN {} BOOLEAN NOT NULL DEFAULT false",
-                    self.qualified(&t.name),
-                    ident(t.deleted_column)
-                ))?;
-            }
+            self.evolve_table(t, &existing)?;
         }
         let mut known: HashSet<String> = t.columns.iter().map(|c| c.name.clone()).collect();
         known.extend(existing.into_keys());
         known.insert(t.deleted_column.into());
         self.columns.insert(t.name.clone(), known);
+        Ok(())
+    }
+
+    fn create_table(&mut self, t: &TableSchema) -> Result<()> {
+        let mut cols: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| {
+                let nn = if t.is_primary_key(&c.name) {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                format!("{} {}{nn}", ident(&c.name), c.ty.duckdb_type())
+            })
+            .collect();
+        cols.insert(
+            t.deleted_position(),
+            format!("{} BOOLEAN NOT NULL DEFAULT false", ident(t.deleted_column)),
+        );
+        self.exec(&format!(
+            "CREATE TABLE {} ({})",
+            self.qualified(&t.name),
+            cols.join(", ")
+        ))?;
+        tracing::info!(table = %t.name, columns = t.columns.len(), "created table");
+        Ok(())
+    }
+
+    /// Add the columns `t` declares that the table lacks, and widen the ones
+    /// declared wider; a type the table cannot change to is refused.
+    fn evolve_table(&mut self, t: &TableSchema, existing: &HashMap<String, String>) -> Result<()> {
+        let table = self.qualified(&t.name);
+        for c in &t.columns {
+            let Some(old) = existing.get(&c.name) else {
+                self.exec(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {}",
+                    ident(&c.name),
+                    c.ty.duckdb_type()
+                ))?;
+                tracing::info!(table = %t.name, column = %c.name, r#type = %c.ty, "added column");
+                continue;
+            };
+            // A column declared with another type than it has: never ignored.
+            let Some(old) = ColumnType::from_duckdb(old) else {
+                continue;
+            };
+            match TypeChange::of(old, c.ty) {
+                TypeChange::Keep => {}
+                TypeChange::Widen => {
+                    self.exec(&format!(
+                        "ALTER TABLE {table} ALTER COLUMN {} TYPE {}",
+                        ident(&c.name),
+                        c.ty.duckdb_type()
+                    ))?;
+                    tracing::info!(table = %t.name, column = %c.name, from = %old, to = %c.ty, "widened column");
+                }
+                TypeChange::Refuse => {
+                    let why = "which cannot hold them all";
+                    return Err(Error::refused(
+                        self.path.display().to_string(),
+                        TypeChange::refused(&t.name, &c.name, old, c.ty, why),
+                    ));
+                }
+            }
+        }
+        if !existing.contains_key(t.deleted_column) {
+            self.exec(&format!(
+                "ALTER TABLE {table} ADD COLUMN {} BOOLEAN NOT NULL DEFAULT false",
+                ident(t.deleted_column)
+            ))?;
+        }
         Ok(())
     }
 

@@ -56,6 +56,19 @@ pub struct RateLimit {
     pub headers: Option<(reqwest::header::HeaderName, reqwest::header::HeaderName)>,
 }
 
+/// A login session: `body` posted to `login_path`, the token read at
+/// `token_field` (its lifetime at `expires_in_field`), sent in `header` as
+/// `prefix` + token.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub login_path: String,
+    pub body: Value,
+    pub token_field: Vec<String>,
+    pub expires_in_field: Option<Vec<String>>,
+    pub header: String,
+    pub prefix: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum AuthSpec {
     None,
@@ -73,14 +86,7 @@ pub enum AuthSpec {
         prefix: String,
     },
     /// POST credentials to a login path, send the returned token.
-    Session {
-        login_path: String,
-        body: Value,
-        token_field: Vec<String>,
-        expires_in_field: Option<Vec<String>>,
-        header: String,
-        prefix: String,
-    },
+    Session(Session),
     OAuthRefresh {
         token_url: Url,
         client_id: Option<String>,

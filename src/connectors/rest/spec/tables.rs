@@ -19,14 +19,14 @@ pub(super) fn auth(mut a: Obj, base: &Url, secrets: &mut Vec<Secret>) -> Result<
         }
         "session_token" => {
             let body = a.get("login_body").cloned().ok_or_else(|| a.err("login_body", "is required (the JSON posted to log in)"))?;
-            AuthSpec::Session {
+            AuthSpec::Session(Session {
                 login_path: a.str("login_path")?,
                 body,
                 token_field: split_path(&a.str_or("token_field", "token")?),
                 expires_in_field: a.json_path("expires_in_field")?,
                 header: a.str_or("header", "Authorization")?,
                 prefix: a.str_or("prefix", "")?,
-            }
+            })
         }
         "oauth2_refresh_token" => {
             let token_url = token_url(&mut a, base)?;
