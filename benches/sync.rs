@@ -4,14 +4,17 @@
 //!
 //! Run with `cargo bench --bench sync`. `ETL_BENCH_USERS` sets the size
 //! (default 200000), `ETL_BENCH_FORMATS` the destinations (default
-//! `duckdb,parquet`).
+//! `duckdb,parquet,delta`; `delta-s3` writes a Delta lake to
+//! `s3://etl-bench/` at the S3 endpoint the AWS environment names, for
+//! example moto's server from tests/it/delta.rs).
 //!
-//! Phases per format: a first sync (all inserts), a second sync after 1% of
-//! the users changed (Userflow has no updated-since filter, so the connector
-//! rescans and re-upserts every user). For Parquet, a third phase applies the
-//! 1% change directly as an incremental source would deliver it (only the
-//! changed rows) and reports how many files were rewritten: once for changes
-//! clustered in recent sign-ups, once spread at random.
+//! Phases per format: a first sync (all inserts), a rescan with nothing
+//! changed, and one after 1% of the users changed (Userflow has no
+//! updated-since filter, so the connector rescans and re-upserts every
+//! user). For Parquet and Delta, a last phase applies the 1% change directly
+//! as an incremental source would deliver it (only the changed rows) and
+//! reports how many files were rewritten: once for changes clustered in
+//! recent sign-ups, once spread at random.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -60,9 +63,9 @@ fn decode(users: &[User]) -> arrow::record_batch::RecordBatch {
 }
 
 /// Upsert `users` into the dataset at `root` in one commit; print time and files rewritten.
-fn incremental(root: &std::path::Path, label: &str, users: &[User]) {
+fn incremental(open: &dyn Fn() -> ParquetDestination, label: &str, users: &[User]) {
     let table = Arc::new(etl::connectors::userflow::users_table());
-    let mut d = ParquetDestination::open(root).unwrap();
+    let mut d = open();
     d.prepare(std::slice::from_ref(&table)).unwrap();
     let before: BTreeSet<String> = d.files("users").into_iter().collect();
     let batch = decode(users);
@@ -80,7 +83,8 @@ fn incremental(root: &std::path::Path, label: &str, users: &[User]) {
     let rewritten: BTreeSet<&String> = before.difference(&after).collect();
     let touched: BTreeSet<String> = partitions(&rewritten.iter().map(|s| (*s).clone()).collect());
     println!(
-        "sync/parquet_incremental: {label}: {} rows in {secs:.2}s ({:.0} rows/s); rewrote {} of {} files in {} of {} partitions; peak RSS {:.0} MiB",
+        "sync/{}_incremental: {label}: {} rows in {secs:.2}s ({:.0} rows/s); rewrote {} of {} files in {} of {} partitions; peak RSS {:.0} MiB",
+        d.describe().split(':').next().unwrap_or_default(),
         users.len(),
         users.len() as f64 / secs,
         rewritten.len(),
@@ -97,7 +101,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let formats = std::env::var("ETL_BENCH_FORMATS").unwrap_or_else(|_| "duckdb,parquet".into());
+    let formats =
+        std::env::var("ETL_BENCH_FORMATS").unwrap_or_else(|_| "duckdb,parquet,delta".into());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,19 +112,27 @@ fn main() {
         println!("sync/userflow_{users}: playground data in this process: {:.0} MiB RSS", peak_rss_mib());
         let originals = Arc::new(pg.userflow().users());
         for format in formats.split(',').map(str::trim) {
-            let (format, name) = match format {
-                "duckdb" => (OutputFormat::DuckDb, "bench.duckdb"),
-                "parquet" => (OutputFormat::Parquet, "lake"),
+            let (label, dir) = (format.to_string(), tempfile::tempdir().unwrap());
+            let (format, out) = match format {
+                "duckdb" => (OutputFormat::DuckDb, dir.path().join("bench.duckdb")),
+                "parquet" => (OutputFormat::Parquet, dir.path().join("lake")),
+                "delta" => (OutputFormat::Delta, dir.path().join("delta")),
+                "delta-s3" => (
+                    OutputFormat::Delta,
+                    std::path::PathBuf::from(format!("s3://etl-bench/{}", rand::random::<u32>())),
+                ),
                 other => panic!("ETL_BENCH_FORMATS: unknown format {other}"),
             };
-            let dir = tempfile::tempdir().unwrap();
-            let out = dir.path().join(name);
             // Restore the original users, so every format syncs the same data.
             for u in originals.iter() {
                 pg.userflow().upsert(&u.id, u.attributes.clone());
             }
-            for run in ["first sync (all inserts)", "second sync (1% changed, all rescanned)"] {
-                if run.starts_with("second") {
+            for run in [
+                "first sync (all inserts)",
+                "rescan, nothing changed",
+                "rescan, 1% changed",
+            ] {
+                if run.ends_with("1% changed") {
                     for u in originals.iter().step_by(100) {
                         let mut attrs = Map::new();
                         attrs.insert("email".into(), json!(format!("changed-{}@example.com", u.id)));
@@ -137,7 +150,7 @@ fn main() {
                 let s = etl::sync("userflow", cfg, &out, opts).await.unwrap();
                 let secs = t.elapsed().as_secs_f64();
                 println!(
-                    "sync/userflow_{users}/{format:?}: {run}: {:.0} rows/s ({} rows, {} pages, {} commits, {secs:.2}s), peak RSS {:.0} MiB",
+                    "sync/userflow_{users}/{label}: {run}: {:.0} rows/s ({} rows, {} pages, {} commits, {secs:.2}s), peak RSS {:.0} MiB",
                     s.rows as f64 / secs,
                     s.rows,
                     s.pages,
@@ -145,11 +158,18 @@ fn main() {
                     peak_rss_mib()
                 );
             }
-            if format == OutputFormat::Parquet {
+            if format != OutputFormat::DuckDb {
                 // The sync wrote the lake's `userflow` schema.
                 let root = out.join("userflow");
                 let originals = Arc::clone(&originals);
                 tokio::task::spawn_blocking(move || {
+                    let open = || match format {
+                        OutputFormat::Parquet => ParquetDestination::open(&root).unwrap(),
+                        _ => {
+                            let ns = etl::dest::namespace::Namespace::new(None, "userflow", "userflow").unwrap();
+                            ParquetDestination::open_delta(&out.to_string_lossy(), Default::default(), &ns, false).unwrap()
+                        }
+                    };
                     let change = |u: &User| {
                         let mut u = u.clone();
                         u.attributes.insert("email".into(), json!(format!("again-{}@example.com", u.id)));
@@ -159,9 +179,9 @@ fn main() {
                     recent.sort_by(|a, b| b.created_at.cmp(&a.created_at));
                     let n = originals.len() / 100;
                     let clustered: Vec<User> = recent[..n].iter().map(|u| change(u)).collect();
-                    incremental(&root, "1% changed, the most recent sign-ups", &clustered);
+                    incremental(&open, "1% changed, the most recent sign-ups", &clustered);
                     let spread: Vec<User> = originals.iter().step_by(100).map(change).collect();
-                    incremental(&root, "1% changed, spread at random", &spread);
+                    incremental(&open, "1% changed, spread at random", &spread);
                 })
                 .await
                 .unwrap();

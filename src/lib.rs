@@ -40,6 +40,7 @@ pub use crate::error::{Error, Result};
 use crate::config::ConfigReader;
 use crate::dest::duckdb::DuckDbDestination;
 use crate::dest::namespace::Namespace;
+use crate::dest::parquet::delta::store as delta_store;
 use crate::dest::parquet::ParquetDestination;
 use crate::dest::Destination;
 use crate::naming::Naming;
@@ -72,6 +73,14 @@ pub async fn sync_with(
     let mut renamer = naming::Renamer::new(opts.naming.unwrap_or_default());
     let tables: Vec<Arc<schema::TableSchema>> =
         conn.tables().iter().map(|t| renamer.table(t)).collect();
+    let opts = SyncOptions {
+        tables: opts
+            .tables
+            .as_ref()
+            .map(|asked| select_tables(conn.as_ref(), &tables, asked))
+            .transpose()?,
+        ..opts
+    };
     for (table, spec) in &opts.parquet.partition_overrides {
         let Some(t) = tables.iter().find(|t| &t.name == table) else {
             return Err(Error::Usage(format!(
@@ -163,8 +172,20 @@ fn open_format(
             ns,
             true,
         )?),
+        OutputFormat::Parquet if delta_store::is_remote(&path.to_string_lossy()) => {
+            return Err(Error::Usage(format!(
+                "--out {}: object storage holds Delta tables only; pass --format delta",
+                path.display()
+            )))
+        }
         OutputFormat::Parquet => Box::new(ParquetDestination::open_in(
             path,
+            opts.parquet.clone(),
+            ns,
+            true,
+        )?),
+        OutputFormat::Delta => Box::new(ParquetDestination::open_delta(
+            &path.to_string_lossy(),
             opts.parquet.clone(),
             ns,
             true,
@@ -207,7 +228,55 @@ pub fn open_existing(
                 out.display()
             )))
         }
+        OutputFormat::Delta => Box::new(ParquetDestination::open_delta(
+            &out.to_string_lossy(),
+            Default::default(),
+            ns,
+            false,
+        )?),
     })
+}
+
+/// The connector's own names of the tables `asked` names (`--tables`: as
+/// they land, or as the connector calls them), refusing unknown names and a
+/// table read for the records of another that is not asked for too.
+fn select_tables(
+    conn: &dyn connectors::Connector,
+    landed: &[Arc<schema::TableSchema>],
+    asked: &[String],
+) -> Result<Vec<String>> {
+    let own = conn.tables();
+    let mut picked = Vec::new();
+    for a in asked {
+        let found = own
+            .iter()
+            .zip(landed)
+            .find(|(o, l)| &o.name == a || &l.name == a);
+        let Some((o, _)) = found else {
+            let names: Vec<&str> = landed.iter().map(|t| t.name.as_str()).collect();
+            return Err(Error::Usage(format!(
+                "--tables names {a:?}, which connector {} does not have; its tables: {}",
+                conn.name(),
+                names.join(", ")
+            )));
+        };
+        if !picked.contains(&o.name) {
+            picked.push(o.name.clone());
+        }
+    }
+    if picked.is_empty() {
+        return Err(Error::Usage("--tables names no table".into()));
+    }
+    for p in &picked {
+        if let Some(parent) = conn.read_for_each_record_of(p) {
+            if !picked.contains(&parent) {
+                return Err(Error::Usage(format!(
+                    "--tables: table {p} is read for each record of {parent}; add {parent} to --tables"
+                )));
+            }
+        }
+    }
+    Ok(picked)
 }
 
 /// The error for a connector name nobody registered.

@@ -38,6 +38,10 @@ use etl::{Error, SyncOptions};
 
 #[path = "cli/admin.rs"]
 mod admin;
+#[path = "cli/flags.rs"]
+mod flags;
+#[path = "cli/lake.rs"]
+mod lake;
 #[path = "cli/report.rs"]
 mod report;
 
@@ -153,12 +157,23 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         schema: Option<String>,
     },
+    /// Delete the files of a Delta lake's tables that no current snapshot
+    /// needs (replaced by later commits, or left by interrupted ones), once
+    /// older than the retention period.
+    Vacuum(lake::VacuumArgs),
     /// Serve the mock APIs on 127.0.0.1 until interrupted.
     Playground(PlaygroundArgs),
 }
 
+/// Run `f` (destination I/O with its own runtime) off the async workers.
+async fn blocking(f: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Result<(), Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::Internal(format!("the command panicked: {e}"))))
+}
+
 #[derive(Args)]
-struct SyncArgs {
+pub(crate) struct SyncArgs {
     /// Connector name (see `etl connectors`).
     connector: String,
     /// The connector's configuration file (the Connector SDK's configuration.json format).
@@ -192,6 +207,11 @@ struct SyncArgs {
     /// tables differ.
     #[arg(long, value_name = "NAME")]
     schema: Option<String>,
+    /// Sync only these tables (comma-separated; as they land or as the
+    /// connector names them): several processes can sync different tables
+    /// of one connector into one Delta lake at a time. Default: all.
+    #[arg(long, value_name = "TABLE,...", value_delimiter = ',')]
+    tables: Option<Vec<String>>,
     /// How tables and columns are named: `fivetran` (Fivetran's rules, as the Connector
     /// SDK's tester names them: createdAt → created_at, system columns _fivetran_synced,
     /// _fivetran_deleted, _fivetran_id) or `source` (the source's names, _synced_at,
@@ -278,6 +298,19 @@ enum FormatArg {
     Duckdb,
     /// A hive-partitioned Parquet dataset directory.
     Parquet,
+    /// Delta Lake tables in a directory or at s3://bucket/prefix (several
+    /// writers at a time; read by Spark, DuckDB, polars).
+    Delta,
+}
+
+impl From<FormatArg> for etl::OutputFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Duckdb => etl::OutputFormat::DuckDb,
+            FormatArg::Parquet => etl::OutputFormat::Parquet,
+            FormatArg::Delta => etl::OutputFormat::Delta,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -416,7 +449,7 @@ async fn run(cmd: Command, log_format: LogFormat, quiet: bool) -> Result<(), Err
             format,
             json,
             schema,
-        } => show_state(&connector, &out, format, schema.as_deref(), json),
+        } => blocking(move || show_state(&connector, &out, format, schema.as_deref(), json)).await,
         Command::Check {
             connector,
             config,
@@ -430,14 +463,20 @@ async fn run(cmd: Command, log_format: LogFormat, quiet: bool) -> Result<(), Err
             table,
             drop,
             schema,
-        } => reset(
-            &connector,
-            &out,
-            format,
-            schema.as_deref(),
-            table.as_deref(),
-            drop,
-        ),
+        } => {
+            blocking(move || {
+                reset(
+                    &connector,
+                    &out,
+                    format,
+                    schema.as_deref(),
+                    table.as_deref(),
+                    drop,
+                )
+            })
+            .await
+        }
+        Command::Vacuum(a) => blocking(move || lake::vacuum(a)).await,
         Command::Sync(a) => {
             let started = std::time::Instant::now();
             let stats = Arc::new(etl::RunStats::default());
@@ -648,7 +687,7 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
     }
     let info =
         etl::connectors::find(&a.connector).ok_or_else(|| etl::unknown_connector(&a.connector))?;
-    check_flags_apply(&a, info.name)?;
+    flags::check_flags_apply(&a, info.name)?;
     let max_file_mib = a.max_file_mib.unwrap_or(256);
     let (config, _playground) = source_config(
         info.name,
@@ -669,10 +708,7 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
             .duckdb_storage_version
             .clone()
             .unwrap_or_else(|| etl::dest::duckdb::DEFAULT_STORAGE_VERSION.into()),
-        format: a.format.map(|f| match f {
-            FormatArg::Duckdb => etl::OutputFormat::DuckDb,
-            FormatArg::Parquet => etl::OutputFormat::Parquet,
-        }),
+        format: a.format.map(Into::into),
         parquet: etl::dest::parquet::ParquetOptions {
             compression: a.compression.unwrap_or(parquet::basic::Compression::ZSTD(
                 parquet::basic::ZstdLevel::default(),
@@ -682,6 +718,7 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
             partition_overrides: a.partition_by.iter().cloned().collect(),
         },
         max_pages: a.max_pages,
+        tables: a.tables.clone(),
         max_delete_fraction: a.max_delete_fraction,
         schema: a.schema.clone(),
         naming: a.naming.map(Into::into),
@@ -702,61 +739,6 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
     }
 }
 
-/// Flags that would do nothing here are usage errors, not silently ignored.
-fn check_flags_apply(a: &SyncArgs, connector: &str) -> Result<(), Error> {
-    let format = match a.format {
-        Some(FormatArg::Duckdb) => etl::OutputFormat::DuckDb,
-        Some(FormatArg::Parquet) => etl::OutputFormat::Parquet,
-        None => etl::OutputFormat::infer(&a.out),
-    };
-    let out = a.out.display();
-    let (other, flags): (&str, Vec<&str>) = match format {
-        etl::OutputFormat::DuckDb => (
-            "Parquet output",
-            [
-                (!a.partition_by.is_empty(), "--partition-by"),
-                (a.compression.is_some(), "--compression"),
-                (a.max_file_mib.is_some(), "--max-file-mib"),
-            ]
-            .into_iter()
-            .filter_map(|(set, f)| set.then_some(f))
-            .collect(),
-        ),
-        etl::OutputFormat::Parquet => (
-            "DuckDB output",
-            [
-                (a.memory_limit.is_some(), "--memory-limit"),
-                (
-                    a.duckdb_storage_version.is_some(),
-                    "--duckdb-storage-version",
-                ),
-            ]
-            .into_iter()
-            .filter_map(|(set, f)| set.then_some(f))
-            .collect(),
-        ),
-    };
-    if let Some(f) = flags.first() {
-        let what = match format {
-            etl::OutputFormat::DuckDb => "a DuckDB file",
-            etl::OutputFormat::Parquet => "a Parquet dataset",
-        };
-        return Err(Error::Usage(format!(
-            "{f} applies to {other}, but --out {out} is {what} (a path ending in .duckdb is a DuckDB file; --format chooses)"
-        )));
-    }
-    if a.playground_users.is_some() && !matches!(connector, "userflow" | "egnyte") {
-        return Err(Error::Usage(format!(
-            "--playground-users applies to the userflow and egnyte playgrounds, not {connector}"
-        )));
-    }
-    if a.playground_flow_runs.is_some() && connector != "prefect" {
-        return Err(Error::Usage(format!(
-            "--playground-flow-runs applies to the prefect playground, not {connector}"
-        )));
-    }
-    Ok(())
-}
 
 /// The first SIGINT (Ctrl-C) or SIGTERM, by name.
 async fn interrupted() -> &'static str {

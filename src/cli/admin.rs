@@ -138,10 +138,7 @@ fn describe(t: &etl::schema::TableSchema) -> Vec<(String, String, String, String
 }
 
 fn output_format(f: Option<FormatArg>) -> Option<etl::OutputFormat> {
-    f.map(|f| match f {
-        FormatArg::Duckdb => etl::OutputFormat::DuckDb,
-        FormatArg::Parquet => etl::OutputFormat::Parquet,
-    })
+    f.map(Into::into)
 }
 
 /// The namespace `etl state` and `etl reset` look in.

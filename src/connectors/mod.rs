@@ -35,6 +35,15 @@ pub struct SyncContext {
     /// a connector needs it only for values that depend on it, such as the
     /// surrogate key of a table without a primary key).
     pub naming: crate::naming::Naming,
+    /// The tables to sync (`--tables`); `None`: all of them.
+    pub selected: Option<Arc<std::collections::BTreeSet<String>>>,
+}
+
+impl SyncContext {
+    /// Whether this sync reads `table` (a connector's own table name).
+    pub fn wants(&self, table: &str) -> bool {
+        self.selected.as_ref().is_none_or(|s| s.contains(table))
+    }
 }
 
 /// A source of tables.
@@ -51,6 +60,11 @@ pub trait Connector: Send + Sync {
     }
     /// The tables this connector writes.
     fn tables(&self) -> Vec<Arc<TableSchema>>;
+    /// The table whose records `table` is read for (a child table needs
+    /// its parent read in the same sync); `None` for a table read alone.
+    fn read_for_each_record_of(&self, _table: &str) -> Option<String> {
+        None
+    }
     /// Fetch everything new since `ctx.state`, emitting ops and checkpoints.
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>>;
     /// One authenticated request per table, read and checked like a first

@@ -72,6 +72,9 @@ pub struct SyncOptions {
     /// Pages one scan of one table may take (the last resort against a
     /// pagination that never ends).
     pub max_pages: u64,
+    /// Sync only these tables (`--tables`, the connector's own table names,
+    /// checked by [`crate::sync`]); `None`: every table.
+    pub tables: Option<Vec<String>>,
     /// The largest share (0..=1) of a table's live rows one complete scan
     /// may soft-delete as unseen, unless the source's total agrees; 1 turns
     /// the guard off.
@@ -89,13 +92,28 @@ pub struct SyncOptions {
 pub enum OutputFormat {
     DuckDb,
     Parquet,
+    /// Delta Lake tables (`--format delta`), local or on object storage.
+    Delta,
 }
 
 impl OutputFormat {
     /// The format of `out` when none is given: a path ending in `.duckdb`
-    /// (or `.db`) is a DuckDB file, anything else a Parquet directory.
+    /// (or `.db`) is a DuckDB file, an `s3://` URL or a directory holding a
+    /// Delta lake is a Delta lake, anything else a Parquet directory.
     pub fn infer(out: &std::path::Path) -> OutputFormat {
         let s = out.to_string_lossy();
+        if crate::dest::parquet::delta::store::is_remote(&s) {
+            return OutputFormat::Delta;
+        }
+        // A directory that already holds a Delta lake stays one.
+        let is_lake = std::fs::read_dir(out).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().join("_etl_state").join("_delta_log").is_dir())
+        });
+        if is_lake {
+            return OutputFormat::Delta;
+        }
         let ext = out.extension().and_then(|e| e.to_str()).unwrap_or("");
         if !s.ends_with('/')
             && (ext.eq_ignore_ascii_case("duckdb") || ext.eq_ignore_ascii_case("db"))
@@ -119,6 +137,7 @@ impl Default for SyncOptions {
             format: None,
             parquet: Default::default(),
             max_pages: crate::source::paginate::DEFAULT_MAX_PAGES,
+            tables: None,
             max_delete_fraction: 0.5,
             schema: None,
             naming: None,
@@ -265,7 +284,14 @@ pub async fn run_sync(
     let started = Instant::now();
     let name = connector.name().to_string();
     let destination = dest.describe();
-    let tables = connector.tables();
+    let selected: Option<Arc<std::collections::BTreeSet<String>>> =
+        opts.tables.as_ref().map(|t| Arc::new(t.iter().cloned().collect()));
+    // Tables not selected are left alone: not declared, not claimed, not committed.
+    let tables: Vec<_> = connector
+        .tables()
+        .into_iter()
+        .filter(|t| selected.as_ref().is_none_or(|s| s.contains(&t.name)))
+        .collect();
     let naming = opts.naming.unwrap_or_default();
     // Every table appears in the summary, unchanged ones with zero counts.
     let table_names: Vec<String> = tables.iter().map(|t| naming.table(&t.name)).collect();
@@ -285,6 +311,7 @@ pub async fn run_sync(
         http_metrics: http_metrics.clone(),
         max_pages: opts.max_pages,
         naming,
+        selected,
     };
     let reading = Instant::now();
     let outcome = connector.sync(ctx).await;

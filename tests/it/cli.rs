@@ -8,9 +8,9 @@ use etl::playground::{Fault, PlaygroundOptions};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::dests::{for_both_destinations_async, Kind};
+use crate::dests::{for_every_destination_async, Kind};
 
-for_both_destinations_async!(
+for_every_destination_async!(
     kill_9_midway_then_rerun_is_exact,
     the_api_key_never_reaches_logs_errors_state_or_the_file,
     state_shows_progress_and_reset_forgets_it,
@@ -389,6 +389,7 @@ async fn kill_9_midway_then_rerun_is_exact(kind: Kind) {
         "1",
         "--config",
     ])
+    .args(kind.format_args())
     .arg(&cfg)
     .arg("--out")
     .arg(&db);
@@ -442,7 +443,9 @@ async fn the_api_key_never_reaches_logs_errors_state_or_the_file(kind: Kind) {
     );
     let mut cmd = etl();
     cmd.env("RUST_LOG", "trace")
-        .args(["sync", "userflow", "-vv", "--config"])
+        .args(["sync", "userflow", "-vv"])
+        .args(kind.format_args())
+        .arg("--config")
         .arg(&cfg_path)
         .arg("--out")
         .arg(&db);
@@ -843,7 +846,9 @@ async fn the_json_summary_reports_every_outcome() {
     let db = dir.path().join("w.duckdb");
     let sync = |extra: &[&str]| {
         let mut c = etl();
-        c.args(["sync", "userflow", "--summary", "json", "--config"])
+        c.args(["sync", "userflow", "--summary", "json"])
+            .args(kind.format_args())
+            .arg("--config")
             .arg(&cfg)
             .arg("--out")
             .arg(&db)

@@ -14,6 +14,8 @@ use etl::dest::Destination;
 pub enum Kind {
     DuckDb,
     Parquet,
+    /// Delta tables in a local directory (schema `main`).
+    Delta,
 }
 
 impl Kind {
@@ -22,6 +24,15 @@ impl Kind {
         match self {
             Kind::DuckDb => dir.join("warehouse.duckdb"),
             Kind::Parquet => dir.join("lake"),
+            Kind::Delta => dir.join("delta"),
+        }
+    }
+
+    /// The `etl sync` flags that choose this kind for a new `--out`.
+    pub fn format_args(self) -> &'static [&'static str] {
+        match self {
+            Kind::Delta => &["--format", "delta"],
+            _ => &[],
         }
     }
 
@@ -33,6 +44,13 @@ impl Kind {
         match self {
             Kind::DuckDb => AnyDest::DuckDb(DuckDbDestination::open(path).unwrap()),
             Kind::Parquet => AnyDest::Parquet(ParquetDestination::open_with(path, opts).unwrap()),
+            Kind::Delta => {
+                let ns = etl::dest::namespace::Namespace::new(None, "main", "c").unwrap();
+                AnyDest::Delta(
+                    ParquetDestination::open_delta(&path.to_string_lossy(), opts, &ns, true)
+                        .unwrap(),
+                )
+            }
         }
     }
 }
@@ -40,6 +58,7 @@ impl Kind {
 pub enum AnyDest {
     DuckDb(DuckDbDestination),
     Parquet(ParquetDestination),
+    Delta(ParquetDestination),
 }
 
 impl AnyDest {
@@ -48,6 +67,7 @@ impl AnyDest {
         match self {
             AnyDest::DuckDb(d) => f(d.connection()),
             AnyDest::Parquet(d) => f(&parquet_views(d.root())),
+            AnyDest::Delta(d) => f(&parquet_views(d.root().parent().unwrap())),
         }
     }
 
@@ -58,7 +78,7 @@ impl AnyDest {
 
     pub fn parquet(&mut self) -> &mut ParquetDestination {
         match self {
-            AnyDest::Parquet(d) => d,
+            AnyDest::Parquet(d) | AnyDest::Delta(d) => d,
             AnyDest::DuckDb(_) => panic!("not a Parquet destination"),
         }
     }
@@ -69,7 +89,7 @@ impl Deref for AnyDest {
     fn deref(&self) -> &Self::Target {
         match self {
             AnyDest::DuckDb(d) => d,
-            AnyDest::Parquet(d) => d,
+            AnyDest::Parquet(d) | AnyDest::Delta(d) => d,
         }
     }
 }
@@ -78,7 +98,7 @@ impl DerefMut for AnyDest {
     fn deref_mut(&mut self) -> &mut Self::Target {
         match self {
             AnyDest::DuckDb(d) => d,
-            AnyDest::Parquet(d) => d,
+            AnyDest::Parquet(d) | AnyDest::Delta(d) => d,
         }
     }
 }
@@ -121,7 +141,13 @@ pub fn parquet_views(root: &Path) -> duckdb::Connection {
     }
     let mut schemas = Vec::new();
     for e in std::fs::read_dir(root).unwrap().flatten() {
-        if e.path().join("_etl").is_dir() {
+        if e.path().join("_etl_state").join("_delta_log").is_dir() {
+            let schema = e.file_name().to_string_lossy().into_owned();
+            conn.execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
+                .unwrap();
+            delta_views(&conn, &schema, &e.path());
+            schemas.push(schema);
+        } else if e.path().join("_etl").is_dir() {
             let schema = e.file_name().to_string_lossy().into_owned();
             conn.execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
                 .unwrap();
@@ -148,6 +174,81 @@ fn dataset_views(conn: &duckdb::Connection, schema: &str, dir: &Path) {
         ))
         .unwrap();
     }
+}
+
+/// Views of a Delta schema's tables over exactly the files their logs
+/// hold live (replayed here from the JSON commits, independently of etl).
+fn delta_views(conn: &duckdb::Connection, schema: &str, dir: &Path) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.path().join("_delta_log").is_dir() {
+            continue;
+        }
+        let files = delta_live_files(&e.path());
+        assert!(!files.is_empty(), "table {name} has no live file");
+        let list: Vec<String> = files
+            .iter()
+            .map(|f| format!("'{}'", e.path().join(f).display()))
+            .collect();
+        conn.execute_batch(&format!(
+            "CREATE VIEW \"{schema}\".\"{name}\" AS SELECT * FROM read_parquet([{}], hive_partitioning = true, union_by_name = true)",
+            list.join(", ")
+        ))
+        .unwrap();
+    }
+}
+
+/// The data files a Delta table's log holds live: every JSON commit's
+/// adds and removes replayed in version order.
+pub fn delta_live_files(table: &Path) -> Vec<String> {
+    let log = table.join("_delta_log");
+    let mut commits: Vec<PathBuf> = std::fs::read_dir(&log)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().contains(".tmp"))
+        .collect();
+    commits.sort();
+    let mut live = std::collections::BTreeSet::new();
+    for c in commits {
+        for line in std::fs::read_to_string(&c).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let decode = |p: &serde_json::Value| {
+                url::Url::parse(&format!("file:///{}", p.as_str().unwrap()))
+                    .unwrap()
+                    .path_segments()
+                    .unwrap()
+                    .map(|s| percent_decode(s))
+                    .collect::<Vec<_>>()
+                    .join("/")
+            };
+            if let Some(a) = v.get("add") {
+                live.insert(decode(&a["path"]));
+            }
+            if let Some(r) = v.get("remove") {
+                live.remove(&decode(&r["path"]));
+            }
+        }
+    }
+    live.into_iter().collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(x) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
 }
 
 /// A query's rows as sorted `Debug` text, cells joined by `|`.
@@ -179,6 +280,9 @@ macro_rules! for_both_destinations {
         mod parquet {
             $( #[test] fn $name() { super::$name(crate::dests::Kind::Parquet) } )*
         }
+        mod delta {
+            $( #[test] fn $name() { super::$name(crate::dests::Kind::Delta) } )*
+        }
     };
 }
 pub(crate) use for_both_destinations;
@@ -195,3 +299,14 @@ macro_rules! for_both_destinations_async {
     };
 }
 pub(crate) use for_both_destinations_async;
+
+/// [`for_both_destinations_async`] and a local Delta lake too.
+macro_rules! for_every_destination_async {
+    ($($name:ident),* $(,)?) => {
+        crate::dests::for_both_destinations_async!($($name),*);
+        mod delta {
+            $( #[tokio::test(flavor = "multi_thread")] async fn $name() { super::$name(crate::dests::Kind::Delta).await } )*
+        }
+    };
+}
+pub(crate) use for_every_destination_async;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod delta;
 mod destination;
 mod dests;
 mod egnyte;

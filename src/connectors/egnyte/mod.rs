@@ -464,6 +464,9 @@ impl Egnyte {
         }
         let mut runs: Vec<BoxFuture<'_, Result<()>>> = Vec::new();
         for (i, s) in self.streams.iter().enumerate() {
+            if !ctx.wants(s.name()) {
+                continue;
+            }
             if !self.cfg.enable[i] {
                 tracing::info!(
                     stream = s.name(),

@@ -419,12 +419,33 @@ impl Prefect {
     async fn run(&self, ctx: SyncContext) -> Result<()> {
         // The first failure stops the other streams; what they wrote is
         // committed only up to their last checkpoint.
+        let skip = || async { Ok(false) };
+        let (flows, runs, deployments) = (
+            ctx.wants(&self.flows.table.name),
+            ctx.wants(&self.flow_runs.table.name),
+            ctx.wants(&self.deployments.table.name),
+        );
         let read = tokio::try_join!(
-            self.sync_flows(&ctx),
-            self.sync_flow_runs(&ctx),
-            self.sync_deployments(&ctx)
+            async {
+                match flows {
+                    true => self.sync_flows(&ctx).await,
+                    false => skip().await,
+                }
+            },
+            async {
+                match runs {
+                    true => self.sync_flow_runs(&ctx).await,
+                    false => skip().await,
+                }
+            },
+            async {
+                match deployments {
+                    true => self.sync_deployments(&ctx).await,
+                    false => skip().await,
+                }
+            },
         )?;
-        // A sync that found none of the tables did nothing it was asked to.
+        // A sync that found none of the tables it asked for did nothing.
         if read == (false, false, false) {
             return Err(Error::source(
                 format!("Prefect {}", self.cfg.api_url),

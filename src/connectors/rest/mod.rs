@@ -317,7 +317,9 @@ impl Rest {
             decoders: HashMap::new(),
         };
         for t in &self.spec.tables {
-            run.table(t).await?;
+            if ctx.wants(&t.name) {
+                run.table(t).await?;
+            }
         }
         Ok(())
     }
@@ -339,6 +341,14 @@ impl Connector for Rest {
 
     fn tables(&self) -> Vec<Arc<TableSchema>> {
         self.tables.clone()
+    }
+
+    fn read_for_each_record_of(&self, table: &str) -> Option<String> {
+        self.spec
+            .tables
+            .iter()
+            .find(|t| t.name == table)
+            .and_then(|t| t.parent.clone())
     }
 
     fn sync(&self, ctx: SyncContext) -> BoxFuture<'_, Result<()>> {

@@ -68,7 +68,10 @@ impl Ctx<'_> {
         t: &Table,
         f: &LiveFile,
         columns: Option<&[String]>,
-    ) -> Result<impl Iterator<Item = Result<RecordBatch>> + '_> {
+    ) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + '_>> {
+        if let Some(io) = self.io {
+            return self.read_object(io, t, f, columns);
+        }
         let path = self.table_dir(t).join(&f.path);
         let what = format!("reading {}", path.display());
         let file = File::open(&path).map_err(|e| self.err(&what, e))?;
@@ -81,7 +84,44 @@ impl Ctx<'_> {
             builder = builder.with_projection(mask);
         }
         let reader = builder.build().map_err(|e| self.err(&what, e))?;
-        Ok(reader.map(move |b| b.map_err(|e| self.err(&what, e))))
+        Ok(Box::new(reader.map(move |b| b.map_err(|e| self.err(&what, e)))))
+    }
+
+    /// [`read`](Ctx::read) of a file in an object store: ranged reads of
+    /// the footer and the projected column chunks, on the lake's runtime.
+    fn read_object(
+        &self,
+        io: &'_ delta::store::ObjectIo,
+        t: &Table,
+        f: &LiveFile,
+        columns: Option<&[String]>,
+    ) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + '_>> {
+        use parquet::arrow::ParquetRecordBatchStreamBuilder;
+        let rel = format!("{}/{}", t.name, f.path);
+        let what = format!("reading {rel}");
+        let reader = io.reader(&rel, f.bytes);
+        let builder = io
+            .rt
+            .block_on(ParquetRecordBatchStreamBuilder::new(reader))
+            .map_err(|e| self.err(&what, e))?
+            .with_batch_size(READ_BATCH_ROWS);
+        let builder = match columns {
+            Some(cols) => {
+                let mask = ProjectionMask::columns(
+                    builder.parquet_schema(),
+                    cols.iter().map(String::as_str),
+                );
+                builder.with_projection(mask)
+            }
+            None => builder,
+        };
+        let mut stream = builder.build().map_err(|e| self.err(&what, e))?;
+        let rt = io.rt.clone();
+        Ok(Box::new(std::iter::from_fn(move || {
+            use futures::StreamExt;
+            rt.block_on(stream.next())
+                .map(|b| b.map_err(|e| self.err(&what, e)))
+        })))
     }
 
     /// Build the key → file index from the key columns of every live file.
@@ -103,14 +143,23 @@ impl Ctx<'_> {
 
     /// Could `sweep` change a row of this file? (Row-group statistics.)
     pub(super) fn may_match(&self, t: &Table, f: &LiveFile, sweeps: &[Sweep]) -> bool {
-        let path = self.table_dir(t).join(&f.path);
-        let Ok(file) = File::open(&path) else {
-            return true;
+        let md = if let Some(io) = self.io {
+            use parquet::arrow::async_reader::AsyncFileReader;
+            let mut reader = io.reader(&format!("{}/{}", t.name, f.path), f.bytes);
+            match io.rt.block_on(reader.get_metadata(None)) {
+                Ok(md) => md,
+                Err(_) => return true,
+            }
+        } else {
+            let path = self.table_dir(t).join(&f.path);
+            let Ok(file) = File::open(&path) else {
+                return true;
+            };
+            let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
+                return true;
+            };
+            builder.metadata().clone()
         };
-        let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(file) else {
-            return true;
-        };
-        let md = builder.metadata();
         let column_index = |name: &str| {
             md.file_metadata()
                 .schema_descr()

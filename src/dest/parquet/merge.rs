@@ -10,6 +10,8 @@ pub(super) struct Ctx<'a> {
     pub(super) origin: String,
     pub(super) opts: &'a ParquetOptions,
     pub(super) commit: u64,
+    /// Files live in an object store (a Delta lake) instead of under `root`.
+    pub(super) io: Option<&'a delta::store::ObjectIo>,
 }
 
 /// The files a partition's rewrite wrote, and the index entries of the
@@ -366,8 +368,13 @@ impl Ctx<'_> {
                 .filter(|(id, f)| {
                     f.partition() == p
                         && !touched.contains(id)
-                        && fs::metadata(self.table_dir(t).join(&f.path))
-                            .is_ok_and(|m| m.len() < small)
+                        && f.bytes
+                            .or_else(|| {
+                                fs::metadata(self.table_dir(t).join(&f.path))
+                                    .ok()
+                                    .map(|m| m.len())
+                            })
+                            .is_some_and(|n| n < small)
                 })
                 .map(|(id, _)| *id)
                 .collect();

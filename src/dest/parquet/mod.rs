@@ -46,6 +46,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::file::statistics::Statistics;
 use serde::{Deserialize, Serialize};
 
+pub mod delta;
 mod files;
 mod keyindex;
 mod manifest;
@@ -102,13 +103,16 @@ pub struct ParquetDestination {
     manifest: Manifest,
     tables: BTreeMap<String, Table>,
     pending: WriteSummary,
-    /// Held for the destination's lifetime: one writer per dataset.
-    _lock: File,
+    /// Held for the destination's lifetime: one writer per dataset (none
+    /// for a Delta lake, whose commits are safe among writers).
+    _lock: Option<File>,
     /// A commit failed after its commit point; only reopening recovers.
     poisoned: bool,
     /// Tables to drop at the next commit.
     dropping: Vec<String>,
     fail_at: Option<CommitStep>,
+    /// `--format delta`: tables are Delta tables, commits Delta commits.
+    delta: Option<delta::Lake>,
 }
 
 impl ParquetDestination {
@@ -258,10 +262,11 @@ impl ParquetDestination {
             manifest: Manifest::default(),
             tables: BTreeMap::new(),
             pending: WriteSummary::default(),
-            _lock: lock,
+            _lock: Some(lock),
             poisoned: false,
             dropping: Vec::new(),
             fail_at: None,
+            delta: None,
         };
         d.recover()?;
         Ok(d)
@@ -303,10 +308,12 @@ impl ParquetDestination {
         let partition = self.partition_for(t)?;
         let origin = self.origin();
         let owner = self.owner.clone().filter(|_| !t.name.starts_with("_etl"));
-        let table = self
-            .tables
-            .entry(t.name.clone())
-            .or_insert_with(|| Table::new(&t.name));
+        let plain_json = self.delta.is_some();
+        let table = self.tables.entry(t.name.clone()).or_insert_with(|| {
+            let mut table = Table::new(&t.name);
+            table.json_ext = !plain_json;
+            table
+        });
         // A table nothing was written to yet is laid out again from the
         // declaration (columns inferred from the first rows go before the
         // system columns, as in the tester).
@@ -416,6 +423,7 @@ impl ParquetDestination {
             origin: self.origin(),
             opts: &self.opts,
             commit: plan.commit,
+            io: self.delta.as_ref().map(|d| d.io()),
         };
         ctx.commit_table(t, plan)
     }
@@ -423,6 +431,9 @@ impl ParquetDestination {
 
 impl Destination for ParquetDestination {
     fn describe(&self) -> String {
+        if self.delta.is_some() {
+            return format!("delta:{}", self.root.display());
+        }
         format!("parquet:{}", self.root.display())
     }
 
@@ -556,6 +567,7 @@ impl Destination for ParquetDestination {
             origin: self.origin(),
             opts: &self.opts,
             commit: 0,
+            io: self.delta.as_ref().map(|d| d.io()),
         };
         let cols = [column.to_string(), t.deleted.to_string()];
         let (mut live, mut stale) = (0u64, 0u64);
@@ -618,6 +630,9 @@ impl Destination for ParquetDestination {
     }
 
     fn commit_with(&mut self, state: Option<(&str, &State)>) -> Result<WriteSummary> {
+        if self.delta.is_some() {
+            return self.publish_delta(state);
+        }
         self.publish(state)
     }
 

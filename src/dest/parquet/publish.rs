@@ -31,6 +31,10 @@ pub(super) struct Plan {
     pub(super) added: BTreeMap<String, Vec<(u32, LiveFile)>>,
     pub(super) dropped: BTreeMap<String, Vec<u32>>,
     pub(super) seq: u32,
+    /// A Delta commit's random name part (unique among concurrent writers).
+    pub(super) tag: String,
+    /// Files a Delta commit put into the object store (paths in the schema).
+    pub(super) written: Vec<String>,
 }
 
 impl Plan {
@@ -239,6 +243,8 @@ impl ParquetDestination {
             added: BTreeMap::new(),
             dropped: BTreeMap::new(),
             seq: 0,
+            tag: String::new(),
+            written: Vec::new(),
         };
         let mut written = std::mem::take(&mut self.pending);
         for name in &self.dropping {

@@ -29,6 +29,8 @@ pub(super) struct LiveFile {
     /// Relative to the table directory.
     pub(super) path: String,
     pub(super) rows: u64,
+    /// Its size, when known without asking the filesystem (a Delta log's add).
+    pub(super) bytes: Option<u64>,
 }
 
 impl LiveFile {
@@ -38,7 +40,7 @@ impl LiveFile {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum PendingOp {
     Upsert(RecordBatch),
     Update(RecordBatch),
@@ -68,6 +70,9 @@ pub(super) struct Table {
     pub(super) ops: Vec<PendingOp>,
     /// Declared since the last commit (written even without rows).
     pub(super) declared: bool,
+    /// JSON columns carry Parquet's JSON logical type (not in a Delta lake,
+    /// whose readers expect plain strings).
+    pub(super) json_ext: bool,
 }
 
 impl Table {
@@ -84,6 +89,7 @@ impl Table {
             index: None,
             ops: Vec::new(),
             declared: false,
+            json_ext: true,
         }
     }
 
@@ -112,6 +118,7 @@ impl Table {
                 LiveFile {
                     path: f.path.clone(),
                     rows: f.rows,
+                    bytes: None,
                 },
             );
             t.next_id += 1;
@@ -159,7 +166,7 @@ impl Table {
                 let mut md = HashMap::new();
                 md.insert("etl.type".to_string(), ty.fivetran_name());
                 let f = f.with_metadata(md);
-                if *ty == ColumnType::Json {
+                if *ty == ColumnType::Json && self.json_ext {
                     f.with_extension_type(arrow_schema::extension::Json::default())
                 } else {
                     f

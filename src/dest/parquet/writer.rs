@@ -2,6 +2,29 @@
 
 use super::*;
 
+/// Where a file's bytes go while it is written: a temporary file beside
+/// its final place (a plain dataset), or memory until it is put into the
+/// object store under its final, unique name (a Delta lake).
+pub(super) enum Sink {
+    File(File),
+    Memory(Vec<u8>),
+}
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sink::File(f) => f.write(buf),
+            Sink::Memory(v) => v.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => f.flush(),
+            Sink::Memory(_) => Ok(()),
+        }
+    }
+}
+
 /// Writes one partition's rows into as many files as the size limit needs.
 pub(super) struct PartWriter<'c, 'p> {
     pub(super) ctx: &'c Ctx<'c>,
@@ -13,8 +36,9 @@ pub(super) struct PartWriter<'c, 'p> {
     pub(super) plan: &'p mut Plan,
     /// Write a file even with no rows (an empty table's placeholder).
     pub(super) allow_empty: bool,
-    pub(super) current: Option<(ArrowWriter<File>, PathBuf, String, u64)>,
-    pub(super) done: Vec<(String, u64)>,
+    pub(super) current: Option<(ArrowWriter<Sink>, PathBuf, String, u64)>,
+    /// Written files: path in the table, rows, bytes.
+    pub(super) done: Vec<(String, u64, Option<u64>)>,
 }
 
 impl<'c, 'p> PartWriter<'c, 'p> {
@@ -61,6 +85,23 @@ impl<'c, 'p> PartWriter<'c, 'p> {
                 self.close()?;
             }
         }
+        if self.current.is_none() && self.ctx.io.is_some() {
+            // A Delta lake: a name no other writer can pick, nothing to rename.
+            let name = format!(
+                "part-{:05}-{}.{}.parquet",
+                self.plan.seq,
+                self.plan.tag,
+                compression_suffix(self.ctx.opts.compression)
+            );
+            self.plan.seq += 1;
+            let w = ArrowWriter::try_new(
+                Sink::Memory(Vec::new()),
+                self.schema.clone(),
+                Some(self.props()),
+            )
+            .map_err(|e| self.ctx.err(format!("writing {name}"), e))?;
+            self.current = Some((w, PathBuf::new(), name, 0));
+        }
         if self.current.is_none() {
             fs::create_dir_all(&self.dir)
                 .map_err(|e| self.ctx.err(format!("creating {}", self.dir.display()), e))?;
@@ -69,7 +110,7 @@ impl<'c, 'p> PartWriter<'c, 'p> {
             let tmp = self.dir.join(format!(".{name}.tmp"));
             let file = File::create(&tmp)
                 .map_err(|e| self.ctx.err(format!("creating {}", tmp.display()), e))?;
-            let w = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props()))
+            let w = ArrowWriter::try_new(Sink::File(file), self.schema.clone(), Some(self.props()))
                 .map_err(|e| self.ctx.err(format!("writing {}", tmp.display()), e))?;
             // Recorded at once, so a failure later still deletes the temporary.
             let rel = |n: &str| {
@@ -98,17 +139,31 @@ impl<'c, 'p> PartWriter<'c, 'p> {
         let Some((w, tmp, name, rows)) = self.current.take() else {
             return Ok(());
         };
-        let file = w
-            .into_inner()
-            .map_err(|e| self.ctx.err(format!("writing {}", tmp.display()), e))?;
-        file.sync_all()
-            .map_err(|e| self.ctx.err(format!("syncing {}", tmp.display()), e))?;
         let rel = if self.partition.is_empty() {
             name
         } else {
             format!("{}/{name}", self.partition)
         };
-        self.done.push((rel, rows));
+        let sink = w
+            .into_inner()
+            .map_err(|e| self.ctx.err(format!("writing {}/{rel}", self.table), e))?;
+        let bytes = match sink {
+            Sink::File(file) => {
+                file.sync_all()
+                    .map_err(|e| self.ctx.err(format!("syncing {}", tmp.display()), e))?;
+                None
+            }
+            Sink::Memory(buf) => {
+                let n = buf.len() as u64;
+                let io = self.ctx.io.expect("memory sinks write to an object store");
+                let at = format!("{}/{rel}", self.table);
+                // Recorded first: a failed put may still have landed.
+                self.plan.written.push(at.clone());
+                io.put(&at, buf)?;
+                Some(n)
+            }
+        };
+        self.done.push((rel, rows, bytes));
         Ok(())
     }
 
@@ -119,11 +174,24 @@ impl<'c, 'p> PartWriter<'c, 'p> {
         Ok(self
             .done
             .into_iter()
-            .map(|(path, rows)| {
+            .map(|(path, rows, bytes)| {
                 let id = *next_id;
                 *next_id += 1;
-                (id, LiveFile { path, rows })
+                (id, LiveFile { path, rows, bytes })
             })
             .collect())
+    }
+}
+
+/// The codec in a Delta data file's name, as Spark and delta-rs name them.
+fn compression_suffix(c: parquet::basic::Compression) -> &'static str {
+    use parquet::basic::Compression as C;
+    match c {
+        C::ZSTD(_) => "zstd",
+        C::SNAPPY => "snappy",
+        C::GZIP(_) => "gz",
+        C::LZ4 | C::LZ4_RAW => "lz4",
+        C::UNCOMPRESSED => "uncompressed",
+        _ => "c000",
     }
 }
