@@ -846,9 +846,7 @@ async fn the_json_summary_reports_every_outcome() {
     let db = dir.path().join("w.duckdb");
     let sync = |extra: &[&str]| {
         let mut c = etl();
-        c.args(["sync", "userflow", "--summary", "json"])
-            .args(kind.format_args())
-            .arg("--config")
+        c.args(["sync", "userflow", "--summary", "json", "--config"])
             .arg(&cfg)
             .arg("--out")
             .arg(&db)
@@ -943,7 +941,9 @@ async fn state_shows_progress_and_reset_forgets_it(kind: Kind) {
     };
     let sync = || {
         let mut c = etl();
-        c.args(["sync", "userflow", "--summary", "json", "--config"])
+        c.args(["sync", "userflow", "--summary", "json"])
+            .args(kind.format_args())
+            .arg("--config")
             .arg(&cfg)
             .arg("--out")
             .arg(&out);

@@ -371,7 +371,7 @@ fn a_row_that_changes_partition_keeps_one_copy(kind: Kind) {
             ],
             "{spec}"
         );
-        if kind == Kind::Parquet {
+        if kind != Kind::DuckDb {
             let mut files = d.parquet().files("events");
             files.sort();
             let dirs: std::collections::BTreeSet<&str> = files
@@ -443,11 +443,13 @@ fn every_fivetran_type_reads_back_with_its_type(kind: Kind) {
     d.commit("c", &state(1)).unwrap();
     let names: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
     let typeofs: Vec<String> = names.iter().map(|n| format!("typeof({n})")).collect();
+    // Delta has no JSON type: JSON lands as its text.
+    let json = if kind == Kind::Delta { "VARCHAR" } else { "JSON" };
     assert_eq!(
         d.grid(&format!("SELECT {} FROM typed LIMIT 1", typeofs.join(", "))),
-        vec!["Text(\"BOOLEAN\")|Text(\"SMALLINT\")|Text(\"INTEGER\")|Text(\"BIGINT\")|Text(\"DECIMAL(12,3)\")|\
+        vec![format!("Text(\"BOOLEAN\")|Text(\"SMALLINT\")|Text(\"INTEGER\")|Text(\"BIGINT\")|Text(\"DECIMAL(12,3)\")|\
               Text(\"FLOAT\")|Text(\"DOUBLE\")|Text(\"DATE\")|Text(\"TIMESTAMP\")|Text(\"TIMESTAMP WITH TIME ZONE\")|\
-              Text(\"BLOB\")|Text(\"VARCHAR\")|Text(\"VARCHAR\")|Text(\"JSON\")"]
+              Text(\"BLOB\")|Text(\"VARCHAR\")|Text(\"VARCHAR\")|Text(\"{json}\")")]
     );
     let texts: Vec<String> = names
         .iter()

@@ -143,7 +143,7 @@ pub fn parquet_views(root: &Path) -> duckdb::Connection {
     for e in std::fs::read_dir(root).unwrap().flatten() {
         if e.path().join("_etl_state").join("_delta_log").is_dir() {
             let schema = e.file_name().to_string_lossy().into_owned();
-            conn.execute_batch(&format!("CREATE SCHEMA \"{schema}\""))
+            conn.execute_batch(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
                 .unwrap();
             delta_views(&conn, &schema, &e.path());
             schemas.push(schema);
@@ -185,7 +185,15 @@ fn delta_views(conn: &duckdb::Connection, schema: &str, dir: &Path) {
             continue;
         }
         let files = delta_live_files(&e.path());
-        assert!(!files.is_empty(), "table {name} has no live file");
+        assert!(
+            !files.is_empty(),
+            "table {name} has no live file: {:?}",
+            std::fs::read_dir(e.path().join("_delta_log"))
+                .unwrap()
+                .flatten()
+                .map(|f| (f.file_name(), std::fs::read_to_string(f.path()).unwrap_or_default()))
+                .collect::<Vec<_>>()
+        );
         let list: Vec<String> = files
             .iter()
             .map(|f| format!("'{}'", e.path().join(f).display()))
@@ -206,7 +214,10 @@ pub fn delta_live_files(table: &Path) -> Vec<String> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json") && !p.to_string_lossy().contains(".tmp"))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".json") && !name.starts_with('.') && !name.contains(".tmp")
+        })
         .collect();
     commits.sort();
     let mut live = std::collections::BTreeSet::new();

@@ -112,7 +112,7 @@ impl ParquetDestination {
         ns: &Namespace,
         create: bool,
     ) -> Result<Self> {
-        let loc = store::Location::parse(out)?;
+        let loc = store::Location::parse(out, create)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("etl-delta")

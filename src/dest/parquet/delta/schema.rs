@@ -160,7 +160,7 @@ pub(super) fn table_from_snapshot(
         .map(|p| Partitioning::parse(p))
         .transpose()
         .map_err(|e| Error::destination(origin, format!("table {name}: {e}")))?;
-    let part_cols = snap.metadata().partition_columns().clone();
+    let part_cols = snap.metadata().partition_columns().to_vec();
     let schema = snap.schema();
     for f in schema.fields() {
         if part_cols.contains(f.name()) {

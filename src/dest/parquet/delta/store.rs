@@ -50,8 +50,8 @@ pub fn is_remote(out: &str) -> bool {
 
 impl Location {
     /// Parse `--out`: `s3://bucket[/prefix]` or a local directory (made
-    /// absolute; its parent must exist).
-    pub fn parse(out: &str) -> Result<Location> {
+    /// absolute; with `create`, created if missing, its parent must exist).
+    pub fn parse(out: &str, create: bool) -> Result<Location> {
         let shown = out.to_string();
         if is_remote(out) {
             let mut url = Url::parse(out).map_err(|e| {
@@ -97,6 +97,9 @@ impl Location {
                 format!("{out} is a file; a Delta lake is a directory"),
             ));
         }
+        if !create && !abs.is_dir() {
+            return Err(Error::Usage(format!("there is no Delta lake at {out}")));
+        }
         crate::dest::check_parent_exists(&abs)?;
         std::fs::create_dir_all(&abs)
             .map_err(|e| Error::destination(out, format!("creating the directory: {e}")))?;
@@ -125,12 +128,26 @@ impl Location {
 
     /// The store path of `rel` under the lake.
     pub fn path(&self, rel: &str) -> ObjPath {
-        let mut p = self.prefix.clone();
-        for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.clone().join(part);
-        }
-        p
+        raw_join(&self.prefix, rel)
     }
+}
+
+/// `base/rel` as the object's key, byte for byte: a partition directory's
+/// Hive escapes (`region_value=us%2Feast`) stay literal, as Spark and
+/// delta-rs name them (the log holds the path URI-encoded once more), on
+/// S3 and on local disk alike.
+fn raw_join(base: &ObjPath, rel: &str) -> ObjPath {
+    let rel: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+    if rel.is_empty() {
+        return base.clone();
+    }
+    let joined = match base.as_ref() {
+        "" => rel.join("/"),
+        b => format!("{b}/{}", rel.join("/")),
+    };
+    ObjPath::parse(&joined).unwrap_or_else(|_| {
+        rel.iter().fold(base.clone(), |p, part| p.join(*part))
+    })
 }
 
 /// Teach delta-rs the `s3://` scheme without its AWS crate (which brings the
@@ -212,11 +229,7 @@ pub struct ObjectIo {
 
 impl ObjectIo {
     fn path(&self, rel: &str) -> ObjPath {
-        let mut p = self.base.clone();
-        for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.clone().join(part);
-        }
-        p
+        raw_join(&self.base, rel)
     }
 
     fn err(&self, what: String, e: impl std::fmt::Display) -> Error {
@@ -363,5 +376,41 @@ impl AsyncFileReader for RemoteFile {
             Ok(Arc::new(md))
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_never_reach_messages() {
+        assert_eq!(
+            clean("GET https://b.s3.amazonaws.com/k?X-Amz-Signature=abc123 failed"),
+            "GET https://b.s3.amazonaws.com/k?… failed"
+        );
+        assert_eq!(clean("no url here"), "no url here");
+    }
+
+    #[test]
+    fn a_local_lake_is_a_file_url_with_its_paths_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("lake");
+        let loc = Location::parse(&out.to_string_lossy(), true).unwrap();
+        assert!(out.is_dir());
+        assert_eq!(loc.url.scheme(), "file");
+        assert!(loc.url.path().ends_with("/lake/"), "{}", loc.url);
+        assert!(loc.join("prefect/flows").path().ends_with("/lake/prefect/flows/"));
+        assert!(loc.path("prefect/flows").as_ref().ends_with("lake/prefect/flows"));
+        // Not created when only reading.
+        let missing = dir.path().join("nope");
+        let e = Location::parse(&missing.to_string_lossy(), false).unwrap_err();
+        assert!(e.to_string().contains("no Delta lake"), "{e}");
+        assert!(!missing.exists());
+        // Only s3:// object storage.
+        let e = Location::parse("gs://bucket/x", true).unwrap_err();
+        assert!(e.to_string().contains("only s3://"), "{e}");
+        let e = Location::parse("s3:///x", true).unwrap_err();
+        assert!(e.to_string().contains("no bucket"), "{e}");
     }
 }

@@ -37,7 +37,7 @@ pub fn vacuum(
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("starting the Delta runtime: {e}")))?;
-    let loc = Location::parse(out)?;
+    let loc = Location::parse(out, false)?;
     let lake = ObjectIo {
         base: loc.prefix.clone(),
         loc: loc.clone(),
