@@ -387,9 +387,9 @@ async fn kill_9_midway_then_rerun_is_exact(kind: Kind) {
         "-q",
         "--checkpoint-rows",
         "1",
-        "--config",
     ])
     .args(kind.format_args())
+    .arg("--config")
     .arg(&cfg)
     .arg("--out")
     .arg(&db);
@@ -401,6 +401,11 @@ async fn kill_9_midway_then_rerun_is_exact(kind: Kind) {
     // 40 pages at ≥ 20 ms each, a commit after every page: kill after a dozen.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while pg.requests() < 12 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A Delta commit takes longer (two log entries): kill after the first.
+    let first = db.join("userflow").join("_etl_state").join("_delta_log");
+    while kind == Kind::Delta && !first.is_dir() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child.kill().unwrap(); // SIGKILL

@@ -155,7 +155,8 @@ for name, key in tables:
     arrow = dt.to_pyarrow_dataset().to_table()
     df = pl.read_delta(uri, storage_options=opts)
     deleted = "_fivetran_deleted" if "_fivetran_deleted" in df.columns else "_etl_deleted"
-    v0 = DeltaTable(uri, storage_options=opts, version=0).to_pyarrow_dataset().count_rows()
+    versions = [DeltaTable(uri, storage_options=opts, version=v).to_pyarrow_dataset().count_rows()
+                for v in range(dt.version() + 1)]
     out[name] = {
         "rows": df.height,
         "live": df.filter(~pl.col(deleted)).height,
@@ -163,7 +164,7 @@ for name, key in tables:
         "types": {f.name: str(f.type) for f in arrow.schema},
         "polars": {k: str(v) for k, v in df.schema.items()},
         "version": dt.version(),
-        "version0_rows": v0,
+        "rows_by_version": versions,
         "ids": sorted(map(str, df.get_column(key).to_list())) if df.height <= 5000 else [],
     }
 print(json.dumps(out))
@@ -234,7 +235,12 @@ async fn prefect_playground_into_a_local_lake_reads_back_in_deltalake_and_polars
         return;
     };
     check_prefect(&seen, 40, 700, 25);
-    assert_eq!(seen["flows"]["version0_rows"], 40, "{}", seen["flows"]);
+    // Time travel: version 0 is the table as first declared (empty), a
+    // later one holds the rows; no version ever shows more rows than exist.
+    let versions: Vec<u64> = serde_json::from_value(seen["flows"]["rows_by_version"].clone()).unwrap();
+    assert_eq!(versions.first(), Some(&0), "{versions:?}");
+    assert_eq!(versions.last(), Some(&40), "{versions:?}");
+    assert!(versions.iter().all(|&n| n == 0 || n == 40), "{versions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -496,13 +502,18 @@ async fn vacuum_deletes_only_files_no_snapshot_needs() {
     }
     let table = out.join("userflow").join("users");
     let live = delta_live_files(&table);
-    let on_disk = |t: &Path| -> usize {
+    // Data files, in the table's partition directories too.
+    fn on_disk(t: &Path) -> usize {
         std::fs::read_dir(t)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
-            .count()
-    };
+            .map(|e| match e.path().is_dir() {
+                true if e.file_name() != "_delta_log" => on_disk(&e.path()),
+                true => 0,
+                false => e.file_name().to_string_lossy().ends_with(".parquet") as usize,
+            })
+            .sum()
+    }
     let before = on_disk(&table);
     assert!(before > live.len(), "rescans replaced files ({before} on disk, {} live)", live.len());
     let rows = read_users(&out);

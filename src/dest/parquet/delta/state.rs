@@ -1,8 +1,10 @@
 //! The sync state in a Delta lake: the table `_etl_state`, one row per
 //! connector and stream (the stream's state as JSON), so writers syncing
 //! different streams of one connector never overwrite each other's; only
-//! the streams whose state changed are written by a commit. The schema's
-//! naming is the table's `etl.naming` property.
+//! the streams whose state changed are written by a commit. A row with
+//! the stream "" records that the connector committed at all (its state
+//! may hold no stream, after `etl reset`). The schema's naming is the
+//! table's `etl.naming` property.
 
 use arrow::array::{StringArray, TimestampMicrosecondArray};
 
@@ -101,11 +103,11 @@ impl ParquetDestination {
                         (c.value(i).to_string(), s.value(i).to_string()),
                         st.value(i).to_string(),
                     );
-                    connectors
-                        .entry(c.value(i).to_string())
-                        .or_default()
-                        .streams
-                        .insert(s.value(i).to_string(), value);
+                    let state = connectors.entry(c.value(i).to_string()).or_default();
+                    // The connector's own row (stream ""): it committed, maybe no stream yet.
+                    if !s.value(i).is_empty() {
+                        state.streams.insert(s.value(i).to_string(), value);
+                    }
                 }
             }
         }
@@ -137,9 +139,12 @@ impl ParquetDestination {
                 upserts.push((stream.clone(), text));
             }
         }
+        if !committed.contains_key(&(connector.to_string(), String::new())) {
+            upserts.push((String::new(), "{}".to_string()));
+        }
         let gone: Vec<String> = committed
             .keys()
-            .filter(|(c, s)| c == connector && !state.streams.contains_key(s))
+            .filter(|(c, s)| c == connector && !s.is_empty() && !state.streams.contains_key(s))
             .map(|(_, s)| s.clone())
             .collect();
         if upserts.is_empty() && gone.is_empty() && !naming_changed && self.tables.contains_key(STATE_TABLE) {
