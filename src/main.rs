@@ -52,15 +52,16 @@ use report::report;
 #[command(
     name = "etl",
     version,
-    about = "Pull SaaS APIs into a local DuckDB file or Parquet dataset, merged by primary key, incrementally."
+    about = "Pull SaaS APIs into a local DuckDB file, a Parquet dataset or Delta Lake tables, merged by primary key, incrementally."
 )]
 #[command(
-    long_about = "Pull SaaS APIs into a local DuckDB file or a hive-partitioned Parquet dataset, \
-merged by primary key, incrementally.\n\n\
+    long_about = "Pull SaaS APIs into a local DuckDB file, a hive-partitioned Parquet dataset \
+or Delta Lake tables (a directory or s3://), merged by primary key, incrementally.\n\n\
 Data and sync state are committed together, so a sync stopped at any instant \
 resumes exactly where the last commit left off when you run the same command again.\n\n\
 Try it without an account:\n  etl sync userflow --playground --out warehouse.duckdb\n  \
-etl sync userflow --playground --out lake/ --format parquet"
+etl sync userflow --playground --out lake/ --format parquet\n  \
+etl sync prefect --playground --out delta/ --format delta"
 )]
 struct Cli {
     /// More logging (-v debug, -vv trace). RUST_LOG overrides.
@@ -85,7 +86,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Sync a connector into a DuckDB file or a Parquet dataset.
+    /// Sync a connector into a DuckDB file, a Parquet dataset or a Delta lake.
     Sync(SyncArgs),
     /// List the connectors this build knows.
     Connectors,
@@ -123,7 +124,7 @@ enum Command {
     State {
         /// Connector name (see `etl connectors`).
         connector: String,
-        /// The DuckDB file or Parquet dataset.
+        /// The DuckDB file, Parquet dataset or Delta lake.
         #[arg(long, short = 'o', value_name = "PATH")]
         out: PathBuf,
         #[arg(long, value_enum, value_name = "FORMAT")]
@@ -141,7 +142,7 @@ enum Command {
     Reset {
         /// Connector name (see `etl connectors`).
         connector: String,
-        /// The DuckDB file or Parquet dataset.
+        /// The DuckDB file, Parquet dataset or Delta lake.
         #[arg(long, short = 'o', value_name = "PATH")]
         out: PathBuf,
         #[arg(long, value_enum, value_name = "FORMAT")]
@@ -194,11 +195,13 @@ pub(crate) struct SyncArgs {
     /// (default 2,000)
     #[arg(long, requires = "playground", value_name = "N")]
     playground_flow_runs: Option<usize>,
-    /// Where to write: a DuckDB file (`warehouse.duckdb`) or a Parquet dataset
-    /// directory (`lake/`). Created if missing.
+    /// Where to write: a DuckDB file (`warehouse.duckdb`), a Parquet dataset
+    /// directory (`lake/`), or a Delta lake (a directory, `s3://bucket/prefix`
+    /// with the AWS_* environment). Created if missing.
     #[arg(long, short = 'o', value_name = "PATH")]
     out: PathBuf,
-    /// Output format; by default a path ending in .duckdb (or .db) is DuckDB, anything else Parquet.
+    /// Output format; by default a path ending in .duckdb (or .db) is DuckDB, s3:// or a
+    /// directory holding a Delta lake is Delta, anything else Parquet.
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<FormatArg>,
     /// The schema the connector's tables, state and _etl_* tables land in: a DuckDB
@@ -218,14 +221,14 @@ pub(crate) struct SyncArgs {
     /// _etl_deleted, _etl_id). Default: the naming the schema was written with, else fivetran.
     #[arg(long, value_enum, value_name = "NAMING")]
     naming: Option<NamingArg>,
-    /// Parquet: partition TABLE by COLUMN (`users=created_at:day`; transforms day, month,
+    /// Parquet and Delta: partition TABLE by COLUMN (`users=created_at:day`; transforms day, month,
     /// year, or none for the value itself; `TABLE=none` turns partitioning off). Repeatable.
     #[arg(long, value_name = "TABLE=COLUMN[:TRANSFORM]", value_parser = etl::dest::parquet::parse_partition_override)]
     partition_by: Vec<(String, Option<etl::schema::Partitioning>)>,
-    /// Parquet: compression codec (zstd, zstd:LEVEL, snappy, none; default zstd).
+    /// Parquet and Delta: compression codec (zstd, zstd:LEVEL, snappy, none; default zstd).
     #[arg(long, value_name = "CODEC", value_parser = etl::dest::parquet::parse_compression)]
     compression: Option<parquet::basic::Compression>,
-    /// Parquet: start a new file once one reaches this many MiB (default 256).
+    /// Parquet and Delta: start a new file once one reaches this many MiB (default 256).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=65536))]
     max_file_mib: Option<u64>,
     /// Ignore saved progress and sync everything again (rows are still merged by key).
