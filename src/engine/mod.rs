@@ -284,8 +284,10 @@ pub async fn run_sync(
     let started = Instant::now();
     let name = connector.name().to_string();
     let destination = dest.describe();
-    let selected: Option<Arc<std::collections::BTreeSet<String>>> =
-        opts.tables.as_ref().map(|t| Arc::new(t.iter().cloned().collect()));
+    let selected: Option<Arc<std::collections::BTreeSet<String>>> = opts
+        .tables
+        .as_ref()
+        .map(|t| Arc::new(t.iter().cloned().collect()));
     // Tables not selected are left alone: not declared, not claimed, not committed.
     let tables: Vec<_> = connector
         .tables()

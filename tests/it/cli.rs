@@ -381,18 +381,12 @@ async fn kill_9_midway_then_rerun_is_exact(kind: Kind) {
     let db = kind.path(dir.path());
     let cfg = write_config(dir.path(), &pg.userflow_config());
     let mut cmd = etl();
-    cmd.args([
-        "sync",
-        "userflow",
-        "-q",
-        "--checkpoint-rows",
-        "1",
-    ])
-    .args(kind.format_args())
-    .arg("--config")
-    .arg(&cfg)
-    .arg("--out")
-    .arg(&db);
+    cmd.args(["sync", "userflow", "-q", "--checkpoint-rows", "1"])
+        .args(kind.format_args())
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&db);
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -91,14 +91,22 @@ impl S3 {
         );
         let s3 = S3 { server, port };
         let created = s3.request("PUT", "/lake");
-        assert!(created.starts_with("HTTP/1.") && created.contains(" 200"), "creating the bucket: {created}");
+        assert!(
+            created.starts_with("HTTP/1.") && created.contains(" 200"),
+            "creating the bucket: {created}"
+        );
         Some(s3)
     }
 
     fn request(&self, method: &str, path: &str) -> String {
         use std::io::{Read, Write};
         let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(c, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\r\n", self.port).unwrap();
+        write!(
+            c,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\n\r\n",
+            self.port
+        )
+        .unwrap();
         let mut out = String::new();
         let _ = c.read_to_string(&mut out);
         out
@@ -109,7 +117,10 @@ impl S3 {
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "s3cr3t-not-in-logs".into()),
             ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port)),
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
             ("AWS_ALLOW_HTTP", "true".into()),
         ]
     }
@@ -184,30 +195,53 @@ print(json.dumps(out))
     Some(serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {out}")))
 }
 
-const PREFECT_TABLES: &[(&str, &str)] = &[("flows", "id"), ("flow_runs", "id"), ("deployments", "id")];
+const PREFECT_TABLES: &[(&str, &str)] =
+    &[("flows", "id"), ("flow_runs", "id"), ("deployments", "id")];
 
 /// The checks every Prefect read must pass: no duplicate keys, the types
 /// etl writes (UTC timestamps, strings, longs).
 fn check_prefect(seen: &Value, flows: u64, runs: u64, deployments: u64) {
-    for (t, n) in [("flows", flows), ("flow_runs", runs), ("deployments", deployments)] {
+    for (t, n) in [
+        ("flows", flows),
+        ("flow_runs", runs),
+        ("deployments", deployments),
+    ] {
         let v = &seen[t];
         assert_eq!(v["rows"], n, "{t}: {v}");
         assert_eq!(v["distinct_keys"], n, "{t} has duplicate keys: {v}");
         assert_eq!(v["types"]["id"], "string", "{t}: {v}");
         assert_eq!(v["types"]["_fivetran_deleted"], "bool", "{t}: {v}");
         assert!(
-            v["types"]["_fivetran_synced"].as_str().unwrap().starts_with("timestamp[us, tz=UTC]"),
+            v["types"]["_fivetran_synced"]
+                .as_str()
+                .unwrap()
+                .starts_with("timestamp[us, tz=UTC]"),
             "{t}: {v}"
         );
         assert!(
-            v["polars"]["created"].as_str().unwrap().contains("Datetime(time_unit='us', time_zone='UTC')"),
+            v["polars"]["created"]
+                .as_str()
+                .unwrap()
+                .contains("Datetime(time_unit='us', time_zone='UTC')"),
             "{t}: {v}"
         );
     }
     // JSON as text; the month of `created` is the partition column.
-    assert_eq!(seen["flow_runs"]["types"]["parameters"], "string", "{}", seen["flow_runs"]);
-    assert_eq!(seen["flow_runs"]["types"]["created_month"], "string", "{}", seen["flow_runs"]);
-    assert_eq!(seen["deployments"]["types"]["paused"], "bool", "{}", seen["deployments"]);
+    assert_eq!(
+        seen["flow_runs"]["types"]["parameters"], "string",
+        "{}",
+        seen["flow_runs"]
+    );
+    assert_eq!(
+        seen["flow_runs"]["types"]["created_month"], "string",
+        "{}",
+        seen["flow_runs"]
+    );
+    assert_eq!(
+        seen["deployments"]["types"]["paused"], "bool",
+        "{}",
+        seen["deployments"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -215,21 +249,42 @@ async fn prefect_playground_into_a_local_lake_reads_back_in_deltalake_and_polars
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
     let mut c = etl();
-    c.args(["sync", "prefect", "--playground", "--playground-flow-runs", "700", "--format", "delta", "--out"])
-        .arg(&out);
+    c.args([
+        "sync",
+        "prefect",
+        "--playground",
+        "--playground-flow-runs",
+        "700",
+        "--format",
+        "delta",
+        "--out",
+    ])
+    .arg(&out);
     let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o));
     // The next sync finds the lake itself (no --format) and changes nothing.
     let mut c = etl();
-    c.args(["sync", "prefect", "--playground", "--playground-flow-runs", "700", "--summary", "json", "--out"])
-        .arg(&out);
+    c.args([
+        "sync",
+        "prefect",
+        "--playground",
+        "--playground-flow-runs",
+        "700",
+        "--summary",
+        "json",
+        "--out",
+    ])
+    .arg(&out);
     let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o));
     let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["status"], "ok", "{summary}");
     let base = out.join("prefect");
     for t in ["flows", "flow_runs", "deployments", "_etl_state"] {
-        assert!(base.join(t).join("_delta_log").is_dir(), "{t} is a Delta table");
+        assert!(
+            base.join(t).join("_delta_log").is_dir(),
+            "{t} is a Delta table"
+        );
     }
     let Some(seen) = read_tables(&base.to_string_lossy(), PREFECT_TABLES, &Value::Null) else {
         return;
@@ -238,7 +293,8 @@ async fn prefect_playground_into_a_local_lake_reads_back_in_deltalake_and_polars
     // Time travel: every version reads (the table as first declared, empty,
     // or with all its rows: the flows' one page commits at once), and no
     // version ever shows a row twice.
-    let versions: Vec<u64> = serde_json::from_value(seen["flows"]["rows_by_version"].clone()).unwrap();
+    let versions: Vec<u64> =
+        serde_json::from_value(seen["flows"]["rows_by_version"].clone()).unwrap();
     assert_eq!(versions.last(), Some(&40), "{versions:?}");
     assert!(versions.iter().all(|&n| n == 0 || n == 40), "{versions:?}");
 }
@@ -247,7 +303,16 @@ async fn prefect_playground_into_a_local_lake_reads_back_in_deltalake_and_polars
 async fn prefect_playground_into_s3_reads_back_and_the_secret_stays_out() {
     let Some(s3) = S3::start() else { return };
     let mut c = s3.cmd();
-    c.args(["sync", "prefect", "--playground", "-v", "--format", "delta", "--out", "s3://lake/demo"]);
+    c.args([
+        "sync",
+        "prefect",
+        "--playground",
+        "-v",
+        "--format",
+        "delta",
+        "--out",
+        "s3://lake/demo",
+    ]);
     let o = run(c).await;
     assert!(o.status.success(), "{}\n{}", text(&o), s3.server.log());
     assert!(!text(&o).contains("s3cr3t-not-in-logs"));
@@ -260,6 +325,22 @@ async fn prefect_playground_into_s3_reads_back_and_the_secret_stays_out() {
         return;
     };
     check_prefect(&seen, 40, 2000, 25);
+    // A bucket that is not there is named.
+    let mut c = s3.cmd();
+    c.args([
+        "sync",
+        "prefect",
+        "--playground",
+        "--out",
+        "s3://nosuch/demo",
+    ]);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("bucket nosuch does not exist"),
+        "{}",
+        text(&o)
+    );
     // `etl state` reads the state table on S3.
     let mut c = s3.cmd();
     c.args(["state", "prefect", "--json", "--out", "s3://lake/demo"]);
@@ -273,29 +354,68 @@ async fn prefect_playground_into_s3_reads_back_and_the_secret_stays_out() {
 async fn mistakes_with_delta_outputs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = etl();
-    c.args(["sync", "userflow", "--playground", "--format", "parquet", "--out", "s3://lake/x"]);
+    c.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--format",
+        "parquet",
+        "--out",
+        "s3://lake/x",
+    ]);
     let o = run(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("pass --format delta"), "{}", text(&o));
     // A plain Parquet dataset is not written as Delta (nor the other way round).
     let lake = dir.path().join("lake");
     let mut c = etl();
-    c.args(["sync", "userflow", "--playground", "--playground-users", "50", "--format", "parquet", "--out"])
-        .arg(&lake);
+    c.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--playground-users",
+        "50",
+        "--format",
+        "parquet",
+        "--out",
+    ])
+    .arg(&lake);
     assert!(run(c).await.status.success());
     let mut c = etl();
-    c.args(["sync", "userflow", "--playground", "--playground-users", "50", "--format", "delta", "--out"])
-        .arg(&lake);
+    c.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--playground-users",
+        "50",
+        "--format",
+        "delta",
+        "--out",
+    ])
+    .arg(&lake);
     let o = run(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("plain Parquet dataset"), "{}", text(&o));
     // --tables with a table the connector lacks.
     let mut c = etl();
-    c.args(["sync", "prefect", "--playground", "--tables", "flows,runs", "--format", "delta", "--out"])
-        .arg(dir.path().join("d"));
+    c.args([
+        "sync",
+        "prefect",
+        "--playground",
+        "--tables",
+        "flows,runs",
+        "--format",
+        "delta",
+        "--out",
+    ])
+    .arg(dir.path().join("d"));
     let o = run(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("\"runs\"") && text(&o).contains("flow_runs"), "{}", text(&o));
+    assert!(
+        text(&o).contains("\"runs\"") && text(&o).contains("flow_runs"),
+        "{}",
+        text(&o)
+    );
 }
 
 /// A sync of `users` killed with SIGKILL at random instants (a commit
@@ -314,18 +434,33 @@ async fn kill_trials(out: &str, s3: Option<&S3>, trials: usize) -> etl::playgrou
             Some(s) => s.cmd(),
             None => etl(),
         };
-        c.args(["sync", "userflow", "-q", "--checkpoint-rows", "1", "--format", "delta", "--config"])
-            .arg(&cfg)
-            .args(["--out", out]);
+        c.args([
+            "sync",
+            "userflow",
+            "-q",
+            "--checkpoint-rows",
+            "1",
+            "--format",
+            "delta",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args(["--out", out]);
         c
     };
     let mut rng = rand::rng();
     for trial in 0..trials {
-        let mut child = cmd().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = cmd()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let wait = rand::Rng::random_range(&mut rng, 50..1200);
         tokio::time::sleep(Duration::from_millis(wait)).await;
         let _ = child.kill();
-        let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+        let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap();
         eprintln!("trial {trial}: killed after {wait} ms ({status})");
     }
     let o = run(cmd()).await;
@@ -339,14 +474,21 @@ async fn kill_9_at_random_instants_then_rerun_is_exact_locally() {
     let out = dir.path().join("lake");
     let pg = kill_trials(&out.to_string_lossy(), None, 8).await;
     assert_eq!(read_users(&out), expected_users(&pg));
-    assert_eq!(query_i64(&out, "SELECT count(*) - count(DISTINCT id) FROM users"), 0);
+    assert_eq!(
+        query_i64(&out, "SELECT count(*) - count(DISTINCT id) FROM users"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_instants_then_rerun_is_exact_on_s3() {
     let Some(s3) = S3::start() else { return };
     let pg = kill_trials("s3://lake/killed", Some(&s3), 4).await;
-    let Some(seen) = read_tables("s3://lake/killed/userflow", &[("users", "id")], &s3.options()) else {
+    let Some(seen) = read_tables(
+        "s3://lake/killed/userflow",
+        &[("users", "id")],
+        &s3.options(),
+    ) else {
         return;
     };
     let want: Vec<String> = {
@@ -354,7 +496,12 @@ async fn kill_9_at_random_instants_then_rerun_is_exact_on_s3() {
         ids.sort();
         ids
     };
-    assert_eq!(seen["users"]["rows"], want.len() as u64, "{}", seen["users"]);
+    assert_eq!(
+        seen["users"]["rows"],
+        want.len() as u64,
+        "{}",
+        seen["users"]
+    );
     assert_eq!(seen["users"]["distinct_keys"], want.len() as u64);
     assert_eq!(seen["users"]["live"], want.len() as u64);
     let ids: Vec<String> = serde_json::from_value(seen["users"]["ids"].clone()).unwrap();
@@ -378,10 +525,23 @@ async fn writers_of_different_tables(out: &str, s3: Option<&S3>) {
             Some(s) => s.cmd(),
             None => etl(),
         };
-        c.args(["sync", "prefect", "--checkpoint-rows", "200", "--format", "delta", "--tables", tables, "--config"])
-            .arg(&cfg)
-            .args(["--out", out]);
-        c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        c.args([
+            "sync",
+            "prefect",
+            "--checkpoint-rows",
+            "200",
+            "--format",
+            "delta",
+            "--tables",
+            tables,
+            "--config",
+        ])
+        .arg(&cfg)
+        .args(["--out", out]);
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let a = spawn("flow_runs");
     let b = spawn("flows,deployments");
@@ -402,11 +562,16 @@ async fn writers_of_different_tables(out: &str, s3: Option<&S3>) {
     assert!(o.status.success(), "{}", text(&o));
     let state = String::from_utf8_lossy(&o.stdout).into_owned();
     for s in ["flows", "flow_runs", "deployments"] {
-        assert!(state.contains(&format!("\"{s}\"")), "{s} missing from {state}");
+        assert!(
+            state.contains(&format!("\"{s}\"")),
+            "{s} missing from {state}"
+        );
     }
     let base = format!("{}/prefect", out.trim_end_matches('/'));
     let opts = s3.map_or(Value::Null, S3::options);
-    let Some(seen) = read_tables(&base, PREFECT_TABLES, &opts) else { return };
+    let Some(seen) = read_tables(&base, PREFECT_TABLES, &opts) else {
+        return;
+    };
     check_prefect(&seen, 40, 3000, 25);
 }
 
@@ -428,12 +593,26 @@ async fn writers_of_one_table(out: &str, s3: Option<&S3>) -> etl::playground::Pl
             Some(s) => s.cmd(),
             None => etl(),
         };
-        c.args(["sync", "userflow", "--checkpoint-rows", "100", "--format", "delta", "--config"])
-            .arg(&cfg)
-            .args(["--out", out]);
+        c.args([
+            "sync",
+            "userflow",
+            "--checkpoint-rows",
+            "100",
+            "--format",
+            "delta",
+            "--config",
+        ])
+        .arg(&cfg)
+        .args(["--out", out]);
         c
     };
-    let spawn = || cmd().stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let spawn = || {
+        cmd()
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (a, b) = (spawn(), spawn());
     let (a, b) = tokio::task::spawn_blocking(move || {
         (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
@@ -447,11 +626,19 @@ async fn writers_of_one_table(out: &str, s3: Option<&S3>) -> etl::playground::Pl
             text(o)
         );
         if o.status.code() == Some(4) {
-            assert!(text(o).contains("other writers kept committing"), "{}", text(o));
+            assert!(
+                text(o).contains("other writers kept committing"),
+                "{}",
+                text(o)
+            );
         }
     }
-    let retried = text(&a).contains("planning the commit again") || text(&b).contains("planning the commit again");
-    eprintln!("writers: {:?} {:?}; a commit was planned again: {retried}", a.status, b.status);
+    let retried = text(&a).contains("planning the commit again")
+        || text(&b).contains("planning the commit again");
+    eprintln!(
+        "writers: {:?} {:?}; a commit was planned again: {retried}",
+        a.status, b.status
+    );
     let o = run(cmd()).await;
     assert!(o.status.success(), "{}", text(&o));
     pg
@@ -467,7 +654,10 @@ async fn concurrent_writers_on_a_local_lake() {
     let out2 = dir2.path().join("lake");
     let pg = writers_of_one_table(&out2.to_string_lossy(), None).await;
     assert_eq!(read_users(&out2), expected_users(&pg));
-    assert_eq!(query_i64(&out2, "SELECT count(*) - count(DISTINCT id) FROM users"), 0);
+    assert_eq!(
+        query_i64(&out2, "SELECT count(*) - count(DISTINCT id) FROM users"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -475,7 +665,8 @@ async fn concurrent_writers_on_s3() {
     let Some(s3) = S3::start() else { return };
     writers_of_different_tables("s3://lake/two", Some(&s3)).await;
     let pg = writers_of_one_table("s3://lake/one", Some(&s3)).await;
-    let Some(seen) = read_tables("s3://lake/one/userflow", &[("users", "id")], &s3.options()) else {
+    let Some(seen) = read_tables("s3://lake/one/userflow", &[("users", "id")], &s3.options())
+    else {
         return;
     };
     let n = pg.userflow().users().len() as u64;
@@ -493,10 +684,18 @@ async fn vacuum_deletes_only_files_no_snapshot_needs() {
     let cfg = write_json(dir.path(), "userflow.json", &pg.userflow_config());
     for _ in 0..3 {
         let mut c = etl();
-        c.args(["sync", "userflow", "--checkpoint-rows", "50", "--format", "delta", "--config"])
-            .arg(&cfg)
-            .arg("--out")
-            .arg(&out);
+        c.args([
+            "sync",
+            "userflow",
+            "--checkpoint-rows",
+            "50",
+            "--format",
+            "delta",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out);
         let o = run(c).await;
         assert!(o.status.success(), "{}", text(&o));
     }
@@ -515,7 +714,11 @@ async fn vacuum_deletes_only_files_no_snapshot_needs() {
             .sum()
     }
     let before = on_disk(&table);
-    assert!(before > live.len(), "rescans replaced files ({before} on disk, {} live)", live.len());
+    assert!(
+        before > live.len(),
+        "rescans replaced files ({before} on disk, {} live)",
+        live.len()
+    );
     let rows = read_users(&out);
     // The default retention (7 days) keeps them all.
     let mut c = etl();
@@ -524,7 +727,8 @@ async fn vacuum_deletes_only_files_no_snapshot_needs() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(on_disk(&table), before, "{}", text(&o));
     let mut c = etl();
-    c.args(["vacuum", "--retention-hours", "0", "--out"]).arg(&out);
+    c.args(["vacuum", "--retention-hours", "0", "--out"])
+        .arg(&out);
     let o = run(c).await;
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("userflow.users: deleted"), "{}", text(&o));

@@ -444,7 +444,11 @@ fn every_fivetran_type_reads_back_with_its_type(kind: Kind) {
     let names: Vec<&str> = types.iter().map(|(n, _)| *n).collect();
     let typeofs: Vec<String> = names.iter().map(|n| format!("typeof({n})")).collect();
     // Delta has no JSON type: JSON lands as its text.
-    let json = if kind == Kind::Delta { "VARCHAR" } else { "JSON" };
+    let json = if kind == Kind::Delta {
+        "VARCHAR"
+    } else {
+        "JSON"
+    };
     assert_eq!(
         d.grid(&format!("SELECT {} FROM typed LIMIT 1", typeofs.join(", "))),
         vec![format!("Text(\"BOOLEAN\")|Text(\"SMALLINT\")|Text(\"INTEGER\")|Text(\"BIGINT\")|Text(\"DECIMAL(12,3)\")|\

@@ -191,7 +191,10 @@ fn delta_views(conn: &duckdb::Connection, schema: &str, dir: &Path) {
             std::fs::read_dir(e.path().join("_delta_log"))
                 .unwrap()
                 .flatten()
-                .map(|f| (f.file_name(), std::fs::read_to_string(f.path()).unwrap_or_default()))
+                .map(|f| (
+                    f.file_name(),
+                    std::fs::read_to_string(f.path()).unwrap_or_default()
+                ))
                 .collect::<Vec<_>>()
         );
         let list: Vec<String> = files
@@ -229,7 +232,7 @@ pub fn delta_live_files(table: &Path) -> Vec<String> {
                     .unwrap()
                     .path_segments()
                     .unwrap()
-                    .map(|s| percent_decode(s))
+                    .map(percent_decode)
                     .collect::<Vec<_>>()
                     .join("/")
             };

@@ -84,7 +84,9 @@ impl Ctx<'_> {
             builder = builder.with_projection(mask);
         }
         let reader = builder.build().map_err(|e| self.err(&what, e))?;
-        Ok(Box::new(reader.map(move |b| b.map_err(|e| self.err(&what, e)))))
+        Ok(Box::new(
+            reader.map(move |b| b.map_err(|e| self.err(&what, e))),
+        ))
     }
 
     /// [`read`](Ctx::read) of a file in an object store: ranged reads of

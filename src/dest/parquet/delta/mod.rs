@@ -293,7 +293,12 @@ impl ParquetDestination {
                     if let Some(table) = table {
                         self.lake_mut().logs.insert(name.to_string(), table);
                     }
-                    tracing::debug!(table = name, attempt, files_added = plan.seq, "committed to Delta");
+                    tracing::debug!(
+                        table = name,
+                        attempt,
+                        files_added = plan.seq,
+                        "committed to Delta"
+                    );
                     self.tables.insert(name.to_string(), t);
                     return Ok(counts);
                 }
@@ -393,7 +398,9 @@ impl ParquetDestination {
         let Some(table) = lake.logs.get(&t.name) else {
             return self.create_table(t, schema, props, actions).map(Some);
         };
-        let table = self.with_features_for(table, &schema).map_err(Failed::Other)?;
+        let table = self
+            .with_features_for(table, &schema)
+            .map_err(Failed::Other)?;
         let snap = table
             .snapshot()
             .map_err(|e| Failed::Other(lake.err(format!("table {}", t.name), e)))?;
@@ -510,7 +517,11 @@ impl ParquetDestination {
                 .any_under(&format!("{}/_delta_log/", t.name))
                 .unwrap_or(false)
             {
-                Failed::Conflict(format!("table {} was created by another writer: {}", t.name, store::clean(&e.to_string())))
+                Failed::Conflict(format!(
+                    "table {} was created by another writer: {}",
+                    t.name,
+                    store::clean(&e.to_string())
+                ))
             } else {
                 classify(lake, &t.name, e)
             }

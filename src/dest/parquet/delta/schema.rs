@@ -25,8 +25,9 @@ fn delta_type(ty: ColumnType) -> std::result::Result<DType, String> {
         ColumnType::Int => DType::INTEGER,
         ColumnType::Long => DType::LONG,
         ColumnType::Decimal { precision, scale } => {
-            let scale = u8::try_from(scale)
-                .map_err(|_| format!("DECIMAL({precision},{scale}): Delta has no negative scales"))?;
+            let scale = u8::try_from(scale).map_err(|_| {
+                format!("DECIMAL({precision},{scale}): Delta has no negative scales")
+            })?;
             DType::decimal(precision, scale).map_err(|e| e.to_string())?
         }
         ColumnType::Float => DType::FLOAT,
@@ -114,7 +115,10 @@ pub(super) fn partition_value(t: &Table, path: &str) -> HashMap<String, Option<S
     let mut m = HashMap::new();
     if let Some(p) = &t.partition {
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-        let value = dir.split_once('=').map(|(_, v)| v).unwrap_or(NULL_PARTITION);
+        let value = dir
+            .split_once('=')
+            .map(|(_, v)| v)
+            .unwrap_or(NULL_PARTITION);
         let value = (value != NULL_PARTITION).then(|| unescape(value));
         m.insert(p.key(), value);
     }

@@ -147,7 +147,11 @@ impl ParquetDestination {
             .filter(|(c, s)| c == connector && !s.is_empty() && !state.streams.contains_key(s))
             .map(|(_, s)| s.clone())
             .collect();
-        if upserts.is_empty() && gone.is_empty() && !naming_changed && self.tables.contains_key(STATE_TABLE) {
+        if upserts.is_empty()
+            && gone.is_empty()
+            && !naming_changed
+            && self.tables.contains_key(STATE_TABLE)
+        {
             return Ok(());
         }
         self.prepare(&[Arc::new(schema.clone())])?;
@@ -156,9 +160,16 @@ impl ParquetDestination {
             let n = upserts.len();
             let cols: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from(vec![connector; n])),
-                Arc::new(StringArray::from_iter_values(upserts.iter().map(|(s, _)| s.as_str()))),
-                Arc::new(Int64Array::from(vec![crate::state::STATE_VERSION as i64; n])),
-                Arc::new(StringArray::from_iter_values(upserts.iter().map(|(_, v)| v.as_str()))),
+                Arc::new(StringArray::from_iter_values(
+                    upserts.iter().map(|(s, _)| s.as_str()),
+                )),
+                Arc::new(Int64Array::from(vec![
+                    crate::state::STATE_VERSION as i64;
+                    n
+                ])),
+                Arc::new(StringArray::from_iter_values(
+                    upserts.iter().map(|(_, v)| v.as_str()),
+                )),
                 Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone(UTC)),
             ];
             let batch = RecordBatch::try_new(schema.arrow_schema(), cols)
@@ -175,7 +186,9 @@ impl ParquetDestination {
                 key,
                 vec![
                     Arc::new(StringArray::from(vec![connector; n])),
-                    Arc::new(StringArray::from_iter_values(gone.iter().map(String::as_str))),
+                    Arc::new(StringArray::from_iter_values(
+                        gone.iter().map(String::as_str),
+                    )),
                 ],
             )
             .map_err(|e| self.err("saving state", e))?;

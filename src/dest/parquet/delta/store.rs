@@ -16,8 +16,8 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use url::Url;
 
@@ -54,9 +54,8 @@ impl Location {
     pub fn parse(out: &str, create: bool) -> Result<Location> {
         let shown = out.to_string();
         if is_remote(out) {
-            let mut url = Url::parse(out).map_err(|e| {
-                Error::Usage(format!("--out {out}: not a valid URL: {e}"))
-            })?;
+            let mut url = Url::parse(out)
+                .map_err(|e| Error::Usage(format!("--out {out}: not a valid URL: {e}")))?;
             if url.scheme() != "s3" {
                 return Err(Error::Usage(format!(
                     "--out {out}: only s3:// object storage is supported (or give a local directory)"
@@ -145,9 +144,8 @@ fn raw_join(base: &ObjPath, rel: &str) -> ObjPath {
         "" => rel.join("/"),
         b => format!("{b}/{}", rel.join("/")),
     };
-    ObjPath::parse(&joined).unwrap_or_else(|_| {
-        rel.iter().fold(base.clone(), |p, part| p.join(*part))
-    })
+    ObjPath::parse(&joined)
+        .unwrap_or_else(|_| rel.iter().fold(base.clone(), |p, part| p.join(*part)))
 }
 
 /// Teach delta-rs the `s3://` scheme without its AWS crate (which brings the
@@ -157,8 +155,7 @@ fn register_s3() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let url = Url::parse("s3://").expect("valid");
-        deltalake_core::logstore::object_store_factories()
-            .insert(url.clone(), Arc::new(S3Factory));
+        deltalake_core::logstore::object_store_factories().insert(url.clone(), Arc::new(S3Factory));
         deltalake_core::logstore::logstore_factories().insert(url, Arc::new(S3Factory));
     });
 }
@@ -195,20 +192,29 @@ impl deltalake_core::logstore::LogStoreFactory for S3Factory {
     }
 }
 
-/// An object store error as a message: no signed URLs or credentials.
+/// An object store error as a message: the query string of any URL in
+/// it (a presigned URL's signature) is cut off.
 pub fn clean(msg: &str) -> String {
-    // object_store's errors name paths and HTTP statuses; strip any query
-    // string (a presigned URL's signature) just in case.
     let mut out = String::with_capacity(msg.len());
+    let mut in_url = false;
     let mut skipping = false;
-    for c in msg.chars() {
-        if c == '?' && !skipping {
+    for (i, c) in msg.char_indices() {
+        if c.is_whitespace() || c == '"' || c == ')' {
+            in_url = false;
+            skipping = false;
+        } else if !in_url
+            && msg[i..].starts_with("http")
+            && msg[i..]
+                .split_whitespace()
+                .next()
+                .is_some_and(|w| w.contains("://"))
+        {
+            in_url = true;
+        }
+        if in_url && c == '?' && !skipping {
             skipping = true;
             out.push_str("?…");
             continue;
-        }
-        if skipping && (c.is_whitespace() || c == '"' || c == ')') {
-            skipping = false;
         }
         if !skipping {
             out.push(c);
@@ -233,7 +239,10 @@ impl ObjectIo {
     }
 
     fn err(&self, what: String, e: impl std::fmt::Display) -> Error {
-        Error::destination(self.loc.shown.clone(), format!("{what}: {}", clean(&e.to_string())))
+        Error::destination(
+            self.loc.shown.clone(),
+            format!("{what}: {}", clean(&e.to_string())),
+        )
     }
 
     /// Write `bytes` at `rel` (a new, uniquely named file).
@@ -270,7 +279,27 @@ impl ObjectIo {
         let listed = self
             .rt
             .block_on(async move { store.list_with_delimiter(Some(&path)).await })
-            .map_err(|e| self.err(format!("listing {}", if rel.is_empty() { "the schema" } else { rel }), e))?;
+            .map_err(|e| {
+                let text = e.to_string();
+                match self.loc.url.host_str() {
+                    Some(bucket)
+                        if text.contains("NoSuchBucket") || text.contains("404 Not Found") =>
+                    {
+                        Error::Usage(format!(
+                            "--out {}: bucket {bucket} does not exist at {} (create it first)",
+                            self.loc.shown,
+                            std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "AWS S3".into())
+                        ))
+                    }
+                    _ => self.err(
+                        format!(
+                            "listing {}",
+                            if rel.is_empty() { "the schema" } else { rel }
+                        ),
+                        e,
+                    ),
+                }
+            })?;
         Ok(listed
             .common_prefixes
             .iter()
@@ -390,6 +419,10 @@ mod tests {
             "GET https://b.s3.amazonaws.com/k?… failed"
         );
         assert_eq!(clean("no url here"), "no url here");
+        assert_eq!(
+            clean("got <?xml version=\"1.0\"?>"),
+            "got <?xml version=\"1.0\"?>"
+        );
     }
 
     #[test]
@@ -400,8 +433,14 @@ mod tests {
         assert!(out.is_dir());
         assert_eq!(loc.url.scheme(), "file");
         assert!(loc.url.path().ends_with("/lake/"), "{}", loc.url);
-        assert!(loc.join("prefect/flows").path().ends_with("/lake/prefect/flows/"));
-        assert!(loc.path("prefect/flows").as_ref().ends_with("lake/prefect/flows"));
+        assert!(loc
+            .join("prefect/flows")
+            .path()
+            .ends_with("/lake/prefect/flows/"));
+        assert!(loc
+            .path("prefect/flows")
+            .as_ref()
+            .ends_with("lake/prefect/flows"));
         // Not created when only reading.
         let missing = dir.path().join("nope");
         let e = Location::parse(&missing.to_string_lossy(), false).unwrap_err();
