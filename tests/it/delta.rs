@@ -741,3 +741,56 @@ async fn vacuum_deletes_only_files_no_snapshot_needs() {
     let o = run(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// Frequent small commits do not pile up files: once a partition holds 16
+/// small files, the next commit that writes it merges them (plain Parquet
+/// and Delta alike), and the rows stay exactly the ones written.
+#[test]
+fn small_files_of_frequent_commits_are_compacted() {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use etl::schema::{Column, ColumnType, TableSchema};
+
+    use crate::dests::Kind;
+
+    for kind in [Kind::Parquet, Kind::Delta] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = kind.path(dir.path());
+        let t = Arc::new(TableSchema::new(
+            "events",
+            &["id"],
+            vec![
+                Column::new("id", ColumnType::String),
+                Column::new("n", ColumnType::Long),
+            ],
+        ));
+        let mut d = kind.open(&path);
+        d.prepare(std::slice::from_ref(&t)).unwrap();
+        let mut most = 0;
+        for i in 0..60i64 {
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from(vec![format!("e{i}")])),
+                Arc::new(Int64Array::from(vec![i])),
+            ];
+            d.upsert(&t, RecordBatch::try_new(t.arrow_schema(), cols).unwrap())
+                .unwrap();
+            d.commit("c", &etl::state::State::default()).unwrap();
+            most = most.max(d.parquet().files("events").len());
+        }
+        assert!(
+            most <= 17,
+            "{kind:?}: up to {most} live files after 60 one-row commits"
+        );
+        assert_eq!(
+            d.grid("SELECT count(*), count(DISTINCT id), sum(n) FROM events"),
+            vec!["BigInt(60)|BigInt(60)|HugeInt(1770)"],
+            "{kind:?}"
+        );
+        if kind == Kind::Delta {
+            let live = delta_live_files(&path.join("main").join("events"));
+            assert_eq!(live.len(), d.parquet().files("events").len());
+        }
+    }
+}
