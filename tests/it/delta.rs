@@ -396,6 +396,39 @@ async fn mistakes_with_delta_outputs_are_clear_errors() {
     let o = run(c).await;
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("plain Parquet dataset"), "{}", text(&o));
+    let delta = dir.path().join("delta");
+    let mut c = etl();
+    c.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--playground-users",
+        "50",
+        "--format",
+        "delta",
+        "--out",
+    ])
+    .arg(&delta);
+    assert!(run(c).await.status.success());
+    let mut c = etl();
+    c.args([
+        "sync",
+        "userflow",
+        "--playground",
+        "--playground-users",
+        "50",
+        "--format",
+        "parquet",
+        "--out",
+    ])
+    .arg(&delta);
+    let o = run(c).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("is a Delta lake's schema"),
+        "{}",
+        text(&o)
+    );
     // --tables with a table the connector lacks.
     let mut c = etl();
     c.args([

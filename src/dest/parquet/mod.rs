@@ -225,6 +225,12 @@ impl ParquetDestination {
         }
         super::check_parent_exists(root)?;
         let meta = root.join(META_DIR);
+        if root.join(delta::STATE_TABLE).join("_delta_log").is_dir() {
+            return Err(Error::refused(
+                &origin,
+                format!("{origin} is a Delta lake's schema; sync it with --format delta (or without --format)"),
+            ));
+        }
         if root.exists() && !meta.is_dir() {
             let mut entries = fs::read_dir(root).map_err(|e| derr("listing the directory", &e))?;
             if entries.next().is_some() {

@@ -94,7 +94,7 @@ pub fn vacuum(
                     format!("vacuuming: {}", clean(&e.to_string())),
                 )
             })?;
-            tracing::info!(schema = %s, table = %t, files = metrics.files_deleted.len(), dry_run, "vacuumed");
+            tracing::debug!(schema = %s, table = %t, files = metrics.files_deleted.len(), dry_run, "vacuumed");
             done.push(Vacuumed {
                 schema: s.clone(),
                 table: t,
