@@ -3,24 +3,24 @@
 use super::*;
 
 /// Where a file's bytes go while it is written: a temporary file beside
-/// its final place (a plain dataset), or memory until it is put into the
-/// object store under its final, unique name (a Delta lake).
+/// its final place (a plain dataset), or an upload to the object store
+/// under its final, unique name (a Delta lake).
 pub(super) enum Sink {
     File(File),
-    Memory(Vec<u8>),
+    Upload(Box<delta::store::Upload>),
 }
 
 impl std::io::Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Sink::File(f) => f.write(buf),
-            Sink::Memory(v) => v.write(buf),
+            Sink::Upload(u) => u.write(buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Sink::File(f) => f.flush(),
-            Sink::Memory(_) => Ok(()),
+            Sink::Upload(u) => u.flush(),
         }
     }
 }
@@ -94,12 +94,19 @@ impl<'c, 'p> PartWriter<'c, 'p> {
                 compression_suffix(self.ctx.opts.compression)
             );
             self.plan.seq += 1;
+            let at = match self.partition.is_empty() {
+                true => format!("{}/{name}", self.table),
+                false => format!("{}/{}/{name}", self.table, self.partition),
+            };
+            let io = self.ctx.io.expect("a Delta lake's object store");
+            // Recorded first: an upload cut short may still have landed.
+            self.plan.written.push(at.clone());
             let w = ArrowWriter::try_new(
-                Sink::Memory(Vec::new()),
+                Sink::Upload(Box::new(io.upload(&at))),
                 self.schema.clone(),
                 Some(self.props()),
             )
-            .map_err(|e| self.ctx.err(format!("writing {name}"), e))?;
+            .map_err(|e| self.ctx.err(format!("writing {at}"), e))?;
             self.current = Some((w, PathBuf::new(), name, 0));
         }
         if self.current.is_none() {
@@ -153,15 +160,7 @@ impl<'c, 'p> PartWriter<'c, 'p> {
                     .map_err(|e| self.ctx.err(format!("syncing {}", tmp.display()), e))?;
                 None
             }
-            Sink::Memory(buf) => {
-                let n = buf.len() as u64;
-                let io = self.ctx.io.expect("memory sinks write to an object store");
-                let at = format!("{}/{rel}", self.table);
-                // Recorded first: a failed put may still have landed.
-                self.plan.written.push(at.clone());
-                io.put(&at, buf)?;
-                Some(n)
-            }
+            Sink::Upload(u) => Some(u.finish()?),
         };
         self.done.push((rel, rows, bytes));
         Ok(())

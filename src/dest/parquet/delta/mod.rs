@@ -506,7 +506,11 @@ impl ParquetDestination {
                 .with_configuration(props.into_iter().map(|(k, v)| (k, Some(v))))
                 .with_raise_if_key_not_exists(false)
                 .with_actions(actions)
-                .with_commit_properties(commit_properties())
+                // No retry: when another writer created the table first,
+                // delta-rs would put this create (its data included) on top
+                // of that table unchecked. Failing instead, the commit is
+                // planned again against the table that now exists.
+                .with_commit_properties(commit_properties().with_max_retries(0))
                 .await?;
             Ok::<_, DeltaTableError>(created)
         });

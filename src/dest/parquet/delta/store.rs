@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
@@ -245,14 +245,22 @@ impl ObjectIo {
         )
     }
 
-    /// Write `bytes` at `rel` (a new, uniquely named file).
-    pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
-        let path = self.path(rel);
-        let store = self.loc.root.clone();
-        self.rt
-            .block_on(async move { store.put(&path, PutPayload::from(bytes)).await })
-            .map_err(|e| self.err(format!("writing {rel}"), e))?;
-        Ok(())
+    /// A new object at `rel`, written as it comes: buffered up to
+    /// [`UPLOAD_PART`], then sent as a multipart upload, so a file of any
+    /// size costs that much memory.
+    pub fn upload(&self, rel: &str) -> Upload {
+        let w = object_store::buffered::BufWriter::with_capacity(
+            self.loc.root.clone(),
+            self.path(rel),
+            UPLOAD_PART,
+        );
+        Upload {
+            w,
+            rt: self.rt.clone(),
+            bytes: 0,
+            rel: rel.to_string(),
+            shown: self.loc.shown.clone(),
+        }
     }
 
     /// Remove `rel`, if it is there.
@@ -342,6 +350,50 @@ impl ObjectIo {
                     .await
             })
             .map_err(|e| self.err(format!("listing {rel}"), e))
+    }
+}
+
+/// Bytes held before a file goes out as a multipart upload's part (S3's
+/// parts are at least 5 MiB).
+pub const UPLOAD_PART: usize = 8 << 20;
+
+/// An object being written (see [`ObjectIo::upload`]): a blocking `Write`
+/// for the Parquet writer.
+pub struct Upload {
+    w: object_store::buffered::BufWriter,
+    rt: tokio::runtime::Handle,
+    bytes: u64,
+    rel: String,
+    shown: String,
+}
+
+impl std::io::Write for Upload {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncWriteExt;
+        let w = &mut self.w;
+        self.rt.block_on(w.write_all(buf))?;
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Parts go out as they fill; the object is whole only at `finish`.
+        Ok(())
+    }
+}
+
+impl Upload {
+    /// Complete the object; its size.
+    pub fn finish(mut self) -> Result<u64> {
+        use tokio::io::AsyncWriteExt;
+        let w = &mut self.w;
+        self.rt.block_on(w.shutdown()).map_err(|e| {
+            Error::destination(
+                self.shown.clone(),
+                format!("writing {}: {}", self.rel, clean(&e.to_string())),
+            )
+        })?;
+        Ok(self.bytes)
     }
 }
 
