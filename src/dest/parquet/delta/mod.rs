@@ -2,8 +2,8 @@
 //! as Delta Lake transactions (delta-rs) on a local directory or S3.
 //!
 //! Layout: every table is a Delta table at `<out>/<schema>/<table>`; the
-//! sync state is the Delta table `<out>/<schema>/_etl_state` (one row per
-//! connector and stream). Data files are written by etl's Parquet writer
+//! sync state is the Delta table `<out>/<schema>/_etl_state` (an
+//! append-only history of each connector's and stream's state, see `state`). Data files are written by etl's Parquet writer
 //! under names no other writer can pick, then one Delta commit per table
 //! adds them and removes the files they replace (copy-on-write), so a
 //! reader sees each table before or after a commit, never a mix.
@@ -18,7 +18,8 @@
 //! commit is then planned again on the new snapshot (with its key index
 //! rebuilt) and retried, a few times, before the sync stops with "busy"
 //! (exit 4) having committed nothing of that table. Appends to a table
-//! without a primary key never conflict.
+//! without a primary key never conflict, nor do state rows of different
+//! streams.
 
 mod schema;
 mod state;
@@ -29,7 +30,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
-use deltalake_core::kernel::{Action, Add, MetadataExt, Remove, TableFeatures};
+use deltalake_core::kernel::{Action, Add, MetadataExt, Remove, TableFeatures, Transaction};
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use deltalake_core::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 
@@ -39,6 +40,9 @@ use super::*;
 
 /// Times a table's commit is planned and tried before giving up as busy.
 const ATTEMPTS: u32 = 6;
+/// Times the state rows are numbered and committed before giving up as
+/// busy: they conflict only with a writer of the same streams.
+const STATE_ATTEMPTS: u32 = 12;
 
 /// The Delta side of a Parquet destination in `--format delta`.
 pub(super) struct Lake {
@@ -49,8 +53,13 @@ pub(super) struct Lake {
     schema: String,
     /// The delta-rs table of each table that exists.
     logs: HashMap<String, DeltaTable>,
-    /// The state rows as committed: (connector, stream) → JSON.
+    /// The state of each stream as this writer last read or committed
+    /// it: (connector, stream) → JSON.
     committed: BTreeMap<(String, String), String>,
+    /// The last sequence number of each stream in the state table.
+    seqs: BTreeMap<(String, String), i64>,
+    /// The application transactions of the staged state rows.
+    txns: Vec<(String, i64)>,
 }
 
 impl Drop for Lake {
@@ -133,6 +142,8 @@ impl ParquetDestination {
             schema,
             logs: HashMap::new(),
             committed: BTreeMap::new(),
+            seqs: BTreeMap::new(),
+            txns: Vec::new(),
         };
         if lake.io.size(&format!("{META_DIR}/{STATE_FILE}")).is_some() {
             return Err(Error::refused(
@@ -207,7 +218,7 @@ impl ParquetDestination {
             .map(|(n, _)| n.clone())
             .collect();
         for name in &names {
-            match self.commit_delta_table(name) {
+            match self.commit_delta_table(name, ATTEMPTS) {
                 Ok(c) => {
                     if c != TableCounts::default() {
                         written.table(name).add(c);
@@ -219,13 +230,7 @@ impl ParquetDestination {
                 }
             }
         }
-        let r = self
-            .stage_state(state)
-            .and_then(|()| match self.tables.get(STATE_TABLE) {
-                Some(t) if t.has_pending() => self.commit_delta_table(STATE_TABLE).map(|_| ()),
-                _ => Ok(()),
-            });
-        if let Err(e) = r {
+        if let Err(e) = self.commit_state(state) {
             let _ = self.rollback();
             return Err(e);
         }
@@ -239,6 +244,41 @@ impl ParquetDestination {
             self.drop_delta_table(&name)?;
         }
         Ok(written)
+    }
+
+    /// Commit the changed streams' state rows: appends, which conflict only
+    /// with another writer of the same stream's state (or a compaction), and
+    /// are then numbered again on top of what that writer committed.
+    fn commit_state(&mut self, state: Option<(&str, &State)>) -> Result<()> {
+        let mut attempt = 1;
+        loop {
+            let staged = self.stage_state(state)?;
+            if !self.tables.get(STATE_TABLE).is_some_and(|t| t.has_pending()) {
+                if let Some(staged) = staged {
+                    self.state_committed(staged);
+                }
+                return Ok(());
+            }
+            match self.commit_delta_table(STATE_TABLE, 1) {
+                Ok(_) => {
+                    if let Some(staged) = staged {
+                        self.state_committed(staged);
+                    }
+                    return Ok(());
+                }
+                Err(Error::Busy { .. }) if attempt < STATE_ATTEMPTS => {
+                    let jitter = rand::random::<u64>() % (50 << attempt.min(6));
+                    std::thread::sleep(Duration::from_millis(10 * attempt as u64 + jitter));
+                    if self.lake().io.any_under(&format!("{STATE_TABLE}/_delta_log/"))? {
+                        self.refresh_state_seqs()?;
+                    } else {
+                        self.tables.remove(STATE_TABLE);
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Remove every object of a dropped table (its log first, so what is
@@ -260,7 +300,7 @@ impl ParquetDestination {
 
     /// Plan and commit one table, planning again on top of what another
     /// writer committed when the commit conflicts.
-    fn commit_delta_table(&mut self, name: &str) -> Result<TableCounts> {
+    fn commit_delta_table(&mut self, name: &str, attempts: u32) -> Result<TableCounts> {
         let mut attempt = 1;
         loop {
             let mut t = self.tables.remove(name).expect("listed");
@@ -315,7 +355,7 @@ impl ParquetDestination {
                         }
                         Failed::Conflict(m) => m,
                     };
-                    if attempt >= ATTEMPTS {
+                    if attempt >= attempts {
                         self.tables.insert(name.to_string(), t);
                         return Err(Error::Busy {
                             target: format!("{}/{name}", self.lake().shown),
@@ -376,11 +416,14 @@ impl ParquetDestination {
             }));
         }
         let dropped = plan.dropped.get(&t.name).map_or(&[][..], Vec::as_slice);
+        // The state table is append-only: a file it drops is compacted into
+        // another as it is (see `state`).
+        let is_state = t.name == STATE_TABLE;
         for id in dropped {
             let f = &t.files[id];
             actions.push(Action::Remove(Remove {
                 path: f.path.clone(),
-                data_change: true,
+                data_change: !is_state,
                 deletion_timestamp: Some(now),
                 extended_file_metadata: Some(true),
                 partition_values: Some(partition_value(t, &f.path)),
@@ -388,9 +431,25 @@ impl ParquetDestination {
                 ..Default::default()
             }));
         }
+        if is_state {
+            for (app_id, version) in &lake.txns {
+                actions.push(Action::Txn(Transaction::new_with_last_update(
+                    app_id,
+                    *version,
+                    Some(now),
+                )));
+            }
+            if !dropped.is_empty() {
+                actions.push(Action::Txn(Transaction::new_with_last_update(
+                    state::COMPACTION_TXN,
+                    now,
+                    Some(now),
+                )));
+            }
+        }
         let schema = delta_schema(t, &origin).map_err(Failed::Other)?;
         let mut props = properties(t);
-        if t.name == STATE_TABLE {
+        if is_state {
             if let Some(n) = self.naming.or(self.manifest.naming) {
                 props.insert(NAMING.to_string(), n.to_string());
             }
@@ -417,7 +476,7 @@ impl ParquetDestination {
         if actions.is_empty() {
             return Ok(None);
         }
-        let keyed = !t.primary_key.is_empty() || !dropped.is_empty();
+        let keyed = !is_state && (!t.primary_key.is_empty() || !dropped.is_empty());
         let op = if keyed {
             DeltaOperation::Merge {
                 predicate: None,

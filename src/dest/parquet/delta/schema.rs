@@ -154,7 +154,8 @@ pub(super) fn table_from_snapshot(
     t.json_ext = false;
     let config = snap.metadata().configuration();
     t.owner = config.get(OWNER).cloned();
-    if let Some(pk) = config.get(PRIMARY_KEY) {
+    // The state table was keyed before it became append-only (see `state`).
+    if let Some(pk) = config.get(PRIMARY_KEY).filter(|_| name != super::STATE_TABLE) {
         t.primary_key = serde_json::from_str(pk).map_err(|e| {
             Error::destination(origin, format!("table {name}: property {PRIMARY_KEY}: {e}"))
         })?;

@@ -1,10 +1,22 @@
-//! The sync state in a Delta lake: the table `_etl_state`, one row per
-//! connector and stream (the stream's state as JSON), so writers syncing
-//! different streams of one connector never overwrite each other's; only
-//! the streams whose state changed are written by a commit. A row with
-//! the stream "" records that the connector committed at all (its state
-//! may hold no stream, after `etl reset`). The schema's naming is the
-//! table's `etl.naming` property.
+//! The sync state in a Delta lake: the table `_etl_state`, an append-only
+//! history of state rows, one per connector and stream and commit (the
+//! stream's state as JSON, `NULL` once the stream is forgotten), each with
+//! the stream's sequence number `seq`; the row with the highest `seq` of a
+//! stream is its state. A row with the stream "" records that the connector
+//! committed at all (its state may hold no stream, after `etl reset`). The
+//! schema's naming is the table's `etl.naming` property.
+//!
+//! Why append-only: without a read predicate delta-rs treats any concurrent
+//! commit that removed a file as a conflict, so a state table merged by key
+//! (copy-on-write, one rewritten file holding every stream's row) made every
+//! pair of writers of one connector conflict on every commit and, with
+//! commits faster than a retry, lock each other out. Appends of different
+//! streams never conflict; each state commit carries one Delta application
+//! transaction (`txn`, app id `etl:<connector>/<stream>`, version `seq`) per
+//! stream it writes, so two writers of the same stream do conflict and the
+//! loser numbers its rows again on top. Small files are compacted as in any
+//! table, with `dataChange: false` (the rows are copied as they are) and an
+//! application transaction of their own, so two compactions conflict.
 
 use arrow::array::{StringArray, TimestampMicrosecondArray};
 
@@ -13,25 +25,56 @@ use super::*;
 
 pub(in crate::dest::parquet) const STATE_TABLE: &str = "_etl_state";
 
+/// The application transaction id of compactions of the state table.
+pub(super) const COMPACTION_TXN: &str = "etl:_etl_state/compaction";
+
+/// The application transaction id of a connector's stream.
+fn txn_id(connector: &str, stream: &str) -> String {
+    format!("etl:{connector}/{stream}")
+}
+
 fn state_schema() -> TableSchema {
     TableSchema::new(
         STATE_TABLE,
-        &["connector", "stream"],
+        &[],
         vec![
             Column::new("connector", ColumnType::String),
             Column::new("stream", ColumnType::String),
             Column::new("version", ColumnType::Long),
             Column::new("state", ColumnType::String),
             Column::new("committed_at", ColumnType::UtcDatetime),
+            Column::new("seq", ColumnType::Long),
         ],
     )
 }
 
+/// A state row read back: its stream's sequence number and state (`None`:
+/// forgotten).
+struct StateRow {
+    seq: i64,
+    state: Option<String>,
+}
+
+/// The state rows of one commit, staged: applied to what is known as
+/// committed once the commit succeeds.
+#[derive(Default)]
+pub(super) struct StagedState {
+    connector: String,
+    rows: Vec<(String, i64, Option<String>)>,
+}
+
 impl ParquetDestination {
-    /// Read the committed state rows (and the naming) of the schema.
-    pub(super) fn load_state_rows(&mut self) -> Result<()> {
+    /// The latest row of each (connector, stream) in the state table, and
+    /// the naming it records.
+    fn read_state_table(
+        &self,
+    ) -> Result<(
+        BTreeMap<(String, String), StateRow>,
+        Option<crate::naming::Naming>,
+    )> {
+        let mut latest: BTreeMap<(String, String), StateRow> = BTreeMap::new();
         let Some(t) = self.tables.get(STATE_TABLE) else {
-            return Ok(());
+            return Ok((latest, None));
         };
         let lake = self.lake();
         let mut naming = None;
@@ -51,12 +94,10 @@ impl ParquetDestination {
             commit: 0,
             io: Some(lake.io()),
         };
-        let cols: Vec<String> = ["connector", "stream", "version", "state", t.deleted]
+        let cols: Vec<String> = ["connector", "stream", "version", "state", "seq", t.deleted]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let mut committed = BTreeMap::new();
-        let mut connectors: BTreeMap<String, State> = BTreeMap::new();
         for f in t.files.values() {
             for b in ctx.read(t, f, Some(&cols))? {
                 let b = b?;
@@ -65,23 +106,26 @@ impl ParquetDestination {
                         .cloned()
                         .ok_or_else(|| ctx.err(STATE_TABLE, format!("no column {n}")))
                 };
-                let (c, s, v, st, del) = (
+                let (c, s, v, st) = (
                     col("connector")?,
                     col("stream")?,
                     col("version")?,
                     col("state")?,
-                    col(t.deleted)?,
                 );
                 let strs = |a: &ArrayRef| a.as_any().downcast_ref::<StringArray>().cloned();
                 let (Some(c), Some(s), Some(st)) = (strs(&c), strs(&s), strs(&st)) else {
                     return Err(ctx.err(STATE_TABLE, "columns of unexpected types"));
                 };
                 let v = v.as_any().downcast_ref::<Int64Array>().cloned();
-                let del = del.as_any().downcast_ref::<BooleanArray>().cloned();
+                // Rows of a state table from before `seq` have none: 0.
+                let seq = b
+                    .column_by_name("seq")
+                    .and_then(|a| a.as_any().downcast_ref::<Int64Array>().cloned());
+                // ... and were deleted by the soft-delete flag.
+                let del = b
+                    .column_by_name(t.deleted)
+                    .and_then(|a| a.as_any().downcast_ref::<BooleanArray>().cloned());
                 for i in 0..b.num_rows() {
-                    if del.as_ref().is_some_and(|d| d.value(i)) {
-                        continue;
-                    }
                     let version = v.as_ref().map_or(1, |v| v.value(i)) as u32;
                     if version > crate::state::STATE_VERSION {
                         return Err(ctx.err(
@@ -92,115 +136,156 @@ impl ParquetDestination {
                             ),
                         ));
                     }
-                    let value: serde_json::Value =
-                        serde_json::from_str(st.value(i)).map_err(|e| {
-                            ctx.err(
-                                format!("{STATE_TABLE}, stream {} of {}", s.value(i), c.value(i)),
-                                format!("saved state is not valid JSON: {e}"),
-                            )
-                        })?;
-                    committed.insert(
-                        (c.value(i).to_string(), s.value(i).to_string()),
-                        st.value(i).to_string(),
-                    );
-                    let state = connectors.entry(c.value(i).to_string()).or_default();
-                    // The connector's own row (stream ""): it committed, maybe no stream yet.
-                    if !s.value(i).is_empty() {
-                        state.streams.insert(s.value(i).to_string(), value);
+                    let forgotten =
+                        st.is_null(i) || del.as_ref().is_some_and(|d| d.is_valid(i) && d.value(i));
+                    let row = StateRow {
+                        seq: seq
+                            .as_ref()
+                            .filter(|a| a.is_valid(i))
+                            .map_or(0, |a| a.value(i)),
+                        state: (!forgotten).then(|| st.value(i).to_string()),
+                    };
+                    let key = (c.value(i).to_string(), s.value(i).to_string());
+                    match latest.get(&key) {
+                        // Equal numbers only in a state table from before `seq`.
+                        Some(old) if old.seq > row.seq => {}
+                        _ => {
+                            latest.insert(key, row);
+                        }
                     }
                 }
             }
+        }
+        Ok((latest, naming))
+    }
+
+    /// Read the committed state (and the naming) of the schema.
+    pub(super) fn load_state_rows(&mut self) -> Result<()> {
+        let (latest, naming) = self.read_state_table()?;
+        let origin = self.lake().shown.clone();
+        let mut committed = BTreeMap::new();
+        let mut seqs = BTreeMap::new();
+        let mut connectors: BTreeMap<String, State> = BTreeMap::new();
+        for ((c, s), row) in latest {
+            seqs.insert((c.clone(), s.clone()), row.seq);
+            let Some(text) = row.state else { continue };
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::destination(
+                    &origin,
+                    format!("{STATE_TABLE}, stream {s} of {c}: saved state is not valid JSON: {e}"),
+                )
+            })?;
+            let state = connectors.entry(c.clone()).or_default();
+            // The connector's own row (stream ""): it committed, maybe no stream yet.
+            if !s.is_empty() {
+                state.streams.insert(s.clone(), value);
+            }
+            committed.insert((c, s), text);
         }
         self.manifest.naming = naming;
         for (c, s) in connectors {
             let v = serde_json::from_str(&s.to_json()).expect("state is JSON");
             self.manifest.connectors.insert(c, v);
         }
-        self.lake_mut().committed = committed;
+        let lake = self.lake_mut();
+        lake.committed = committed;
+        lake.seqs = seqs;
         Ok(())
     }
 
-    /// Queue the state rows of the streams whose state changed (and the
-    /// deletes of streams forgotten), and a naming not recorded yet.
-    pub(super) fn stage_state(&mut self, state: Option<(&str, &State)>) -> Result<()> {
+    /// After a conflict: the state table (which exists) read again, and the streams'
+    /// sequence numbers as other writers left them (what this writer
+    /// changes is still judged against the state it started from).
+    pub(super) fn refresh_state_seqs(&mut self) -> Result<()> {
+        self.reload(STATE_TABLE)?;
+        let (latest, _) = self.read_state_table()?;
+        self.lake_mut().seqs = latest.into_iter().map(|(k, r)| (k, r.seq)).collect();
+        Ok(())
+    }
+
+    /// Queue the state rows of the streams whose state changed (and of the
+    /// streams forgotten), numbered after the last committed ones, with
+    /// their application transactions; and a naming not recorded yet.
+    pub(super) fn stage_state(
+        &mut self,
+        state: Option<(&str, &State)>,
+    ) -> Result<Option<StagedState>> {
         let schema = state_schema();
         let naming_changed = self.naming.is_some() && self.naming != self.manifest.naming;
+        self.lake_mut().txns.clear();
         let Some((connector, state)) = state else {
             if naming_changed || !self.tables.contains_key(STATE_TABLE) {
                 self.prepare(&[Arc::new(schema)])?;
             }
-            return Ok(());
+            return Ok(None);
         };
-        let committed = &self.lake().committed;
-        let mut upserts: Vec<(String, String)> = Vec::new();
+        let lake = self.lake();
+        let key = |s: &str| (connector.to_string(), s.to_string());
+        let next = |s: &str| lake.seqs.get(&key(s)).copied().unwrap_or(0) + 1;
+        let mut staged = StagedState {
+            connector: connector.to_string(),
+            rows: Vec::new(),
+        };
         for (stream, v) in &state.streams {
             let text = serde_json::to_string(v).expect("state serialises");
-            if committed.get(&(connector.to_string(), stream.clone())) != Some(&text) {
-                upserts.push((stream.clone(), text));
+            if lake.committed.get(&key(stream)) != Some(&text) {
+                staged.rows.push((stream.clone(), next(stream), Some(text)));
             }
         }
-        if !committed.contains_key(&(connector.to_string(), String::new())) {
-            upserts.push((String::new(), "{}".to_string()));
+        if !lake.committed.contains_key(&key("")) {
+            staged.rows.push((String::new(), next(""), Some("{}".to_string())));
         }
-        let gone: Vec<String> = committed
-            .keys()
-            .filter(|(c, s)| c == connector && !s.is_empty() && !state.streams.contains_key(s))
-            .map(|(_, s)| s.clone())
-            .collect();
-        if upserts.is_empty()
-            && gone.is_empty()
-            && !naming_changed
-            && self.tables.contains_key(STATE_TABLE)
-        {
-            return Ok(());
+        for (c, s) in lake.committed.keys() {
+            if c == connector && !s.is_empty() && !state.streams.contains_key(s) {
+                staged.rows.push((s.clone(), next(s), None));
+            }
+        }
+        if staged.rows.is_empty() && !naming_changed && self.tables.contains_key(STATE_TABLE) {
+            return Ok(None);
         }
         self.prepare(&[Arc::new(schema.clone())])?;
+        if staged.rows.is_empty() {
+            return Ok(Some(staged));
+        }
+        let n = staged.rows.len();
         let now = chrono::Utc::now().timestamp_micros();
-        if !upserts.is_empty() {
-            let n = upserts.len();
-            let cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from(vec![connector; n])),
-                Arc::new(StringArray::from_iter_values(
-                    upserts.iter().map(|(s, _)| s.as_str()),
-                )),
-                Arc::new(Int64Array::from(vec![
-                    crate::state::STATE_VERSION as i64;
-                    n
-                ])),
-                Arc::new(StringArray::from_iter_values(
-                    upserts.iter().map(|(_, v)| v.as_str()),
-                )),
-                Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone(UTC)),
-            ];
-            let batch = RecordBatch::try_new(schema.arrow_schema(), cols)
-                .map_err(|e| self.err("saving state", e))?;
-            self.upsert(&schema, batch)?;
-        }
-        if !gone.is_empty() {
-            let n = gone.len();
-            let key = Arc::new(Schema::new(vec![
-                Field::new("connector", DataType::Utf8, false),
-                Field::new("stream", DataType::Utf8, false),
-            ]));
-            let batch = RecordBatch::try_new(
-                key,
-                vec![
-                    Arc::new(StringArray::from(vec![connector; n])),
-                    Arc::new(StringArray::from_iter_values(
-                        gone.iter().map(String::as_str),
-                    )),
-                ],
-            )
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![connector; n])),
+            Arc::new(StringArray::from_iter_values(
+                staged.rows.iter().map(|(s, _, _)| s.as_str()),
+            )),
+            Arc::new(Int64Array::from(vec![crate::state::STATE_VERSION as i64; n])),
+            Arc::new(StringArray::from_iter(
+                staged.rows.iter().map(|(_, _, v)| v.as_deref()),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone(UTC)),
+            Arc::new(Int64Array::from_iter_values(
+                staged.rows.iter().map(|(_, q, _)| *q),
+            )),
+        ];
+        let batch = RecordBatch::try_new(schema.arrow_schema(), cols)
             .map_err(|e| self.err("saving state", e))?;
-            self.delete(&schema, batch)?;
-        }
+        self.upsert(&schema, batch)?;
+        let txns = staged
+            .rows
+            .iter()
+            .map(|(s, q, _)| (txn_id(connector, s), *q))
+            .collect();
+        self.lake_mut().txns = txns;
+        Ok(Some(staged))
+    }
+
+    /// What the state table now holds, once the staged rows committed.
+    pub(super) fn state_committed(&mut self, staged: StagedState) {
         let lake = self.lake_mut();
-        for (s, v) in upserts {
-            lake.committed.insert((connector.to_string(), s), v);
+        lake.txns.clear();
+        for (s, q, v) in staged.rows {
+            let key = (staged.connector.clone(), s);
+            lake.seqs.insert(key.clone(), q);
+            match v {
+                Some(v) => lake.committed.insert(key, v),
+                None => lake.committed.remove(&key),
+            };
         }
-        for s in gone {
-            lake.committed.remove(&(connector.to_string(), s));
-        }
-        Ok(())
     }
 }
