@@ -873,7 +873,11 @@ fn writers_of_different_streams_keep_each_others_state() {
     a.commit("c", &state(&[("a", 21), ("shared", 1)])).unwrap();
     b.commit("c", &state(&[("b", 120), ("shared", 2)])).unwrap();
     let seen = fresh();
-    assert_eq!(seen.get("shared"), Some(&json!({ "cursor": 2 })), "{seen:?}");
+    assert_eq!(
+        seen.get("shared"),
+        Some(&json!({ "cursor": 2 })),
+        "{seen:?}"
+    );
     assert_eq!(seen.get("a"), Some(&json!({ "cursor": 21 })), "{seen:?}");
 
     // A stream a writer forgets is forgotten; the other's stay.

@@ -44,6 +44,25 @@ pub(super) fn escape_partition(v: &str) -> String {
     out
 }
 
+/// Undo `escape_partition`'s `%XX`.
+pub(super) fn unescape_partition(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() && v.is_char_boundary(i + 3) {
+            if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Write `path` so a reader sees the old or the new content, never a mix.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
@@ -66,6 +85,16 @@ pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_values_are_unescaped() {
+        assert_eq!(unescape_partition("a%3Ab%2F"), "a:b/");
+        assert_eq!(unescape_partition("100%"), "100%");
+        assert_eq!(unescape_partition("2024-05"), "2024-05");
+        for v in ["us/east", "a=b:c%", "é ok"] {
+            assert_eq!(unescape_partition(&escape_partition(v)), v);
+        }
+    }
 
     #[test]
     fn partition_values_are_escaped_like_hive() {

@@ -38,6 +38,21 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// An empty plan for commit number `commit` (`tag`: a Delta commit's
+    /// random name part, empty for a plain dataset).
+    pub(super) fn new(commit: u64, tag: String) -> Self {
+        Plan {
+            commit,
+            renames: Vec::new(),
+            removes: Vec::new(),
+            added: BTreeMap::new(),
+            dropped: BTreeMap::new(),
+            seq: 0,
+            tag,
+            written: Vec::new(),
+        }
+    }
+
     /// Delete the temporaries of a commit that will not happen.
     fn discard(&self, root: &Path) {
         for (tmp, _) in &self.renames {
@@ -236,16 +251,7 @@ impl ParquetDestination {
                 "an earlier commit failed half-way; reopen the dataset to recover it",
             ));
         }
-        let mut plan = Plan {
-            commit: self.manifest.commit + 1,
-            renames: Vec::new(),
-            removes: Vec::new(),
-            added: BTreeMap::new(),
-            dropped: BTreeMap::new(),
-            seq: 0,
-            tag: String::new(),
-            written: Vec::new(),
-        };
+        let mut plan = Plan::new(self.manifest.commit + 1, String::new());
         let mut written = std::mem::take(&mut self.pending);
         for name in &self.dropping {
             if let Some(t) = self.tables.get(name) {

@@ -218,7 +218,7 @@ impl ParquetDestination {
             .map(|(n, _)| n.clone())
             .collect();
         for name in &names {
-            match self.commit_delta_table(name, ATTEMPTS) {
+            match self.commit_delta_table(name, 1, ATTEMPTS) {
                 Ok(c) => {
                     if c != TableCounts::default() {
                         written.table(name).add(c);
@@ -253,13 +253,17 @@ impl ParquetDestination {
         let mut attempt = 1;
         loop {
             let staged = self.stage_state(state)?;
-            if !self.tables.get(STATE_TABLE).is_some_and(|t| t.has_pending()) {
+            if !self
+                .tables
+                .get(STATE_TABLE)
+                .is_some_and(|t| t.has_pending())
+            {
                 if let Some(staged) = staged {
                     self.state_committed(staged);
                 }
                 return Ok(());
             }
-            match self.commit_delta_table(STATE_TABLE, 1) {
+            match self.commit_delta_table(STATE_TABLE, attempt, attempt) {
                 Ok(_) => {
                     if let Some(staged) = staged {
                         self.state_committed(staged);
@@ -269,7 +273,11 @@ impl ParquetDestination {
                 Err(Error::Busy { .. }) if attempt < STATE_ATTEMPTS => {
                     let jitter = rand::random::<u64>() % (50 << attempt.min(6));
                     std::thread::sleep(Duration::from_millis(10 * attempt as u64 + jitter));
-                    if self.lake().io.any_under(&format!("{STATE_TABLE}/_delta_log/"))? {
+                    if self
+                        .lake()
+                        .io
+                        .any_under(&format!("{STATE_TABLE}/_delta_log/"))?
+                    {
                         self.refresh_state_seqs()?;
                     } else {
                         self.tables.remove(STATE_TABLE);
@@ -299,23 +307,15 @@ impl ParquetDestination {
     }
 
     /// Plan and commit one table, planning again on top of what another
-    /// writer committed when the commit conflicts.
-    fn commit_delta_table(&mut self, name: &str, attempts: u32) -> Result<TableCounts> {
-        let mut attempt = 1;
+    /// writer committed when the commit conflicts: attempts number `first`
+    /// to `last`, then "busy".
+    fn commit_delta_table(&mut self, name: &str, first: u32, last: u32) -> Result<TableCounts> {
+        let mut attempt = first;
         loop {
             let mut t = self.tables.remove(name).expect("listed");
             let saved = t.ops.clone();
             let declared = t.declared;
-            let mut plan = Plan {
-                commit: 0,
-                renames: Vec::new(),
-                removes: Vec::new(),
-                added: BTreeMap::new(),
-                dropped: BTreeMap::new(),
-                seq: 0,
-                tag: format!("{:016x}", rand::random::<u64>()),
-                written: Vec::new(),
-            };
+            let mut plan = Plan::new(0, format!("{:016x}", rand::random::<u64>()));
             let planned = self.commit_table(&mut t, &mut plan);
             let outcome = match planned {
                 Ok(counts) => self.commit_log(&t, &plan).map(|table| (counts, table)),
@@ -355,7 +355,7 @@ impl ParquetDestination {
                         }
                         Failed::Conflict(m) => m,
                     };
-                    if attempt >= attempts {
+                    if attempt >= last {
                         self.tables.insert(name.to_string(), t);
                         return Err(Error::Busy {
                             target: format!("{}/{name}", self.lake().shown),

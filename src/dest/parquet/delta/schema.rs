@@ -119,29 +119,11 @@ pub(super) fn partition_value(t: &Table, path: &str) -> HashMap<String, Option<S
             .split_once('=')
             .map(|(_, v)| v)
             .unwrap_or(NULL_PARTITION);
-        let value = (value != NULL_PARTITION).then(|| unescape(value));
+        let value =
+            (value != NULL_PARTITION).then(|| super::super::files::unescape_partition(value));
         m.insert(p.key(), value);
     }
     m
-}
-
-/// Undo `escape_partition`'s `%XX`.
-fn unescape(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() && v.is_char_boundary(i + 3) {
-            if let Ok(x) = u8::from_str_radix(&v[i + 1..i + 3], 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A table as a snapshot of its Delta log describes it.
@@ -155,7 +137,10 @@ pub(super) fn table_from_snapshot(
     let config = snap.metadata().configuration();
     t.owner = config.get(OWNER).cloned();
     // The state table was keyed before it became append-only (see `state`).
-    if let Some(pk) = config.get(PRIMARY_KEY).filter(|_| name != super::STATE_TABLE) {
+    if let Some(pk) = config
+        .get(PRIMARY_KEY)
+        .filter(|_| name != super::STATE_TABLE)
+    {
         t.primary_key = serde_json::from_str(pk).map_err(|e| {
             Error::destination(origin, format!("table {name}: property {PRIMARY_KEY}: {e}"))
         })?;
@@ -206,16 +191,4 @@ pub(super) fn table_from_snapshot(
         t.next_id += 1;
     }
     Ok(t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn partition_values_are_unescaped() {
-        assert_eq!(unescape("a%3Ab%2F"), "a:b/");
-        assert_eq!(unescape("100%"), "100%");
-        assert_eq!(unescape("2024-05"), "2024-05");
-    }
 }

@@ -233,7 +233,9 @@ impl ParquetDestination {
             }
         }
         if !lake.committed.contains_key(&key("")) {
-            staged.rows.push((String::new(), next(""), Some("{}".to_string())));
+            staged
+                .rows
+                .push((String::new(), next(""), Some("{}".to_string())));
         }
         for (c, s) in lake.committed.keys() {
             if c == connector && !s.is_empty() && !state.streams.contains_key(s) {
@@ -254,7 +256,10 @@ impl ParquetDestination {
             Arc::new(StringArray::from_iter_values(
                 staged.rows.iter().map(|(s, _, _)| s.as_str()),
             )),
-            Arc::new(Int64Array::from(vec![crate::state::STATE_VERSION as i64; n])),
+            Arc::new(Int64Array::from(vec![
+                crate::state::STATE_VERSION as i64;
+                n
+            ])),
             Arc::new(StringArray::from_iter(
                 staged.rows.iter().map(|(_, _, v)| v.as_deref()),
             )),
