@@ -85,7 +85,7 @@ impl<'c, 'p> PartWriter<'c, 'p> {
                 self.close()?;
             }
         }
-        if self.current.is_none() && self.ctx.io.is_some() {
+        if let (None, Some(io)) = (&self.current, self.ctx.io) {
             // A Delta lake: a name no other writer can pick, nothing to rename.
             let name = format!(
                 "part-{:05}-{}.{}.parquet",
@@ -98,7 +98,6 @@ impl<'c, 'p> PartWriter<'c, 'p> {
                 true => format!("{}/{name}", self.table),
                 false => format!("{}/{}/{name}", self.table, self.partition),
             };
-            let io = self.ctx.io.expect("a Delta lake's object store");
             // Recorded first: an upload cut short may still have landed.
             self.plan.written.push(at.clone());
             let w = ArrowWriter::try_new(

@@ -55,6 +55,12 @@ struct StateRow {
     state: Option<String>,
 }
 
+/// The latest row of each (connector, stream), and the recorded naming.
+type StateTable = (
+    BTreeMap<(String, String), StateRow>,
+    Option<crate::naming::Naming>,
+);
+
 /// The state rows of one commit, staged: applied to what is known as
 /// committed once the commit succeeds.
 #[derive(Default)]
@@ -66,12 +72,7 @@ pub(super) struct StagedState {
 impl ParquetDestination {
     /// The latest row of each (connector, stream) in the state table, and
     /// the naming it records.
-    fn read_state_table(
-        &self,
-    ) -> Result<(
-        BTreeMap<(String, String), StateRow>,
-        Option<crate::naming::Naming>,
-    )> {
+    fn read_state_table(&self) -> Result<StateTable> {
         let mut latest: BTreeMap<(String, String), StateRow> = BTreeMap::new();
         let Some(t) = self.tables.get(STATE_TABLE) else {
             return Ok((latest, None));
