@@ -95,6 +95,59 @@ fn incremental(open: &dyn Fn() -> ParquetDestination, label: &str, users: &[User
     );
 }
 
+/// The baseline of the first sync and the rescan into DuckDB: the bundled
+/// DuckDB itself building the same table (id, email, name, created_at,
+/// signed_up_at, raw JSON, _synced_at) from an NDJSON dump of the same
+/// users with `read_json_objects`, then the delete + insert merge of the
+/// same rows. Seconds of each.
+fn duckdb_from_ndjson(users: &[User]) -> (f64, f64) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("users.ndjson");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&dump).unwrap());
+    for u in users {
+        writeln!(f, "{}", u.to_json()).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let conn = duckdb::Connection::open(dir.path().join("from_file.duckdb")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE users (id VARCHAR, email VARCHAR, name VARCHAR, created_at TIMESTAMPTZ, \
+         signed_up_at TIMESTAMPTZ, raw JSON, _synced_at TIMESTAMPTZ)",
+    )
+    .unwrap();
+    let src = format!(
+        "SELECT json->>'id' AS id, json->'attributes'->>'email' AS email, json->'attributes'->>'name' AS name, \
+         CAST(json->>'created_at' AS TIMESTAMPTZ) AS created_at, \
+         CAST(json->'attributes'->>'signed_up_at' AS TIMESTAMPTZ) AS signed_up_at, json AS raw, now() AS _synced_at \
+         FROM read_json_objects('{}', format = 'newline_delimited')",
+        dump.display()
+    );
+    let t = Instant::now();
+    conn.execute_batch(&format!("INSERT INTO users {src}"))
+        .unwrap();
+    let first = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    conn.execute_batch(&format!(
+        "BEGIN; CREATE TEMP TABLE staged AS {src}; \
+         DELETE FROM users WHERE id IN (SELECT id FROM staged); \
+         INSERT INTO users SELECT * FROM staged; DROP TABLE staged; COMMIT"
+    ))
+    .unwrap();
+    let merge = t.elapsed().as_secs_f64();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n as usize, users.len());
+    println!(
+        "sync/userflow_{}/duckdb_from_ndjson: first build {:.0} rows/s ({first:.2}s), delete+insert merge {:.0} rows/s ({merge:.2}s)",
+        users.len(),
+        users.len() as f64 / first,
+        users.len() as f64 / merge
+    );
+    (first, merge)
+}
+
 fn main() {
     // `cargo bench` passes --bench; this harness takes no other flags.
     let users: usize = std::env::var("ETL_BENCH_USERS")
@@ -111,6 +164,8 @@ fn main() {
         let pg = Playground::start(PlaygroundOptions { users, ..Default::default() }).await.unwrap();
         println!("sync/userflow_{users}: playground data in this process: {:.0} MiB RSS", peak_rss_mib());
         let originals = Arc::new(pg.userflow().users());
+        // etl's DuckDB first sync and unchanged rescan, seconds.
+        let mut etl_duckdb: Vec<(&str, f64)> = Vec::new();
         for format in formats.split(',').map(str::trim) {
             let (label, dir) = (format.to_string(), tempfile::tempdir().unwrap());
             let (format, out) = match format {
@@ -149,6 +204,9 @@ fn main() {
                 let t = Instant::now();
                 let s = etl::sync("userflow", cfg, &out, opts).await.unwrap();
                 let secs = t.elapsed().as_secs_f64();
+                if format == OutputFormat::DuckDb && !run.ends_with("1% changed") {
+                    etl_duckdb.push((run, secs));
+                }
                 println!(
                     "sync/userflow_{users}/{label}: {run}: {:.0} rows/s ({} rows, {} pages, {} commits, {secs:.2}s), peak RSS {:.0} MiB",
                     s.rows as f64 / secs,
@@ -185,6 +243,17 @@ fn main() {
                 })
                 .await
                 .unwrap();
+            }
+        }
+        // Last, so its memory is not in the phases' peak RSS.
+        if !etl_duckdb.is_empty() {
+            let (first, merge) = duckdb_from_ndjson(&originals);
+            for (run, secs) in etl_duckdb {
+                let base = if run.starts_with("first") { first } else { merge };
+                println!(
+                    "sync/userflow_{users}/duckdb: {run}: {:.2}x DuckDB doing the same work from a local NDJSON file",
+                    base / secs
+                );
             }
         }
     });
