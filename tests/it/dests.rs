@@ -232,7 +232,7 @@ pub fn delta_live_files(table: &Path) -> Vec<String> {
                     .unwrap()
                     .path_segments()
                     .unwrap()
-                    .map(percent_decode)
+                    .map(etl::dest::parquet::unescape_partition)
                     .collect::<Vec<_>>()
                     .join("/")
             };
@@ -245,24 +245,6 @@ pub fn delta_live_files(table: &Path) -> Vec<String> {
         }
     }
     live.into_iter().collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(x) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(x);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
 }
 
 /// A query's rows as sorted `Debug` text, cells joined by `|`.

@@ -45,7 +45,7 @@ pub(super) fn escape_partition(v: &str) -> String {
 }
 
 /// Undo `escape_partition`'s `%XX`.
-pub(super) fn unescape_partition(v: &str) -> String {
+pub fn unescape_partition(v: &str) -> String {
     let b = v.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

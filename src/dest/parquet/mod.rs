@@ -56,6 +56,7 @@ mod publish;
 mod table;
 mod writer;
 
+pub use self::files::unescape_partition;
 use self::files::{escape_partition, sync_dir, write_atomic};
 use self::manifest::*;
 use self::merge::*;

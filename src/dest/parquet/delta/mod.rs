@@ -3,8 +3,9 @@
 //!
 //! Layout: every table is a Delta table at `<out>/<schema>/<table>`; the
 //! sync state is the Delta table `<out>/<schema>/_etl_state` (an
-//! append-only history of each connector's and stream's state, see `state`). Data files are written by etl's Parquet writer
-//! under names no other writer can pick, then one Delta commit per table
+//! append-only history of each connector's and stream's state, see
+//! `state`). Data files are written by etl's Parquet writer under names no
+//! other writer can pick, then one Delta commit per table
 //! adds them and removes the files they replace (copy-on-write), so a
 //! reader sees each table before or after a commit, never a mix.
 //!
@@ -58,8 +59,8 @@ pub(super) struct Lake {
     committed: BTreeMap<(String, String), String>,
     /// The last sequence number of each stream in the state table.
     seqs: BTreeMap<(String, String), i64>,
-    /// The application transactions of the staged state rows.
-    txns: Vec<(String, i64)>,
+    /// The state rows staged for the next state commit.
+    staged: Option<state::StagedState>,
 }
 
 impl Drop for Lake {
@@ -143,7 +144,7 @@ impl ParquetDestination {
             logs: HashMap::new(),
             committed: BTreeMap::new(),
             seqs: BTreeMap::new(),
-            txns: Vec::new(),
+            staged: None,
         };
         if lake.io.size(&format!("{META_DIR}/{STATE_FILE}")).is_some() {
             return Err(Error::refused(
@@ -252,27 +253,22 @@ impl ParquetDestination {
     fn commit_state(&mut self, state: Option<(&str, &State)>) -> Result<()> {
         let mut attempt = 1;
         loop {
-            let staged = self.stage_state(state)?;
-            if !self
+            self.stage_state(state)?;
+            let pending = self
                 .tables
                 .get(STATE_TABLE)
-                .is_some_and(|t| t.has_pending())
-            {
-                if let Some(staged) = staged {
-                    self.state_committed(staged);
-                }
-                return Ok(());
-            }
-            match self.commit_delta_table(STATE_TABLE, attempt, attempt) {
+                .is_some_and(|t| t.has_pending());
+            let r = match pending {
+                true => self.commit_delta_table(STATE_TABLE, attempt, attempt),
+                false => Ok(TableCounts::default()),
+            };
+            match r {
                 Ok(_) => {
-                    if let Some(staged) = staged {
-                        self.state_committed(staged);
-                    }
+                    self.state_committed();
                     return Ok(());
                 }
                 Err(Error::Busy { .. }) if attempt < STATE_ATTEMPTS => {
-                    let jitter = rand::random::<u64>() % (50 << attempt.min(6));
-                    std::thread::sleep(Duration::from_millis(10 * attempt as u64 + jitter));
+                    pause(attempt);
                     if self
                         .lake()
                         .io
@@ -384,8 +380,7 @@ impl ParquetDestination {
                     }
                     t.ops = mine.ops;
                     t.declared = declared;
-                    let jitter = rand::random::<u64>() % (50 << attempt);
-                    std::thread::sleep(Duration::from_millis(20 * attempt as u64 + jitter));
+                    pause(attempt);
                     attempt += 1;
                 }
             }
@@ -432,10 +427,10 @@ impl ParquetDestination {
             }));
         }
         if is_state {
-            for (app_id, version) in &lake.txns {
+            for (app_id, version) in lake.staged.iter().flat_map(state::StagedState::txns) {
                 actions.push(Action::Txn(Transaction::new_with_last_update(
                     app_id,
-                    *version,
+                    version,
                     Some(now),
                 )));
             }
@@ -593,6 +588,13 @@ impl ParquetDestination {
 }
 
 /// Commit info every etl commit carries.
+/// The pause before attempt `attempt + 1` of a conflicting commit: growing,
+/// with random jitter so writers that collided spread out.
+fn pause(attempt: u32) {
+    let jitter = rand::random::<u64>() % (50 << attempt.min(6));
+    std::thread::sleep(Duration::from_millis(20 * attempt as u64 + jitter));
+}
+
 fn commit_properties() -> CommitProperties {
     CommitProperties::default()
         .with_metadata([(

@@ -61,12 +61,20 @@ type StateTable = (
     Option<crate::naming::Naming>,
 );
 
-/// The state rows of one commit, staged: applied to what is known as
-/// committed once the commit succeeds.
-#[derive(Default)]
+/// The state rows of one commit, staged: (stream, seq, state) of one
+/// connector, applied to what is known as committed once the commit succeeds.
 pub(super) struct StagedState {
     connector: String,
     rows: Vec<(String, i64, Option<String>)>,
+}
+
+impl StagedState {
+    /// The Delta application transactions of the rows: (app id, version).
+    pub(super) fn txns(&self) -> impl Iterator<Item = (String, i64)> + '_ {
+        self.rows
+            .iter()
+            .map(|(s, q, _)| (txn_id(&self.connector, s), *q))
+    }
 }
 
 impl ParquetDestination {
@@ -205,20 +213,17 @@ impl ParquetDestination {
     }
 
     /// Queue the state rows of the streams whose state changed (and of the
-    /// streams forgotten), numbered after the last committed ones, with
-    /// their application transactions; and a naming not recorded yet.
-    pub(super) fn stage_state(
-        &mut self,
-        state: Option<(&str, &State)>,
-    ) -> Result<Option<StagedState>> {
+    /// streams forgotten), numbered after the last committed ones (kept as
+    /// the lake's `staged`); and a naming not recorded yet.
+    pub(super) fn stage_state(&mut self, state: Option<(&str, &State)>) -> Result<()> {
         let schema = state_schema();
         let naming_changed = self.naming.is_some() && self.naming != self.manifest.naming;
-        self.lake_mut().txns.clear();
+        self.lake_mut().staged = None;
         let Some((connector, state)) = state else {
             if naming_changed || !self.tables.contains_key(STATE_TABLE) {
                 self.prepare(&[Arc::new(schema)])?;
             }
-            return Ok(None);
+            return Ok(());
         };
         let lake = self.lake();
         let key = |s: &str| (connector.to_string(), s.to_string());
@@ -244,11 +249,11 @@ impl ParquetDestination {
             }
         }
         if staged.rows.is_empty() && !naming_changed && self.tables.contains_key(STATE_TABLE) {
-            return Ok(None);
+            return Ok(());
         }
         self.prepare(&[Arc::new(schema.clone())])?;
         if staged.rows.is_empty() {
-            return Ok(Some(staged));
+            return Ok(());
         }
         let n = staged.rows.len();
         let now = chrono::Utc::now().timestamp_micros();
@@ -272,19 +277,16 @@ impl ParquetDestination {
         let batch = RecordBatch::try_new(schema.arrow_schema(), cols)
             .map_err(|e| self.err("saving state", e))?;
         self.upsert(&schema, batch)?;
-        let txns = staged
-            .rows
-            .iter()
-            .map(|(s, q, _)| (txn_id(connector, s), *q))
-            .collect();
-        self.lake_mut().txns = txns;
-        Ok(Some(staged))
+        self.lake_mut().staged = Some(staged);
+        Ok(())
     }
 
     /// What the state table now holds, once the staged rows committed.
-    pub(super) fn state_committed(&mut self, staged: StagedState) {
+    pub(super) fn state_committed(&mut self) {
         let lake = self.lake_mut();
-        lake.txns.clear();
+        let Some(staged) = lake.staged.take() else {
+            return;
+        };
         for (s, q, v) in staged.rows {
             let key = (staged.connector.clone(), s);
             lake.seqs.insert(key.clone(), q);
