@@ -26,6 +26,8 @@ pub struct TableCounts {
     pub inserted: u64,
     pub updated: u64,
     pub deleted: u64,
+    /// Upserted rows equal to the version already there: not rewritten.
+    pub unchanged: u64,
 }
 
 impl TableCounts {
@@ -33,6 +35,7 @@ impl TableCounts {
         self.inserted += o.inserted;
         self.updated += o.updated;
         self.deleted += o.deleted;
+        self.unchanged += o.unchanged;
     }
 }
 

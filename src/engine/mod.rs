@@ -225,8 +225,8 @@ impl std::fmt::Display for SyncSummary {
         for (t, c) in &self.tables {
             writeln!(
                 f,
-                "  {t:<24} inserted {:>9}  updated {:>9}  deleted {:>9}",
-                c.inserted, c.updated, c.deleted
+                "  {t:<24} inserted {:>9}  updated {:>9}  deleted {:>9}  unchanged {:>9}",
+                c.inserted, c.updated, c.deleted, c.unchanged
             )?;
         }
         if self.rejected > 0 {

@@ -898,7 +898,9 @@ async fn the_json_summary_reports_every_outcome() {
         "{v}"
     );
     assert_eq!(v["commits"], 3, "{v}");
-    assert_eq!(v["tables"]["users"]["updated"], 300, "{v}");
+    // The rows were as the first sync left them: none rewritten.
+    assert_eq!(v["tables"]["users"]["unchanged"], 300, "{v}");
+    assert_eq!(v["tables"]["users"]["updated"], 0, "{v}");
     assert!(
         v["last_commit"]["state"]["streams"]["users"]["scan"]["after"].is_string(),
         "{v}"

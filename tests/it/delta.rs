@@ -715,7 +715,14 @@ async fn vacuum_deletes_only_files_no_snapshot_needs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lake");
     let cfg = write_json(dir.path(), "userflow.json", &pg.userflow_config());
-    for _ in 0..3 {
+    for i in 0..3 {
+        if i > 0 {
+            // A rescan rewrites only the files of rows that changed.
+            let id = pg.userflow().users()[i * 150].id.clone();
+            let mut attrs = serde_json::Map::new();
+            attrs.insert("email".into(), serde_json::json!(format!("v{i}@example.com")));
+            pg.userflow().upsert(&id, attrs);
+        }
         let mut c = etl();
         c.args([
             "sync",

@@ -22,7 +22,7 @@ use super::namespace::Namespace;
 use super::{Destination, WriteSummary};
 use crate::decode::Reject;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnType, TableSchema, TypeChange};
+use crate::schema::{ColumnSource, ColumnType, TableSchema, TypeChange};
 use crate::state::State;
 
 mod ddl;
@@ -36,6 +36,9 @@ const REJECTS_TABLE: &str = "_etl_rejects";
 const OWNERS_TABLE: &str = "_etl_tables";
 /// Settings of the schema (`naming`).
 const SETTINGS_TABLE: &str = "_etl_settings";
+/// Keys of rows a scan saw unchanged (so not rewritten, their sync time
+/// kept): a sweep of the rows the scan did not see spares them.
+const SEEN_TABLE: &str = "_etl_seen";
 
 /// Quote an identifier for SQL.
 pub fn ident(name: &str) -> String {
@@ -325,6 +328,21 @@ impl DuckDbDestination {
         .map(|n| n > 0)
     }
 
+    /// ` AND <key> NOT IN (keys seen unchanged since $1)` for a sweep of
+    /// rows older than `$1`; empty when no row was ever set aside as
+    /// unchanged.
+    fn unseen_condition(&self, t: &TableSchema) -> Result<String> {
+        if t.primary_key.is_empty() || !self.table_exists(SEEN_TABLE)? {
+            return Ok(String::new());
+        }
+        Ok(format!(
+            " AND {} NOT IN (SELECT key FROM {} WHERE table_name = '{}' AND epoch_us(seen_at) >= $1)",
+            Self::key_text(t, ""),
+            self.qualified(SEEN_TABLE),
+            t.name.replace('\'', "''")
+        ))
+    }
+
     fn key_condition(t: &TableSchema) -> String {
         t.primary_key
             .iter()
@@ -593,11 +611,12 @@ impl Destination for DuckDbDestination {
         self.begin()?;
         self.ensure_table(table)?;
         self.flush_upserts(&table.name)?;
+        let seen = self.unseen_condition(table)?;
         let n = self
             .conn
             .execute(
                 &format!(
-                    "UPDATE {} SET {del} = true WHERE NOT {del} AND epoch_us({}) < ?",
+                    "UPDATE {} SET {del} = true WHERE NOT {del} AND epoch_us({}) < $1{seen}",
                     self.qualified(&table.name),
                     ident(column),
                     del = ident(table.deleted_column)
@@ -606,6 +625,15 @@ impl Destination for DuckDbDestination {
             )
             .map_err(|e| self.err(format!("soft-deleting stale rows of {}", table.name), e))?;
         self.pending.table(&table.name).deleted += n as u64;
+        if !seen.is_empty() {
+            // Every entry is used up: the next scan begins later.
+            self.timed("forgetting seen rows", |c| {
+                c.execute(
+                    &format!("DELETE FROM {} WHERE table_name = ?", self.qualified(SEEN_TABLE)),
+                    [&table.name],
+                )
+            })?;
+        }
         Ok(())
     }
 
@@ -622,6 +650,14 @@ impl Destination for DuckDbDestination {
                         "DELETE FROM {} WHERE table_name = ?",
                         self.qualified(OWNERS_TABLE)
                     ),
+                    [table],
+                )
+            })?;
+        }
+        if self.table_exists(SEEN_TABLE)? {
+            self.timed("forgetting the table's seen rows", |c| {
+                c.execute(
+                    &format!("DELETE FROM {} WHERE table_name = ?", self.qualified(SEEN_TABLE)),
                     [table],
                 )
             })?;
@@ -646,12 +682,13 @@ impl Destination for DuckDbDestination {
         self.begin()?;
         self.ensure_table(table)?;
         self.flush_upserts(&table.name)?;
+        let seen = self.unseen_condition(table)?;
         let (live, stale): (i64, i64) = self
             .conn
             .query_row(
                 &format!(
                     "SELECT count(*) FILTER (WHERE NOT {del}), \
-                     count(*) FILTER (WHERE NOT {del} AND epoch_us({}) < ?) FROM {}",
+                     count(*) FILTER (WHERE NOT {del} AND epoch_us({}) < $1{seen}) FROM {}",
                     ident(column),
                     self.qualified(&table.name),
                     del = ident(table.deleted_column)

@@ -126,21 +126,50 @@ impl Ctx<'_> {
         })))
     }
 
-    /// Build the key → file index from the key columns of every live file.
-    pub(super) fn load_index(&self, t: &Table) -> Result<HashMap<IndexKey, u32>> {
+    /// Build the key → file index from every live file: each key, its file
+    /// and its row's fingerprint (so every column is read, once per process).
+    pub(super) fn load_index(&self, t: &Table) -> Result<HashMap<IndexKey, IndexEntry>> {
         let started = std::time::Instant::now();
         let rows: u64 = t.files.values().map(|f| f.rows).sum();
+        let schema = t.schema();
         let mut index = HashMap::with_capacity(rows as usize);
         for (&id, f) in &t.files {
-            for b in self.read(t, f, Some(&t.primary_key))? {
-                for k in self.keys(t, &b?)? {
-                    index.insert(index_key(&k), id);
+            for b in self.read(t, f, None)? {
+                let b = self.align(t, &schema, &b?)?;
+                let fps = self.fingerprints(t, &b)?;
+                for (k, fp) in self.keys(t, &b)?.iter().zip(fps) {
+                    index.insert(index_key(k), IndexEntry { file: id, fp });
                 }
             }
         }
         tracing::debug!(table = %t.name, keys = index.len(), files = t.files.len(),
             ms = started.elapsed().as_millis() as u64, "loaded key index");
         Ok(index)
+    }
+
+    /// The fingerprint of each row of `batch` (aligned to the table's
+    /// schema): every column but the sync time, the soft-delete flag included.
+    pub(super) fn fingerprints(&self, t: &Table, batch: &RecordBatch) -> Result<Vec<u64>> {
+        use arrow::row::{RowConverter, SortField};
+        let schema = batch.schema();
+        let cols: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(f, _)| !t.synced.contains(f.name()))
+            .map(|(_, c)| c.clone())
+            .collect();
+        if cols.is_empty() {
+            return Ok(vec![0; batch.num_rows()]);
+        }
+        let fields = cols
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect();
+        let rows = RowConverter::new(fields)
+            .and_then(|conv| conv.convert_columns(&cols))
+            .map_err(|e| self.err(format!("table {}: fingerprinting rows", t.name), e))?;
+        Ok(rows.iter().map(|r| fingerprint(r.as_ref())).collect())
     }
 
     /// Could `sweep` change a row of this file? (Row-group statistics.)
@@ -181,7 +210,8 @@ impl Ctx<'_> {
                 }
                 match s {
                     Sweep::Truncate => true,
-                    Sweep::OlderThan { column, before } => match column_index(column) {
+                    Sweep::Forget { partition } => f.partition() == partition,
+                    Sweep::OlderThan { column, before, .. } => match column_index(column) {
                         None => false,
                         Some(i) => match rg.column(i).statistics() {
                             Some(Statistics::Int64(st)) => st.min_opt().is_none_or(|m| m < before),
@@ -193,11 +223,13 @@ impl Ctx<'_> {
         })
     }
 
-    /// Apply a sweep to aligned rows: returns the new batch and how many rows it deleted.
+    /// Apply a sweep to aligned rows (whose keys are `keys`, where the table
+    /// has a primary key): returns the new batch and how many rows it deleted.
     pub(super) fn sweep(
         &self,
         t: &Table,
         batch: RecordBatch,
+        keys: Option<&[Key]>,
         s: &Sweep,
     ) -> Result<(RecordBatch, u64)> {
         let schema = batch.schema();
@@ -209,8 +241,13 @@ impl Ctx<'_> {
             .expect("boolean")
             .clone();
         let hits = match s {
+            Sweep::Forget { .. } => return Ok((batch, 0)),
             Sweep::Truncate => compute::not(&deleted),
-            Sweep::OlderThan { column, before } => {
+            Sweep::OlderThan {
+                column,
+                before,
+                spare,
+            } => {
                 let Ok(ci) = schema.index_of(column) else {
                     return Ok((batch, 0));
                 };
@@ -223,6 +260,17 @@ impl Ctx<'_> {
                     compute::prep_null_mask_filter(&older)
                 } else {
                     older
+                };
+                // Rows the scan saw unchanged are not stale.
+                let older = match (spare, keys) {
+                    (Some(spare), Some(keys)) if !spare.is_empty() => {
+                        let seen: BooleanArray = keys
+                            .iter()
+                            .map(|k| Some(!spare.contains(&index_key(k))))
+                            .collect();
+                        compute::and(&older, &seen).map_err(|e| self.err(&t.name, e))?
+                    }
+                    _ => older,
                 };
                 compute::and(
                     &older,

@@ -16,7 +16,7 @@ pub(super) struct Ctx<'a> {
 
 /// The files a partition's rewrite wrote, and the index entries of the
 /// keys they hold.
-type Written = (Vec<(u32, LiveFile)>, Vec<(IndexKey, u32)>);
+type Written = (Vec<(u32, LiveFile)>, Vec<(IndexKey, IndexEntry)>);
 
 /// What every partition's rewrite shares.
 struct Rewrite<'a> {
@@ -154,13 +154,15 @@ impl Ctx<'_> {
     pub(super) fn commit_table(&self, t: &mut Table, plan: &mut Plan) -> Result<TableCounts> {
         let schema = t.schema();
         let mut counts = TableCounts::default();
-        let ops = std::mem::take(&mut t.ops);
+        let mut ops = std::mem::take(&mut t.ops);
 
         // 1. Keys of the keyed operations, and the files holding their old versions.
-        let op_keys = self.op_keys(t, &ops)?;
+        let mut op_keys = self.op_keys(t, &ops)?;
         if op_keys.iter().any(Option::is_some) && t.index.is_none() {
             t.index = Some(self.load_index(t)?);
         }
+        // Upserted rows equal to what is there are left out (and recorded as seen).
+        self.set_aside_unchanged(t, &schema, &mut ops, &mut op_keys, &mut counts)?;
         let (mut touched, seed_keys) = self.touched(t, &ops, &op_keys);
         let sweeps: Vec<Sweep> = ops
             .iter()
@@ -171,7 +173,10 @@ impl Ctx<'_> {
             .collect();
         if !sweeps.is_empty() {
             for (&id, f) in &t.files {
-                if !touched.contains(&id) && self.may_match(t, f, &sweeps) {
+                if !touched.contains(&id)
+                    && self.may_match(t, f, &sweeps)
+                    && self.sweep_hits(t, f, &sweeps)?
+                {
                     touched.insert(id);
                 }
             }
@@ -214,7 +219,7 @@ impl Ctx<'_> {
             sweeps: &sweeps,
             keep_index: t.index.is_some() && !t.primary_key.is_empty(),
         };
-        let mut new_index: Vec<(IndexKey, u32)> = Vec::new();
+        let mut new_index: Vec<(IndexKey, IndexEntry)> = Vec::new();
         let mut added: Vec<(u32, LiveFile)> = Vec::new();
         for p in &partitions {
             let files = files_by_partition.get(p).map_or(&[][..], Vec::as_slice);
@@ -225,6 +230,10 @@ impl Ctx<'_> {
             added.extend(files);
         }
         self.placeholder(t, &schema, plan, &mut touched, &mut added)?;
+        if sweeps.iter().any(|s| matches!(s, Sweep::Forget { .. })) {
+            // Keys of dropped files would point at files no longer there.
+            t.index = None;
+        }
         if let Some(index) = t.index.as_mut() {
             // Keys in replaced files were all rewritten: point them at the new files.
             for (k, f) in new_index {
@@ -270,8 +279,8 @@ impl Ctx<'_> {
         for (op, keys) in ops.iter().zip(op_keys) {
             let Some(keys) = keys else { continue };
             for k in keys {
-                if let Some(&f) = index.get(&index_key(k)) {
-                    touched.insert(f);
+                if let Some(e) = index.get(&index_key(k)) {
+                    touched.insert(e.file);
                     if !matches!(op, PendingOp::Upsert(_)) {
                         seed_keys.insert(&**k);
                     }
@@ -404,14 +413,23 @@ impl Ctx<'_> {
         counts: &mut TableCounts,
     ) -> Result<Written> {
         let has_pk = !t.primary_key.is_empty();
-        // Keys written here, with the ordinal of their file in this partition.
-        let mut part_index: Vec<(IndexKey, u32)> = Vec::new();
+        // Keys written here, with the ordinal of their file in this
+        // partition and their rows' fingerprints.
+        let mut part_index: Vec<(IndexKey, u32, u64)> = Vec::new();
         let mut w = PartWriter::new(self, t, p, r.schema.clone(), plan);
-        for id in files {
+        let forgotten = r
+            .sweeps
+            .iter()
+            .any(|s| matches!(s, Sweep::Forget { partition } if partition == p));
+        let spares = r
+            .sweeps
+            .iter()
+            .any(|s| matches!(s, Sweep::OlderThan { spare: Some(_), .. }));
+        for id in files.iter().filter(|_| !forgotten) {
             let f = t.files[id].clone();
             for b in self.read(t, &f, None)? {
                 let mut b = self.align(t, &r.schema, &b?)?;
-                let mut keys = if has_pk && (r.changed_set.is_some() || r.keep_index) {
+                let mut keys = if has_pk && (r.changed_set.is_some() || r.keep_index || spares) {
                     Some(self.keys(t, &b)?)
                 } else {
                     None
@@ -430,13 +448,19 @@ impl Ctx<'_> {
                     }
                 }
                 for s in r.sweeps {
-                    let (nb, n) = self.sweep(t, b, s)?;
+                    let (nb, n) = self.sweep(t, b, keys.as_deref(), s)?;
                     counts.deleted += n;
                     b = nb;
                 }
                 let file = w.write(&b)?;
                 if r.keep_index {
-                    part_index.extend(keys.into_iter().flatten().map(|k| (index_key(&k), file)));
+                    let fps = self.fingerprints(t, &b)?;
+                    part_index.extend(
+                        keys.into_iter()
+                            .flatten()
+                            .zip(fps)
+                            .map(|(k, fp)| (index_key(&k), file, fp)),
+                    );
                 }
             }
         }
@@ -448,13 +472,16 @@ impl Ctx<'_> {
             let mut offset = 0;
             while offset < part.num_rows() {
                 let len = READ_BATCH_ROWS.min(part.num_rows() - offset);
-                let file = w.write(&part.slice(offset, len))?;
+                let slice = part.slice(offset, len);
+                let file = w.write(&slice)?;
                 if r.keep_index {
                     let ks = changed_keys.as_ref().expect("keyed");
+                    let fps = self.fingerprints(t, &slice)?;
                     part_index.extend(
                         rows[offset..offset + len]
                             .iter()
-                            .map(|&i| (index_key(&ks[i as usize]), file)),
+                            .zip(fps)
+                            .map(|(&i, fp)| (index_key(&ks[i as usize]), file, fp)),
                     );
                 }
                 offset += len;
@@ -463,7 +490,10 @@ impl Ctx<'_> {
         let files = w.finish(&mut t.next_id)?;
         let index = part_index
             .into_iter()
-            .map(|(k, ordinal)| (k, files[ordinal as usize].0))
+            .map(|(k, ordinal, fp)| {
+                let file = files[ordinal as usize].0;
+                (k, IndexEntry { file, fp })
+            })
             .collect();
         Ok((files, index))
     }
@@ -564,7 +594,11 @@ impl Ctx<'_> {
                     let refs: Vec<&RecordBatch> = work.segs.iter().collect();
                     let all = compute::interleave_record_batch(&refs, &work.cur)
                         .map_err(|e| self.err(&t.name, e))?;
-                    let (all, n) = self.sweep(t, all, &s)?;
+                    let keys = match t.primary_key.is_empty() {
+                        true => None,
+                        false => Some(self.keys(t, &all)?),
+                    };
+                    let (all, n) = self.sweep(t, all, keys.as_deref(), &s)?;
                     counts.deleted += n;
                     work.segs = vec![all];
                     for (i, c) in work.cur.iter_mut().enumerate() {

@@ -53,6 +53,7 @@ mod manifest;
 mod merge;
 mod options;
 mod publish;
+mod seen;
 mod table;
 mod writer;
 
@@ -63,6 +64,7 @@ use self::merge::*;
 pub use self::options::{parse_compression, parse_partition_override, ParquetOptions};
 pub use self::publish::CommitStep;
 use self::publish::*;
+use self::seen::*;
 use self::table::*;
 use self::writer::*;
 use super::namespace::Namespace;
@@ -358,6 +360,12 @@ impl ParquetDestination {
                 ),
             ));
         }
+        table.synced = t
+            .columns
+            .iter()
+            .filter(|c| c.source == crate::schema::ColumnSource::SyncedAt)
+            .map(|c| c.name.clone())
+            .collect();
         evolve_columns(table, t, &origin)?;
         Ok(table)
     }
@@ -423,16 +431,20 @@ impl ParquetDestination {
         )
     }
 
-    /// Write one table's pending operations as new temporary files.
-    fn commit_table(&self, t: &mut Table, plan: &mut Plan) -> Result<TableCounts> {
-        let ctx = Ctx {
+    /// What planning a commit numbered `commit` borrows from the destination.
+    fn ctx(&self, commit: u64) -> Ctx<'_> {
+        Ctx {
             root: &self.root,
             origin: self.origin(),
             opts: &self.opts,
-            commit: plan.commit,
+            commit,
             io: self.delta.as_ref().map(|d| d.io()),
-        };
-        ctx.commit_table(t, plan)
+        }
+    }
+
+    /// Write one table's pending operations as new temporary files.
+    fn commit_table(&self, t: &mut Table, plan: &mut Plan) -> Result<TableCounts> {
+        self.ctx(plan.commit).commit_table(t, plan)
     }
 }
 
@@ -542,11 +554,14 @@ impl Destination for ParquetDestination {
         column: &str,
         before_micros: i64,
     ) -> Result<()> {
+        // Rows seen unchanged by the scan (in earlier commits) are spared.
+        let spare = self.seen_since(&table.name, before_micros)?;
         self.ensure_table(table)?
             .ops
             .push(PendingOp::Sweep(Sweep::OlderThan {
                 column: column.into(),
                 before: before_micros,
+                spare: Some(Arc::new(spare)),
             }));
         Ok(())
     }
@@ -569,18 +584,20 @@ impl Destination for ParquetDestination {
         if !t.has_column(column) {
             return Ok((0, 0));
         }
-        let ctx = Ctx {
-            root: &self.root,
-            origin: self.origin(),
-            opts: &self.opts,
-            commit: 0,
-            io: self.delta.as_ref().map(|d| d.io()),
-        };
-        let cols = [column.to_string(), t.deleted.to_string()];
+        let spare = self.seen_since(&table.name, before_micros)?;
+        let ctx = self.ctx(0);
+        let mut cols = vec![column.to_string(), t.deleted.to_string()];
+        if !spare.is_empty() {
+            cols.extend(t.primary_key.iter().cloned());
+        }
         let (mut live, mut stale) = (0u64, 0u64);
         for f in t.files.values() {
             for b in ctx.read(t, f, Some(&cols))? {
                 let b = b?;
+                let keys = match spare.is_empty() {
+                    true => None,
+                    false => Some(ctx.keys(t, &b)?),
+                };
                 let deleted = b
                     .column_by_name(t.deleted)
                     .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
@@ -599,7 +616,10 @@ impl Destination for ParquetDestination {
                         continue;
                     }
                     live += 1;
-                    if values.is_valid(i) && values.value(i) < before_micros {
+                    let seen = keys
+                        .as_ref()
+                        .is_some_and(|ks| spare.contains(&index_key(&ks[i])));
+                    if values.is_valid(i) && values.value(i) < before_micros && !seen {
                         stale += 1;
                     }
                 }
@@ -647,6 +667,10 @@ impl Destination for ParquetDestination {
         let exists = self.tables.contains_key(table);
         if exists && !self.dropping.iter().any(|t| t == table) {
             self.dropping.push(table.to_string());
+            if let Some(t) = self.tables.get_mut(table) {
+                // Its `_etl_seen` entries go with it.
+                t.forget_seen = true;
+            }
         }
         Ok(exists)
     }
@@ -656,6 +680,8 @@ impl Destination for ParquetDestination {
         self.pending = WriteSummary::default();
         for t in self.tables.values_mut() {
             t.ops.clear();
+            t.seen_out.clear();
+            t.forget_seen = false;
         }
         // Declared tables stay declared: the next commit writes them.
         Ok(())

@@ -296,11 +296,12 @@ impl ParquetDestination {
     }
 
     /// Plan the commit of every table with pending operations.
+    /// `_etl_seen` goes last: the others' plans say what it records.
     fn plan_tables(&mut self, plan: &mut Plan, written: &mut WriteSummary) -> Result<()> {
-        let names: Vec<String> = self
+        let mut names: Vec<String> = self
             .tables
             .iter()
-            .filter(|(n, _)| !self.dropping.contains(n))
+            .filter(|(n, _)| !self.dropping.contains(n) && n.as_str() != SEEN_TABLE)
             .filter(|(_, t)| t.has_pending())
             .map(|(n, _)| n.clone())
             .collect();
@@ -312,6 +313,13 @@ impl ParquetDestination {
             if c != TableCounts::default() {
                 written.table(name).add(c);
             }
+        }
+        names.clear();
+        if self.queue_seen()? && !self.dropping.iter().any(|n| n == SEEN_TABLE) {
+            let mut t = self.tables.remove(SEEN_TABLE).expect("queued");
+            let r = self.commit_table(&mut t, plan);
+            self.tables.insert(SEEN_TABLE.to_string(), t);
+            r?;
         }
         Ok(())
     }

@@ -24,6 +24,24 @@ pub(super) fn index_key(k: &[u8]) -> IndexKey {
     [a.hash_one(k), b.hash_one(k)]
 }
 
+/// What the key → file index knows of a key: the file holding it, and a
+/// fingerprint of the row there (every column but the sync time), so an
+/// upsert of the same content is told apart without reading the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct IndexEntry {
+    pub(super) file: u32,
+    pub(super) fp: u64,
+}
+
+/// A row's fingerprint: a 64-bit hash of its row-format bytes (seed random
+/// per process, like [`index_key`]'s). Two different contents share one
+/// with odds of 2⁻⁶⁴ per changed row.
+pub(super) fn fingerprint(row: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    SEED.get_or_init(std::hash::RandomState::new).hash_one(row)
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct LiveFile {
     /// Relative to the table directory.
@@ -51,7 +69,16 @@ pub(super) enum PendingOp {
 #[derive(Debug, Clone)]
 pub(super) enum Sweep {
     Truncate,
-    OlderThan { column: String, before: i64 },
+    /// Soft-delete the live rows whose `column` is older than `before`,
+    /// but those whose keys are in `spare` (seen unchanged by the scan).
+    OlderThan {
+        column: String,
+        before: i64,
+        spare: Option<Arc<HashSet<IndexKey>>>,
+    },
+    /// Drop the files of one partition (`_etl_seen`'s entries of a table,
+    /// used up by its sweep).
+    Forget { partition: String },
 }
 
 pub(super) struct Table {
@@ -66,7 +93,13 @@ pub(super) struct Table {
     pub(super) files: BTreeMap<u32, LiveFile>,
     pub(super) next_id: u32,
     /// Key → file holding it; `None` until a commit needs it.
-    pub(super) index: Option<HashMap<IndexKey, u32>>,
+    pub(super) index: Option<HashMap<IndexKey, IndexEntry>>,
+    /// The columns stamped with the sync time (left out of fingerprints).
+    pub(super) synced: Vec<String>,
+    /// Keys (and sync times) of rows this commit found unchanged, for `_etl_seen`.
+    pub(super) seen_out: Vec<(Key, i64)>,
+    /// This commit's sweep used up the table's `_etl_seen` entries.
+    pub(super) forget_seen: bool,
     pub(super) ops: Vec<PendingOp>,
     /// Declared since the last commit (written even without rows).
     pub(super) declared: bool,
@@ -87,6 +120,9 @@ impl Table {
             files: BTreeMap::new(),
             next_id: 0,
             index: None,
+            synced: Vec::new(),
+            seen_out: Vec::new(),
+            forget_seen: false,
             ops: Vec::new(),
             declared: false,
             json_ext: true,

@@ -214,7 +214,10 @@ impl ParquetDestination {
         let names: Vec<String> = self
             .tables
             .iter()
-            .filter(|(n, _)| n.as_str() != STATE_TABLE && !self.dropping.contains(n))
+            .filter(|(n, _)| {
+                ![STATE_TABLE, super::seen::SEEN_TABLE].contains(&n.as_str())
+                    && !self.dropping.contains(n)
+            })
             .filter(|(_, t)| t.has_pending())
             .map(|(n, _)| n.clone())
             .collect();
@@ -230,6 +233,17 @@ impl ParquetDestination {
                     return Err(e);
                 }
             }
+        }
+        // What the tables' commits found unchanged, before the state that
+        // counts on it.
+        let seen = super::seen::SEEN_TABLE;
+        let queued = self.queue_seen().and_then(|q| match q {
+            true => self.commit_delta_table(seen, 1, ATTEMPTS).map(|_| ()),
+            false => Ok(()),
+        });
+        if let Err(e) = queued {
+            let _ = self.rollback();
+            return Err(e);
         }
         if let Err(e) = self.commit_state(state) {
             let _ = self.rollback();
