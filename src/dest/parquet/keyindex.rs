@@ -128,18 +128,32 @@ impl Ctx<'_> {
 
     /// Build the key → file index from every live file: each key, its file
     /// and its row's fingerprint (so every column is read, once per process).
-    pub(super) fn load_index(&self, t: &Table) -> Result<HashMap<IndexKey, IndexEntry>> {
+    pub(super) fn load_index(&self, t: &Table) -> Result<KeyMap<IndexEntry>> {
         let started = std::time::Instant::now();
         let rows: u64 = t.files.values().map(|f| f.rows).sum();
         let schema = t.schema();
-        let mut index = HashMap::with_capacity(rows as usize);
-        for (&id, f) in &t.files {
-            for b in self.read(t, f, None)? {
-                let b = self.align(t, &schema, &b?)?;
-                let fps = self.fingerprints(t, &b)?;
-                for (k, fp) in self.keys(t, &b)?.iter().zip(fps) {
-                    index.insert(index_key(k), IndexEntry { file: id, fp });
-                }
+        let mut index = KeyMap::with_capacity_and_hasher(rows as usize, Default::default());
+        // Files are read and fingerprinted on every core, a few at a time
+        // (each file's entries are held until they are inserted).
+        use rayon::prelude::*;
+        let files: Vec<(u32, &LiveFile)> = t.files.iter().map(|(&id, f)| (id, f)).collect();
+        for group in files.chunks(rayon::current_num_threads().max(1) * 2) {
+            let read: Vec<Result<Vec<(IndexKey, IndexEntry)>>> = group
+                .par_iter()
+                .map(|&(id, f)| {
+                    let mut entries = Vec::with_capacity(f.rows as usize);
+                    for b in self.read(t, f, None)? {
+                        let b = self.align(t, &schema, &b?)?;
+                        let fps = self.fingerprints(t, &b)?;
+                        for (k, fp) in self.keys(t, &b)?.iter().zip(fps) {
+                            entries.push((index_key(k), IndexEntry { file: id, fp }));
+                        }
+                    }
+                    Ok(entries)
+                })
+                .collect();
+            for entries in read {
+                index.extend(entries?);
             }
         }
         tracing::debug!(table = %t.name, keys = index.len(), files = t.files.len(),
@@ -247,6 +261,7 @@ impl Ctx<'_> {
                 column,
                 before,
                 spare,
+                ..
             } => {
                 let Ok(ci) = schema.index_of(column) else {
                     return Ok((batch, 0));

@@ -172,11 +172,16 @@ impl Ctx<'_> {
             })
             .collect();
         if !sweeps.is_empty() {
+            let counted = self.counted_stale(t, &sweeps);
             for (&id, f) in &t.files {
-                if !touched.contains(&id)
-                    && self.may_match(t, f, &sweeps)
-                    && self.sweep_hits(t, f, &sweeps)?
-                {
+                if touched.contains(&id) {
+                    continue;
+                }
+                let hit = match &counted {
+                    Some(stale) => stale.contains(&f.path),
+                    None => self.may_match(t, f, &sweeps) && self.sweep_hits(t, f, &sweeps)?,
+                };
+                if hit {
                     touched.insert(id);
                 }
             }

@@ -116,6 +116,8 @@ pub struct ParquetDestination {
     fail_at: Option<CommitStep>,
     /// `--format delta`: tables are Delta tables, commits Delta commits.
     delta: Option<delta::Lake>,
+    /// The last count of a table's stale rows (for the sweep that follows).
+    counted: Option<Arc<Counted>>,
 }
 
 impl ParquetDestination {
@@ -276,6 +278,7 @@ impl ParquetDestination {
             dropping: Vec::new(),
             fail_at: None,
             delta: None,
+            counted: None,
         };
         d.recover()?;
         Ok(d)
@@ -554,14 +557,22 @@ impl Destination for ParquetDestination {
         column: &str,
         before_micros: i64,
     ) -> Result<()> {
-        // Rows seen unchanged by the scan (in earlier commits) are spared.
-        let spare = self.seen_since(&table.name, before_micros)?;
+        // Rows seen unchanged by the scan (in earlier commits) are spared;
+        // when the rows were just counted, as they were counted.
+        let counted = self.counted.take().filter(|c| {
+            (c.table.as_str(), c.column.as_str(), c.before) == (&table.name, column, before_micros)
+        });
+        let spare = match &counted {
+            Some(c) => c.spare.clone(),
+            None => Arc::new(self.seen_since(&table.name, before_micros)?),
+        };
         self.ensure_table(table)?
             .ops
             .push(PendingOp::Sweep(Sweep::OlderThan {
                 column: column.into(),
                 before: before_micros,
-                spare: Some(Arc::new(spare)),
+                spare: Some(spare),
+                counted,
             }));
         Ok(())
     }
@@ -586,12 +597,14 @@ impl Destination for ParquetDestination {
         }
         let spare = self.seen_since(&table.name, before_micros)?;
         let ctx = self.ctx(0);
+        let mut stale_files = HashSet::new();
         let mut cols = vec![column.to_string(), t.deleted.to_string()];
         if !spare.is_empty() {
             cols.extend(t.primary_key.iter().cloned());
         }
         let (mut live, mut stale) = (0u64, 0u64);
         for f in t.files.values() {
+            let stale_before = stale;
             for b in ctx.read(t, f, Some(&cols))? {
                 let b = b?;
                 let keys = match spare.is_empty() {
@@ -624,7 +637,20 @@ impl Destination for ParquetDestination {
                     }
                 }
             }
+            if stale > stale_before {
+                stale_files.insert(f.path.clone());
+            }
         }
+        // The sweep that usually follows needs to rewrite only these files.
+        let counted = Counted {
+            table: t.name.clone(),
+            column: column.to_string(),
+            before: before_micros,
+            live: t.files.values().map(|f| f.path.clone()).collect(),
+            stale: stale_files,
+            spare: Arc::new(spare),
+        };
+        self.counted = Some(Arc::new(counted));
         Ok((live, stale))
     }
 

@@ -10,12 +10,13 @@ use super::*;
 /// next sweep.
 pub(super) const SEEN_TABLE: &str = "_etl_seen";
 
-/// The declaration of `_etl_seen`: one row per table and key, partitioned
-/// by table so a sweep drops its table's files whole.
+/// The declaration of `_etl_seen`: appended to (no primary key, so no key
+/// index of its own), partitioned by table so a sweep drops its table's
+/// files whole.
 pub(super) fn seen_schema() -> TableSchema {
     let mut t = TableSchema::new(
         SEEN_TABLE,
-        &["table_name", "key"],
+        &[],
         vec![
             Column::new("table_name", ColumnType::String),
             Column::new("key", ColumnType::Binary),
@@ -61,7 +62,7 @@ impl Ctx<'_> {
     fn set_aside(
         &self,
         t: &mut Table,
-        index: &HashMap<IndexKey, IndexEntry>,
+        index: &KeyMap<IndexEntry>,
         schema: &SchemaRef,
         ops: &mut [PendingOp],
         op_keys: &mut [Option<Vec<Key>>],
@@ -69,7 +70,7 @@ impl Ctx<'_> {
     ) -> Result<()> {
         let synced = t.synced.iter().find(|c| schema.index_of(c).is_ok()).cloned();
         // Keys this commit writes (their stored row no longer decides).
-        let mut written: HashSet<IndexKey> = HashSet::new();
+        let mut written = KeySet::default();
         let mut swept = false;
         for (op, keys) in ops.iter_mut().zip(op_keys.iter_mut()) {
             match op {
@@ -97,7 +98,7 @@ impl Ctx<'_> {
                     let fps = self.fingerprints(t, &aligned)?;
                     // A key's last row in the batch is the one that counts.
                     let iks: Vec<IndexKey> = ks.iter().map(|k| index_key(k)).collect();
-                    let last: HashMap<IndexKey, usize> =
+                    let last: KeyMap<usize> =
                         iks.iter().enumerate().map(|(i, k)| (*k, i)).collect();
                     let keep: BooleanArray = iks
                         .iter()
@@ -149,6 +150,25 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The files holding stale rows, when the only sweep was counted just
+    /// before on the files the table still has.
+    pub(super) fn counted_stale<'s>(
+        &self,
+        t: &Table,
+        sweeps: &'s [Sweep],
+    ) -> Option<&'s HashSet<String>> {
+        match sweeps {
+            [Sweep::OlderThan {
+                counted: Some(c), ..
+            }] if c.live.len() == t.files.len()
+                && t.files.values().all(|f| c.live.contains(&f.path)) =>
+            {
+                Some(&c.stale)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether `sweeps` change a row of `f`, read where statistics cannot
     /// tell (a sweep sparing seen keys: their rows are old but not stale).
     pub(super) fn sweep_hits(&self, t: &Table, f: &LiveFile, sweeps: &[Sweep]) -> Result<bool> {
@@ -179,11 +199,38 @@ impl Ctx<'_> {
         Ok(false)
     }
 
-    /// The keys `seen` holds for `table`, with when they were seen.
-    pub(super) fn seen_keys(&self, seen: &Table, table: &str) -> Result<HashMap<IndexKey, i64>> {
+    /// The entries `seen` holds for `table`: each key once, when last seen.
+    pub(super) fn seen_entries(&self, seen: &Table, table: &str) -> Result<Vec<(Key, i64)>> {
         let part = seen_partition(table);
         let cols = ["key".to_string(), "seen_at".to_string()];
-        let mut out = HashMap::new();
+        let mut last: HashMap<Key, i64> = HashMap::new();
+        for f in seen.files.values().filter(|f| f.partition() == part) {
+            for b in self.read(seen, f, Some(&cols))? {
+                let b = b?;
+                let key = b.column_by_name("key").and_then(|c| {
+                    c.as_any()
+                        .downcast_ref::<arrow::array::BinaryArray>()
+                        .cloned()
+                });
+                let at = b.column_by_name("seen_at").map(|c| compute::cast(c, &DataType::Int64));
+                let (Some(key), Some(Ok(at))) = (key, at) else {
+                    return Err(self.err(&f.path, "an _etl_seen file lacks key or seen_at"));
+                };
+                let at = at.as_any().downcast_ref::<Int64Array>().expect("int64");
+                for i in 0..b.num_rows() {
+                    let e = last.entry(key.value(i).into()).or_insert(at.value(i));
+                    *e = (*e).max(at.value(i));
+                }
+            }
+        }
+        Ok(last.into_iter().collect())
+    }
+
+    /// The keys `seen` holds for `table`, with when they were seen.
+    pub(super) fn seen_keys(&self, seen: &Table, table: &str) -> Result<KeyMap<i64>> {
+        let part = seen_partition(table);
+        let cols = ["key".to_string(), "seen_at".to_string()];
+        let mut out = KeyMap::default();
         for f in seen.files.values().filter(|f| f.partition() == part) {
             for b in self.read(seen, f, Some(&cols))? {
                 let b = b?;
@@ -198,7 +245,8 @@ impl Ctx<'_> {
                 let at = compute::cast(at, &DataType::Int64).map_err(|e| self.err(&f.path, e))?;
                 let at = at.as_any().downcast_ref::<Int64Array>().expect("int64");
                 for i in 0..b.num_rows() {
-                    out.insert(index_key(key.value(i)), at.value(i));
+                    let e = out.entry(index_key(key.value(i))).or_insert(at.value(i));
+                    *e = (*e).max(at.value(i));
                 }
             }
         }
@@ -208,9 +256,9 @@ impl Ctx<'_> {
 
 impl ParquetDestination {
     /// The committed `_etl_seen` keys of `table` seen at or after `since`.
-    pub(super) fn seen_since(&self, table: &str, since: i64) -> Result<HashSet<IndexKey>> {
+    pub(super) fn seen_since(&self, table: &str, since: i64) -> Result<KeySet> {
         let Some(seen) = self.tables.get(SEEN_TABLE) else {
-            return Ok(HashSet::new());
+            return Ok(KeySet::default());
         };
         Ok(self
             .ctx(0)
@@ -227,18 +275,44 @@ impl ParquetDestination {
     pub(super) fn queue_seen(&mut self) -> Result<bool> {
         let mut forget = Vec::new();
         let mut rows: Vec<(String, Key, i64)> = Vec::new();
+        let mut grown = Vec::new();
         for (name, t) in self.tables.iter_mut() {
             if name == SEEN_TABLE {
                 continue;
             }
-            if std::mem::take(&mut t.forget_seen) {
+            let forgotten = std::mem::take(&mut t.forget_seen);
+            if forgotten {
                 forget.push(name.clone());
             }
-            rows.extend(
-                std::mem::take(&mut t.seen_out)
-                    .into_iter()
-                    .map(|(k, at)| (name.clone(), k, at)),
-            );
+            let new = std::mem::take(&mut t.seen_out);
+            if !forgotten && !new.is_empty() {
+                grown.push((name.clone(), new.len() as u64, t.index.as_ref().map_or(0, |i| i.len())));
+            }
+            rows.extend(new.into_iter().map(|(k, at)| (name.clone(), k, at)));
+        }
+        // A table that is never swept (a cursor stream re-reading its
+        // lookback) has its entries merged, one per key, once they are twice
+        // as many as its keys.
+        if let Some(seen) = self.tables.get(SEEN_TABLE) {
+            for (name, new, keys) in grown {
+                let part = seen_partition(&name);
+                let held: u64 = seen.files.values().filter(|f| f.partition() == part).map(|f| f.rows).sum();
+                if held + new > 2 * (keys as u64).max(1024) {
+                    let old = self.ctx(0).seen_entries(seen, &name)?;
+                    tracing::debug!(table = %name, entries = held, keys, "merging seen entries");
+                    forget.push(name.clone());
+                    let mut last: HashMap<Key, i64> = old.into_iter().collect();
+                    rows.retain(|(t, k, at)| {
+                        if *t != name {
+                            return true;
+                        }
+                        let e = last.entry(k.clone()).or_insert(*at);
+                        *e = (*e).max(*at);
+                        false
+                    });
+                    rows.extend(last.into_iter().map(|(k, at)| (name.clone(), k, at)));
+                }
+            }
         }
         let had_table = self.tables.contains_key(SEEN_TABLE);
         if rows.is_empty() && (forget.is_empty() || !had_table) {

@@ -6,22 +6,47 @@ use super::*;
 /// A key, encoded so equal keys have equal bytes.
 pub(super) type Key = Box<[u8]>;
 
-/// A key as the key → file index holds it: 128 bits of two independently
-/// seeded hashes (seeds random per process; the index lives in memory
-/// only). 24 bytes an entry instead of a boxed key (~75 bytes with its
-/// allocation), so a table of millions of keys indexes in a third of the
-/// memory. The index only says which files may hold a key: rewriting a file
-/// compares the keys themselves, so even a collision (odds about n²/2¹²⁹)
-/// would cost one needless file rewrite and an insert counted as an update,
-/// never a row.
+/// A key as the key → file index holds it: its 128-bit XXH3 hash (seed
+/// random per process; the index lives in memory only). 16 bytes instead of
+/// a boxed key (~75 bytes with its allocation), so a table of millions of
+/// keys indexes in a third of the memory. The index only says which files
+/// may hold a key: rewriting a file compares the keys themselves, so even a
+/// collision (odds about n²/2¹²⁹) would cost one needless file rewrite and
+/// an insert counted as an update, never a row.
 pub(super) type IndexKey = [u64; 2];
 
+/// Random per process, so no input is chosen to collide.
+fn seeds() -> &'static [u64; 2] {
+    static SEEDS: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(rand::random)
+}
+
 pub(super) fn index_key(k: &[u8]) -> IndexKey {
-    use std::hash::BuildHasher;
-    static SEEDS: std::sync::OnceLock<[std::hash::RandomState; 2]> = std::sync::OnceLock::new();
-    let [a, b] =
-        SEEDS.get_or_init(|| [std::hash::RandomState::new(), std::hash::RandomState::new()]);
-    [a.hash_one(k), b.hash_one(k)]
+    let h = twox_hash::XxHash3_128::oneshot_with_seed(seeds()[0], k);
+    [h as u64, (h >> 64) as u64]
+}
+
+/// Maps and sets keyed by [`IndexKey`]s, which are hashes already: their
+/// first half is the table hash (no second hashing of every lookup).
+pub(super) type KeyMap<V> = HashMap<IndexKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
+pub(super) type KeySet = HashSet<IndexKey, std::hash::BuildHasherDefault<KeyHasher>>;
+
+/// The [`KeyMap`] hasher: takes the first 8 bytes it is given (an
+/// `[u64; 2]` hashes as its 16 bytes, after its length).
+#[derive(Default)]
+pub(super) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut b = [0u8; 8];
+        let n = bytes.len().min(8);
+        b[..n].copy_from_slice(&bytes[..n]);
+        self.0 ^= u64::from_le_bytes(b);
+    }
+    fn write_usize(&mut self, _len: usize) {}
 }
 
 /// What the key → file index knows of a key: the file holding it, and a
@@ -33,13 +58,11 @@ pub(super) struct IndexEntry {
     pub(super) fp: u64,
 }
 
-/// A row's fingerprint: a 64-bit hash of its row-format bytes (seed random
-/// per process, like [`index_key`]'s). Two different contents share one
-/// with odds of 2⁻⁶⁴ per changed row.
+/// A row's fingerprint: the 64-bit XXH3 hash of its row-format bytes (seed
+/// random per process). Two different contents share one with odds of
+/// about 2⁻⁶⁴ per changed row.
 pub(super) fn fingerprint(row: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    static SEED: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
-    SEED.get_or_init(std::hash::RandomState::new).hash_one(row)
+    twox_hash::XxHash3_64::oneshot_with_seed(seeds()[1], row)
 }
 
 #[derive(Debug, Clone)]
@@ -74,11 +97,29 @@ pub(super) enum Sweep {
     OlderThan {
         column: String,
         before: i64,
-        spare: Option<Arc<HashSet<IndexKey>>>,
+        spare: Option<Arc<KeySet>>,
+        /// The count that preceded the sweep: which files hold stale rows.
+        counted: Option<Arc<Counted>>,
     },
     /// Drop the files of one partition (`_etl_seen`'s entries of a table,
     /// used up by its sweep).
     Forget { partition: String },
+}
+
+/// A count of the rows a sweep by time would soft-delete
+/// ([`Destination::live_and_stale`]), kept for that sweep: it rewrites the
+/// files found stale, without reading every file again, as long as the
+/// table's files are still the ones counted.
+#[derive(Debug)]
+pub(crate) struct Counted {
+    pub(super) table: String,
+    pub(super) column: String,
+    pub(super) before: i64,
+    /// The table's live files when counted.
+    pub(super) live: BTreeSet<String>,
+    /// Those holding a row the sweep deletes.
+    pub(super) stale: HashSet<String>,
+    pub(super) spare: Arc<KeySet>,
 }
 
 pub(super) struct Table {
@@ -93,7 +134,7 @@ pub(super) struct Table {
     pub(super) files: BTreeMap<u32, LiveFile>,
     pub(super) next_id: u32,
     /// Key → file holding it; `None` until a commit needs it.
-    pub(super) index: Option<HashMap<IndexKey, IndexEntry>>,
+    pub(super) index: Option<KeyMap<IndexEntry>>,
     /// The columns stamped with the sync time (left out of fingerprints).
     pub(super) synced: Vec<String>,
     /// Keys (and sync times) of rows this commit found unchanged, for `_etl_seen`.

@@ -176,6 +176,7 @@ impl ParquetDestination {
             dropping: Vec::new(),
             fail_at: None,
             delta: Some(lake),
+            counted: None,
         };
         for name in names {
             if !d.lake().io.any_under(&format!("{name}/_delta_log/"))? {
