@@ -69,6 +69,7 @@ for_both_destinations!(
     a_failed_write_leaves_the_destination_as_it_was,
     a_row_that_changes_partition_keeps_one_copy,
     every_fivetran_type_reads_back_with_its_type,
+    rows_upserted_unchanged_are_spared_by_the_sweep_and_seen_entries_stay_bounded,
 );
 
 fn sdk_three_operations_example(kind: Kind) {
@@ -471,4 +472,85 @@ fn every_fivetran_type_reads_back_with_its_type(kind: Kind) {
         ]
     );
     let _ = TimeUnit::Microsecond;
+}
+
+/// Rows upserted as they are write nothing and keep their sync time; the
+/// sweep of unseen rows spares the ones seen since its cut-off, then forgets
+/// the table's seen entries; a table never swept holds a bounded number.
+fn rows_upserted_unchanged_are_spared_by_the_sweep_and_seen_entries_stay_bounded(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Arc::new(TableSchema::new(
+        "seen_t",
+        &["id"],
+        vec![
+            Column::new("id", ColumnType::String),
+            Column::new("v", ColumnType::Long),
+            Column::synced_at("_synced_at"),
+        ],
+    ));
+    let n = 1_500usize;
+    let batch = |ids: std::ops::Range<usize>, at: i64| {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(ids.clone().map(|i| format!("k{i}")))),
+            Arc::new(Int64Array::from_iter_values(ids.clone().map(|i| i as i64))),
+            Arc::new(TimestampMicrosecondArray::from(vec![at; ids.len()]).with_timezone(UTC)),
+        ];
+        RecordBatch::try_new(t.arrow_schema(), cols).unwrap()
+    };
+    let mut d = kind.open(&kind.path(dir.path()));
+    d.prepare(std::slice::from_ref(&t)).unwrap();
+    d.upsert(&t, batch(0..n, 1_000)).unwrap();
+    assert_eq!(d.commit("c", &state(1)).unwrap().tables["seen_t"].inserted, n as u64);
+    let seen = |d: &AnyDest| {
+        d.read(|c| {
+            let has = c
+                .query_row(
+                    "SELECT count(*) FROM information_schema.tables WHERE table_name = '_etl_seen'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .unwrap();
+            match has {
+                0 => 0,
+                _ => c
+                    .query_row(
+                        "SELECT count(*) FROM _etl_seen WHERE table_name = 'seen_t'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .unwrap(),
+            }
+        })
+    };
+    // Five rescans with nothing changed, never swept (a cursor's lookback).
+    for i in 1..=5 {
+        d.upsert(&t, batch(0..n, 1_000 + i)).unwrap();
+        let c = d.commit("c", &state(1 + i as u64)).unwrap().tables["seen_t"];
+        assert_eq!((c.inserted, c.updated, c.unchanged), (0, 0, n as u64), "{kind:?} rescan {i}");
+        let held = seen(&d);
+        assert!((n as i64..=2 * n as i64).contains(&held), "{kind:?} rescan {i}: {held} seen entries");
+    }
+    let stamps = d.grid("SELECT DISTINCT epoch_us(_synced_at) FROM seen_t");
+    assert_eq!(stamps, ["BigInt(1000)"], "no row was rewritten");
+    // A scan from 2_000 that saw all but k0 (unchanged), and changed k1.
+    let mut b = batch(1..n, 2_000);
+    b = {
+        let mut cols = b.columns().to_vec();
+        let v: Vec<i64> = (1..n as i64).map(|i| if i == 1 { -1 } else { i }).collect();
+        cols[1] = Arc::new(Int64Array::from(v));
+        RecordBatch::try_new(b.schema(), cols).unwrap()
+    };
+    d.upsert(&t, b).unwrap();
+    d.delete_older_than(&t, "_synced_at", 2_000).unwrap();
+    let c = d.commit("c", &state(9)).unwrap().tables["seen_t"];
+    assert_eq!(
+        (c.inserted, c.updated, c.deleted, c.unchanged),
+        (0, 1, 1, n as u64 - 2),
+        "{kind:?}"
+    );
+    assert_eq!(
+        d.grid(&format!("SELECT id FROM seen_t WHERE {}", "_etl_deleted")),
+        ["Text(\"k0\")"]
+    );
+    assert_eq!(seen(&d), 0, "the sweep used the table's seen entries up");
 }
