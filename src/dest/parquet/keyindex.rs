@@ -128,17 +128,17 @@ impl Ctx<'_> {
 
     /// Build the key → file index from every live file: each key, its file
     /// and its row's fingerprint (so every column is read, once per process).
-    pub(super) fn load_index(&self, t: &Table) -> Result<KeyMap<IndexEntry>> {
+    pub(super) fn load_index(&self, t: &Table) -> Result<KeyIndex> {
         let started = std::time::Instant::now();
         let rows: u64 = t.files.values().map(|f| f.rows).sum();
         let schema = t.schema();
-        let mut index = KeyMap::with_capacity_and_hasher(rows as usize, Default::default());
+        let mut index = KeyIndex::with_capacity(rows as usize);
         // Files are read and fingerprinted on every core, a few at a time
-        // (each file's entries are held until they are inserted).
+        // (each file's entries are held until they are added).
         use rayon::prelude::*;
         let files: Vec<(u32, &LiveFile)> = t.files.iter().map(|(&id, f)| (id, f)).collect();
         for group in files.chunks(rayon::current_num_threads().max(1) * 2) {
-            let read: Vec<Result<Vec<(IndexKey, IndexEntry)>>> = group
+            let read: Vec<Result<Vec<(u64, IndexEntry)>>> = group
                 .par_iter()
                 .map(|&(id, f)| {
                     let mut entries = Vec::with_capacity(f.rows as usize);
@@ -146,16 +146,19 @@ impl Ctx<'_> {
                         let b = self.align(t, &schema, &b?)?;
                         let fps = self.fingerprints(t, &b)?;
                         for (k, fp) in self.keys(t, &b)?.iter().zip(fps) {
-                            entries.push((index_key(k), IndexEntry { file: id, fp }));
+                            entries.push((index_key(k)[0], IndexEntry { file: id, fp }));
                         }
                     }
                     Ok(entries)
                 })
                 .collect();
             for entries in read {
-                index.extend(entries?);
+                for (k, e) in entries? {
+                    index.push(k, e);
+                }
             }
         }
+        index.seal();
         tracing::debug!(table = %t.name, keys = index.len(), files = t.files.len(),
             ms = started.elapsed().as_millis() as u64, "loaded key index");
         Ok(index)
@@ -281,7 +284,7 @@ impl Ctx<'_> {
                     (Some(spare), Some(keys)) if !spare.is_empty() => {
                         let seen: BooleanArray = keys
                             .iter()
-                            .map(|k| Some(!spare.contains(&index_key(k))))
+                            .map(|k| Some(!spare.contains(&index_key(k)[0])))
                             .collect();
                         compute::and(&older, &seen).map_err(|e| self.err(&t.name, e))?
                     }

@@ -631,7 +631,7 @@ impl Destination for ParquetDestination {
                     live += 1;
                     let seen = keys
                         .as_ref()
-                        .is_some_and(|ks| spare.contains(&index_key(&ks[i])));
+                        .is_some_and(|ks| spare.contains(&index_key(&ks[i])[0]));
                     if values.is_valid(i) && values.value(i) < before_micros && !seen {
                         stale += 1;
                     }

@@ -62,7 +62,7 @@ impl Ctx<'_> {
     fn set_aside(
         &self,
         t: &mut Table,
-        index: &KeyMap<IndexEntry>,
+        index: &KeyIndex,
         schema: &SchemaRef,
         ops: &mut [PendingOp],
         op_keys: &mut [Option<Vec<Key>>],
@@ -80,7 +80,7 @@ impl Ctx<'_> {
                         t.seen_out
                             .iter()
                             .filter(|(_, at)| at >= before)
-                            .map(|(k, _)| index_key(k)),
+                            .map(|(k, _)| index_key(k)[0]),
                     );
                     *spare = Some(Arc::new(set));
                     t.seen_out.clear();
@@ -103,7 +103,7 @@ impl Ctx<'_> {
                     let keep: BooleanArray = iks
                         .iter()
                         .map(|ik| {
-                            let same = !written.contains(ik)
+                            let same = !written.contains(&ik[0])
                                 && index.get(ik).is_some_and(|e| e.fp == fps[last[ik]]);
                             Some(!same)
                         })
@@ -135,14 +135,14 @@ impl Ctx<'_> {
                         *ks = kept;
                         *b = compute::filter_record_batch(&aligned, &keep)
                             .map_err(|e| self.err(&t.name, e))?;
-                        written.extend(ks.iter().map(|k| index_key(k)));
+                        written.extend(ks.iter().map(|k| index_key(k)[0]));
                     } else {
-                        written.extend(iks);
+                        written.extend(iks.iter().map(|k| k[0]));
                     }
                 }
                 _ => {
                     if let Some(ks) = keys {
-                        written.extend(ks.iter().map(|k| index_key(k)));
+                        written.extend(ks.iter().map(|k| index_key(k)[0]));
                     }
                 }
             }
@@ -226,11 +226,11 @@ impl Ctx<'_> {
         Ok(last.into_iter().collect())
     }
 
-    /// The keys `seen` holds for `table`, with when they were seen.
-    pub(super) fn seen_keys(&self, seen: &Table, table: &str) -> Result<KeyMap<i64>> {
+    /// The keys `seen` holds for `table` seen at or after `since`.
+    pub(super) fn seen_keys(&self, seen: &Table, table: &str, since: i64) -> Result<KeySet> {
         let part = seen_partition(table);
         let cols = ["key".to_string(), "seen_at".to_string()];
-        let mut out = KeyMap::default();
+        let mut out = KeySet::default();
         for f in seen.files.values().filter(|f| f.partition() == part) {
             for b in self.read(seen, f, Some(&cols))? {
                 let b = b?;
@@ -245,8 +245,9 @@ impl Ctx<'_> {
                 let at = compute::cast(at, &DataType::Int64).map_err(|e| self.err(&f.path, e))?;
                 let at = at.as_any().downcast_ref::<Int64Array>().expect("int64");
                 for i in 0..b.num_rows() {
-                    let e = out.entry(index_key(key.value(i))).or_insert(at.value(i));
-                    *e = (*e).max(at.value(i));
+                    if at.value(i) >= since {
+                        out.insert(index_key(key.value(i))[0]);
+                    }
                 }
             }
         }
@@ -260,13 +261,7 @@ impl ParquetDestination {
         let Some(seen) = self.tables.get(SEEN_TABLE) else {
             return Ok(KeySet::default());
         };
-        Ok(self
-            .ctx(0)
-            .seen_keys(seen, table)?
-            .into_iter()
-            .filter(|(_, at)| *at >= since)
-            .map(|(k, _)| k)
-            .collect())
+        self.ctx(0).seen_keys(seen, table, since)
     }
 
     /// After the data tables are planned: their sweeps' forgetting and the

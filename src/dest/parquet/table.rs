@@ -29,7 +29,9 @@ pub(super) fn index_key(k: &[u8]) -> IndexKey {
 /// Maps and sets keyed by [`IndexKey`]s, which are hashes already: their
 /// first half is the table hash (no second hashing of every lookup).
 pub(super) type KeyMap<V> = HashMap<IndexKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
-pub(super) type KeySet = HashSet<IndexKey, std::hash::BuildHasherDefault<KeyHasher>>;
+/// Keys by the first half of their [`IndexKey`] (8 bytes; as the
+/// [`KeyIndex`] tells keys apart).
+pub(super) type KeySet = HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// The [`KeyMap`] hasher: takes the first 8 bytes it is given (an
 /// `[u64; 2]` hashes as its 16 bytes, after its length).
@@ -56,6 +58,148 @@ impl std::hash::Hasher for KeyHasher {
 pub(super) struct IndexEntry {
     pub(super) file: u32,
     pub(super) fp: u64,
+}
+
+/// One key of a [`KeyIndex`]: 20 bytes.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct Slot {
+    key: u64,
+    fp: u64,
+    file: u32,
+}
+
+/// The key → file index of a table, in 20 bytes a key: the first half of
+/// each key's [`IndexKey`] (two keys sharing it cost a needless file
+/// rewrite and an insert counted as an update, never a row; a changed row
+/// taken for unchanged would also need their fingerprints to agree), its
+/// file and its row's fingerprint, in one array sorted by key (no hash
+/// table's slack, no doubling as it grows); keys added since the last merge
+/// wait in a small map.
+#[derive(Default)]
+pub(super) struct KeyIndex {
+    sorted: Vec<Slot>,
+    /// Where in `sorted` the keys of each prefix (the top `64 - shift`
+    /// bits) begin: keys are hashes, so with about one prefix per 4 keys a
+    /// lookup reads two or three cache lines, not a binary search's dozens.
+    starts: Vec<u32>,
+    shift: u32,
+    recent: HashMap<u64, IndexEntry, std::hash::BuildHasherDefault<KeyHasher>>,
+}
+
+impl KeyIndex {
+    /// An empty index with room for `n` keys, filled by [`push`](Self::push)
+    /// and then [`seal`](Self::seal)ed.
+    pub(super) fn with_capacity(n: usize) -> Self {
+        KeyIndex {
+            sorted: Vec::with_capacity(n),
+            ..Default::default()
+        }
+    }
+
+    /// Add a key while loading (any order, each key once).
+    pub(super) fn push(&mut self, key: u64, e: IndexEntry) {
+        self.sorted.push(Slot {
+            key,
+            fp: e.fp,
+            file: e.file,
+        });
+    }
+
+    /// Sort what was pushed.
+    pub(super) fn seal(&mut self) {
+        self.sorted.sort_unstable_by_key(|s| s.key);
+        self.sorted.dedup_by_key(|s| s.key);
+        self.index_starts();
+    }
+
+    fn index_starts(&mut self) {
+        let bits = (self.sorted.len() / 4).max(1).ilog2().clamp(4, 28);
+        self.shift = 64 - bits;
+        let mut starts = vec![0u32; (1 << bits) + 1];
+        for s in &self.sorted {
+            starts[(s.key >> self.shift) as usize + 1] += 1;
+        }
+        for b in 1..starts.len() {
+            starts[b] += starts[b - 1];
+        }
+        self.starts = starts;
+    }
+
+    fn position(&self, key: u64) -> Option<usize> {
+        if self.sorted.is_empty() {
+            return None;
+        }
+        let b = (key >> self.shift) as usize;
+        let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        self.sorted[lo..hi]
+            .binary_search_by_key(&key, |s| s.key)
+            .ok()
+            .map(|i| lo + i)
+    }
+
+    pub(super) fn get(&self, k: &IndexKey) -> Option<IndexEntry> {
+        if let Some(e) = self.recent.get(&k[0]) {
+            return Some(*e);
+        }
+        self.position(k[0]).map(|i| {
+            let s = self.sorted[i];
+            IndexEntry {
+                file: s.file,
+                fp: s.fp,
+            }
+        })
+    }
+
+    pub(super) fn contains_key(&self, k: &IndexKey) -> bool {
+        self.get(k).is_some()
+    }
+
+    pub(super) fn insert(&mut self, k: IndexKey, e: IndexEntry) {
+        match self.position(k[0]) {
+            Some(i) => {
+                self.sorted[i].file = e.file;
+                self.sorted[i].fp = e.fp;
+            }
+            None => {
+                self.recent.insert(k[0], e);
+                if self.recent.len() > (self.sorted.len() / 4).max(1 << 17) {
+                    self.merge();
+                }
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.sorted.len() + self.recent.len()
+    }
+
+    /// Merge the recent keys into the sorted array, in place from its end.
+    fn merge(&mut self) {
+        let mut recent: Vec<(u64, IndexEntry)> = self.recent.drain().collect();
+        self.recent.shrink_to(1 << 17);
+        recent.sort_unstable_by_key(|r| r.0);
+        let (n, m) = (self.sorted.len(), recent.len());
+        self.sorted.reserve_exact(m);
+        self.sorted.resize(n + m, Slot { key: 0, fp: 0, file: 0 });
+        let (mut i, mut j, mut w) = (n, m, n + m);
+        while j > 0 {
+            w -= 1;
+            if i > 0 && self.sorted[i - 1].key > recent[j - 1].0 {
+                i -= 1;
+                self.sorted[w] = self.sorted[i];
+            } else {
+                j -= 1;
+                let (key, e) = recent[j];
+                self.sorted[w] = Slot {
+                    key,
+                    fp: e.fp,
+                    file: e.file,
+                };
+            }
+        }
+        self.index_starts();
+    }
 }
 
 /// A row's fingerprint: the 64-bit XXH3 hash of its row-format bytes (seed
@@ -134,7 +278,7 @@ pub(super) struct Table {
     pub(super) files: BTreeMap<u32, LiveFile>,
     pub(super) next_id: u32,
     /// Key → file holding it; `None` until a commit needs it.
-    pub(super) index: Option<KeyMap<IndexEntry>>,
+    pub(super) index: Option<KeyIndex>,
     /// The columns stamped with the sync time (left out of fingerprints).
     pub(super) synced: Vec<String>,
     /// Keys (and sync times) of rows this commit found unchanged, for `_etl_seen`.
@@ -278,4 +422,42 @@ pub(super) fn column_type_of(dt: &DataType) -> Option<ColumnType> {
         DataType::Utf8 => ColumnType::String,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sorted index answers as a map would, across merges.
+    #[test]
+    fn key_index_agrees_with_a_map() {
+        let mut model: HashMap<u64, IndexEntry> = HashMap::new();
+        let start: Vec<(u64, IndexEntry)> = (0..1_000u64)
+            .map(|i| (i * 7919 % 100_003, IndexEntry { file: 1, fp: i }))
+            .collect();
+        model.extend(start.iter().copied());
+        let mut index = KeyIndex::with_capacity(start.len());
+        for (k, e) in start {
+            index.push(k, e);
+        }
+        index.seal();
+        let mut x = 12345u64;
+        for round in 0..600_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Keys spread over every prefix, and crowded in a few.
+            let key = if round % 2 == 0 { x % 400_000 } else { x };
+            let e = IndexEntry {
+                file: (round % 97) as u32,
+                fp: x,
+            };
+            index.insert([key, 0], e);
+            model.insert(key, e);
+        }
+        assert_eq!(index.len(), model.len());
+        for probe in (0..400_500u64).chain(model.keys().copied().collect::<Vec<_>>()) {
+            assert_eq!(index.get(&[probe, 9]), model.get(&probe).copied(), "{probe}");
+        }
+    }
 }
