@@ -242,7 +242,7 @@ pub(crate) struct SyncArgs {
     /// Commit at the next page boundary once this many seconds passed since the last commit.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     checkpoint_seconds: f64,
-    /// DuckDB: memory for caching and merging, beyond which it spills to disk (default 1GB).
+    /// DuckDB: memory for caching and merging, beyond which it spills to disk (default 128MB).
     #[arg(long, value_name = "SIZE", value_parser = memory_size)]
     memory_limit: Option<String>,
     /// DuckDB: the storage format of a new file (default v1.4.0, which DuckDB 1.4
@@ -708,7 +708,11 @@ async fn sync(a: SyncArgs, stats: Arc<etl::RunStats>) -> Result<etl::SyncSummary
         checkpoint_rows: a.checkpoint_rows,
         checkpoint_interval: Duration::from_secs_f64(a.checkpoint_seconds),
         full_refresh: a.full_refresh,
-        memory_limit: Some(a.memory_limit.clone().unwrap_or_else(|| "1GB".into())),
+        memory_limit: Some(
+            a.memory_limit
+                .clone()
+                .unwrap_or_else(|| etl::engine::DEFAULT_MEMORY_LIMIT.into()),
+        ),
         duckdb_storage_version: a
             .duckdb_storage_version
             .clone()

@@ -87,6 +87,14 @@ pub struct SyncOptions {
     pub naming: Option<crate::naming::Naming>,
 }
 
+/// DuckDB's `memory_limit` unless `--memory-limit` says otherwise: its
+/// buffer pool (cache, staging, merge joins) beyond which it spills to a
+/// temporary directory beside the file. Chosen by measurement
+/// (docs/benchmarks.md): at 128MB a sync of 1M to 5M users peaks near
+/// 240 MB and runs as fast as with 1GB, which peaked at 390 MB (1M) to
+/// 1 GB (5M).
+pub const DEFAULT_MEMORY_LIMIT: &str = "128MB";
+
 /// The kind of destination `--out` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -132,7 +140,7 @@ impl Default for SyncOptions {
             checkpoint_interval: Duration::from_secs(10),
             channel_capacity: 128,
             full_refresh: false,
-            memory_limit: Some("1GB".into()),
+            memory_limit: Some(DEFAULT_MEMORY_LIMIT.into()),
             duckdb_storage_version: crate::dest::duckdb::DEFAULT_STORAGE_VERSION.into(),
             format: None,
             parquet: Default::default(),

@@ -366,7 +366,10 @@ impl Ctx<'_> {
     }
 
     /// Merge a partition's many small files while writing it anyway: they
-    /// join the files to rewrite.
+    /// join the files to rewrite. Files are merged with files of about their
+    /// size (the same power of 4 of bytes), so what one merge wrote is not
+    /// rewritten by the next merge of small files, over and over as the
+    /// partition grows: a row is rewritten once per tier, a handful of times.
     fn add_small_files(
         &self,
         t: &Table,
@@ -376,29 +379,30 @@ impl Ctx<'_> {
     ) {
         let small = (self.opts.file_bytes / 16) as u64;
         for p in by_partition.keys() {
-            let smalls: Vec<u32> = t
-                .files
-                .iter()
-                .filter(|(id, f)| {
-                    f.partition() == p
-                        && !touched.contains(id)
-                        && f.bytes
-                            .or_else(|| {
-                                fs::metadata(self.table_dir(t).join(&f.path))
-                                    .ok()
-                                    .map(|m| m.len())
-                            })
-                            .is_some_and(|n| n < small)
-                })
-                .map(|(id, _)| *id)
-                .collect();
-            if smalls.len() >= COMPACT_FILES {
-                tracing::debug!(table = %t.name, partition = %p, files = smalls.len(), "merging small files");
-                touched.extend(&smalls);
-                files_by_partition
-                    .entry(p.clone())
-                    .or_default()
-                    .extend(smalls);
+            let mut tiers: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            for (id, f) in &t.files {
+                if f.partition() != p || touched.contains(id) {
+                    continue;
+                }
+                let bytes = f.bytes.or_else(|| {
+                    fs::metadata(self.table_dir(t).join(&f.path))
+                        .ok()
+                        .map(|m| m.len())
+                });
+                if let Some(n) = bytes.filter(|&n| n < small) {
+                    tiers.entry(n.max(1).ilog2() / 2).or_default().push(*id);
+                }
+            }
+            for (tier, smalls) in tiers {
+                if smalls.len() >= COMPACT_FILES {
+                    tracing::debug!(table = %t.name, partition = %p, files = smalls.len(),
+                        bytes_about = 4u64.pow(tier), "merging small files");
+                    touched.extend(&smalls);
+                    files_by_partition
+                        .entry(p.clone())
+                        .or_default()
+                        .extend(smalls);
+                }
             }
         }
     }
