@@ -720,7 +720,10 @@ async fn vacuum_deletes_only_files_no_snapshot_needs() {
             // A rescan rewrites only the files of rows that changed.
             let id = pg.userflow().users()[i * 150].id.clone();
             let mut attrs = serde_json::Map::new();
-            attrs.insert("email".into(), serde_json::json!(format!("v{i}@example.com")));
+            attrs.insert(
+                "email".into(),
+                serde_json::json!(format!("v{i}@example.com")),
+            );
             pg.userflow().upsert(&id, attrs);
         }
         let mut c = etl();

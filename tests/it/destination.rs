@@ -491,7 +491,9 @@ fn rows_upserted_unchanged_are_spared_by_the_sweep_and_seen_entries_stay_bounded
     let n = 1_500usize;
     let batch = |ids: std::ops::Range<usize>, at: i64| {
         let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from_iter_values(ids.clone().map(|i| format!("k{i}")))),
+            Arc::new(StringArray::from_iter_values(
+                ids.clone().map(|i| format!("k{i}")),
+            )),
             Arc::new(Int64Array::from_iter_values(ids.clone().map(|i| i as i64))),
             Arc::new(TimestampMicrosecondArray::from(vec![at; ids.len()]).with_timezone(UTC)),
         ];
@@ -500,7 +502,10 @@ fn rows_upserted_unchanged_are_spared_by_the_sweep_and_seen_entries_stay_bounded
     let mut d = kind.open(&kind.path(dir.path()));
     d.prepare(std::slice::from_ref(&t)).unwrap();
     d.upsert(&t, batch(0..n, 1_000)).unwrap();
-    assert_eq!(d.commit("c", &state(1)).unwrap().tables["seen_t"].inserted, n as u64);
+    assert_eq!(
+        d.commit("c", &state(1)).unwrap().tables["seen_t"].inserted,
+        n as u64
+    );
     let seen = |d: &AnyDest| {
         d.read(|c| {
             let has = c
@@ -526,9 +531,16 @@ fn rows_upserted_unchanged_are_spared_by_the_sweep_and_seen_entries_stay_bounded
     for i in 1..=5 {
         d.upsert(&t, batch(0..n, 1_000 + i)).unwrap();
         let c = d.commit("c", &state(1 + i as u64)).unwrap().tables["seen_t"];
-        assert_eq!((c.inserted, c.updated, c.unchanged), (0, 0, n as u64), "{kind:?} rescan {i}");
+        assert_eq!(
+            (c.inserted, c.updated, c.unchanged),
+            (0, 0, n as u64),
+            "{kind:?} rescan {i}"
+        );
         let held = seen(&d);
-        assert!((n as i64..=2 * n as i64).contains(&held), "{kind:?} rescan {i}: {held} seen entries");
+        assert!(
+            (n as i64..=2 * n as i64).contains(&held),
+            "{kind:?} rescan {i}: {held} seen entries"
+        );
     }
     let stamps = d.grid("SELECT DISTINCT epoch_us(_synced_at) FROM seen_t");
     assert_eq!(stamps, ["BigInt(1000)"], "no row was rewritten");

@@ -456,10 +456,9 @@ mod unchanged {
         assert!(kind == Kind::DuckDb || files.len() > 1, "{files:?}");
         // DuckDB: a row deleted and inserted again gets a new rowid.
         let rowids = || match kind {
-            Kind::DuckDb => crate::dests::grid(
-                &crate::dests::reader(&db),
-                "SELECT id, rowid FROM users",
-            ),
+            Kind::DuckDb => {
+                crate::dests::grid(&crate::dests::reader(&db), "SELECT id, rowid FROM users")
+            }
             _ => Vec::new(),
         };
         let before = rowids();

@@ -343,6 +343,15 @@ impl DuckDbDestination {
         ))
     }
 
+    /// Delete `table`'s entries from `_etl_seen` (which exists).
+    fn forget_seen(&self, table: &str) -> Result<()> {
+        let sql = format!(
+            "DELETE FROM {} WHERE table_name = ?",
+            self.qualified(SEEN_TABLE)
+        );
+        self.timed(&sql, |c| c.execute(&sql, [table])).map(|_| ())
+    }
+
     fn key_condition(t: &TableSchema) -> String {
         t.primary_key
             .iter()
@@ -627,12 +636,7 @@ impl Destination for DuckDbDestination {
         self.pending.table(&table.name).deleted += n as u64;
         if !seen.is_empty() {
             // Every entry is used up: the next scan begins later.
-            self.timed("forgetting seen rows", |c| {
-                c.execute(
-                    &format!("DELETE FROM {} WHERE table_name = ?", self.qualified(SEEN_TABLE)),
-                    [&table.name],
-                )
-            })?;
+            self.forget_seen(&table.name)?;
         }
         Ok(())
     }
@@ -655,12 +659,7 @@ impl Destination for DuckDbDestination {
             })?;
         }
         if self.table_exists(SEEN_TABLE)? {
-            self.timed("forgetting the table's seen rows", |c| {
-                c.execute(
-                    &format!("DELETE FROM {} WHERE table_name = ?", self.qualified(SEEN_TABLE)),
-                    [table],
-                )
-            })?;
+            self.forget_seen(table)?;
         }
         self.schemas.remove(table);
         self.columns.remove(table);

@@ -170,9 +170,17 @@ impl DuckDbDestination {
     /// version in the table, every column but the sync time compared; record
     /// their keys as seen (so a sweep of the rows a scan did not see spares
     /// them). How many there were.
-    fn set_aside_unchanged(&mut self, t: &TableSchema, schema: &Schema, stage: &str) -> Result<u64> {
+    fn set_aside_unchanged(
+        &mut self,
+        t: &TableSchema,
+        schema: &Schema,
+        stage: &str,
+    ) -> Result<u64> {
         let target = self.qualified(&t.name);
-        if self.count(&format!("SELECT count(*) FROM (SELECT 1 FROM {target} LIMIT 1)"))? == 0 {
+        if self.count(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {target} LIMIT 1)"
+        ))? == 0
+        {
             return Ok(0);
         }
         let synced: Vec<&str> = t
@@ -229,7 +237,9 @@ impl DuckDbDestination {
                 .map(|k| format!("s.{k} = u.{k}"))
                 .collect::<Vec<_>>()
                 .join(" AND ");
-            self.exec(&format!("DELETE FROM {stage} s USING {unchanged} u WHERE {on}"))?;
+            self.exec(&format!(
+                "DELETE FROM {stage} s USING {unchanged} u WHERE {on}"
+            ))?;
         }
         self.exec(&format!("DROP TABLE {unchanged}"))?;
         Ok(n)

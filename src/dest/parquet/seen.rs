@@ -68,7 +68,11 @@ impl Ctx<'_> {
         op_keys: &mut [Option<Vec<Key>>],
         counts: &mut TableCounts,
     ) -> Result<()> {
-        let synced = t.synced.iter().find(|c| schema.index_of(c).is_ok()).cloned();
+        let synced = t
+            .synced
+            .iter()
+            .find(|c| schema.index_of(c).is_ok())
+            .cloned();
         // Keys this commit writes (their stored row no longer decides).
         let mut written = KeySet::default();
         let mut swept = false;
@@ -117,7 +121,9 @@ impl Ctx<'_> {
                                     aligned.column_by_name(c).expect("aligned"),
                                     &DataType::Int64,
                                 )
-                                .map_err(|e| self.err(format!("table {}, column {c}", t.name), e))?,
+                                .map_err(|e| {
+                                    self.err(format!("table {}, column {c}", t.name), e)
+                                })?,
                             ),
                             None => None,
                         };
@@ -172,9 +178,9 @@ impl Ctx<'_> {
     /// Whether `sweeps` change a row of `f`, read where statistics cannot
     /// tell (a sweep sparing seen keys: their rows are old but not stale).
     pub(super) fn sweep_hits(&self, t: &Table, f: &LiveFile, sweeps: &[Sweep]) -> Result<bool> {
-        let precise = sweeps.iter().all(|s| {
-            matches!(s, Sweep::OlderThan { spare: Some(spare), .. } if !spare.is_empty())
-        });
+        let precise = sweeps
+            .iter()
+            .all(|s| matches!(s, Sweep::OlderThan { spare: Some(spare), .. } if !spare.is_empty()));
         if !precise || t.primary_key.is_empty() {
             return Ok(true);
         }
@@ -212,7 +218,9 @@ impl Ctx<'_> {
                         .downcast_ref::<arrow::array::BinaryArray>()
                         .cloned()
                 });
-                let at = b.column_by_name("seen_at").map(|c| compute::cast(c, &DataType::Int64));
+                let at = b
+                    .column_by_name("seen_at")
+                    .map(|c| compute::cast(c, &DataType::Int64));
                 let (Some(key), Some(Ok(at))) = (key, at) else {
                     return Err(self.err(&f.path, "an _etl_seen file lacks key or seen_at"));
                 };
@@ -281,7 +289,11 @@ impl ParquetDestination {
             }
             let new = std::mem::take(&mut t.seen_out);
             if !forgotten && !new.is_empty() {
-                grown.push((name.clone(), new.len() as u64, t.index.as_ref().map_or(0, |i| i.len())));
+                grown.push((
+                    name.clone(),
+                    new.len() as u64,
+                    t.index.as_ref().map_or(0, |i| i.len()),
+                ));
             }
             rows.extend(new.into_iter().map(|(k, at)| (name.clone(), k, at)));
         }
@@ -291,7 +303,12 @@ impl ParquetDestination {
         if let Some(seen) = self.tables.get(SEEN_TABLE) {
             for (name, new, keys) in grown {
                 let part = seen_partition(&name);
-                let held: u64 = seen.files.values().filter(|f| f.partition() == part).map(|f| f.rows).sum();
+                let held: u64 = seen
+                    .files
+                    .values()
+                    .filter(|f| f.partition() == part)
+                    .map(|f| f.rows)
+                    .sum();
                 if held + new > 2 * (keys as u64).max(1024) {
                     let old = self.ctx(0).seen_entries(seen, &name)?;
                     tracing::debug!(table = %name, entries = held, keys, "merging seen entries");

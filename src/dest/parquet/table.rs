@@ -181,7 +181,14 @@ impl KeyIndex {
         recent.sort_unstable_by_key(|r| r.0);
         let (n, m) = (self.sorted.len(), recent.len());
         self.sorted.reserve_exact(m);
-        self.sorted.resize(n + m, Slot { key: 0, fp: 0, file: 0 });
+        self.sorted.resize(
+            n + m,
+            Slot {
+                key: 0,
+                fp: 0,
+                file: 0,
+            },
+        );
         let (mut i, mut j, mut w) = (n, m, n + m);
         while j > 0 {
             w -= 1;
@@ -247,7 +254,9 @@ pub(super) enum Sweep {
     },
     /// Drop the files of one partition (`_etl_seen`'s entries of a table,
     /// used up by its sweep).
-    Forget { partition: String },
+    Forget {
+        partition: String,
+    },
 }
 
 /// A count of the rows a sweep by time would soft-delete
@@ -457,7 +466,11 @@ mod tests {
         }
         assert_eq!(index.len(), model.len());
         for probe in (0..400_500u64).chain(model.keys().copied().collect::<Vec<_>>()) {
-            assert_eq!(index.get(&[probe, 9]), model.get(&probe).copied(), "{probe}");
+            assert_eq!(
+                index.get(&[probe, 9]),
+                model.get(&probe).copied(),
+                "{probe}"
+            );
         }
     }
 }
