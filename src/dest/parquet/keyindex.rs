@@ -1,6 +1,6 @@
 //! The key → file index: which live files may hold the keys a commit
-//! changes (built on first use from the files' key columns and their
-//! statistics), and the sweeps that soft-delete by time.
+//! changes and what their rows' fingerprints are (built on first use from
+//! the live files), row fingerprints, and the sweeps that soft-delete by time.
 
 use super::*;
 

@@ -9,9 +9,11 @@
 //!
 //! Operations are kept in memory until [`Destination::commit`]. A commit finds
 //! the files holding old versions of the keys it changes (an in-memory key
-//! index, built on first use by reading the key columns), rewrites only those
-//! files (plus the rows of new keys, added as new files in their partitions),
-//! and leaves every other file alone. Deletes are soft (`_fivetran_deleted`,
+//! index, built on first use by reading the live files, with a fingerprint of
+//! each row), leaves out upserts of rows as they are stored (`seen.rs`),
+//! rewrites only the files holding old versions of the rest (plus the rows of
+//! new keys, added as new files in their partitions), and leaves every other
+//! file alone. Deletes are soft (`_fivetran_deleted`,
 //! or `_etl_deleted` under source naming).
 //!
 //! Publishing, so that a crash at any instant ends in the old or the new
