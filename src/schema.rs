@@ -456,6 +456,15 @@ impl TableSchema {
         }
     }
 
+    /// The columns stamped with the sync time (left out when a row is
+    /// compared with its stored version).
+    pub fn synced_columns(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .filter(|c| c.source == ColumnSource::SyncedAt)
+            .map(|c| c.name.as_str())
+    }
+
     /// Where the soft-delete flag goes when the table is created: before a
     /// trailing sync-time column (`…, _fivetran_deleted, _fivetran_synced`,
     /// as the Connector SDK's tester orders them), else last.

@@ -22,7 +22,7 @@ use super::namespace::Namespace;
 use super::{Destination, WriteSummary};
 use crate::decode::Reject;
 use crate::error::{Error, Result};
-use crate::schema::{ColumnSource, ColumnType, TableSchema, TypeChange};
+use crate::schema::{ColumnType, TableSchema, TypeChange};
 use crate::state::State;
 
 mod ddl;

@@ -183,12 +183,7 @@ impl DuckDbDestination {
         {
             return Ok(0);
         }
-        let synced: Vec<&str> = t
-            .columns
-            .iter()
-            .filter(|c| c.source == ColumnSource::SyncedAt)
-            .map(|c| c.name.as_str())
-            .collect();
+        let synced: Vec<&str> = t.synced_columns().collect();
         let staged: HashSet<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         let mut same = vec![format!("NOT t.{}", ident(t.deleted_column))];
         for f in schema.fields() {

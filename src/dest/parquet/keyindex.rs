@@ -138,7 +138,7 @@ impl Ctx<'_> {
         use rayon::prelude::*;
         let files: Vec<(u32, &LiveFile)> = t.files.iter().map(|(&id, f)| (id, f)).collect();
         for group in files.chunks(rayon::current_num_threads().max(1) * 2) {
-            let read: Vec<Result<Vec<(u64, IndexEntry)>>> = group
+            let read: Vec<Result<Vec<(IndexKey, IndexEntry)>>> = group
                 .par_iter()
                 .map(|&(id, f)| {
                     let mut entries = Vec::with_capacity(f.rows as usize);
@@ -146,7 +146,7 @@ impl Ctx<'_> {
                         let b = self.align(t, &schema, &b?)?;
                         let fps = self.fingerprints(t, &b)?;
                         for (k, fp) in self.keys(t, &b)?.iter().zip(fps) {
-                            entries.push((index_key(k)[0], IndexEntry { file: id, fp }));
+                            entries.push((index_key(k), IndexEntry { file: id, fp }));
                         }
                     }
                     Ok(entries)
@@ -154,7 +154,7 @@ impl Ctx<'_> {
                 .collect();
             for entries in read {
                 for (k, e) in entries? {
-                    index.push(k, e);
+                    index.push(&k, e);
                 }
             }
         }

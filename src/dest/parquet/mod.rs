@@ -365,12 +365,7 @@ impl ParquetDestination {
                 ),
             ));
         }
-        table.synced = t
-            .columns
-            .iter()
-            .filter(|c| c.source == crate::schema::ColumnSource::SyncedAt)
-            .map(|c| c.name.clone())
-            .collect();
+        table.synced = t.synced_columns().map(String::from).collect();
         evolve_columns(table, t, &origin)?;
         Ok(table)
     }
@@ -597,8 +592,15 @@ impl Destination for ParquetDestination {
         if !t.has_column(column) {
             return Ok((0, 0));
         }
-        let spare = self.seen_since(&table.name, before_micros)?;
+        let spare = Arc::new(self.seen_since(&table.name, before_micros)?);
         let ctx = self.ctx(0);
+        // What the sweep would do, done to the column and the flag only.
+        let sweep = Sweep::OlderThan {
+            column: column.to_string(),
+            before: before_micros,
+            spare: Some(spare.clone()),
+            counted: None,
+        };
         let mut stale_files = HashSet::new();
         let mut cols = vec![column.to_string(), t.deleted.to_string()];
         if !spare.is_empty() {
@@ -617,27 +619,8 @@ impl Destination for ParquetDestination {
                     .column_by_name(t.deleted)
                     .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
                     .ok_or_else(|| ctx.err(&t.name, "no soft-delete column"))?;
-                let values = compute::cast(
-                    b.column_by_name(column).expect("projected"),
-                    &DataType::Int64,
-                )
-                .map_err(|e| ctx.err(format!("table {}, column {column}", t.name), e))?;
-                let values = values
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("cast to Int64");
-                for i in 0..b.num_rows() {
-                    if deleted.value(i) {
-                        continue;
-                    }
-                    live += 1;
-                    let seen = keys
-                        .as_ref()
-                        .is_some_and(|ks| spare.contains(&index_key(&ks[i])[0]));
-                    if values.is_valid(i) && values.value(i) < before_micros && !seen {
-                        stale += 1;
-                    }
-                }
+                live += deleted.false_count() as u64;
+                stale += ctx.sweep(t, b, keys.as_deref(), &sweep)?.1;
             }
             if stale > stale_before {
                 stale_files.insert(f.path.clone());
@@ -650,7 +633,7 @@ impl Destination for ParquetDestination {
             before: before_micros,
             live: t.files.values().map(|f| f.path.clone()).collect(),
             stale: stale_files,
-            spare: Arc::new(spare),
+            spare,
         };
         self.counted = Some(Arc::new(counted));
         Ok((live, stale))

@@ -113,7 +113,9 @@ impl Ctx<'_> {
                         })
                         .collect();
                     let same = keep.false_count();
-                    if same > 0 {
+                    if same == 0 {
+                        written.extend(iks.iter().map(|k| k[0]));
+                    } else {
                         counts.unchanged += same as u64;
                         let at = match &synced {
                             Some(c) => Some(
@@ -133,18 +135,20 @@ impl Ctx<'_> {
                         let mut kept = Vec::with_capacity(ks.len() - same);
                         for (i, k) in std::mem::take(ks).into_iter().enumerate() {
                             if keep.value(i) {
+                                written.insert(iks[i][0]);
                                 kept.push(k);
                             } else if let Some(at) = at.filter(|a| a.is_valid(i)) {
                                 t.seen_out.push((k, at.value(i)));
                             }
                         }
                         *ks = kept;
-                        *b = compute::filter_record_batch(&aligned, &keep)
-                            .map_err(|e| self.err(&t.name, e))?;
-                        written.extend(ks.iter().map(|k| index_key(k)[0]));
-                    } else {
-                        written.extend(iks.iter().map(|k| k[0]));
                     }
+                    // Aligned once: applying the batch finds it aligned.
+                    *b = match same {
+                        0 => aligned,
+                        _ => compute::filter_record_batch(&aligned, &keep)
+                            .map_err(|e| self.err(&t.name, e))?,
+                    };
                 }
                 _ => {
                     if let Some(ks) = keys {
@@ -205,13 +209,12 @@ impl Ctx<'_> {
         Ok(false)
     }
 
-    /// The entries `seen` holds for `table`: each key once, when last seen.
-    pub(super) fn seen_entries(&self, seen: &Table, table: &str) -> Result<Vec<(Key, i64)>> {
+    /// Call `f` with every (key, seen at) entry `seen` holds for `table`.
+    fn each_seen(&self, seen: &Table, table: &str, mut f: impl FnMut(&[u8], i64)) -> Result<()> {
         let part = seen_partition(table);
         let cols = ["key".to_string(), "seen_at".to_string()];
-        let mut last: HashMap<Key, i64> = HashMap::new();
-        for f in seen.files.values().filter(|f| f.partition() == part) {
-            for b in self.read(seen, f, Some(&cols))? {
+        for file in seen.files.values().filter(|f| f.partition() == part) {
+            for b in self.read(seen, file, Some(&cols))? {
                 let b = b?;
                 let key = b.column_by_name("key").and_then(|c| {
                     c.as_any()
@@ -222,43 +225,38 @@ impl Ctx<'_> {
                     .column_by_name("seen_at")
                     .map(|c| compute::cast(c, &DataType::Int64));
                 let (Some(key), Some(Ok(at))) = (key, at) else {
-                    return Err(self.err(&f.path, "an _etl_seen file lacks key or seen_at"));
+                    return Err(self.err(
+                        &file.path,
+                        "an _etl_seen file lacks a binary key or a seen_at time",
+                    ));
                 };
                 let at = at.as_any().downcast_ref::<Int64Array>().expect("int64");
                 for i in 0..b.num_rows() {
-                    let e = last.entry(key.value(i).into()).or_insert(at.value(i));
-                    *e = (*e).max(at.value(i));
+                    f(key.value(i), at.value(i));
                 }
             }
         }
-        Ok(last.into_iter().collect())
+        Ok(())
+    }
+
+    /// The entries `seen` holds for `table`: each key once, when last seen.
+    fn seen_entries(&self, seen: &Table, table: &str) -> Result<HashMap<Key, i64>> {
+        let mut last: HashMap<Key, i64> = HashMap::new();
+        self.each_seen(seen, table, |k, at| {
+            let e = last.entry(k.into()).or_insert(at);
+            *e = (*e).max(at);
+        })?;
+        Ok(last)
     }
 
     /// The keys `seen` holds for `table` seen at or after `since`.
     pub(super) fn seen_keys(&self, seen: &Table, table: &str, since: i64) -> Result<KeySet> {
-        let part = seen_partition(table);
-        let cols = ["key".to_string(), "seen_at".to_string()];
         let mut out = KeySet::default();
-        for f in seen.files.values().filter(|f| f.partition() == part) {
-            for b in self.read(seen, f, Some(&cols))? {
-                let b = b?;
-                let (Some(key), Some(at)) = (b.column_by_name("key"), b.column_by_name("seen_at"))
-                else {
-                    return Err(self.err(&f.path, "an _etl_seen file lacks key or seen_at"));
-                };
-                let key = key
-                    .as_any()
-                    .downcast_ref::<arrow::array::BinaryArray>()
-                    .ok_or_else(|| self.err(&f.path, "_etl_seen.key is not binary"))?;
-                let at = compute::cast(at, &DataType::Int64).map_err(|e| self.err(&f.path, e))?;
-                let at = at.as_any().downcast_ref::<Int64Array>().expect("int64");
-                for i in 0..b.num_rows() {
-                    if at.value(i) >= since {
-                        out.insert(index_key(key.value(i))[0]);
-                    }
-                }
+        self.each_seen(seen, table, |k, at| {
+            if at >= since {
+                out.insert(index_key(k)[0]);
             }
-        }
+        })?;
         Ok(out)
     }
 }
@@ -277,8 +275,10 @@ impl ParquetDestination {
     /// there are any.
     pub(super) fn queue_seen(&mut self) -> Result<bool> {
         let mut forget = Vec::new();
-        let mut rows: Vec<(String, Key, i64)> = Vec::new();
-        let mut grown = Vec::new();
+        // Per table: its new entries, and (when they add to its old ones)
+        // how many keys the table has.
+        type Entries = (String, Vec<(Key, i64)>, Option<usize>);
+        let mut entries: Vec<Entries> = Vec::new();
         for (name, t) in self.tables.iter_mut() {
             if name == SEEN_TABLE {
                 continue;
@@ -288,46 +288,38 @@ impl ParquetDestination {
                 forget.push(name.clone());
             }
             let new = std::mem::take(&mut t.seen_out);
-            if !forgotten && !new.is_empty() {
-                grown.push((
-                    name.clone(),
-                    new.len() as u64,
-                    t.index.as_ref().map_or(0, |i| i.len()),
-                ));
+            if !new.is_empty() {
+                let keys = (!forgotten).then(|| t.index.as_ref().map_or(0, |i| i.len()));
+                entries.push((name.clone(), new, keys));
             }
-            rows.extend(new.into_iter().map(|(k, at)| (name.clone(), k, at)));
         }
         // A table that is never swept (a cursor stream re-reading its
         // lookback) has its entries merged, one per key, once they are twice
         // as many as its keys.
         if let Some(seen) = self.tables.get(SEEN_TABLE) {
-            for (name, new, keys) in grown {
-                let part = seen_partition(&name);
+            for (name, new, keys) in &mut entries {
+                let Some(keys) = *keys else { continue };
+                let part = seen_partition(name);
                 let held: u64 = seen
                     .files
                     .values()
                     .filter(|f| f.partition() == part)
                     .map(|f| f.rows)
                     .sum();
-                if held + new > 2 * (keys as u64).max(1024) {
-                    let old = self.ctx(0).seen_entries(seen, &name)?;
+                if held + new.len() as u64 > 2 * (keys as u64).max(1024) {
                     tracing::debug!(table = %name, entries = held, keys, "merging seen entries");
+                    let mut last = self.ctx(0).seen_entries(seen, name)?;
+                    for (k, at) in new.drain(..) {
+                        let e = last.entry(k).or_insert(at);
+                        *e = (*e).max(at);
+                    }
+                    *new = last.into_iter().collect();
                     forget.push(name.clone());
-                    let mut last: HashMap<Key, i64> = old.into_iter().collect();
-                    rows.retain(|(t, k, at)| {
-                        if *t != name {
-                            return true;
-                        }
-                        let e = last.entry(k.clone()).or_insert(*at);
-                        *e = (*e).max(*at);
-                        false
-                    });
-                    rows.extend(last.into_iter().map(|(k, at)| (name.clone(), k, at)));
                 }
             }
         }
         let had_table = self.tables.contains_key(SEEN_TABLE);
-        if rows.is_empty() && (forget.is_empty() || !had_table) {
+        if entries.is_empty() && (forget.is_empty() || !had_table) {
             return Ok(false);
         }
         let schema = seen_schema();
@@ -338,24 +330,27 @@ impl ParquetDestination {
                 partition: seen_partition(&name),
             }));
         }
-        for chunk in rows.chunks(READ_BATCH_ROWS) {
-            let cols: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(
-                    chunk.iter().map(|(t, _, _)| t.as_str()),
-                )),
-                Arc::new(arrow::array::BinaryArray::from_iter_values(
-                    chunk.iter().map(|(_, k, _)| &**k),
-                )),
-                Arc::new(
-                    arrow::array::TimestampMicrosecondArray::from_iter_values(
-                        chunk.iter().map(|(_, _, at)| *at),
-                    )
-                    .with_timezone(UTC),
-                ),
-            ];
-            let batch = RecordBatch::try_new(arrow_schema.clone(), cols)
-                .map_err(|e| Error::Internal(format!("recording seen rows: {e}")))?;
-            seen.ops.push(PendingOp::Upsert(batch));
+        for (name, new, _) in &entries {
+            for chunk in new.chunks(READ_BATCH_ROWS) {
+                let cols: Vec<ArrayRef> = vec![
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        name.as_str(),
+                        chunk.len(),
+                    ))),
+                    Arc::new(arrow::array::BinaryArray::from_iter_values(
+                        chunk.iter().map(|(k, _)| &**k),
+                    )),
+                    Arc::new(
+                        arrow::array::TimestampMicrosecondArray::from_iter_values(
+                            chunk.iter().map(|(_, at)| *at),
+                        )
+                        .with_timezone(UTC),
+                    ),
+                ];
+                let batch = RecordBatch::try_new(arrow_schema.clone(), cols)
+                    .map_err(|e| Error::Internal(format!("recording seen rows: {e}")))?;
+                seen.ops.push(PendingOp::Upsert(batch));
+            }
         }
         Ok(true)
     }

@@ -7,12 +7,12 @@ use super::*;
 pub(super) type Key = Box<[u8]>;
 
 /// A key as the key → file index holds it: its 128-bit XXH3 hash (seed
-/// random per process; the index lives in memory only). 16 bytes instead of
-/// a boxed key (~75 bytes with its allocation), so a table of millions of
-/// keys indexes in a third of the memory. The index only says which files
-/// may hold a key: rewriting a file compares the keys themselves, so even a
-/// collision (odds about n²/2¹²⁹) would cost one needless file rewrite and
-/// an insert counted as an update, never a row.
+/// random per process; the index lives in memory only), never the boxed key
+/// itself (~75 bytes with its allocation). The [`KeyIndex`] keeps 96 of the
+/// bits: two keys sharing them (odds about n²/2⁹⁷, 2·10⁻¹⁶ for 5M keys)
+/// would share one entry, so one of them could keep an old version in a
+/// file no longer pointed at. [`KeySet`]s keep 64: a key taken for another
+/// there only spares one unseen row from one sweep (seeds change per run).
 pub(super) type IndexKey = [u64; 2];
 
 /// Random per process, so no input is chosen to collide.
@@ -26,11 +26,10 @@ pub(super) fn index_key(k: &[u8]) -> IndexKey {
     [h as u64, (h >> 64) as u64]
 }
 
-/// Maps and sets keyed by [`IndexKey`]s, which are hashes already: their
-/// first half is the table hash (no second hashing of every lookup).
+/// Maps keyed by [`IndexKey`]s, which are hashes already: their first half
+/// is the table hash (no second hashing of every lookup).
 pub(super) type KeyMap<V> = HashMap<IndexKey, V, std::hash::BuildHasherDefault<KeyHasher>>;
-/// Keys by the first half of their [`IndexKey`] (8 bytes; as the
-/// [`KeyIndex`] tells keys apart).
+/// Keys by the first half of their [`IndexKey`] (8 bytes).
 pub(super) type KeySet = HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>;
 
 /// The [`KeyMap`] hasher: takes the first 8 bytes it is given (an
@@ -60,22 +59,37 @@ pub(super) struct IndexEntry {
     pub(super) fp: u64,
 }
 
-/// One key of a [`KeyIndex`]: 20 bytes.
+/// One key of a [`KeyIndex`]: 24 bytes.
 #[derive(Clone, Copy)]
 #[repr(C, packed(4))]
 struct Slot {
+    /// The key's hash: its first half, and 32 bits of its second.
     key: u64,
+    check: u32,
     fp: u64,
     file: u32,
 }
 
-/// The key → file index of a table, in 20 bytes a key: the first half of
-/// each key's [`IndexKey`] (two keys sharing it cost a needless file
-/// rewrite and an insert counted as an update, never a row; a changed row
-/// taken for unchanged would also need their fingerprints to agree), its
-/// file and its row's fingerprint, in one array sorted by key (no hash
-/// table's slack, no doubling as it grows); keys added since the last merge
-/// wait in a small map.
+impl Slot {
+    fn new(k: &IndexKey, e: IndexEntry) -> Self {
+        Slot {
+            key: k[0],
+            check: k[1] as u32,
+            fp: e.fp,
+            file: e.file,
+        }
+    }
+
+    /// The order slots are sorted in.
+    fn ord(&self) -> (u64, u32) {
+        (self.key, self.check)
+    }
+}
+
+/// The key → file index of a table, in 24 bytes a key (96 bits of its
+/// [`IndexKey`], its file, its row's fingerprint), in one array sorted by
+/// key: no hash table's slack, no doubling as it grows. Keys added since
+/// the last merge wait in a small map.
 #[derive(Default)]
 pub(super) struct KeyIndex {
     sorted: Vec<Slot>,
@@ -84,7 +98,7 @@ pub(super) struct KeyIndex {
     /// lookup reads two or three cache lines, not a binary search's dozens.
     starts: Vec<u32>,
     shift: u32,
-    recent: HashMap<u64, IndexEntry, std::hash::BuildHasherDefault<KeyHasher>>,
+    recent: KeyMap<IndexEntry>,
 }
 
 impl KeyIndex {
@@ -98,18 +112,14 @@ impl KeyIndex {
     }
 
     /// Add a key while loading (any order, each key once).
-    pub(super) fn push(&mut self, key: u64, e: IndexEntry) {
-        self.sorted.push(Slot {
-            key,
-            fp: e.fp,
-            file: e.file,
-        });
+    pub(super) fn push(&mut self, k: &IndexKey, e: IndexEntry) {
+        self.sorted.push(Slot::new(k, e));
     }
 
     /// Sort what was pushed.
     pub(super) fn seal(&mut self) {
-        self.sorted.sort_unstable_by_key(|s| s.key);
-        self.sorted.dedup_by_key(|s| s.key);
+        self.sorted.sort_unstable_by_key(Slot::ord);
+        self.sorted.dedup_by_key(|s| s.ord());
         self.index_starts();
     }
 
@@ -126,23 +136,23 @@ impl KeyIndex {
         self.starts = starts;
     }
 
-    fn position(&self, key: u64) -> Option<usize> {
+    fn position(&self, k: &IndexKey) -> Option<usize> {
         if self.sorted.is_empty() {
             return None;
         }
-        let b = (key >> self.shift) as usize;
+        let b = (k[0] >> self.shift) as usize;
         let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
         self.sorted[lo..hi]
-            .binary_search_by_key(&key, |s| s.key)
+            .binary_search_by_key(&(k[0], k[1] as u32), Slot::ord)
             .ok()
             .map(|i| lo + i)
     }
 
     pub(super) fn get(&self, k: &IndexKey) -> Option<IndexEntry> {
-        if let Some(e) = self.recent.get(&k[0]) {
+        if let Some(e) = self.recent.get(k) {
             return Some(*e);
         }
-        self.position(k[0]).map(|i| {
+        self.position(k).map(|i| {
             let s = self.sorted[i];
             IndexEntry {
                 file: s.file,
@@ -156,14 +166,14 @@ impl KeyIndex {
     }
 
     pub(super) fn insert(&mut self, k: IndexKey, e: IndexEntry) {
-        match self.position(k[0]) {
+        match self.position(&k) {
             Some(i) => {
                 self.sorted[i].file = e.file;
                 self.sorted[i].fp = e.fp;
             }
             None => {
-                self.recent.insert(k[0], e);
-                if self.recent.len() > (self.sorted.len() / 4).max(1 << 17) {
+                self.recent.insert(k, e);
+                if self.recent.len() > (self.sorted.len() / 8).max(1 << 17) {
                     self.merge();
                 }
             }
@@ -176,33 +186,21 @@ impl KeyIndex {
 
     /// Merge the recent keys into the sorted array, in place from its end.
     fn merge(&mut self) {
-        let mut recent: Vec<(u64, IndexEntry)> = self.recent.drain().collect();
+        let mut recent: Vec<Slot> = self.recent.drain().map(|(k, e)| Slot::new(&k, e)).collect();
         self.recent.shrink_to(1 << 17);
-        recent.sort_unstable_by_key(|r| r.0);
+        recent.sort_unstable_by_key(Slot::ord);
         let (n, m) = (self.sorted.len(), recent.len());
         self.sorted.reserve_exact(m);
-        self.sorted.resize(
-            n + m,
-            Slot {
-                key: 0,
-                fp: 0,
-                file: 0,
-            },
-        );
+        self.sorted.resize(n + m, recent[0]);
         let (mut i, mut j, mut w) = (n, m, n + m);
         while j > 0 {
             w -= 1;
-            if i > 0 && self.sorted[i - 1].key > recent[j - 1].0 {
+            if i > 0 && self.sorted[i - 1].ord() > recent[j - 1].ord() {
                 i -= 1;
                 self.sorted[w] = self.sorted[i];
             } else {
                 j -= 1;
-                let (key, e) = recent[j];
-                self.sorted[w] = Slot {
-                    key,
-                    fp: e.fp,
-                    file: e.file,
-                };
+                self.sorted[w] = recent[j];
             }
         }
         self.index_starts();
@@ -445,9 +443,11 @@ mod tests {
             .map(|i| (i * 7919 % 100_003, IndexEntry { file: 1, fp: i }))
             .collect();
         model.extend(start.iter().copied());
+        // A key's hash as a function of its first half.
+        let full = |k: u64| [k, k.rotate_left(17) ^ 0x5bd1e995];
         let mut index = KeyIndex::with_capacity(start.len());
         for (k, e) in start {
-            index.push(k, e);
+            index.push(&full(k), e);
         }
         index.seal();
         let mut x = 12345u64;
@@ -461,16 +461,22 @@ mod tests {
                 file: (round % 97) as u32,
                 fp: x,
             };
-            index.insert([key, 0], e);
+            index.insert(full(key), e);
             model.insert(key, e);
         }
         assert_eq!(index.len(), model.len());
         for probe in (0..400_500u64).chain(model.keys().copied().collect::<Vec<_>>()) {
             assert_eq!(
-                index.get(&[probe, 9]),
+                index.get(&full(probe)),
                 model.get(&probe).copied(),
                 "{probe}"
             );
         }
+        // Keys that share their first half stay apart.
+        let (a, b) = ([7, 1], [7, 2]);
+        index.insert(a, IndexEntry { file: 1, fp: 1 });
+        index.insert(b, IndexEntry { file: 2, fp: 2 });
+        assert_eq!(index.get(&a).map(|e| e.file), Some(1));
+        assert_eq!(index.get(&b).map(|e| e.file), Some(2));
     }
 }
