@@ -70,6 +70,7 @@ for_both_destinations!(
     a_row_that_changes_partition_keeps_one_copy,
     every_fivetran_type_reads_back_with_its_type,
     rows_upserted_unchanged_are_spared_by_the_sweep_and_seen_entries_stay_bounded,
+    a_counted_sweep_deletes_what_was_counted_and_looks_again_after_other_commits,
 );
 
 fn sdk_three_operations_example(kind: Kind) {
@@ -565,4 +566,85 @@ fn rows_upserted_unchanged_are_spared_by_the_sweep_and_seen_entries_stay_bounded
         ["Text(\"k0\")"]
     );
     assert_eq!(seen(&d), 0, "the sweep used the table's seen entries up");
+}
+
+/// A scan seen unchanged over several commits, counted, then swept: the
+/// count and the sweep agree on the one unseen row. Counted, then changed by
+/// another commit (which sees the unseen row after all) before the sweep:
+/// the sweep does not trust the old count, and deletes nothing.
+fn a_counted_sweep_deletes_what_was_counted_and_looks_again_after_other_commits(kind: Kind) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Arc::new(TableSchema::new(
+        "counted_t",
+        &["id"],
+        vec![
+            Column::new("id", ColumnType::String),
+            Column::new("v", ColumnType::Long),
+            Column::synced_at("_synced_at"),
+        ],
+    ));
+    let n = 3_000usize;
+    let batch = |ids: &[usize], v: i64, at: i64| {
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(
+                ids.iter().map(|i| format!("k{i}")),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                ids.iter().map(|&i| i as i64 + v),
+            )),
+            Arc::new(TimestampMicrosecondArray::from(vec![at; ids.len()]).with_timezone(UTC)),
+        ];
+        RecordBatch::try_new(t.arrow_schema(), cols).unwrap()
+    };
+    let all: Vec<usize> = (0..n).collect();
+    let mut d = kind.open(&kind.path(dir.path()));
+    d.prepare(std::slice::from_ref(&t)).unwrap();
+    d.upsert(&t, batch(&all, 0, 1_000)).unwrap();
+    d.commit("c", &state(1)).unwrap();
+    // A scan from 2_000 in three commits, seeing all but k7, unchanged.
+    for (i, part) in all.chunks(1_000).enumerate() {
+        let seen: Vec<usize> = part.iter().copied().filter(|&k| k != 7).collect();
+        d.upsert(&t, batch(&seen, 0, 2_000)).unwrap();
+        d.commit("c", &state(2 + i as u64)).unwrap();
+    }
+    assert_eq!(
+        d.live_and_stale(&t, "_synced_at", 2_000).unwrap(),
+        (n as u64, 1),
+        "{kind:?}"
+    );
+    d.delete_older_than(&t, "_synced_at", 2_000).unwrap();
+    let c = d.commit("c", &state(5)).unwrap().tables["counted_t"];
+    assert_eq!((c.deleted, c.updated, c.inserted), (1, 0, 0), "{kind:?}");
+    let deleted = |d: &AnyDest| d.grid("SELECT id FROM counted_t WHERE _etl_deleted ORDER BY id");
+    assert_eq!(deleted(&d), ["Text(\"k7\")"], "{kind:?}");
+
+    // A scan from 3_000 seeing all but k9 (k7 is gone already), counted …
+    let seen: Vec<usize> = all.iter().copied().filter(|&k| k != 7 && k != 9).collect();
+    d.upsert(&t, batch(&seen, 0, 3_000)).unwrap();
+    d.commit("c", &state(6)).unwrap();
+    assert_eq!(
+        d.live_and_stale(&t, "_synced_at", 3_000).unwrap(),
+        (n as u64 - 1, 1),
+        "{kind:?}"
+    );
+    // … then another commit changes k5, adds k{n} and sees k9 after all,
+    // before the sweep: which the sweep counts again, deleting nothing.
+    d.upsert(&t, batch(&[5, n], 100, 3_000)).unwrap();
+    d.upsert(&t, batch(&[9], 0, 3_000)).unwrap();
+    let c = d.commit("c", &state(7)).unwrap().tables["counted_t"];
+    assert_eq!((c.inserted, c.updated, c.unchanged), (1, 1, 1), "{kind:?}");
+    d.delete_older_than(&t, "_synced_at", 3_000).unwrap();
+    let c = d
+        .commit("c", &state(8))
+        .unwrap()
+        .tables
+        .get("counted_t")
+        .copied();
+    assert_eq!(c.map_or(0, |c| c.deleted), 0, "{kind:?}");
+    assert_eq!(deleted(&d), ["Text(\"k7\")"], "{kind:?}");
+    assert_eq!(
+        d.grid("SELECT count(*) FROM counted_t WHERE NOT _etl_deleted"),
+        [format!("BigInt({n})")],
+        "{kind:?}"
+    );
 }

@@ -130,35 +130,29 @@ impl Ctx<'_> {
     /// and its row's fingerprint (so every column is read, once per process).
     pub(super) fn load_index(&self, t: &Table) -> Result<KeyIndex> {
         let started = std::time::Instant::now();
-        let rows: u64 = t.files.values().map(|f| f.rows).sum();
         let schema = t.schema();
-        let mut index = KeyIndex::with_capacity(rows as usize);
-        // Files are read and fingerprinted on every core, a few at a time
-        // (each file's entries are held until they are added).
+        let index = std::sync::Mutex::new(KeyIndex::default());
+        // Files are read and fingerprinted on every core, each batch's
+        // entries added as they come.
         use rayon::prelude::*;
         let files: Vec<(u32, &LiveFile)> = t.files.iter().map(|(&id, f)| (id, f)).collect();
-        for group in files.chunks(rayon::current_num_threads().max(1) * 2) {
-            let read: Vec<Result<Vec<(IndexKey, IndexEntry)>>> = group
-                .par_iter()
-                .map(|&(id, f)| {
-                    let mut entries = Vec::with_capacity(f.rows as usize);
-                    for b in self.read(t, f, None)? {
-                        let b = self.align(t, &schema, &b?)?;
-                        let fps = self.fingerprints(t, &b)?;
-                        for (k, fp) in self.keys(t, &b)?.iter().zip(fps) {
-                            entries.push((index_key(k), IndexEntry { file: id, fp }));
-                        }
-                    }
-                    Ok(entries)
-                })
-                .collect();
-            for entries in read {
-                for (k, e) in entries? {
-                    index.push(&k, e);
+        files.par_iter().try_for_each(|&(id, f)| -> Result<()> {
+            for b in self.read(t, f, None)? {
+                let b = self.align(t, &schema, &b?)?;
+                let fps = self.fingerprints(t, &b)?;
+                let keys = self.keys(t, &b)?;
+                let entries: Vec<IndexKey> = keys.iter().map(|k| index_key(k)).collect();
+                let mut index = index.lock().expect("not poisoned");
+                for (k, fp) in entries.iter().zip(fps) {
+                    index
+                        .push(k, IndexEntry { file: id, fp })
+                        .map_err(|e| self.index_err(&t.name, e))?;
                 }
             }
-        }
-        index.seal();
+            Ok(())
+        })?;
+        let mut index = index.into_inner().expect("not poisoned");
+        index.seal().map_err(|e| self.index_err(&t.name, e))?;
         tracing::debug!(table = %t.name, keys = index.len(), files = t.files.len(),
             ms = started.elapsed().as_millis() as u64, "loaded key index");
         Ok(index)
@@ -240,6 +234,39 @@ impl Ctx<'_> {
         })
     }
 
+    /// Which rows of `batch` are live and have `column` older than
+    /// `before` (`None`: the batch has no such column).
+    pub(super) fn older_live(
+        &self,
+        t: &Table,
+        batch: &RecordBatch,
+        column: &str,
+        before: i64,
+    ) -> Result<Option<BooleanArray>> {
+        let schema = batch.schema();
+        let Ok(ci) = schema.index_of(column) else {
+            return Ok(None);
+        };
+        let deleted = batch
+            .column_by_name(t.deleted)
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+            .ok_or_else(|| self.err(&t.name, "no soft-delete column"))?;
+        let values = compute::cast(batch.column(ci), &DataType::Int64)
+            .map_err(|e| self.err(format!("table {}, column {column}", t.name), e))?;
+        let older = cmp::lt(&values, &Int64Array::new_scalar(before))
+            .map_err(|e| self.err(format!("table {}", t.name), e))?;
+        // Null values are not older than anything.
+        let older = if older.null_count() > 0 {
+            compute::prep_null_mask_filter(&older)
+        } else {
+            older
+        };
+        let live = compute::not(deleted).map_err(|e| self.err(&t.name, e))?;
+        compute::and(&older, &live)
+            .map(Some)
+            .map_err(|e| self.err(&t.name, e))
+    }
+
     /// Apply a sweep to aligned rows (whose keys are `keys`, where the table
     /// has a primary key): returns the new batch and how many rows it deleted.
     pub(super) fn sweep(
@@ -264,36 +291,36 @@ impl Ctx<'_> {
                 column,
                 before,
                 spare,
-                ..
+                counted,
             } => {
-                let Ok(ci) = schema.index_of(column) else {
+                let Some(older) = self.older_live(t, &batch, column, *before)? else {
                     return Ok((batch, 0));
                 };
-                let values = compute::cast(batch.column(ci), &DataType::Int64)
-                    .map_err(|e| self.err(format!("table {}, column {column}", t.name), e))?;
-                let older = cmp::lt(&values, &Int64Array::new_scalar(*before))
-                    .map_err(|e| self.err(format!("table {}", t.name), e))?;
-                // Null values are not older than anything.
-                let older = if older.null_count() > 0 {
-                    compute::prep_null_mask_filter(&older)
-                } else {
-                    older
-                };
-                // Rows the scan saw unchanged are not stale.
-                let older = match (spare, keys) {
-                    (Some(spare), Some(keys)) if !spare.is_empty() => {
-                        let seen: BooleanArray = keys
-                            .iter()
-                            .map(|k| Some(!spare.contains(&index_key(k)[0])))
-                            .collect();
-                        compute::and(&older, &seen).map_err(|e| self.err(&t.name, e))?
+                let spared = |k: &IndexKey| spare.as_ref().is_some_and(|s| s.seen_now(k));
+                let stale: Option<BooleanArray> = match (counted, keys) {
+                    // As counted: the keys found stale, but those seen since.
+                    (Some(c), Some(keys)) => Some(
+                        keys.iter()
+                            .map(|k| {
+                                let ik = index_key(k);
+                                Some(c.is_stale(&ik) && !spared(&ik))
+                            })
+                            .collect(),
+                    ),
+                    (None, Some(keys)) if spare.as_ref().is_some_and(|s| !s.is_empty()) => {
+                        let spare = spare.as_ref().expect("some");
+                        let iks: Vec<IndexKey> = keys.iter().map(|k| index_key(k)).collect();
+                        let seen = spare.contains_many(&iks).map_err(|e| {
+                            self.err(format!("table {}: the keys seen unchanged", t.name), e)
+                        })?;
+                        Some(seen.into_iter().map(|s| Some(!s)).collect())
                     }
-                    _ => older,
+                    _ => None,
                 };
-                compute::and(
-                    &older,
-                    &compute::not(&deleted).map_err(|e| self.err(&t.name, e))?,
-                )
+                match stale {
+                    Some(stale) => compute::and(&older, &stale),
+                    None => Ok(older),
+                }
             }
         }
         .map_err(|e| self.err(format!("table {}", t.name), e))?;

@@ -17,6 +17,8 @@ pub(super) struct Ctx<'a> {
 /// The files a partition's rewrite wrote, and the index entries of the
 /// keys they hold.
 type Written = (Vec<(u32, LiveFile)>, Vec<(IndexKey, IndexEntry)>);
+/// The index entries of each operation's keys ([`Ctx::lookup`]).
+type Found = Vec<Option<Vec<Option<IndexEntry>>>>;
 
 /// What every partition's rewrite shares.
 struct Rewrite<'a> {
@@ -43,6 +45,17 @@ pub(super) struct Work {
 }
 
 impl Ctx<'_> {
+    /// An error of a key index's temporary files (under `$TMPDIR`).
+    pub(super) fn index_err(&self, table: &str, e: std::io::Error) -> Error {
+        self.err(
+            format!(
+                "table {table}: the key index's temporary files in {}",
+                std::env::temp_dir().display()
+            ),
+            e,
+        )
+    }
+
     pub(super) fn err(&self, what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
         Error::destination(self.origin.clone(), format!("{what}: {e}"))
     }
@@ -155,6 +168,15 @@ impl Ctx<'_> {
         let schema = t.schema();
         let mut counts = TableCounts::default();
         let mut ops = std::mem::take(&mut t.ops);
+        // A count made on other files than the table's now no longer says
+        // which rows are stale: the sweep looks up every row's key.
+        for op in &mut ops {
+            if let PendingOp::Sweep(Sweep::OlderThan { counted, .. }) = op {
+                if counted.as_ref().is_some_and(|c| !c.holds_for(t)) {
+                    *counted = None;
+                }
+            }
+        }
 
         // 1. Keys of the keyed operations, and the files holding their old versions.
         let mut op_keys = self.op_keys(t, &ops)?;
@@ -163,7 +185,8 @@ impl Ctx<'_> {
         }
         // Upserted rows equal to what is there are left out (and recorded as seen).
         self.set_aside_unchanged(t, &schema, &mut ops, &mut op_keys, &mut counts)?;
-        let (mut touched, seed_keys) = self.touched(t, &ops, &op_keys);
+        let found = self.lookup(t, &op_keys)?;
+        let (mut touched, seed_keys) = self.touched(&ops, &op_keys, &found);
         let sweeps: Vec<Sweep> = ops
             .iter()
             .filter_map(|o| match o {
@@ -192,7 +215,7 @@ impl Ctx<'_> {
         drop(seed_keys);
 
         // 3. Apply the operations in order to the changed rows.
-        self.apply(t, &schema, ops, op_keys, &mut work, &mut counts)?;
+        self.apply(t, &schema, ops, op_keys, &found, &mut work, &mut counts)?;
 
         // 4. Write: every touched file is rewritten without the changed keys'
         //    old versions; the changed rows go to their partitions.
@@ -242,7 +265,7 @@ impl Ctx<'_> {
         if let Some(index) = t.index.as_mut() {
             // Keys in replaced files were all rewritten: point them at the new files.
             for (k, f) in new_index {
-                index.insert(k, f);
+                index.insert(k, f).map_err(|e| self.index_err(&t.name, e))?;
             }
         }
         for id in &touched {
@@ -268,23 +291,47 @@ impl Ctx<'_> {
             .collect()
     }
 
+    /// The index entries of each keyed operation's keys, looked up at once
+    /// (`None`: unkeyed, a sweep, or no index).
+    fn lookup(&self, t: &Table, op_keys: &[Option<Vec<Key>>]) -> Result<Found> {
+        let Some(index) = &t.index else {
+            return Ok(op_keys.iter().map(|_| None).collect());
+        };
+        let all: Vec<IndexKey> = op_keys
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|k| index_key(k))
+            .collect();
+        let mut entries = index
+            .get_many(&all)
+            .map_err(|e| self.index_err(&t.name, e))?
+            .into_iter();
+        Ok(op_keys
+            .iter()
+            .map(|ks| {
+                ks.as_ref()
+                    .map(|ks| entries.by_ref().take(ks.len()).collect())
+            })
+            .collect())
+    }
+
     /// The files holding old versions of the operations' keys, and the keys
     /// whose old versions an update or delete patches.
     fn touched<'k>(
         &self,
-        t: &Table,
         ops: &[PendingOp],
         op_keys: &'k [Option<Vec<Key>>],
+        found: &Found,
     ) -> (BTreeSet<u32>, HashSet<&'k [u8]>) {
         let mut touched = BTreeSet::new();
         let mut seed_keys = HashSet::new();
-        let Some(index) = &t.index else {
-            return (touched, seed_keys);
-        };
-        for (op, keys) in ops.iter().zip(op_keys) {
-            let Some(keys) = keys else { continue };
-            for k in keys {
-                if let Some(e) = index.get(&index_key(k)) {
+        for ((op, keys), found) in ops.iter().zip(op_keys).zip(found) {
+            let (Some(keys), Some(found)) = (keys, found) else {
+                continue;
+            };
+            for (k, e) in keys.iter().zip(found) {
+                if let Some(e) = e {
                     touched.insert(e.file);
                     if !matches!(op, PendingOp::Upsert(_)) {
                         seed_keys.insert(&**k);
@@ -433,7 +480,7 @@ impl Ctx<'_> {
         let spares = r
             .sweeps
             .iter()
-            .any(|s| matches!(s, Sweep::OlderThan { spare: Some(_), .. }));
+            .any(|s| matches!(s, Sweep::OlderThan { .. }));
         for id in files.iter().filter(|_| !forgotten) {
             let f = t.files[id].clone();
             for b in self.read(t, &f, None)? {
@@ -544,15 +591,11 @@ impl Ctx<'_> {
         schema: &SchemaRef,
         ops: Vec<PendingOp>,
         op_keys: Vec<Option<Vec<Key>>>,
+        found: &Found,
         work: &mut Work,
         counts: &mut TableCounts,
     ) -> Result<()> {
-        let on_disk = |k: &Key| {
-            t.index
-                .as_ref()
-                .is_some_and(|i| i.contains_key(&index_key(k)))
-        };
-        for (op, keys) in ops.into_iter().zip(op_keys) {
+        for ((op, keys), found) in ops.into_iter().zip(op_keys).zip(found) {
             match op {
                 PendingOp::Upsert(b) => {
                     let b = self.align(t, schema, &b)?;
@@ -569,6 +612,7 @@ impl Ctx<'_> {
                         continue;
                     };
                     for (r, k) in keys.into_iter().enumerate() {
+                        let on_disk = found.as_ref().is_some_and(|f| f[r].is_some());
                         match work.map.get(&k) {
                             Some(&i) => {
                                 if !work.upserted[i] {
@@ -578,7 +622,7 @@ impl Ctx<'_> {
                                 work.cur[i] = (seg, r);
                             }
                             None => {
-                                if on_disk(&k) {
+                                if on_disk {
                                     counts.updated += 1;
                                 } else {
                                     counts.inserted += 1;

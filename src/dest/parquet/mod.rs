@@ -8,9 +8,9 @@
 //! partitioning, live files) of each table.
 //!
 //! Operations are kept in memory until [`Destination::commit`]. A commit finds
-//! the files holding old versions of the keys it changes (an in-memory key
-//! index, built on first use by reading the live files, with a fingerprint of
-//! each row), leaves out upserts of rows as they are stored (`seen.rs`),
+//! the files holding old versions of the keys it changes (a key index kept
+//! on disk, `runs.rs`, built on first use by reading the live files, with a
+//! fingerprint of each row), leaves out upserts of rows as they are stored (`seen.rs`),
 //! rewrites only the files holding old versions of the rest (plus the rows of
 //! new keys, added as new files in their partitions), and leaves every other
 //! file alone. Deletes are soft (`_fivetran_deleted`,
@@ -55,6 +55,7 @@ mod manifest;
 mod merge;
 mod options;
 mod publish;
+mod runs;
 mod seen;
 mod table;
 mod writer;
@@ -66,6 +67,7 @@ use self::merge::*;
 pub use self::options::{parse_compression, parse_partition_override, ParquetOptions};
 pub use self::publish::CommitStep;
 use self::publish::*;
+use self::runs::*;
 use self::seen::*;
 use self::table::*;
 use self::writer::*;
@@ -554,22 +556,23 @@ impl Destination for ParquetDestination {
         column: &str,
         before_micros: i64,
     ) -> Result<()> {
-        // Rows seen unchanged by the scan (in earlier commits) are spared;
-        // when the rows were just counted, as they were counted.
-        let counted = self.counted.take().filter(|c| {
+        // Rows seen unchanged by the scan (in earlier commits) are spared:
+        // as they were just counted, or (when a commit came between) as
+        // they are counted now.
+        let counted = match self.counted.take().filter(|c| {
             (c.table.as_str(), c.column.as_str(), c.before) == (&table.name, column, before_micros)
-        });
-        let spare = match &counted {
-            Some(c) => c.spare.clone(),
-            None => Arc::new(self.seen_since(&table.name, before_micros)?),
+                && self.tables.get(&table.name).is_none_or(|t| c.holds_for(t))
+        }) {
+            Some(c) => c,
+            None => Arc::new(self.count_stale(&table.name, column, before_micros)?.2),
         };
         self.ensure_table(table)?
             .ops
             .push(PendingOp::Sweep(Sweep::OlderThan {
                 column: column.into(),
                 before: before_micros,
-                spare: Some(spare),
-                counted,
+                spare: Some(counted.spare.clone()),
+                counted: Some(counted),
             }));
         Ok(())
     }
@@ -592,49 +595,8 @@ impl Destination for ParquetDestination {
         if !t.has_column(column) {
             return Ok((0, 0));
         }
-        let spare = Arc::new(self.seen_since(&table.name, before_micros)?);
-        let ctx = self.ctx(0);
-        // What the sweep would do, done to the column and the flag only.
-        let sweep = Sweep::OlderThan {
-            column: column.to_string(),
-            before: before_micros,
-            spare: Some(spare.clone()),
-            counted: None,
-        };
-        let mut stale_files = HashSet::new();
-        let mut cols = vec![column.to_string(), t.deleted.to_string()];
-        if !spare.is_empty() {
-            cols.extend(t.primary_key.iter().cloned());
-        }
-        let (mut live, mut stale) = (0u64, 0u64);
-        for f in t.files.values() {
-            let stale_before = stale;
-            for b in ctx.read(t, f, Some(&cols))? {
-                let b = b?;
-                let keys = match spare.is_empty() {
-                    true => None,
-                    false => Some(ctx.keys(t, &b)?),
-                };
-                let deleted = b
-                    .column_by_name(t.deleted)
-                    .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
-                    .ok_or_else(|| ctx.err(&t.name, "no soft-delete column"))?;
-                live += deleted.false_count() as u64;
-                stale += ctx.sweep(t, b, keys.as_deref(), &sweep)?.1;
-            }
-            if stale > stale_before {
-                stale_files.insert(f.path.clone());
-            }
-        }
-        // The sweep that usually follows needs to rewrite only these files.
-        let counted = Counted {
-            table: t.name.clone(),
-            column: column.to_string(),
-            before: before_micros,
-            live: t.files.values().map(|f| f.path.clone()).collect(),
-            stale: stale_files,
-            spare,
-        };
+        let (live, stale, counted) = self.count_stale(&table.name, column, before_micros)?;
+        // The sweep that usually follows rewrites only the files found stale.
         self.counted = Some(Arc::new(counted));
         Ok((live, stale))
     }

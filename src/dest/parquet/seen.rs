@@ -73,19 +73,37 @@ impl Ctx<'_> {
             .iter()
             .find(|c| schema.index_of(c).is_ok())
             .cloned();
+        // The index entries of the upserts' keys before the first sweep, at once.
+        let first_sweep = ops
+            .iter()
+            .position(|o| matches!(o, PendingOp::Sweep(_)))
+            .unwrap_or(ops.len());
+        let mut iks: Vec<Vec<IndexKey>> = ops[..first_sweep]
+            .iter()
+            .zip(op_keys.iter())
+            .map(|(op, keys)| match (op, keys) {
+                (PendingOp::Upsert(_), Some(ks)) => ks.iter().map(|k| index_key(k)).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let mut found = index
+            .get_many(&iks.concat())
+            .map_err(|e| self.index_err(&t.name, e))?
+            .into_iter();
         // Keys this commit writes (their stored row no longer decides).
         let mut written = KeySet::default();
         let mut swept = false;
-        for (op, keys) in ops.iter_mut().zip(op_keys.iter_mut()) {
+        for (o, (op, keys)) in ops.iter_mut().zip(op_keys.iter_mut()).enumerate() {
             match op {
                 PendingOp::Sweep(Sweep::OlderThan { before, spare, .. }) => {
-                    let mut set = spare.as_deref().cloned().unwrap_or_default();
-                    set.extend(
-                        t.seen_out
-                            .iter()
-                            .filter(|(_, at)| at >= before)
-                            .map(|(k, _)| index_key(k)[0]),
-                    );
+                    let set = spare.as_deref().map_or_else(Spare::default, |s| {
+                        s.with(
+                            t.seen_out
+                                .iter()
+                                .filter(|(_, at)| at >= before)
+                                .map(|(k, _)| index_key(k)),
+                        )
+                    });
                     *spare = Some(Arc::new(set));
                     t.seen_out.clear();
                     t.forget_seen = true;
@@ -100,15 +118,17 @@ impl Ctx<'_> {
                     let Some(ks) = keys else { continue };
                     let aligned = self.align(t, schema, b)?;
                     let fps = self.fingerprints(t, &aligned)?;
+                    let iks = std::mem::take(&mut iks[o]);
+                    let entries: Vec<Option<IndexEntry>> = found.by_ref().take(iks.len()).collect();
                     // A key's last row in the batch is the one that counts.
-                    let iks: Vec<IndexKey> = ks.iter().map(|k| index_key(k)).collect();
                     let last: KeyMap<usize> =
                         iks.iter().enumerate().map(|(i, k)| (*k, i)).collect();
                     let keep: BooleanArray = iks
                         .iter()
-                        .map(|ik| {
+                        .zip(&entries)
+                        .map(|(ik, e)| {
                             let same = !written.contains(&ik[0])
-                                && index.get(ik).is_some_and(|e| e.fp == fps[last[ik]]);
+                                && e.is_some_and(|e| e.fp == fps[last[ik]]);
                             Some(!same)
                         })
                         .collect();
@@ -170,11 +190,7 @@ impl Ctx<'_> {
         match sweeps {
             [Sweep::OlderThan {
                 counted: Some(c), ..
-            }] if c.live.len() == t.files.len()
-                && t.files.values().all(|f| c.live.contains(&f.path)) =>
-            {
-                Some(&c.stale)
-            }
+            }] if c.holds_for(t) => Some(&c.stale),
             _ => None,
         }
     }
@@ -250,22 +266,29 @@ impl Ctx<'_> {
     }
 
     /// The keys `seen` holds for `table` seen at or after `since`.
-    pub(super) fn seen_keys(&self, seen: &Table, table: &str, since: i64) -> Result<KeySet> {
-        let mut out = KeySet::default();
+    pub(super) fn seen_keys(&self, seen: &Table, table: &str, since: i64) -> Result<Spare> {
+        let mut keys = KeyIndex::default();
+        let mut failed = None;
         self.each_seen(seen, table, |k, at| {
-            if at >= since {
-                out.insert(index_key(k)[0]);
+            if at >= since && failed.is_none() {
+                failed = keys
+                    .push(&index_key(k), IndexEntry { file: 0, fp: 0 })
+                    .err();
             }
         })?;
-        Ok(out)
+        if let Some(e) = failed {
+            return Err(self.index_err(table, e));
+        }
+        keys.seal().map_err(|e| self.index_err(table, e))?;
+        Ok(Spare::new(keys))
     }
 }
 
 impl ParquetDestination {
     /// The committed `_etl_seen` keys of `table` seen at or after `since`.
-    pub(super) fn seen_since(&self, table: &str, since: i64) -> Result<KeySet> {
+    pub(super) fn seen_since(&self, table: &str, since: i64) -> Result<Spare> {
         let Some(seen) = self.tables.get(SEEN_TABLE) else {
-            return Ok(KeySet::default());
+            return Ok(Spare::default());
         };
         self.ctx(0).seen_keys(seen, table, since)
     }
@@ -353,5 +376,105 @@ impl ParquetDestination {
             }
         }
         Ok(true)
+    }
+}
+
+/// Rows whose keys a count looks up at once (about 90 bytes each while
+/// they are looked up).
+const COUNT_BATCH: usize = 1 << 18;
+
+impl ParquetDestination {
+    /// Count the live rows of `table`, and those a sweep of the rows with
+    /// `column` older than `before` soft-deletes: not seen unchanged since
+    /// `before` (`_etl_seen`). The candidates' keys are looked up in
+    /// batches, so the seen keys (on disk) are read a few times, not once
+    /// per file.
+    pub(super) fn count_stale(
+        &self,
+        table: &str,
+        column: &str,
+        before: i64,
+    ) -> Result<(u64, u64, Counted)> {
+        let spare = Arc::new(self.seen_since(table, before)?);
+        let t = self.tables.get(table);
+        let mut counted = Counted {
+            table: table.to_string(),
+            column: column.to_string(),
+            before,
+            live: t.map_or_else(BTreeSet::new, |t| {
+                t.files.values().map(|f| f.path.clone()).collect()
+            }),
+            stale: HashSet::new(),
+            stale_keys: None,
+            spare: spare.clone(),
+        };
+        let Some(t) = t.filter(|t| t.has_column(column)) else {
+            return Ok((0, 0, counted));
+        };
+        let ctx = self.ctx(0);
+        let keyed = !t.primary_key.is_empty() && !spare.is_empty();
+        let mut cols = vec![column.to_string(), t.deleted.to_string()];
+        if keyed {
+            cols.extend(t.primary_key.iter().cloned());
+        }
+        let files: Vec<&LiveFile> = t.files.values().collect();
+        let (mut live, mut stale) = (0u64, 0u64);
+        let mut stale_keys: Vec<(u64, u32)> = Vec::new();
+        // Older rows waiting for their keys' lookup: (file, key).
+        let mut waiting: Vec<(u32, IndexKey)> = Vec::new();
+        let mut resolve = |waiting: &mut Vec<(u32, IndexKey)>,
+                           stale: &mut u64,
+                           stale_files: &mut HashSet<String>|
+         -> Result<()> {
+            let keys: Vec<IndexKey> = waiting.iter().map(|w| w.1).collect();
+            let seen = spare
+                .contains_many(&keys)
+                .map_err(|e| ctx.index_err(&t.name, e))?;
+            for ((fi, k), seen) in waiting.drain(..).zip(seen) {
+                if !seen {
+                    *stale += 1;
+                    stale_keys.push((k[0], k[1] as u32));
+                    stale_files.insert(files[fi as usize].path.clone());
+                }
+            }
+            Ok(())
+        };
+        for (fi, f) in files.iter().enumerate() {
+            for b in ctx.read(t, f, Some(&cols))? {
+                let b = b?;
+                let deleted = b
+                    .column_by_name(t.deleted)
+                    .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+                    .ok_or_else(|| ctx.err(&t.name, "no soft-delete column"))?;
+                live += deleted.false_count() as u64;
+                let Some(older) = ctx.older_live(t, &b, column, before)? else {
+                    continue;
+                };
+                if !keyed {
+                    let n = older.true_count() as u64;
+                    if n > 0 {
+                        stale += n;
+                        counted.stale.insert(f.path.clone());
+                    }
+                    continue;
+                }
+                let keys = ctx.keys(t, &b)?;
+                for (i, k) in keys.iter().enumerate() {
+                    if older.value(i) {
+                        waiting.push((fi as u32, index_key(k)));
+                    }
+                }
+                if waiting.len() >= COUNT_BATCH {
+                    resolve(&mut waiting, &mut stale, &mut counted.stale)?;
+                }
+            }
+        }
+        if keyed {
+            resolve(&mut waiting, &mut stale, &mut counted.stale)?;
+            stale_keys.sort_unstable();
+            stale_keys.dedup();
+            counted.stale_keys = Some(stale_keys);
+        }
+        Ok((live, stale, counted))
     }
 }

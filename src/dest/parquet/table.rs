@@ -7,12 +7,12 @@ use super::*;
 pub(super) type Key = Box<[u8]>;
 
 /// A key as the key → file index holds it: its 128-bit XXH3 hash (seed
-/// random per process; the index lives in memory only), never the boxed key
-/// itself (~75 bytes with its allocation). The [`KeyIndex`] keeps 96 of the
-/// bits: two keys sharing them (odds about n²/2⁹⁷, 2·10⁻¹⁶ for 5M keys)
-/// would share one entry, so one of them could keep an old version in a
-/// file no longer pointed at. [`KeySet`]s keep 64: a key taken for another
-/// there only spares one unseen row from one sweep (seeds change per run).
+/// random per process; the index lives for the process only), never the
+/// key itself. The [`KeyIndex`] keeps 96 of the bits: two keys sharing them
+/// (odds about n²/2⁹⁷, 2·10⁻¹⁶ for 5M keys) would share one entry, so one
+/// of them could keep an old version in a file no longer pointed at.
+/// [`KeySet`]s (a commit's keys) keep 64: a key taken for another there
+/// only has one row of one commit written when it need not be.
 pub(super) type IndexKey = [u64; 2];
 
 /// Random per process, so no input is chosen to collide.
@@ -59,151 +59,60 @@ pub(super) struct IndexEntry {
     pub(super) fp: u64,
 }
 
-/// One key of a [`KeyIndex`]: 24 bytes.
-#[derive(Clone, Copy)]
-#[repr(C, packed(4))]
-struct Slot {
-    /// The key's hash: its first half, and 32 bits of its second.
-    key: u64,
-    check: u32,
-    fp: u64,
-    file: u32,
-}
-
-impl Slot {
-    fn new(k: &IndexKey, e: IndexEntry) -> Self {
-        Slot {
-            key: k[0],
-            check: k[1] as u32,
-            fp: e.fp,
-            file: e.file,
-        }
-    }
-
-    /// The order slots are sorted in.
-    fn ord(&self) -> (u64, u32) {
-        (self.key, self.check)
-    }
-}
-
-/// The key → file index of a table, in 24 bytes a key (96 bits of its
-/// [`IndexKey`], its file, its row's fingerprint), in one array sorted by
-/// key: no hash table's slack, no doubling as it grows. Keys added since
-/// the last merge wait in a small map.
+/// The keys a sweep spares: those its scan saw unchanged in earlier
+/// commits (read from `_etl_seen` into a [`KeyIndex`] on disk), and those
+/// seen in the sweep's own commit.
 #[derive(Default)]
-pub(super) struct KeyIndex {
-    sorted: Vec<Slot>,
-    /// Where in `sorted` the keys of each prefix (the top `64 - shift`
-    /// bits) begin: keys are hashes, so with about one prefix per 4 keys a
-    /// lookup reads two or three cache lines, not a binary search's dozens.
-    starts: Vec<u32>,
-    shift: u32,
-    recent: KeyMap<IndexEntry>,
+pub(super) struct Spare {
+    seen: Option<Arc<KeyIndex>>,
+    now: KeyMap<()>,
 }
 
-impl KeyIndex {
-    /// An empty index with room for `n` keys, filled by [`push`](Self::push)
-    /// and then [`seal`](Self::seal)ed.
-    pub(super) fn with_capacity(n: usize) -> Self {
-        KeyIndex {
-            sorted: Vec::with_capacity(n),
-            ..Default::default()
+impl std::fmt::Debug for Spare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spare")
+            .field("seen", &self.seen.as_ref().map_or(0, |s| s.len()))
+            .field("now", &self.now.len())
+            .finish()
+    }
+}
+
+impl Spare {
+    pub(super) fn new(seen: KeyIndex) -> Self {
+        Spare {
+            seen: (!seen.is_empty()).then(|| Arc::new(seen)),
+            now: KeyMap::default(),
         }
     }
 
-    /// Add a key while loading (any order, each key once).
-    pub(super) fn push(&mut self, k: &IndexKey, e: IndexEntry) {
-        self.sorted.push(Slot::new(k, e));
+    pub(super) fn is_empty(&self) -> bool {
+        self.seen.is_none() && self.now.is_empty()
     }
 
-    /// Sort what was pushed.
-    pub(super) fn seal(&mut self) {
-        self.sorted.sort_unstable_by_key(Slot::ord);
-        self.sorted.dedup_by_key(|s| s.ord());
-        self.index_starts();
+    /// Seen in the sweep's own commit?
+    pub(super) fn seen_now(&self, k: &IndexKey) -> bool {
+        self.now.contains_key(k)
     }
 
-    fn index_starts(&mut self) {
-        let bits = (self.sorted.len() / 4).max(1).ilog2().clamp(4, 28);
-        self.shift = 64 - bits;
-        let mut starts = vec![0u32; (1 << bits) + 1];
-        for s in &self.sorted {
-            starts[(s.key >> self.shift) as usize + 1] += 1;
+    /// These keys too.
+    pub(super) fn with(&self, keys: impl Iterator<Item = IndexKey>) -> Spare {
+        let mut now = self.now.clone();
+        now.extend(keys.map(|k| (k, ())));
+        Spare {
+            seen: self.seen.clone(),
+            now,
         }
-        for b in 1..starts.len() {
-            starts[b] += starts[b - 1];
-        }
-        self.starts = starts;
     }
 
-    fn position(&self, k: &IndexKey) -> Option<usize> {
-        if self.sorted.is_empty() {
-            return None;
-        }
-        let b = (k[0] >> self.shift) as usize;
-        let (lo, hi) = (self.starts[b] as usize, self.starts[b + 1] as usize);
-        self.sorted[lo..hi]
-            .binary_search_by_key(&(k[0], k[1] as u32), Slot::ord)
-            .ok()
-            .map(|i| lo + i)
-    }
-
-    pub(super) fn get(&self, k: &IndexKey) -> Option<IndexEntry> {
-        if let Some(e) = self.recent.get(k) {
-            return Some(*e);
-        }
-        self.position(k).map(|i| {
-            let s = self.sorted[i];
-            IndexEntry {
-                file: s.file,
-                fp: s.fp,
-            }
-        })
-    }
-
-    pub(super) fn contains_key(&self, k: &IndexKey) -> bool {
-        self.get(k).is_some()
-    }
-
-    pub(super) fn insert(&mut self, k: IndexKey, e: IndexEntry) {
-        match self.position(&k) {
-            Some(i) => {
-                self.sorted[i].file = e.file;
-                self.sorted[i].fp = e.fp;
-            }
-            None => {
-                self.recent.insert(k, e);
-                if self.recent.len() > (self.sorted.len() / 8).max(1 << 17) {
-                    self.merge();
-                }
+    /// Which of `keys` are spared.
+    pub(super) fn contains_many(&self, keys: &[IndexKey]) -> std::io::Result<Vec<bool>> {
+        let mut out: Vec<bool> = keys.iter().map(|k| self.now.contains_key(k)).collect();
+        if let Some(seen) = &self.seen {
+            for (o, e) in out.iter_mut().zip(seen.get_many(keys)?) {
+                *o |= e.is_some();
             }
         }
-    }
-
-    pub(super) fn len(&self) -> usize {
-        self.sorted.len() + self.recent.len()
-    }
-
-    /// Merge the recent keys into the sorted array, in place from its end.
-    fn merge(&mut self) {
-        let mut recent: Vec<Slot> = self.recent.drain().map(|(k, e)| Slot::new(&k, e)).collect();
-        self.recent.shrink_to(1 << 17);
-        recent.sort_unstable_by_key(Slot::ord);
-        let (n, m) = (self.sorted.len(), recent.len());
-        self.sorted.reserve_exact(m);
-        self.sorted.resize(n + m, recent[0]);
-        let (mut i, mut j, mut w) = (n, m, n + m);
-        while j > 0 {
-            w -= 1;
-            if i > 0 && self.sorted[i - 1].ord() > recent[j - 1].ord() {
-                i -= 1;
-                self.sorted[w] = self.sorted[i];
-            } else {
-                j -= 1;
-                self.sorted[w] = recent[j];
-            }
-        }
-        self.index_starts();
+        Ok(out)
     }
 }
 
@@ -246,7 +155,7 @@ pub(super) enum Sweep {
     OlderThan {
         column: String,
         before: i64,
-        spare: Option<Arc<KeySet>>,
+        spare: Option<Arc<Spare>>,
         /// The count that preceded the sweep: which files hold stale rows.
         counted: Option<Arc<Counted>>,
     },
@@ -258,9 +167,10 @@ pub(super) enum Sweep {
 }
 
 /// A count of the rows a sweep by time would soft-delete
-/// ([`Destination::live_and_stale`]), kept for that sweep: it rewrites the
-/// files found stale, without reading every file again, as long as the
-/// table's files are still the ones counted.
+/// ([`Destination::live_and_stale`], or the sweep itself), kept for that
+/// sweep: it rewrites the files found stale and deletes the rows found
+/// stale, without looking up every row's key again, as long as the table's
+/// files are still the ones counted.
 #[derive(Debug)]
 pub(crate) struct Counted {
     pub(super) table: String,
@@ -270,7 +180,23 @@ pub(crate) struct Counted {
     pub(super) live: BTreeSet<String>,
     /// Those holding a row the sweep deletes.
     pub(super) stale: HashSet<String>,
-    pub(super) spare: Arc<KeySet>,
+    /// The keys (96 bits, sorted) of the rows it deletes; `None`: every
+    /// live row older than `before` (none was seen unchanged).
+    pub(super) stale_keys: Option<Vec<(u64, u32)>>,
+    pub(super) spare: Arc<Spare>,
+}
+
+impl Counted {
+    pub(super) fn is_stale(&self, k: &IndexKey) -> bool {
+        self.stale_keys
+            .as_ref()
+            .is_none_or(|s| s.binary_search(&(k[0], k[1] as u32)).is_ok())
+    }
+
+    /// Counted on the files `t` has now?
+    pub(super) fn holds_for(&self, t: &Table) -> bool {
+        self.live.len() == t.files.len() && t.files.values().all(|f| self.live.contains(&f.path))
+    }
 }
 
 pub(super) struct Table {
@@ -429,54 +355,4 @@ pub(super) fn column_type_of(dt: &DataType) -> Option<ColumnType> {
         DataType::Utf8 => ColumnType::String,
         _ => return None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The sorted index answers as a map would, across merges.
-    #[test]
-    fn key_index_agrees_with_a_map() {
-        let mut model: HashMap<u64, IndexEntry> = HashMap::new();
-        let start: Vec<(u64, IndexEntry)> = (0..1_000u64)
-            .map(|i| (i * 7919 % 100_003, IndexEntry { file: 1, fp: i }))
-            .collect();
-        model.extend(start.iter().copied());
-        // A key's hash as a function of its first half.
-        let full = |k: u64| [k, k.rotate_left(17) ^ 0x5bd1e995];
-        let mut index = KeyIndex::with_capacity(start.len());
-        for (k, e) in start {
-            index.push(&full(k), e);
-        }
-        index.seal();
-        let mut x = 12345u64;
-        for round in 0..600_000u64 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            // Keys spread over every prefix, and crowded in a few.
-            let key = if round % 2 == 0 { x % 400_000 } else { x };
-            let e = IndexEntry {
-                file: (round % 97) as u32,
-                fp: x,
-            };
-            index.insert(full(key), e);
-            model.insert(key, e);
-        }
-        assert_eq!(index.len(), model.len());
-        for probe in (0..400_500u64).chain(model.keys().copied().collect::<Vec<_>>()) {
-            assert_eq!(
-                index.get(&full(probe)),
-                model.get(&probe).copied(),
-                "{probe}"
-            );
-        }
-        // Keys that share their first half stay apart.
-        let (a, b) = ([7, 1], [7, 2]);
-        index.insert(a, IndexEntry { file: 1, fp: 1 });
-        index.insert(b, IndexEntry { file: 2, fp: 2 });
-        assert_eq!(index.get(&a).map(|e| e.file), Some(1));
-        assert_eq!(index.get(&b).map(|e| e.file), Some(2));
-    }
 }
