@@ -14,9 +14,6 @@ pub(super) struct Ctx<'a> {
     pub(super) io: Option<&'a delta::store::ObjectIo>,
 }
 
-/// The files a partition's rewrite wrote, and the index entries of the
-/// keys they hold.
-type Written = (Vec<(u32, LiveFile)>, Vec<(IndexKey, IndexEntry)>);
 /// The index entries of each operation's keys ([`Ctx::lookup`]).
 type Found = Vec<Option<Vec<Option<IndexEntry>>>>;
 
@@ -247,26 +244,16 @@ impl Ctx<'_> {
             sweeps: &sweeps,
             keep_index: t.index.is_some() && !t.primary_key.is_empty(),
         };
-        let mut new_index: Vec<(IndexKey, IndexEntry)> = Vec::new();
         let mut added: Vec<(u32, LiveFile)> = Vec::new();
         for p in &partitions {
             let files = files_by_partition.get(p).map_or(&[][..], Vec::as_slice);
             let rows = by_partition.get(p).map(Vec::as_slice);
-            let (files, index) =
-                self.rewrite_partition(t, plan, p, &rewrite, files, rows, &mut counts)?;
-            new_index.extend(index);
-            added.extend(files);
+            added.extend(self.rewrite_partition(t, plan, p, &rewrite, files, rows, &mut counts)?);
         }
         self.placeholder(t, &schema, plan, &mut touched, &mut added)?;
         if sweeps.iter().any(|s| matches!(s, Sweep::Forget { .. })) {
             // Keys of dropped files would point at files no longer there.
             t.index = None;
-        }
-        if let Some(index) = t.index.as_mut() {
-            // Keys in replaced files were all rewritten: point them at the new files.
-            for (k, f) in new_index {
-                index.insert(k, f).map_err(|e| self.index_err(&t.name, e))?;
-            }
         }
         for id in &touched {
             plan.removes
@@ -455,8 +442,11 @@ impl Ctx<'_> {
     }
 
     /// Write partition `p`: its `files` rewritten without the changed keys'
-    /// old versions (and swept), then its changed `rows`. The files
-    /// written, and the index entries of the keys they hold.
+    /// old versions (and swept), then its changed `rows`; the files written.
+    /// Every key written is pointed at its new file in the key index as it
+    /// is written (a commit that fails after this drops the index: see
+    /// `abandon`), so a commit rewriting millions of keys holds none of
+    /// them in memory.
     #[allow(clippy::too_many_arguments)]
     fn rewrite_partition(
         &self,
@@ -467,11 +457,19 @@ impl Ctx<'_> {
         files: &[u32],
         rows: Option<&[u32]>,
         counts: &mut TableCounts,
-    ) -> Result<Written> {
+    ) -> Result<Vec<(u32, LiveFile)>> {
         let has_pk = !t.primary_key.is_empty();
-        // Keys written here, with the ordinal of their file in this
-        // partition and their rows' fingerprints.
-        let mut part_index: Vec<(IndexKey, u32, u64)> = Vec::new();
+        // `finish` numbers the files from here, in the order `write` returns
+        // their ordinals.
+        let base = t.next_id;
+        let mut index = if r.keep_index { t.index.take() } else { None };
+        let mut point = |k: &Key, ordinal: u32, fp: u64| -> Result<()> {
+            let index = index.as_mut().expect("keep_index");
+            let entry = IndexEntry { file: base + ordinal, fp };
+            index
+                .insert(index_key(k), entry)
+                .map_err(|e| self.index_err(&t.name, e))
+        };
         let mut w = PartWriter::new(self, t, p, r.schema.clone(), plan);
         let forgotten = r
             .sweeps
@@ -511,12 +509,9 @@ impl Ctx<'_> {
                 let file = w.write(&b)?;
                 if r.keep_index {
                     let fps = self.fingerprints(t, &b)?;
-                    part_index.extend(
-                        keys.into_iter()
-                            .flatten()
-                            .zip(fps)
-                            .map(|(k, fp)| (index_key(&k), file, fp)),
-                    );
+                    for (k, fp) in keys.iter().flatten().zip(fps) {
+                        point(k, file, fp)?;
+                    }
                 }
             }
         }
@@ -533,25 +528,17 @@ impl Ctx<'_> {
                 if r.keep_index {
                     let ks = changed_keys.as_ref().expect("keyed");
                     let fps = self.fingerprints(t, &slice)?;
-                    part_index.extend(
-                        rows[offset..offset + len]
-                            .iter()
-                            .zip(fps)
-                            .map(|(&i, fp)| (index_key(&ks[i as usize]), file, fp)),
-                    );
+                    for (&i, fp) in rows[offset..offset + len].iter().zip(fps) {
+                        point(&ks[i as usize], file, fp)?;
+                    }
                 }
                 offset += len;
             }
         }
         let files = w.finish(&mut t.next_id)?;
-        let index = part_index
-            .into_iter()
-            .map(|(k, ordinal, fp)| {
-                let file = files[ordinal as usize].0;
-                (k, IndexEntry { file, fp })
-            })
-            .collect();
-        Ok((files, index))
+        debug_assert!(files.iter().enumerate().all(|(i, (id, _))| *id == base + i as u32));
+        t.index = index;
+        Ok(files)
     }
 
     /// A declared table with no file at all gets an empty one, so readers
