@@ -26,6 +26,7 @@ use url::Url;
 use super::{Connector, ConnectorInfo, SyncContext};
 use crate::config::ConfigReader;
 use crate::decode::envelope::{self, Envelope};
+use crate::decode::scan::Check;
 use crate::decode::{spawn_decode, BatchDecoder, DecodeError, Decoded, PageContext};
 use crate::error::{Error, Result};
 use crate::http::{Auth, HttpClient, HttpMetrics, RetryPolicy, Secret};
@@ -165,15 +166,22 @@ impl Userflow {
         u
     }
 
-    /// Split a list page into its envelope and its records' byte ranges.
-    fn parse_page(page: &[u8], url: &Url) -> Result<Envelope> {
+    /// Split a list page into its envelope and its records' byte ranges;
+    /// `check` says how much of the records to check here (records only
+    /// located are checked by the decoder).
+    fn parse_page(page: &[u8], url: &Url, check: Check) -> Result<Envelope> {
         let ctx = || format!("Userflow users page {url}");
         let text = std::str::from_utf8(page)
             .map_err(|e| Error::source(ctx(), format!("body is not UTF-8: {e}")))?;
         // Userflow documents a list object; anything else is not an empty page.
         crate::decode::shape::expect_object(text, "\"data\" and \"has_more\"")
             .map_err(|m| Error::source(ctx(), m))?;
-        envelope::split(page, &["data".to_string()]).map_err(|m| {
+        let data = ["data".to_string()];
+        let split = match check {
+            Check::Full => envelope::split(page, &data),
+            Check::Bounds => envelope::locate(page, &data),
+        };
+        split.map_err(|m| {
             let m = m.replace("the answer is not valid JSON", "malformed list object");
             Error::source(ctx(), m)
         })
@@ -200,7 +208,8 @@ impl Userflow {
         pages: &mut PageFetcher,
         row: &mut u64,
     ) -> Result<(DecodeFuture, u64, Option<String>)> {
-        let page = Self::parse_page(&resp.body, url)?;
+        // Every record goes to the decoder, which checks it.
+        let page = Self::parse_page(&resp.body, url, Check::Bounds)?;
         let n = page.ranges.len() as u64;
         let view = PageView::of(url, &resp, &page);
         pages
@@ -314,7 +323,7 @@ impl Connector for Userflow {
             let url = StartingAfter::new(1, None).start(self.endpoint());
             let outcome = async {
                 let resp = self.http.get(url.clone()).await?;
-                let page = Self::parse_page(&resp.body, &url)?;
+                let page = Self::parse_page(&resp.body, &url, Check::Full)?;
                 Ok(super::records(page.ranges.len()))
             }
             .await;
@@ -360,11 +369,12 @@ mod tests {
         let p = Userflow::parse_page(
             br#"{"data": [{"id": "a"}, {"id": 7}], "has_more": true}"#,
             &url,
+            Check::Bounds,
         )
         .unwrap();
         assert_eq!(p.ranges.len(), 2);
         assert_eq!(p.fields["has_more"], json!(true));
-        let e = Userflow::parse_page(br#"{"object": "list"}"#, &url)
+        let e = Userflow::parse_page(br#"{"object": "list"}"#, &url, Check::Full)
             .err()
             .unwrap()
             .to_string();
@@ -372,7 +382,7 @@ mod tests {
             e.contains("no \"data\" list") && e.contains("http://h/users?limit=2"),
             "{e}"
         );
-        let e = Userflow::parse_page(br#"[[]]"#, &url)
+        let e = Userflow::parse_page(br#"[[]]"#, &url, Check::Bounds)
             .err()
             .unwrap()
             .to_string();

@@ -238,6 +238,18 @@ fn text_column(
             b.append_null();
             continue;
         };
+        // A JSON string without escapes is its text between the quotes.
+        let plain = cells == Cells::Json
+            && raw.len() >= 2
+            && raw.starts_with('"')
+            && memchr::memchr(b'\\', raw.as_bytes()).is_none();
+        if plain {
+            match ty {
+                ColumnType::Json => b.append_value(raw),
+                _ => b.append_value(&raw[1..raw.len() - 1]),
+            }
+            continue;
+        }
         // Nothing that is not Unicode is ever written: a lone surrogate
         // escape would make the table unreadable (plain text has no escapes).
         if let Some(at) = shape::lone_surrogate(raw).filter(|_| cells == Cells::Json) {

@@ -4,20 +4,19 @@
 //! fields are read, the one on the path is descended into, the others
 //! (small: totals, cursors, next-page links) are parsed into values; the
 //! records list yields each record's byte range, which the Arrow decoder
-//! then reads. No record is parsed here.
+//! then reads. Records are only checked to be JSON here, by the
+//! [`super::scan`] walk (no values built), never parsed.
 //!
 //! A page of the wrong shape is walked a second time, slowly, only to say
 //! exactly what was expected where.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Range;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::range_in;
+use super::scan::{Check, Scanner, Why, MAX_DEPTH};
 use super::shape::{expect_object, json_kind};
 
 /// A page split into what the API says around the records and the records.
@@ -36,71 +35,96 @@ impl Envelope {
     }
 }
 
-/// Split `page` at the records list `path` (empty: the body is the list).
+/// Split `page` at the records list `path` (empty: the body is the list),
+/// every record checked to be JSON.
 pub fn split(page: &[u8], path: &[String]) -> Result<Envelope, String> {
+    split_checking(page, path, Check::Full)
+}
+
+/// Split `page` as [`split`] does, but only find where each record (an
+/// object or array) ends: for pages whose records all go to
+/// [`super::BatchDecoder::decode`], whose walk of each record checks it
+/// (a record that is not JSON is an error for the whole page there too).
+/// The envelope is checked as in [`split`].
+pub fn locate(page: &[u8], path: &[String]) -> Result<Envelope, String> {
+    split_checking(page, path, Check::Bounds)
+}
+
+fn split_checking(page: &[u8], path: &[String], check: Check) -> Result<Envelope, String> {
     let text = std::str::from_utf8(page).map_err(|e| format!("the answer is not UTF-8: {e}"))?;
     if let Some(head) = path.first() {
         // Cheap, and names what the API sent when it is not an object at all.
         expect_object(text, &format!("{head:?} (records)"))?;
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let parsed = Level { path }
-        .deserialize(&mut de)
-        .and_then(|v| de.end().map(|()| v));
-    match parsed {
-        Ok((fields, list)) => Ok(Envelope {
-            fields,
-            ranges: list.iter().map(|v| range_in(page, v)).collect(),
-        }),
-        Err(e) => Err(explain(text, path, "$")
+    let mut s = Scanner::new(text);
+    let walked = level(&mut s, text, path, 0, check).and_then(|(fields, ranges)| {
+        s.end().map_err(|e| e.to_string())?;
+        Ok(Envelope { fields, ranges })
+    });
+    walked.map_err(|e| {
+        explain(text, path, "$")
             .err()
-            .unwrap_or_else(|| format!("the answer is not valid JSON: {e}"))),
+            .unwrap_or_else(|| format!("the answer is not valid JSON: {e}"))
+    })
+}
+
+/// One level of the walk, `depth` containers deep: an object holding the
+/// path's next field, or (at the end of the path) the records list. The
+/// other fields are parsed into values; records are only walked past.
+fn level(
+    s: &mut Scanner<'_>,
+    text: &str,
+    path: &[String],
+    depth: usize,
+    check: Check,
+) -> Result<(Value, Vec<Range<usize>>), String> {
+    let Some((head, rest)) = path.split_first() else {
+        let items = s.array_items(depth, check).map_err(|e| e.to_string())?;
+        return Ok((Value::Null, items));
+    };
+    if s.ws() != Some(b'{') {
+        return Err(format!("expected an object with {head:?}"));
     }
-}
-
-/// One level of the walk: an object holding the path's next field, or (at
-/// the end of the path) the records list.
-struct Level<'p> {
-    path: &'p [String],
-}
-
-type Walked<'de> = (Value, Vec<&'de RawValue>);
-
-impl<'de> DeserializeSeed<'de> for Level<'_> {
-    type Value = Walked<'de>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.path.is_empty() {
-            let list: Vec<&'de RawValue> = serde::Deserialize::deserialize(d)?;
-            return Ok((Value::Null, list));
+    if depth >= MAX_DEPTH {
+        return Err(s.error(Why::Depth).to_string());
+    }
+    s.pos += 1;
+    let mut fields = Map::new();
+    let mut list = None;
+    let mut more = s.ws() != Some(b'}');
+    if !more {
+        s.pos += 1;
+    }
+    while more {
+        s.ws();
+        let key_at = s.pos;
+        let escaped = s.key().map_err(|e| e.to_string())?;
+        let key = if escaped {
+            serde_json::from_str::<String>(&text[key_at..s.pos]).map_err(|e| e.to_string())?
+        } else {
+            text[key_at + 1..s.pos - 1].to_string()
+        };
+        s.expect(b':', Why::Colon).map_err(|e| e.to_string())?;
+        if key == *head {
+            let (sub, l) = level(s, text, rest, depth + 1, check)?;
+            list = Some(l);
+            fields.insert(key, sub);
+        } else {
+            s.ws();
+            let at = s.pos;
+            s.skip_value(depth + 1).map_err(|e| e.to_string())?;
+            let value = serde_json::from_str(&text[at..s.pos]).map_err(|e| e.to_string())?;
+            fields.insert(key, value);
         }
-        d.deserialize_map(self)
+        more = match s.ws() {
+            Some(b',') => true,
+            Some(b'}') => false,
+            _ => return Err(s.error(Why::CommaOrBrace).to_string()),
+        };
+        s.pos += 1;
     }
-}
-
-impl<'de> Visitor<'de> for Level<'_> {
-    type Value = Walked<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "an object with {:?}", self.path[0])
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (head, rest) = self.path.split_first().expect("a path");
-        let mut fields = Map::new();
-        let mut list = None;
-        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if k == head.as_str() {
-                let (sub, l) = map.next_value_seed(Level { path: rest })?;
-                list = Some(l);
-                fields.insert(k.into_owned(), sub);
-            } else {
-                fields.insert(k.into_owned(), map.next_value()?);
-            }
-        }
-        let list = list.ok_or_else(|| serde::de::Error::custom("no records list"))?;
-        Ok((Value::Object(fields), list))
-    }
+    let list = list.ok_or_else(|| "no records list".to_string())?;
+    Ok((Value::Object(fields), list))
 }
 
 /// Why `text` is not a page with records at `path`: the slow walk, run

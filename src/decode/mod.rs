@@ -16,6 +16,7 @@ pub mod envelope;
 pub mod infer;
 pub mod observe;
 pub mod pyjson;
+pub mod scan;
 pub mod shape;
 pub mod values;
 
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::schema::{ColumnSource, ColumnType, OnBadRow, TableSchema, UTC};
@@ -106,55 +106,60 @@ pub fn range_in(page: &[u8], value: &RawValue) -> Range<usize> {
     start..start + value.get().len()
 }
 
-/// A JSON object scanned without building values: each key with its raw value.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some(BorrowedKey(k)) = map.next_key::<BorrowedKey<'de>>()? {
-                    let v: &'de RawValue = map.next_value()?;
-                    out.push((k, v));
-                }
-                Ok(RawObject(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// An object key borrowed from the page unless it contains escapes.
-struct BorrowedKey<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for BorrowedKey<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = BorrowedKey<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(BorrowedKey(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(BorrowedKey(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+/// A JSON object's fields: each key (unescaped) with its value's text.
+pub(super) struct RawObject<'a>(Vec<(Cow<'a, str>, &'a str)>);
 
 impl<'a> RawObject<'a> {
-    fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    /// The fields of the object `text`, checked to be JSON.
+    pub(super) fn parse(text: &'a str) -> scan::Result<Self> {
+        let mut fields = Vec::new();
+        let mut s = scan::Scanner::new(text);
+        if s.ws() != Some(b'{') {
+            return Err(s.error(scan::Why::Object));
+        }
+        PathNode::default().scan(&mut s, text, 0, &mut [], Some(&mut fields))?;
+        s.end()?;
+        Ok(RawObject(fields))
+    }
+}
+
+/// An object key's text unescaped (`raw` is the key with its quotes).
+fn unescape_key(raw: &str, at: usize) -> scan::Result<Cow<'_, str>> {
+    match serde_json::from_str::<String>(raw) {
+        Ok(k) => Ok(Cow::Owned(k)),
+        Err(_) => Err(scan::ScanError {
+            at,
+            why: scan::Why::KeyNotUnicode,
+        }),
+    }
+}
+
+/// Which of a node's children an object has shown already: the first
+/// occurrence of a key is the one read.
+enum Seen {
+    Few(u128),
+    Many(Vec<bool>),
+}
+
+impl Seen {
+    fn new(n: usize) -> Self {
+        if n <= 128 {
+            Seen::Few(0)
+        } else {
+            Seen::Many(vec![false; n])
+        }
+    }
+
+    /// Whether child `i` is seen for the first time (and mark it).
+    fn first(&mut self, i: usize) -> bool {
+        match self {
+            Seen::Few(bits) => {
+                let was = *bits & (1 << i) == 0;
+                *bits |= 1 << i;
+                was
+            }
+            Seen::Many(v) => !std::mem::replace(&mut v[i], true),
+        }
     }
 }
 
@@ -187,23 +192,75 @@ impl PathNode {
         }
     }
 
-    /// Fill `slots` (one per column) from `obj`.
-    fn extract<'a>(&self, obj: &RawObject<'a>, slots: &mut [Option<&'a str>]) {
-        for child in &self.children {
-            let Some(v) = obj.get(&child.key) else {
-                continue;
+    /// Read the object at the scanner (its `{`), `depth` levels deep,
+    /// filling `slots` (one per column) from the fields on this node's
+    /// paths and descending into those that lead further: one walk of the
+    /// record whatever its nesting. Every field goes to `fields` when asked.
+    fn scan<'a>(
+        &self,
+        s: &mut scan::Scanner<'a>,
+        text: &'a str,
+        depth: usize,
+        slots: &mut [Option<&'a str>],
+        mut fields: Option<&mut Vec<(Cow<'a, str>, &'a str)>>,
+    ) -> scan::Result<()> {
+        if depth >= scan::MAX_DEPTH {
+            return Err(s.error(scan::Why::Depth));
+        }
+        s.pos += 1;
+        if s.ws() == Some(b'}') {
+            s.pos += 1;
+            return Ok(());
+        }
+        let mut seen = Seen::new(self.children.len());
+        loop {
+            s.ws();
+            let key_at = s.pos;
+            let escaped = s.key()?;
+            let key = if escaped {
+                unescape_key(&text[key_at..s.pos], key_at)?
+            } else {
+                Cow::Borrowed(&text[key_at + 1..s.pos - 1])
             };
-            let text = v.get();
-            if text == "null" {
-                continue;
-            }
-            for &c in &child.columns {
-                slots[c] = Some(text);
-            }
-            if !child.children.is_empty() && text.starts_with('{') {
-                if let Ok(sub) = serde_json::from_str::<RawObject<'a>>(text) {
-                    child.extract(&sub, slots);
+            s.expect(b':', scan::Why::Colon)?;
+            let value_at = match s.ws() {
+                Some(_) => s.pos,
+                None => return Err(s.error(scan::Why::End)),
+            };
+            let child = self
+                .children
+                .iter()
+                .position(|c| c.key == *key)
+                .filter(|&i| seen.first(i))
+                .map(|i| &self.children[i]);
+            match child {
+                Some(c) if !c.children.is_empty() && text.as_bytes()[value_at] == b'{' => {
+                    c.scan(s, text, depth + 1, slots, None)?
                 }
+                // Most values are scalars: walked past without the skip's stack.
+                _ => {
+                    if !s.scalar()? {
+                        s.skip_value(depth + 1)?
+                    }
+                }
+            }
+            let value = &text[value_at..s.pos];
+            if let Some(c) = child.filter(|_| value != "null") {
+                for &col in &c.columns {
+                    slots[col] = Some(value);
+                }
+            }
+            if let Some(f) = fields.as_deref_mut() {
+                f.push((key, value));
+            }
+            match s.ws() {
+                Some(b',') => s.pos += 1,
+                Some(b'}') => {
+                    s.pos += 1;
+                    return Ok(());
+                }
+                None => return Err(s.error(scan::Why::End)),
+                Some(_) => return Err(s.error(scan::Why::CommaOrBrace)),
             }
         }
     }
@@ -402,6 +459,7 @@ impl BatchDecoder {
             observed: observe::Observed::default(),
         };
         let mut row_slots: Vec<Option<&str>> = vec![None; ncols];
+        let mut fields = Vec::new();
         for (r, range) in records.iter().enumerate() {
             let text = page.get(range.clone()).ok_or_else(|| {
                 self.page_error(
@@ -413,9 +471,21 @@ impl BatchDecoder {
                 )
             })?;
             row_slots.iter_mut().for_each(|s| *s = None);
-            if let Err(bad) = self.extract_record(text, r, &mut row_slots, &mut chunk) {
-                chunk.bad.push(bad);
-                continue;
+            fields.clear();
+            match self.extract_record(text, r, &mut row_slots, &mut fields, &mut chunk) {
+                Ok(()) => {}
+                Err(RecordError::Bad(bad)) => {
+                    chunk.bad.push(bad);
+                    continue;
+                }
+                // Not JSON: the page is broken, not the row (no quarantine).
+                Err(RecordError::NotJson(e)) => {
+                    return Err(DecodeError {
+                        row: Some(ctx.first_row + r as u64),
+                        value: Some(truncate_for_display(text, 120)),
+                        ..self.page_error(ctx, format!("record is not valid JSON: {e}"))
+                    });
+                }
             }
             for (c, s) in row_slots.iter().enumerate() {
                 chunk.slots[c * n + r] = *s;
@@ -424,32 +494,60 @@ impl BatchDecoder {
         Ok(chunk)
     }
 
-    /// Record `r`'s values into `row_slots` (and its hash into the chunk).
+    /// Record `r`'s values into `row_slots` (and its hash into the chunk);
+    /// `fields` is scratch space for what the watch reads. The record is
+    /// checked to be JSON here, whatever found its range.
     fn extract_record<'p>(
         &self,
         text: &'p str,
         r: usize,
         row_slots: &mut [Option<&'p str>],
+        fields: &mut Vec<(Cow<'p, str>, &'p str)>,
         chunk: &mut Chunk<'p>,
-    ) -> Result<(), BadValue> {
-        let obj = serde_json::from_str::<RawObject>(text).map_err(|e| BadValue {
-            row: r,
-            column: usize::MAX,
-            value: Some(truncate_for_display(text, 120)),
-            message: format!("record is not a JSON object: {e}"),
-        })?;
-        self.paths.extract(&obj, row_slots);
-        if let Some(w) = &self.watch {
-            chunk.observed.record(&obj, w);
+    ) -> Result<(), RecordError> {
+        let mut s = scan::Scanner::new(text);
+        if s.ws() != Some(b'{') {
+            scan::validate(text).map_err(RecordError::NotJson)?;
+            return Err(RecordError::Bad(BadValue {
+                row: r,
+                column: usize::MAX,
+                value: Some(truncate_for_display(text, 120)),
+                message: format!(
+                    "record is not a JSON object (got {})",
+                    shape::json_kind(text)
+                ),
+            }));
         }
-        if let (Some(&c), Some(at)) = (self.raw_columns.first(), shape::lone_surrogate(text)) {
+        let watching = self.watch.is_some();
+        self.paths
+            .scan(&mut s, text, 0, row_slots, watching.then_some(&mut *fields))
+            .and_then(|()| s.end())
+            .map_err(|e| match e.why {
+                // JSON, but a key no table could name: the row is bad.
+                scan::Why::KeyNotUnicode => RecordError::Bad(BadValue {
+                    row: r,
+                    column: usize::MAX,
+                    value: Some(snippet(text, e.at)),
+                    message: format!("record is not a JSON object: {e}"),
+                }),
+                _ => RecordError::NotJson(e),
+            })?;
+        if let Some(w) = &self.watch {
+            chunk.observed.record(fields, w);
+        }
+        // Only a `\u` escape can be a lone surrogate: most records have none.
+        let lone = s
+            .unicode_escapes
+            .then(|| shape::lone_surrogate(text))
+            .flatten();
+        if let (Some(&c), Some(at)) = (self.raw_columns.first(), lone) {
             // The whole record is written as JSON: it must be Unicode.
-            return Err(BadValue {
+            return Err(RecordError::Bad(BadValue {
                 row: r,
                 column: c,
                 value: Some(snippet(text, at)),
                 message: shape::surrogate_message(text, at),
-            });
+            }));
         }
         for &c in &self.raw_columns {
             row_slots[c] = Some(text);
@@ -463,11 +561,13 @@ impl BatchDecoder {
                     .map(|v| pyjson::row_hash(&v))
                     .map_err(|e| e.to_string())
             };
-            let hash = hash.map_err(|e| BadValue {
-                row: r,
-                column: c,
-                value: Some(truncate_for_display(text, 120)),
-                message: format!("cannot hash the record: {e}"),
+            let hash = hash.map_err(|e| {
+                RecordError::Bad(BadValue {
+                    row: r,
+                    column: c,
+                    value: Some(truncate_for_display(text, 120)),
+                    message: format!("cannot hash the record: {e}"),
+                })
             })?;
             chunk.hashes.push(Some(hash));
         }
@@ -581,6 +681,14 @@ impl BatchDecoder {
     }
 }
 
+/// Why a record was not read.
+enum RecordError {
+    /// A value of it does not fit: the row is bad (quarantined or named).
+    Bad(BadValue),
+    /// It is not JSON: the page is.
+    NotJson(scan::ScanError),
+}
+
 /// One chunk of a page being decoded.
 struct Chunk<'p> {
     /// Records in the chunk.
@@ -643,24 +751,34 @@ pub fn spawn_decode(
 }
 
 /// Parse a page that is a JSON array of records (or an object holding one at
-/// `key`), returning each record's byte range.
+/// `key`; `null` there is no records), returning each record's byte range.
 pub fn split_array(page: &[u8], key: Option<&str>) -> Result<Vec<Range<usize>>, String> {
     let text = std::str::from_utf8(page).map_err(|e| format!("page is not UTF-8: {e}"))?;
-    let list: Vec<&RawValue> = match key {
-        None => serde_json::from_str(text)
-            .map_err(|e| format!("expected a JSON array of records: {e}"))?,
-        Some(k) => {
-            let obj: RawObject =
-                serde_json::from_str(text).map_err(|e| format!("expected a JSON object: {e}"))?;
-            match obj.get(k) {
-                None => return Err(format!("response has no {k:?} list")),
-                Some(v) if v.get() == "null" => Vec::new(),
-                Some(v) => serde_json::from_str(v.get())
-                    .map_err(|e| format!("{k:?} is not a JSON array: {e}"))?,
-            }
+    let Some(k) = key else {
+        if !text.trim_start().starts_with('[') {
+            return Err(format!(
+                "expected a JSON array of records, got {}",
+                shape::json_kind(text)
+            ));
         }
+        let mut s = scan::Scanner::new(text);
+        return s
+            .array_items(0, scan::Check::Full)
+            .and_then(|r| s.end().map(|()| r))
+            .map_err(|e| format!("expected a JSON array of records: {e}"));
     };
-    Ok(list.into_iter().map(|v| range_in(page, v)).collect())
+    shape::expect_object(text, &format!("{k:?}"))?;
+    let path = [k.to_string()];
+    if let Ok(e) = envelope::split(page, &path) {
+        return Ok(e.ranges);
+    }
+    // `null` where the list would be: no records.
+    let fields = RawObject::parse(text).map_err(|e| format!("expected a JSON object: {e}"))?;
+    match fields.0.iter().find(|(f, _)| f == k) {
+        None => Err(format!("response has no {k:?} list")),
+        Some((_, v)) if *v == "null" => Ok(Vec::new()),
+        Some(_) => envelope::split(page, &path).map(|e| e.ranges),
+    }
 }
 
 #[cfg(test)]

@@ -10,13 +10,13 @@
 //! that bring something new (typically the first); every other page is
 //! read once.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::infer::{text_type, widen};
 use super::values::json_str;
-use super::RawObject;
 use crate::schema::ColumnType;
 
 /// How two values of a cursor field order.
@@ -99,13 +99,13 @@ impl Observed {
         }
     }
 
-    /// Notice what `obj` says.
-    pub(super) fn record(&mut self, obj: &RawObject<'_>, watch: &Watch) {
+    /// Notice what a record's fields (each key with its value's text) say.
+    pub(super) fn record(&mut self, fields: &[(Cow<'_, str>, &str)], watch: &Watch) {
         if self.first_fields.is_none() {
-            self.first_fields = Some(obj.0.iter().map(|(k, _)| k.to_string()).collect());
+            self.first_fields = Some(fields.iter().map(|(k, _)| k.to_string()).collect());
         }
-        for (k, raw) in &obj.0 {
-            let raw = raw.get();
+        for (k, raw) in fields {
+            let raw = *raw;
             if watch.fields && !self.fields.contains(k.as_ref()) {
                 self.fields.insert(k.to_string());
             }
@@ -156,6 +156,7 @@ pub fn raw_text(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::RawObject;
     use super::*;
     use serde_json::json;
 
@@ -198,7 +199,7 @@ mod tests {
             r#"{"id": 1, "n": 2, "at": "b"}"#,
             r#"{"id": 2, "n": 3, "at": "c", "_etl_x": 1}"#,
         ] {
-            o.record(&serde_json::from_str(rec).unwrap(), &watch);
+            o.record(&RawObject::parse(rec).unwrap().0, &watch);
         }
         assert!(!o.stale());
         assert_eq!(o.cursor_max.as_deref(), Some("c"));
@@ -206,7 +207,9 @@ mod tests {
         assert_eq!(o.first_fields.as_deref().unwrap(), ["id", "n", "at"]);
         let mut later = Observed::default();
         later.record(
-            &serde_json::from_str(r#"{"id": 3, "n": 2.5, "s": "x", "at": "a"}"#).unwrap(),
+            &RawObject::parse(r#"{"id": 3, "n": 2.5, "s": "x", "at": "a"}"#)
+                .unwrap()
+                .0,
             &watch,
         );
         o.merge(later, &watch);

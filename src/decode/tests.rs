@@ -182,3 +182,76 @@ fn split_array_reports_malformed_pages() {
         0
     );
 }
+
+#[test]
+fn one_walk_reads_the_first_of_repeated_keys_and_unescapes_keys() {
+    let page = r#"[
+      {"id": "u1", "attributes": {"email": "a@x", "email": "b@x"}, "attributes": {"name": "late"}, "n": 1, "n": 2},
+      {"id": "u2", "attributes": {"na\u006de": "N", "deep": [[{"email": "no"}]]}, "n": null}
+    ]"#;
+    let d = BatchDecoder::new(users_table(OnBadRow::Fail));
+    let records = split_array(page.as_bytes(), None).unwrap();
+    let b = d.decode(page.as_bytes(), &records, &ctx()).unwrap().batch;
+    let email = b.column(1).as_string::<i32>();
+    assert_eq!(email.value(0), "a@x");
+    assert!(email.is_null(1), "a path is read only where it leads");
+    let name = b.column(2).as_string::<i32>();
+    assert!(name.is_null(0), "the second `attributes` is not read");
+    assert_eq!(name.value(1), "N");
+    let n = b.column(7).as_primitive::<Int64Type>();
+    assert_eq!((n.value(0), n.is_null(1)), (1, true));
+}
+
+#[test]
+fn records_that_are_not_json_fail_the_page_naming_their_row() {
+    // Ranges handed over by a connector are walked again, not trusted; a
+    // record that is not JSON is a broken page even where bad rows are
+    // quarantined (a record that is JSON but no object is a bad row).
+    let page = r#"{"id": "u1"} {"id": "u2",} {"id": "u3"} x"#;
+    let d = BatchDecoder::new(users_table(OnBadRow::Quarantine));
+    for (records, row, why) in [
+        (vec![0..12, 13..26, 27..39], 101, "expected a string key"),
+        (vec![0..12, 27..39, 40..41], 102, "expected a value"),
+    ] {
+        let e = d.decode(page.as_bytes(), &records, &ctx()).unwrap_err();
+        assert_eq!(e.row, Some(row));
+        assert_eq!(e.location.as_deref(), Some("http://x/users"));
+        assert!(
+            e.message.contains("record is not valid JSON") && e.message.contains(why),
+            "{e}"
+        );
+    }
+    let bad_key = r#"[{"id": "u1", "\ud800": 1}]"#;
+    let records = split_array(bad_key.as_bytes(), None).unwrap();
+    let out = d.decode(bad_key.as_bytes(), &records, &ctx()).unwrap();
+    assert_eq!((out.batch.num_rows(), out.rejects.len()), (0, 1));
+}
+
+#[test]
+fn located_records_are_those_split_finds() {
+    let data = ["data".to_string()];
+    let page = r#"{"data": [{"id": "a\"]}", "n": [1, {"x": "}"}]}, 7, "s", {}, [[]], {"q": "\\"}], "has_more": true}"#;
+    let split = envelope::split(page.as_bytes(), &data).unwrap();
+    let located = envelope::locate(page.as_bytes(), &data).unwrap();
+    assert_eq!(split.ranges, located.ranges);
+    assert_eq!(split.fields, located.fields);
+    assert_eq!(split.ranges.len(), 6);
+    // A record only located is checked by the decoder.
+    let broken = r#"{"data": [{"id": "u1", "n": tru}], "has_more": false}"#;
+    assert!(envelope::split(broken.as_bytes(), &data).is_err());
+    let ranges = envelope::locate(broken.as_bytes(), &data).unwrap().ranges;
+    let d = BatchDecoder::new(users_table(OnBadRow::Quarantine));
+    assert!(d.decode(broken.as_bytes(), &ranges, &ctx()).is_err());
+}
+
+#[test]
+fn nesting_is_bounded_in_pages_and_records() {
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let page = format!(r#"{{"data": [{{"id": "u1", "x": {}}}]}}"#, deep(125));
+    assert_eq!(split_array(page.as_bytes(), Some("data")).unwrap().len(), 1);
+    let page = format!(r#"{{"data": [{{"id": "u1", "x": {}}}]}}"#, deep(126));
+    let e = split_array(page.as_bytes(), Some("data")).unwrap_err();
+    assert!(e.contains("nesting deeper than 128 levels"), "{e}");
+    let e = envelope::split(page.as_bytes(), &["data".to_string()]).unwrap_err();
+    assert!(e.contains("nesting deeper than 128 levels"), "{e}");
+}

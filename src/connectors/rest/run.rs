@@ -319,7 +319,8 @@ impl<'a> Run<'a> {
         let t = s.t;
         let location = self.rest.http.redact(url.as_str());
         let page_error = |m: String| Error::source(format!("table {}: {location}", t.name), m);
-        let page = envelope::split(&resp.body, &t.records).map_err(page_error)?;
+        // Records are only located here: the decoder checks each one.
+        let page = envelope::locate(&resp.body, &t.records).map_err(page_error)?;
         let n = page.ranges.len() as u64;
         if let Some(keep) = keep {
             // Children are read for each parent record that is an object.

@@ -465,7 +465,10 @@ impl Ctx<'_> {
         let mut index = if r.keep_index { t.index.take() } else { None };
         let mut point = |k: &Key, ordinal: u32, fp: u64| -> Result<()> {
             let index = index.as_mut().expect("keep_index");
-            let entry = IndexEntry { file: base + ordinal, fp };
+            let entry = IndexEntry {
+                file: base + ordinal,
+                fp,
+            };
             index
                 .insert(index_key(k), entry)
                 .map_err(|e| self.index_err(&t.name, e))
@@ -536,7 +539,10 @@ impl Ctx<'_> {
             }
         }
         let files = w.finish(&mut t.next_id)?;
-        debug_assert!(files.iter().enumerate().all(|(i, (id, _))| *id == base + i as u32));
+        debug_assert!(files
+            .iter()
+            .enumerate()
+            .all(|(i, (id, _))| *id == base + i as u32));
         t.index = index;
         Ok(files)
     }
