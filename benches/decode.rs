@@ -13,43 +13,8 @@ use etl::dest::duckdb::DuckDbDestination;
 use etl::dest::Destination;
 use etl::state::State;
 
-/// `n` users shaped like the playground's, as one list page.
-fn page(n: usize) -> String {
-    let mock = etl::playground::userflow::UserflowMock::generate(n, 7);
-    let data: Vec<_> = mock.users().iter().map(|u| u.to_json()).collect();
-    serde_json::json!({"object": "list", "data": data, "has_more": false, "url": "/users", "next_page_url": null}).to_string()
-}
-
-/// The page's users as NDJSON, one per line.
-fn ndjson(page: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(page).unwrap();
-    let mut out = String::new();
-    for u in v["data"].as_array().unwrap() {
-        out.push_str(&u.to_string());
-        out.push('\n');
-    }
-    out
-}
-
-/// What arrow-json reads of a user: the columns etl extracts (nested ones
-/// through the `attributes` struct), other fields skipped.
-fn arrow_json_schema() -> arrow::datatypes::SchemaRef {
-    use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
-    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new(
-            "attributes",
-            DataType::Struct(Fields::from(vec![
-                Field::new("email", DataType::Utf8, true),
-                Field::new("name", DataType::Utf8, true),
-                Field::new("signed_up_at", ts(), true),
-            ])),
-            true,
-        ),
-        Field::new("created_at", ts(), true),
-    ]))
-}
+mod common;
+use common::{arrow_json_decode, arrow_json_schema, ndjson, page};
 
 fn ctx() -> PageContext {
     PageContext {
@@ -81,21 +46,7 @@ fn decode(c: &mut Criterion) {
         let ndjson = ndjson(&p);
         let schema = arrow_json_schema();
         g.bench_function(format!("arrow_json_ndjson_baseline_{rows}"), |b| {
-            b.iter(|| {
-                let mut d = arrow_json::ReaderBuilder::new(schema.clone())
-                    .with_batch_size(rows)
-                    .build_decoder()
-                    .unwrap();
-                let mut buf = ndjson.as_bytes();
-                while !buf.is_empty() {
-                    let n = d.decode(buf).unwrap();
-                    assert!(n > 0, "arrow-json made no progress");
-                    buf = &buf[n..];
-                }
-                let batch = d.flush().unwrap().unwrap();
-                assert_eq!(batch.num_rows(), rows);
-                batch.num_rows()
-            })
+            b.iter(|| arrow_json_decode(&schema, &ndjson, rows))
         });
         g.bench_function(format!("serde_json_value_baseline_{rows}"), |b| {
             b.iter(|| {

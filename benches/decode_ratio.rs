@@ -18,28 +18,8 @@ use std::time::Instant;
 use etl::connectors::userflow::users_table;
 use etl::decode::{envelope, BatchDecoder, PageContext};
 
-/// `n` users shaped like the playground's, as one list page.
-fn page(n: usize) -> String {
-    let mock = etl::playground::userflow::UserflowMock::generate(n, 7);
-    let data: Vec<_> = mock.users().iter().map(|u| u.to_json()).collect();
-    serde_json::json!({"object": "list", "data": data, "has_more": false, "url": "/users", "next_page_url": null}).to_string()
-}
-
-/// What arrow-json reads of a user (as in the decode bench).
-fn arrow_json_schema() -> arrow::datatypes::SchemaRef {
-    use arrow::datatypes::{DataType, Field, Fields, Schema, TimeUnit};
-    let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    let attributes = Fields::from(vec![
-        Field::new("email", DataType::Utf8, true),
-        Field::new("name", DataType::Utf8, true),
-        Field::new("signed_up_at", ts(), true),
-    ]);
-    Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Utf8, false),
-        Field::new("attributes", DataType::Struct(attributes), true),
-        Field::new("created_at", ts(), true),
-    ]))
-}
+mod common;
+use common::{arrow_json_decode, arrow_json_schema, ndjson, page};
 
 /// Seconds for `iters` runs of `f`.
 fn time(iters: usize, mut f: impl FnMut() -> usize) -> f64 {
@@ -66,13 +46,7 @@ fn main() {
     };
     for (rows, iters) in [(100usize, 2_000usize), (20_000, 10)] {
         let p = page(rows);
-        let v: serde_json::Value = serde_json::from_str(&p).unwrap();
-        let ndjson: String = v["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| format!("{u}\n"))
-            .collect();
+        let ndjson = ndjson(&p);
         let etl = || {
             let ranges = envelope::locate(p.as_bytes(), &data).unwrap().ranges;
             decoder
@@ -81,19 +55,7 @@ fn main() {
                 .batch
                 .num_rows()
         };
-        let arrow_json = || {
-            let mut d = arrow_json::ReaderBuilder::new(schema.clone())
-                .with_batch_size(rows)
-                .build_decoder()
-                .unwrap();
-            let mut buf = ndjson.as_bytes();
-            while !buf.is_empty() {
-                let n = d.decode(buf).unwrap();
-                assert!(n > 0, "arrow-json made no progress");
-                buf = &buf[n..];
-            }
-            d.flush().unwrap().unwrap().num_rows()
-        };
+        let arrow_json = || arrow_json_decode(&schema, &ndjson, rows);
         assert_eq!((etl(), arrow_json()), (rows, rows));
         let mut ratios: Vec<f64> = (0..rounds)
             .map(|_| {
